@@ -1,0 +1,81 @@
+/**
+ * The one contract between a worker and the bootstrap running inside a container.
+ *
+ * Transport: a unix socket that the worker listens on, in a directory bind-mounted into the
+ * container at {@link RUNTIME_SOCKET_DIR}. The bootstrap connects as soon as its process starts;
+ * both sides then exchange newline-delimited JSON frames (see framing.ts).
+ *
+ * Order of a sandbox's life:
+ *   runtime → hello                     the bootstrap is up and waiting (a pooled, generic sandbox)
+ *   worker  → init                      specialize: load this function's handler from /var/task
+ *   runtime → initDone | initFailed     initFailed is final: the worker destroys the sandbox
+ *   worker  → invoke (repeated)         possibly several at once when the function's concurrency > 1
+ *   runtime → result                    exactly one per invoke, matched by id
+ * A sandbox is specialized once and never re-initialized for another function.
+ */
+
+/** Where the socket directory appears inside the container. */
+export const RUNTIME_SOCKET_DIR = '/run/skiff';
+/** File name of the worker's listening socket inside {@link RUNTIME_SOCKET_DIR}. */
+export const RUNTIME_SOCKET_NAME = 'worker.sock';
+/** Where a function's code is mounted, read-only, inside the container (as on AWS Lambda). */
+export const TASK_ROOT = '/var/task';
+/** Bumped on any incompatible change to the messages below. */
+export const PROTOCOL_VERSION = 1;
+
+export interface HelloMessage {
+  type: 'hello';
+  protocol: number;
+  runtime: string;
+  pid: number;
+}
+
+export interface FunctionSpec {
+  name: string;
+  version: number;
+  /** `file.export`, e.g. `index.handler` or `src/app.handler`, relative to TASK_ROOT. */
+  handler: string;
+  memoryMb: number;
+  timeoutMs: number;
+  env: Record<string, string>;
+}
+
+export interface InitMessage {
+  type: 'init';
+  function: FunctionSpec;
+}
+
+export interface InitDoneMessage {
+  type: 'initDone';
+  durationMs: number;
+}
+
+export interface InitFailedMessage {
+  type: 'initFailed';
+  error: ErrorInfo;
+}
+
+export interface InvokeMessage {
+  type: 'invoke';
+  /** Invocation id; becomes `context.awsRequestId`. */
+  id: string;
+  event: unknown;
+  /** Wall-clock deadline (ms since epoch) for `context.getRemainingTimeInMillis()`. */
+  deadlineMs: number;
+  /** W3C trace context of the invocation, for spans made by user code. */
+  traceparent?: string;
+}
+
+export interface ErrorInfo {
+  /** `errorType` in Lambda terms: the error's class name, e.g. `TypeError`. */
+  type: string;
+  message: string;
+  stack?: string[];
+}
+
+export type ResultMessage =
+  | { type: 'result'; id: string; ok: true; value: unknown; durationMs: number }
+  | { type: 'result'; id: string; ok: false; error: ErrorInfo; durationMs: number };
+
+export type RuntimeMessage = HelloMessage | InitDoneMessage | InitFailedMessage | ResultMessage;
+export type WorkerMessage = InitMessage | InvokeMessage;
