@@ -14,7 +14,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['infra/config.ts', 'runtime/**', 'test/**', 'bench/**', 'infra/build/**', 'cli/**'],
+    files: ['infra/config.ts', 'runtime/**', 'test/**', 'bench/**', 'infra/build/**', 'infra/test/**', 'cli/**'],
     rules: { 'no-restricted-properties': 'off' },
   },
 );

@@ -1,0 +1,21 @@
+/** What the gateway's routes are given: every dependency passed in, nothing global. */
+import type { Redis } from 'ioredis';
+import type { Tracer } from '@opentelemetry/api';
+import type { Config } from '../infra/config.js';
+import type { InvocationRecords } from '../infra/db/invocation-records.js';
+import type { KeySpace } from '../infra/queue/names.js';
+import type { FunctionStore } from './functions/function-store.js';
+import type { Dispatcher } from './invocations/dispatcher.js';
+import type { GatewayMetrics } from './metrics.js';
+
+export interface GatewayContext {
+  config: Readonly<Config>;
+  keys: KeySpace;
+  functions: FunctionStore;
+  dispatcher: Dispatcher;
+  records: InvocationRecords;
+  /** Connection for publishing function events. */
+  redis: Redis;
+  tracer: Tracer;
+  metrics: GatewayMetrics;
+}

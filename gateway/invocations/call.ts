@@ -1,0 +1,55 @@
+/**
+ * One synchronous call as both invoke routes make it: look the function up, open the trace
+ * (continuing the caller's `traceparent`), dispatch, count it. Returns the handler's value or
+ * throws the SkiffError the call ended with.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { SpanKind, SpanStatusCode, type Span } from '@opentelemetry/api';
+import { SkiffError } from '../../infra/errors.js';
+import type { FunctionVersion } from '../../infra/queue/jobs.js';
+import { contextOf, type TraceCarrier } from '../../infra/telemetry.js';
+import type { GatewayContext } from '../context.js';
+import { notFound } from '../routes/functions.js';
+
+export async function lookUp(ctx: GatewayContext, name: string): Promise<FunctionVersion> {
+  const fn = await ctx.functions.get(name);
+  if (!fn) throw notFound(name);
+  return fn;
+}
+
+/** Runs `work` inside a server span for the request; the reply carries the trace id. */
+export async function traced<T>(ctx: GatewayContext, request: FastifyRequest, reply: FastifyReply, name: string, work: (span: Span) => Promise<T>): Promise<T> {
+  const span = ctx.tracer.startSpan(
+    'gateway.invoke',
+    { kind: SpanKind.SERVER, attributes: { 'skiff.function': name, 'http.request.method': request.method } },
+    contextOf(request.headers as TraceCarrier),
+  );
+  const { traceId, spanId, traceFlags } = span.spanContext();
+  void reply.header('x-skiff-trace-id', traceId);
+  void reply.header('traceresponse', `00-${traceId}-${spanId}-0${traceFlags.toString(16)}`);
+  try {
+    return await work(span);
+  } catch (error) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+    throw error;
+  } finally {
+    span.end();
+  }
+}
+
+export async function callFunction(ctx: GatewayContext, fn: FunctionVersion, event: unknown, span: Span, reply: FastifyReply): Promise<unknown> {
+  span.setAttribute('skiff.version', fn.version);
+  const started = process.hrtime.bigint();
+  const outcome = await ctx.dispatcher.call(fn, event, span);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  ctx.metrics.latency.observe({ function: fn.name }, seconds);
+  void reply.header('x-skiff-invocation-id', outcome.id);
+  if (outcome.cold !== undefined) {
+    void reply.header('x-skiff-cold-start', String(outcome.cold));
+    span.setAttribute('skiff.cold_start', outcome.cold);
+  }
+  const start = outcome.cold === undefined ? 'none' : outcome.cold ? 'cold' : 'warm';
+  ctx.metrics.invocations.inc({ function: fn.name, outcome: outcome.ok ? 'ok' : outcome.error.code, start });
+  if (!outcome.ok) throw SkiffError.fromBody(outcome.error);
+  return outcome.value;
+}

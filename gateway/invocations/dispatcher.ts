@@ -1,0 +1,112 @@
+/**
+ * Sends invocations on their way and brings synchronous outcomes back. A call is one job on the
+ * shared invocation queue; the worker that runs it publishes the outcome on this gateway's own
+ * reply channel, where the waiting request picks it up. Asynchronous calls get a `queued` record
+ * before the caller is answered, so `GET /v1/invocations/:id` always finds them.
+ */
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { nanoid } from 'nanoid';
+import type { Span } from '@opentelemetry/api';
+import { SkiffError } from '../../infra/errors.js';
+import type { InvocationRecords } from '../../infra/db/invocation-records.js';
+import type { FunctionVersion, InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js';
+import type { KeySpace } from '../../infra/queue/names.js';
+import { carrierOf } from '../../infra/telemetry.js';
+
+export interface DispatcherOptions {
+  keys: KeySpace;
+  gatewayId: string;
+  redis: Redis;
+  subscriber: Redis;
+  records: InvocationRecords;
+  /** How long a call may wait for a worker before it must have started. */
+  queueWaitMs: number;
+}
+
+type Waiter = { resolve: (outcome: InvocationOutcome) => void; timer: NodeJS.Timeout };
+
+/** Extra time past the function's own timeout before the gateway stops waiting for a reply. */
+const REPLY_GRACE_MS = 5000;
+
+export class Dispatcher {
+  private readonly queue: Queue<InvocationJob>;
+  private readonly waiting = new Map<string, Waiter>();
+  private readonly replyChannel: string;
+
+  constructor(private readonly o: DispatcherOptions) {
+    this.replyChannel = o.keys.replies(o.gatewayId);
+    this.queue = new Queue<InvocationJob>(o.keys.invocationQueue, {
+      connection: o.redis,
+      prefix: o.keys.bullPrefix,
+      defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 },
+    });
+  }
+
+  async start(): Promise<void> {
+    this.o.subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.replyChannel) return;
+      const outcome = JSON.parse(message) as InvocationOutcome;
+      const waiter = this.waiting.get(outcome.id);
+      if (!waiter) return; // the caller gave up already
+      this.waiting.delete(outcome.id);
+      clearTimeout(waiter.timer);
+      waiter.resolve(outcome);
+    });
+    await this.o.subscriber.subscribe(this.replyChannel);
+  }
+
+  async stop(): Promise<void> {
+    await this.queue.close();
+    for (const [id, waiter] of this.waiting) {
+      clearTimeout(waiter.timer);
+      waiter.resolve({ id, ok: false, error: { code: 'Unavailable', message: 'gateway is shutting down' } });
+    }
+    this.waiting.clear();
+  }
+
+  /** Runs the call and waits for its outcome. */
+  async call(fn: FunctionVersion, event: unknown, span: Span): Promise<InvocationOutcome> {
+    const id = nanoid();
+    span.setAttribute('skiff.invocation_id', id);
+    const outcome = new Promise<InvocationOutcome>((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        resolve({ id, ok: false, error: { code: 'Unavailable', message: 'no answer from the platform in time' } });
+      }, this.o.queueWaitMs + fn.timeoutMs + REPLY_GRACE_MS);
+      this.waiting.set(id, { resolve, timer });
+    });
+    try {
+      await this.queue.add('invoke', this.job(id, fn, event, this.replyChannel, span), { jobId: id });
+    } catch (error) {
+      const waiter = this.waiting.get(id);
+      clearTimeout(waiter?.timer);
+      this.waiting.delete(id);
+      throw new SkiffError('Unavailable', 'could not queue the call', { cause: error });
+    }
+    return outcome;
+  }
+
+  /** Queues the call and returns its id at once. */
+  async submit(fn: FunctionVersion, event: unknown, span: Span): Promise<string> {
+    const id = nanoid();
+    span.setAttribute('skiff.invocation_id', id);
+    await this.o.records.write({ id, functionName: fn.name, functionVersion: fn.version, async: true, status: 'queued' });
+    await this.queue.add('invoke', this.job(id, fn, event, null, span), { jobId: id });
+    return id;
+  }
+
+  private job(id: string, fn: FunctionVersion, event: unknown, replyTo: string | null, span: Span): InvocationJob {
+    const now = Date.now();
+    const { versionId, name, version, runtime, handler, memoryMb, timeoutMs, concurrency, env, codeSha256 } = fn;
+    return {
+      id,
+      fn: { versionId, name, version, runtime, handler, memoryMb, timeoutMs, concurrency, env, codeSha256 },
+      event,
+      replyTo,
+      enqueuedAt: now,
+      startBy: now + this.o.queueWaitMs,
+      trace: carrierOf(span),
+    };
+  }
+}

@@ -1,0 +1,128 @@
+/** Deploy, list, describe and delete functions: /v1/functions. */
+import type { FastifyInstance } from 'fastify';
+import { SkiffError, invalidRequest } from '../../infra/errors.js';
+import { RUNTIMES, type FunctionEvent, type Runtime } from '../../infra/queue/jobs.js';
+import { inspectZip } from '../code/zip-archive.js';
+import type { GatewayContext } from '../context.js';
+import type { FunctionInfo } from '../functions/function-store.js';
+
+export const FUNCTION_NAME = '^[a-z][a-z0-9-]{0,62}$';
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+interface DeployBody {
+  name: string;
+  runtime: Runtime;
+  handler: string;
+  code: { zip: string };
+  memoryMb?: number;
+  timeoutMs?: number;
+  concurrency?: number;
+  env?: Record<string, string>;
+}
+
+const deploySchema = {
+  body: {
+    type: 'object',
+    required: ['name', 'runtime', 'handler', 'code'],
+    additionalProperties: false,
+    properties: {
+      name: { type: 'string', pattern: FUNCTION_NAME },
+      runtime: { type: 'string', enum: [...RUNTIMES] },
+      handler: { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9_./-]*\\.[A-Za-z_$][A-Za-z0-9_$]*$', maxLength: 256 },
+      code: {
+        type: 'object',
+        required: ['zip'],
+        additionalProperties: false,
+        properties: { zip: { type: 'string', minLength: 1 } },
+      },
+      memoryMb: { type: 'integer', minimum: 64, maximum: 10240 },
+      timeoutMs: { type: 'integer', minimum: 1, maximum: 900000 },
+      concurrency: { type: 'integer', minimum: 1, maximum: 1000 },
+      env: {
+        type: 'object',
+        maxProperties: 256,
+        propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' },
+        additionalProperties: { type: 'string', maxLength: 4096 },
+      },
+    },
+  },
+} as const;
+
+const nameParams = {
+  params: { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: FUNCTION_NAME } } },
+} as const;
+
+export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  app.post<{ Body: DeployBody }>('/v1/functions', { schema: deploySchema }, async (request, reply) => {
+    const body = request.body;
+    const zip = decodeZip(body.code.zip, ctx.config.gateway.maxZipBytes);
+    const summary = await inspectZip(
+      zip,
+      { maxEntries: ctx.config.gateway.maxZipEntries, maxUnpackedBytes: ctx.config.gateway.maxUnpackedBytes },
+      body.handler,
+    );
+    const info = await ctx.functions.deploy({
+      name: body.name,
+      runtime: body.runtime,
+      handler: body.handler,
+      memoryMb: body.memoryMb ?? 128,
+      timeoutMs: body.timeoutMs ?? 30000,
+      concurrency: body.concurrency ?? 1,
+      env: body.env ?? {},
+      zip,
+      codeSha256: summary.sha256,
+    });
+    await publish(ctx, { type: 'deployed', name: info.name, version: info.version });
+    request.log.info({ function: info.name, version: info.version, codeBytes: zip.length }, 'function deployed');
+    return reply.status(201).send(describe(info));
+  });
+
+  app.get('/v1/functions', async () => ({ functions: (await ctx.functions.list()).map(describe) }));
+
+  app.get<{ Params: { name: string } }>('/v1/functions/:name', { schema: nameParams }, async (request) => {
+    const info = await ctx.functions.get(request.params.name);
+    if (!info) throw notFound(request.params.name);
+    return describe(info);
+  });
+
+  app.delete<{ Params: { name: string } }>('/v1/functions/:name', { schema: nameParams }, async (request) => {
+    const deleted = await ctx.functions.delete(request.params.name);
+    if (!deleted) throw notFound(request.params.name);
+    await publish(ctx, { type: 'deleted', name: request.params.name });
+    return { name: request.params.name, deleted: true };
+  });
+}
+
+export function notFound(name: string): SkiffError {
+  return new SkiffError('FunctionNotFound', `function ${name} does not exist`);
+}
+
+function decodeZip(base64: string, maxBytes: number): Buffer {
+  const compact = base64.replace(/\s+/g, '');
+  if (!BASE64.test(compact) || compact.length % 4 === 1) throw invalidRequest('code.zip', 'code.zip must be base64');
+  const zip = Buffer.from(compact, 'base64');
+  if (zip.length > maxBytes) throw invalidRequest('code.zip', `code.zip is ${zip.length} bytes; the limit is ${maxBytes}`);
+  return zip;
+}
+
+async function publish(ctx: GatewayContext, event: FunctionEvent): Promise<void> {
+  await ctx.redis.publish(ctx.keys.functionEvents, JSON.stringify(event));
+}
+
+function describe(info: FunctionInfo): Record<string, unknown> {
+  return {
+    name: info.name,
+    version: info.version,
+    runtime: info.runtime,
+    handler: info.handler,
+    memoryMb: info.memoryMb,
+    timeoutMs: info.timeoutMs,
+    concurrency: info.concurrency,
+    env: info.env,
+    codeSha256: info.codeSha256,
+    codeSize: info.codeSize,
+    url: `/fn/${info.name}`,
+    createdAt: info.createdAt,
+    updatedAt: info.updatedAt,
+  };
+}

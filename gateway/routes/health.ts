@@ -1,0 +1,19 @@
+/** GET /healthz (the gateway's dependencies answer) and GET /metrics (Prometheus text). */
+import type { FastifyInstance } from 'fastify';
+import { SkiffError } from '../../infra/errors.js';
+import type { GatewayContext } from '../context.js';
+
+export function healthRoutes(app: FastifyInstance, ctx: GatewayContext, db: { query(sql: string): Promise<unknown> }): void {
+  app.get('/healthz', async () => {
+    try {
+      await Promise.all([ctx.redis.ping(), db.query('SELECT 1')]);
+    } catch (cause) {
+      throw new SkiffError('Unavailable', 'Redis or PostgreSQL does not answer', { cause });
+    }
+    return { status: 'ok' };
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+  });
+}

@@ -1,0 +1,154 @@
+/**
+ * Skiff's configuration: parsed once per process from the environment into a frozen, validated
+ * object that is passed to constructors. No other module reads process.env.
+ */
+import { hostname, totalmem } from 'node:os';
+import { resolve } from 'node:path';
+
+export interface GatewayConfig {
+  host: string;
+  port: number;
+  /** Largest request body accepted, deploy bodies included (base64 zip inside JSON). */
+  bodyLimitBytes: number;
+  /** Largest function zip (decoded). */
+  maxZipBytes: number;
+  /** Largest total unpacked size of a function zip: stops zip bombs. */
+  maxUnpackedBytes: number;
+  maxZipEntries: number;
+  /** How long a synchronous call may wait in queues before the function starts, beyond its timeout. */
+  queueWaitMs: number;
+}
+
+export interface WorkerConfig {
+  id: string;
+  /** Memory the worker may hand out to instances, in MiB. */
+  capacityMb: number;
+  runcPath: string;
+  /** Runtime files of this worker (tmpfs): runc's state and the sandboxes' sockets. Keep it short:
+   *  a unix socket path has at most 107 bytes. */
+  runDir: string;
+  /** First host uid/gid of the ranges that container users map to (each sandbox gets its own). */
+  uidBase: number;
+  /** Pre-created, started, unspecialized sandboxes kept ready per runtime. */
+  poolSize: number;
+  /** Idle time after which a warm instance is destroyed. */
+  idleTimeoutMs: number;
+  heartbeatMs: number;
+  /** Invocations the worker runs at once (waiting ones count). */
+  concurrency: number;
+  pidsLimit: number;
+  tmpSizeMb: number;
+  /** Bytes of a container's stdout/stderr kept per sandbox. */
+  logLimitBytes: number;
+}
+
+export interface Config {
+  /** Where Skiff keeps its state: databases of the bring-up, images, sandboxes, code. */
+  stateDir: string;
+  /** Runtime base images (shared by every worker on the host). */
+  imagesDir: string;
+  /** True when REDIS_URL / DATABASE_URL name existing servers: the bring-up then starts none. */
+  external: { redis: boolean; database: boolean };
+  redisUrl: string;
+  databaseUrl: string;
+  /** PostgreSQL schema holding Skiff's tables (tests use one per run). */
+  databaseSchema: string;
+  /** Prefix of every Redis key, queue and channel Skiff uses. */
+  keyPrefix: string;
+  logLevel: string;
+  gateway: GatewayConfig;
+  worker: WorkerConfig;
+  scheduler: { concurrency: number; heartbeatTtlMs: number };
+  telemetry: { enabled: boolean };
+}
+
+export class ConfigError extends Error {
+  readonly code = 'InvalidConfig';
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env): Readonly<Config> {
+  // /var/lib/skiff when root (the bring-up's PostgreSQL runs as the postgres user and must be able
+  // to reach its directory; a checkout under /root would not do), else ./.skiff.
+  const stateDir = resolve(str(env, 'SKIFF_STATE_DIR', process.getuid?.() === 0 ? '/var/lib/skiff' : '.skiff'));
+  const workerId = str(env, 'SKIFF_WORKER_ID', `${hostname()}-1`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(workerId)) {
+    throw new ConfigError(`SKIFF_WORKER_ID must be 1-63 letters, digits, '.', '_' or '-', got "${workerId}"`);
+  }
+  const config: Config = {
+    stateDir,
+    imagesDir: resolve(str(env, 'SKIFF_IMAGES_DIR', `${stateDir}/images`)),
+    external: { redis: Boolean(env.REDIS_URL), database: Boolean(env.DATABASE_URL) },
+    redisUrl: str(env, 'REDIS_URL', 'redis://127.0.0.1:6390'),
+    databaseUrl: str(env, 'DATABASE_URL', 'postgres://skiff@127.0.0.1:5440/skiff'),
+    databaseSchema: ident(env, 'SKIFF_DB_SCHEMA', 'public'),
+    keyPrefix: str(env, 'SKIFF_KEY_PREFIX', 'skiff'),
+    logLevel: str(env, 'SKIFF_LOG_LEVEL', 'info'),
+    gateway: {
+      host: str(env, 'SKIFF_GATEWAY_HOST', '127.0.0.1'),
+      port: int(env, 'SKIFF_GATEWAY_PORT', 8080, 0, 65535),
+      bodyLimitBytes: int(env, 'SKIFF_BODY_LIMIT_BYTES', 70 * 1024 * 1024, 1024),
+      maxZipBytes: int(env, 'SKIFF_MAX_ZIP_BYTES', 50 * 1024 * 1024, 1024),
+      maxUnpackedBytes: int(env, 'SKIFF_MAX_UNPACKED_BYTES', 250 * 1024 * 1024, 1024),
+      maxZipEntries: int(env, 'SKIFF_MAX_ZIP_ENTRIES', 20000, 1),
+      queueWaitMs: int(env, 'SKIFF_QUEUE_WAIT_MS', 30000, 100),
+    },
+    worker: {
+      id: workerId,
+      capacityMb: int(env, 'SKIFF_WORKER_CAPACITY_MB', Math.floor((totalmem() / 1024 / 1024) * 0.75), 64),
+      runcPath: str(env, 'SKIFF_RUNC', 'runc'),
+      runDir: str(env, 'SKIFF_RUN_DIR', `/run/skiff/${workerId}`),
+      uidBase: int(env, 'SKIFF_UID_BASE', 1_000_000, 65536),
+      poolSize: int(env, 'SKIFF_POOL_SIZE', 2, 0, 1000),
+      idleTimeoutMs: int(env, 'SKIFF_IDLE_TIMEOUT_MS', 5 * 60_000, 100),
+      heartbeatMs: int(env, 'SKIFF_HEARTBEAT_MS', 1000, 50),
+      concurrency: int(env, 'SKIFF_WORKER_CONCURRENCY', 256, 1),
+      pidsLimit: int(env, 'SKIFF_PIDS_LIMIT', 64, 8),
+      tmpSizeMb: int(env, 'SKIFF_TMP_SIZE_MB', 64, 1),
+      logLimitBytes: int(env, 'SKIFF_LOG_LIMIT_BYTES', 1024 * 1024, 1024),
+    },
+    scheduler: {
+      concurrency: int(env, 'SKIFF_SCHEDULER_CONCURRENCY', 256, 1),
+      heartbeatTtlMs: int(env, 'SKIFF_HEARTBEAT_TTL_MS', 5000, 100),
+    },
+    telemetry: {
+      enabled:
+        env.OTEL_SDK_DISABLED !== 'true' &&
+        ((env.OTEL_TRACES_EXPORTER !== undefined && env.OTEL_TRACES_EXPORTER !== 'none') ||
+          env.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined ||
+          env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined),
+    },
+  };
+  return deepFreeze(config);
+}
+
+function str(env: Env, name: string, fallback: string): string {
+  const value = env[name];
+  return value === undefined || value === '' ? fallback : value;
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function ident(env: Env, name: string, fallback: string): string {
+  const value = str(env, name, fallback);
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(value)) {
+    throw new ConfigError(`${name} must be a lower-case SQL identifier, got "${value}"`);
+  }
+  return value;
+}
+
+function deepFreeze<T extends object>(value: T): Readonly<T> {
+  for (const inner of Object.values(value)) {
+    if (inner !== null && typeof inner === 'object') deepFreeze(inner as object);
+  }
+  return Object.freeze(value);
+}

@@ -1,0 +1,105 @@
+/**
+ * Invocation records in PostgreSQL: what each call was, how it ended. Final states are written in
+ * batches off the call path (one multi-row upsert every few ms), so recording costs the caller
+ * nothing; an asynchronous call's `queued` row is written before the gateway answers 202.
+ */
+import type { ErrorBody } from '../errors.js';
+import type { Database } from './database.js';
+
+export type InvocationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface InvocationRecord {
+  id: string;
+  functionName: string;
+  functionVersion: number;
+  async: boolean;
+  status: InvocationStatus;
+  result?: unknown;
+  error?: ErrorBody;
+  cold?: boolean;
+  workerId?: string;
+  durationMs?: number;
+}
+
+const COLUMNS = ['id', 'function_name', 'function_version', 'async', 'status', 'result', 'error', 'cold', 'worker_id', 'duration_ms', 'finished_at'];
+
+export class InvocationRecords {
+  private batch: InvocationRecord[] = [];
+  private flushing: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly db: Database,
+    private readonly onError: (error: unknown) => void,
+    private readonly flushDelayMs = 20,
+  ) {}
+
+  /** Writes now: used for the `queued` row an async call's 202 depends on. */
+  async write(record: InvocationRecord): Promise<void> {
+    await this.upsert([record]);
+  }
+
+  /** Queues a final state for the next batch. */
+  record(record: InvocationRecord): void {
+    this.batch.push(record);
+    this.timer ??= setTimeout(() => void this.flush(), this.flushDelayMs);
+  }
+
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.flushing;
+    const rows = this.batch;
+    this.batch = [];
+    if (rows.length === 0) return;
+    this.flushing = this.upsert(rows).catch(this.onError);
+    await this.flushing;
+  }
+
+  async get(id: string): Promise<InvocationRecord | undefined> {
+    const { rows } = await this.db.query(
+      'SELECT id, function_name, function_version, async, status, result, error, cold, worker_id, duration_ms FROM invocations WHERE id = $1',
+      [id],
+    );
+    const row = rows[0] as Record<string, unknown> | undefined;
+    if (!row) return undefined;
+    const record: InvocationRecord = {
+      id: row.id as string,
+      functionName: row.function_name as string,
+      functionVersion: row.function_version as number,
+      async: row.async as boolean,
+      status: row.status as InvocationStatus,
+    };
+    if (row.result !== null) record.result = row.result;
+    if (row.error !== null) record.error = row.error as ErrorBody;
+    if (row.cold !== null) record.cold = row.cold as boolean;
+    if (row.worker_id !== null) record.workerId = row.worker_id as string;
+    if (row.duration_ms !== null) record.durationMs = row.duration_ms as number;
+    return record;
+  }
+
+  private async upsert(records: InvocationRecord[]): Promise<void> {
+    // Last write per id wins within a batch; a multi-row upsert may not touch one row twice.
+    const byId = new Map(records.map((r) => [r.id, r]));
+    const values: unknown[] = [];
+    const tuples: string[] = [];
+    for (const r of byId.values()) {
+      const base = values.length;
+      const final = r.status === 'succeeded' || r.status === 'failed';
+      values.push(
+        r.id, r.functionName, r.functionVersion, r.async, r.status,
+        r.result === undefined ? null : JSON.stringify(r.result),
+        r.error === undefined ? null : JSON.stringify(r.error),
+        r.cold ?? null, r.workerId ?? null, r.durationMs ?? null, final ? new Date() : null,
+      );
+      tuples.push(`(${COLUMNS.map((_, i) => `$${base + i + 1}`).join(', ')})`);
+    }
+    await this.db.query(
+      `INSERT INTO invocations (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}
+       ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result, error = EXCLUDED.error,
+         cold = EXCLUDED.cold, worker_id = EXCLUDED.worker_id, duration_ms = EXCLUDED.duration_ms, finished_at = EXCLUDED.finished_at
+       WHERE invocations.status NOT IN ('succeeded', 'failed')`,
+      values,
+    );
+  }
+}

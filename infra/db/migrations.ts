@@ -1,0 +1,56 @@
+/** Schema migrations, applied in order, each once, inside one transaction per migration. */
+export interface Migration {
+  id: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    id: 1,
+    name: 'functions, versions, code, invocations',
+    sql: `
+      CREATE TABLE code_blobs (
+        sha256      text PRIMARY KEY,
+        zip         bytea NOT NULL,
+        size_bytes  integer NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE functions (
+        name            text PRIMARY KEY,
+        current_version integer NOT NULL,
+        created_at      timestamptz NOT NULL DEFAULT now(),
+        updated_at      timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE function_versions (
+        version_id   text PRIMARY KEY,
+        name         text NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        version      integer NOT NULL,
+        runtime      text NOT NULL,
+        handler      text NOT NULL,
+        memory_mb    integer NOT NULL,
+        timeout_ms   integer NOT NULL,
+        concurrency  integer NOT NULL,
+        env          jsonb NOT NULL,
+        code_sha256  text NOT NULL REFERENCES code_blobs(sha256),
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (name, version)
+      );
+      CREATE TABLE invocations (
+        id               text PRIMARY KEY,
+        function_name    text NOT NULL,
+        function_version integer NOT NULL,
+        async            boolean NOT NULL,
+        status           text NOT NULL CHECK (status IN ('queued','running','succeeded','failed')),
+        result           jsonb,
+        error            jsonb,
+        cold             boolean,
+        worker_id        text,
+        duration_ms      double precision,
+        created_at       timestamptz NOT NULL DEFAULT now(),
+        finished_at      timestamptz
+      );
+      CREATE INDEX invocations_function_created ON invocations (function_name, created_at DESC);
+    `,
+  },
+];

@@ -1,0 +1,76 @@
+/**
+ * The few kinds of error Skiff reports, each with a stable code a user can act on and one HTTP
+ * status. Callers test the code, never the message. The brand makes `isSkiffError` work across
+ * copies of this module (e.g. a test and the app loading different builds).
+ */
+export const ERROR_STATUS = {
+  InvalidRequest: 400,
+  Unauthorized: 401,
+  FunctionNotFound: 404,
+  NotFound: 404,
+  PayloadTooLarge: 413,
+  TooManyRequests: 429,
+  Internal: 500,
+  FunctionError: 502,
+  FunctionOutOfMemory: 502,
+  Unavailable: 503,
+  FunctionTimeout: 504,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+const BRAND = Symbol.for('skiff.error');
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  /** The request field at fault, for InvalidRequest. */
+  field?: string;
+  /** For FunctionError: the error the handler threw. */
+  errorType?: string;
+  stack?: string[];
+}
+
+export class SkiffError extends Error {
+  readonly [BRAND] = true;
+  readonly code: ErrorCode;
+  readonly field: string | undefined;
+  readonly errorType: string | undefined;
+  readonly handlerStack: string[] | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; field?: string; errorType?: string; stack?: string[] } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SkiffError';
+    this.code = code;
+    this.field = options.field;
+    this.errorType = options.errorType;
+    this.handlerStack = options.stack;
+  }
+
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+
+  toBody(): ErrorBody {
+    const body: ErrorBody = { code: this.code, message: this.message };
+    if (this.field !== undefined) body.field = this.field;
+    if (this.errorType !== undefined) body.errorType = this.errorType;
+    if (this.handlerStack !== undefined) body.stack = this.handlerStack;
+    return body;
+  }
+
+  static fromBody(body: ErrorBody): SkiffError {
+    const options: { field?: string; errorType?: string; stack?: string[] } = {};
+    if (body.field !== undefined) options.field = body.field;
+    if (body.errorType !== undefined) options.errorType = body.errorType;
+    if (body.stack !== undefined) options.stack = body.stack;
+    return new SkiffError(body.code in ERROR_STATUS ? body.code : 'Internal', body.message, options);
+  }
+}
+
+export function isSkiffError(value: unknown): value is SkiffError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+}
+
+export const invalidRequest = (field: string, message: string, cause?: unknown): SkiffError =>
+  new SkiffError('InvalidRequest', message, { field, cause });

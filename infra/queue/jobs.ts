@@ -1,0 +1,63 @@
+/**
+ * What travels through Redis between gateway, scheduler and worker. The job carries everything
+ * the worker needs to run the call (the whole function version), so no database read sits on the
+ * invocation path after the gateway.
+ */
+import type { FunctionSpec } from '../../runtime/protocol/messages.js';
+import type { ErrorBody } from '../errors.js';
+import type { TraceCarrier } from '../telemetry.js';
+
+export const RUNTIMES = ['nodejs20'] as const;
+export type Runtime = (typeof RUNTIMES)[number];
+
+/** One immutable version of a function, as deployed. */
+export interface FunctionVersion extends FunctionSpec {
+  /** Unique across all functions and all time: a deleted and re-created function never reuses one. */
+  versionId: string;
+  runtime: Runtime;
+  codeSha256: string;
+  /** Calls one instance serves at once. */
+  concurrency: number;
+}
+
+export interface InvocationJob {
+  id: string;
+  fn: FunctionVersion;
+  event: unknown;
+  /** Reply channel of the waiting gateway; null for asynchronous calls. */
+  replyTo: string | null;
+  enqueuedAt: number;
+  /** Give up (Unavailable) if the function has not started by then. */
+  startBy: number;
+  trace: TraceCarrier;
+}
+
+export interface InvocationTimings {
+  queuedMs: number;
+  /** Time to get an instance: 0 when a warm one was idle. */
+  acquireMs: number;
+  runMs: number;
+}
+
+export type InvocationOutcome =
+  | { id: string; ok: true; value: unknown; cold: boolean; workerId: string; timings: InvocationTimings }
+  | { id: string; ok: false; error: ErrorBody; cold?: boolean; workerId?: string };
+
+export type FunctionEvent = { type: 'deployed'; name: string; version: number } | { type: 'deleted'; name: string };
+
+export type WorkerState = 'active' | 'cordoned' | 'draining';
+
+/** What a worker tells the fleet about itself, every heartbeat. */
+export interface WorkerHeartbeat {
+  id: string;
+  at: number;
+  state: WorkerState;
+  capacityMb: number;
+  usedMb: number;
+  /** Idle warm instances by function version id. */
+  idle: Record<string, number>;
+  /** Busy instances by function version id. */
+  busy: Record<string, number>;
+  /** Ready pre-created sandboxes by runtime. */
+  pool: Record<string, number>;
+}

@@ -1,0 +1,29 @@
+/**
+ * Names of every queue, key and channel in Redis, in one place. All carry the configured prefix,
+ * so several Skiff installations (and test runs) share one Redis without meeting.
+ */
+export interface KeySpace {
+  /** BullMQ prefix of every queue. */
+  bullPrefix: string;
+  /** Queue the gateways add invocations to and the schedulers take them from. */
+  invocationQueue: string;
+  /** Queue of one worker node. */
+  nodeQueue(workerId: string): string;
+  /** Hash of worker id → heartbeat JSON. */
+  workers: string;
+  /** Pub/sub channel a gateway waits on for the outcomes of its synchronous calls. */
+  replies(gatewayId: string): string;
+  /** Pub/sub channel announcing function changes (deploy, delete) to workers. */
+  functionEvents: string;
+}
+
+export function keySpace(prefix: string): KeySpace {
+  return {
+    bullPrefix: `${prefix}:bull`,
+    invocationQueue: 'invocations',
+    nodeQueue: (workerId) => `node-${workerId}`,
+    workers: `${prefix}:workers`,
+    replies: (gatewayId) => `${prefix}:replies:${gatewayId}`,
+    functionEvents: `${prefix}:function-events`,
+  };
+}

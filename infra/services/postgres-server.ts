@@ -1,0 +1,76 @@
+/**
+ * Starts a private PostgreSQL server (Debian's postgresql) on loopback with its cluster under
+ * `dir`. PostgreSQL refuses to run as root, so when we are root the cluster belongs to the
+ * `postgres` system user and the server runs as that user (runuser).
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { chown, mkdir } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import pg from 'pg';
+import { startProcess, waitFor, type OwnedProcess } from './process.js';
+
+const run = promisify(execFile);
+
+export interface LocalPostgres {
+  url: string;
+  process: OwnedProcess;
+  stop(): Promise<void>;
+}
+
+/** Directory of the newest installed PostgreSQL server binaries. */
+export function postgresBinDir(): string {
+  const base = '/usr/lib/postgresql';
+  const versions = existsSync(base) ? readdirSync(base).filter((v) => existsSync(join(base, v, 'bin', 'postgres'))) : [];
+  const newest = versions.sort((a, b) => Number(b) - Number(a))[0];
+  if (!newest) throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql (install the postgresql package)');
+  return join(base, newest, 'bin');
+}
+
+export async function startPostgres(options: { dir: string; port: number; database: string; user: string }): Promise<LocalPostgres> {
+  const bin = postgresBinDir();
+  const asRoot = process.getuid?.() === 0;
+  const owner = asRoot ? await systemUser('postgres') : undefined;
+  const as = (command: string, args: string[]): [string, string[]] =>
+    asRoot ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
+  const data = join(options.dir, 'data');
+  const sockets = join(options.dir, 'sockets');
+  await mkdir(options.dir, { recursive: true });
+  await mkdir(sockets, { recursive: true });
+  if (owner) await chown(options.dir, owner.uid, owner.gid);
+  if (owner) await chown(sockets, owner.uid, owner.gid);
+  if (!existsSync(join(data, 'PG_VERSION'))) {
+    const [cmd, args] = as(join(bin, 'initdb'), ['-D', data, '-U', options.user, '--auth=trust', '--encoding=UTF8', '--no-sync']);
+    await run(cmd, args);
+  }
+  const [cmd, args] = as(join(bin, 'postgres'), [
+    '-D', data, '-p', String(options.port), '-k', sockets, '-c', 'listen_addresses=127.0.0.1',
+    '-c', 'fsync=off', '-c', 'max_connections=200', '-c', 'shared_buffers=64MB',
+  ]);
+  const proc = startProcess(cmd, args, { logFile: join(options.dir, 'postgres.log') });
+  const admin = `postgres://${options.user}@127.0.0.1:${options.port}/postgres`;
+  await waitFor('postgres', async () => {
+    if (proc.child.exitCode !== null) throw new Error(`postgres exited ${proc.child.exitCode}; see ${options.dir}/postgres.log`);
+    const client = new pg.Client({ connectionString: admin });
+    await client.connect();
+    try {
+      const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [options.database]);
+      if (rowCount === 0) await client.query(`CREATE DATABASE "${options.database}"`);
+    } finally {
+      await client.end();
+    }
+  });
+  // SIGINT is PostgreSQL's "fast" shutdown: disconnect clients, stop cleanly.
+  return { url: `postgres://${options.user}@127.0.0.1:${options.port}/${options.database}`, process: proc, stop: () => proc.stop('SIGINT') };
+}
+
+async function systemUser(name: string): Promise<{ uid: number; gid: number }> {
+  try {
+    const { stdout } = await run('id', ['-u', name]);
+    const { stdout: gid } = await run('id', ['-g', name]);
+    return { uid: Number(stdout.trim()), gid: Number(gid.trim()) };
+  } catch (cause) {
+    throw new Error(`system user ${name} is missing (it comes with the postgresql package)`, { cause });
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * `npm test`, after install and build: starts a private Redis and PostgreSQL on free loopback
+ * ports, runs every test file with tap against them (REDIS_URL, DATABASE_URL), stops them, and
+ * fails if the run left a container, a mount or a cgroup behind.
+ */
+import { chmod, mkdtemp, rm, readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { startPostgres } from '../services/postgres-server.js';
+import { startRedis } from '../services/redis-server.js';
+import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
+
+const root = await mkdtemp(join(tmpdir(), 'skiff-test-'));
+// PostgreSQL runs as the postgres user and must reach its directory below this one.
+await chmod(root, 0o755);
+const files = process.argv.slice(2);
+console.log(`skiff tests: state in ${root}`);
+const redis = await startRedis({ dir: join(root, 'redis'), port: await freePort(), persist: false });
+const postgres = await startPostgres({ dir: join(root, 'postgres'), port: await freePort(), database: 'skiff', user: 'skiff' }).catch(async (error: unknown) => {
+  await redis.stop();
+  throw error;
+});
+console.log(`skiff tests: redis ${redis.url}, postgres ${postgres.url}`);
+
+let code = 1;
+try {
+  code = await runTap(files.length > 0 ? files : await testFiles('dist/test'), {
+    ...process.env,
+    REDIS_URL: redis.url,
+    DATABASE_URL: postgres.url,
+    SKIFF_TEST_STATE: root,
+  });
+} finally {
+  await postgres.stop();
+  await redis.stop();
+}
+const leaks = await leftovers(root);
+if (leaks.length > 0) {
+  console.error(`skiff tests: the run left things behind:\n  ${leaks.join('\n  ')}`);
+  code = code || 1;
+} else {
+  await rm(root, { recursive: true, force: true });
+  console.log('skiff tests: no container, mount or cgroup left behind');
+}
+process.exit(code);
+
+function runTap(testFiles: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const tap = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '--reporter=tap', ...testFiles], { stdio: 'inherit', env });
+    tap.on('error', reject);
+    tap.on('exit', (status) => resolve(status ?? 1));
+  });
+}
+
+async function testFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && entry.name.endsWith('.test.js')) out.push(join(entry.parentPath, entry.name));
+  }
+  return out.sort();
+}
+
+async function leftovers(stateRoot: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const point of await mountPointsUnder([stateRoot])) found.push(`mount ${point}`);
+  for (const controller of ['memory', 'pids', 'cpu']) {
+    const dir = join('/sys/fs/cgroup', controller, 'skiff');
+    if (existsSync(dir)) {
+      for (const entry of await readdir(dir)) if (entry.startsWith('w-t')) found.push(`cgroup ${join(dir, entry)}`);
+    }
+  }
+  if (existsSync('/run/skiff')) {
+    for (const worker of await readdir('/run/skiff')) {
+      if (!worker.startsWith('w-t')) continue;
+      const runcRoot = join('/run/skiff', worker, 'runc');
+      const containers = existsSync(runcRoot) ? await readdir(runcRoot) : [];
+      for (const id of containers) found.push(`container ${id} (runc --root ${runcRoot})`);
+      if (containers.length === 0) await rm(join('/run/skiff', worker), { recursive: true, force: true });
+    }
+  }
+  return found;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * The scheduler's view of the worker nodes, read from their heartbeats in Redis. Nodes whose last
+ * heartbeat is older than the TTL are treated as gone.
+ */
+import type { Redis } from 'ioredis';
+import type { WorkerHeartbeat } from '../infra/queue/jobs.js';
+import { afterPlacement, type Demand, type NodeView, type Placement } from './placement.js';
+
+export class Fleet {
+  private nodes: NodeView[] = [];
+  private readAt = 0;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly key: string,
+    private readonly ttlMs: number,
+    private readonly refreshMs: number,
+  ) {}
+
+  async view(now = Date.now()): Promise<readonly NodeView[]> {
+    if (now - this.readAt >= this.refreshMs) await this.refresh(now);
+    return this.nodes;
+  }
+
+  async refresh(now = Date.now()): Promise<void> {
+    const all = await this.redis.hgetall(this.key);
+    this.nodes = Object.values(all)
+      .map((json) => JSON.parse(json) as WorkerHeartbeat)
+      .filter((beat) => now - beat.at <= this.ttlMs);
+    this.readAt = now;
+  }
+
+  /** Records a placement locally so the next choices before a heartbeat account for it. */
+  placed(demand: Demand, placement: Placement): void {
+    this.nodes = this.nodes.map((n) => (n.id === placement.nodeId ? afterPlacement(n, demand, placement) : n));
+  }
+}

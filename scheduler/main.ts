@@ -1,0 +1,44 @@
+/** Entry point of a scheduler: `node dist/scheduler/main.js`. */
+import { Redis } from 'ioredis';
+import { loadConfig } from '../infra/config.js';
+import { openDatabase } from '../infra/db/database.js';
+import { InvocationRecords } from '../infra/db/invocation-records.js';
+import { createLogger } from '../infra/log.js';
+import { keySpace } from '../infra/queue/names.js';
+import { startTelemetry } from '../infra/telemetry.js';
+import { Fleet } from './fleet.js';
+import { Scheduler } from './scheduler.js';
+
+const config = loadConfig();
+const log = createLogger('scheduler', config.logLevel);
+const telemetry = startTelemetry('skiff-scheduler', config.telemetry);
+const keys = keySpace(config.keyPrefix);
+const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+const db = openDatabase(config.databaseUrl, config.databaseSchema, 2);
+const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'could not record invocations'));
+const scheduler = new Scheduler({
+  keys,
+  redis,
+  queueConnection,
+  fleet: new Fleet(redis, keys.workers, config.scheduler.heartbeatTtlMs, 250),
+  concurrency: config.scheduler.concurrency,
+  records,
+  tracer: telemetry.tracer,
+  log,
+});
+await scheduler.start();
+log.info('scheduler ready');
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    scheduler
+      .stop()
+      .then(() => Promise.all([redis.quit(), queueConnection.quit(), db.end(), telemetry.shutdown()]))
+      .then(() => process.exit(0))
+      .catch((error: unknown) => {
+        log.error({ err: error }, 'scheduler did not stop cleanly');
+        process.exit(1);
+      });
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * The scheduler: takes invocations from the shared queue and puts each on one worker node's
+ * queue. Several schedulers may run at once: BullMQ hands each job to one of them, and the node
+ * queue's job id (the invocation id) makes a repeated placement a no-op.
+ */
+import { Queue, Worker as QueueWorker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { context as otelContext, trace, type Tracer } from '@opentelemetry/api';
+import { SkiffError } from '../infra/errors.js';
+import type { InvocationRecords } from '../infra/db/invocation-records.js';
+import type { Logger } from '../infra/log.js';
+import type { InvocationJob, InvocationOutcome } from '../infra/queue/jobs.js';
+import type { KeySpace } from '../infra/queue/names.js';
+import { carrierOf, contextOf } from '../infra/telemetry.js';
+import type { Fleet } from './fleet.js';
+import { place } from './placement.js';
+
+export interface SchedulerOptions {
+  keys: KeySpace;
+  redis: Redis;
+  queueConnection: Redis;
+  fleet: Fleet;
+  concurrency: number;
+  records: InvocationRecords;
+  tracer: Tracer;
+  log: Logger;
+  /** How often to look again for capacity while none is free. */
+  retryMs?: number;
+}
+
+export class Scheduler {
+  private queueWorker: QueueWorker<InvocationJob> | undefined;
+  private readonly nodeQueues = new Map<string, Queue<InvocationJob>>();
+
+  constructor(private readonly o: SchedulerOptions) {}
+
+  async start(): Promise<void> {
+    this.queueWorker = new QueueWorker<InvocationJob>(this.o.keys.invocationQueue, (job) => this.schedule(job), {
+      connection: this.o.queueConnection,
+      prefix: this.o.keys.bullPrefix,
+      concurrency: this.o.concurrency,
+      removeOnComplete: { count: 0 },
+      removeOnFail: { count: 1000 },
+    });
+    this.queueWorker.on('error', (error) => this.o.log.error({ err: error }, 'scheduler queue error'));
+    await this.queueWorker.waitUntilReady();
+  }
+
+  async stop(): Promise<void> {
+    await this.queueWorker?.close();
+    await Promise.all([...this.nodeQueues.values()].map((q) => q.close()));
+    await this.o.records.flush();
+  }
+
+  private async schedule(job: Job<InvocationJob>): Promise<void> {
+    const data = job.data;
+    const span = this.o.tracer.startSpan('scheduler.place', { attributes: { 'skiff.function': data.fn.name, 'skiff.invocation_id': data.id } }, contextOf(data.trace));
+    try {
+      await otelContext.with(trace.setSpan(otelContext.active(), span), async () => {
+        const demand = { versionId: data.fn.versionId, runtime: data.fn.runtime, memoryMb: data.fn.memoryMb };
+        for (;;) {
+          const placement = place(await this.o.fleet.view(), demand);
+          if (placement) {
+            this.o.fleet.placed(demand, placement);
+            span.setAttributes({ 'skiff.worker': placement.nodeId, 'skiff.start': placement.start });
+            await this.nodeQueue(placement.nodeId).add('invoke', { ...data, trace: carrierOf(span) }, { jobId: data.id });
+            return;
+          }
+          if (Date.now() >= data.startBy) {
+            await this.fail(data, new SkiffError('Unavailable', 'no worker node has capacity for this call'));
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, this.o.retryMs ?? 100));
+          await this.o.fleet.refresh();
+        }
+      });
+    } finally {
+      span.end();
+    }
+  }
+
+  private async fail(data: InvocationJob, error: SkiffError): Promise<void> {
+    const outcome: InvocationOutcome = { id: data.id, ok: false, error: error.toBody() };
+    if (data.replyTo) await this.o.redis.publish(data.replyTo, JSON.stringify(outcome));
+    this.o.records.record({
+      id: data.id,
+      functionName: data.fn.name,
+      functionVersion: data.fn.version,
+      async: data.replyTo === null,
+      status: 'failed',
+      error: outcome.error,
+    });
+  }
+
+  private nodeQueue(nodeId: string): Queue<InvocationJob> {
+    let queue = this.nodeQueues.get(nodeId);
+    if (!queue) {
+      queue = new Queue<InvocationJob>(this.o.keys.nodeQueue(nodeId), {
+        connection: this.o.redis,
+        prefix: this.o.keys.bullPrefix,
+        defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 },
+      });
+      this.nodeQueues.set(nodeId, queue);
+    }
+    return queue;
+  }
+}

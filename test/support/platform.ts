@@ -1,0 +1,95 @@
+/**
+ * A whole Skiff platform for end-to-end tests: a gateway listening on a free port, a scheduler and
+ * a worker, all in this process, against the real Redis and PostgreSQL the test runner started
+ * (REDIS_URL, DATABASE_URL) and real runc. Each platform gets its own key prefix, database schema,
+ * state directory and worker id, so test files run in parallel without meeting.
+ */
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { trace } from '@opentelemetry/api';
+import { loadConfig, type Config } from '../../infra/config.js';
+import { migrate, openDatabase } from '../../infra/db/database.js';
+import { InvocationRecords } from '../../infra/db/invocation-records.js';
+import { createLogger } from '../../infra/log.js';
+import { keySpace } from '../../infra/queue/names.js';
+import { startGateway, type Gateway } from '../../gateway/server.js';
+import { Fleet } from '../../scheduler/fleet.js';
+import { Scheduler } from '../../scheduler/scheduler.js';
+import { startWorker, type WorkerNode } from '../../worker/node.js';
+
+export interface Platform {
+  url: string;
+  config: Readonly<Config>;
+  gateway: Gateway;
+  worker: WorkerNode;
+  stop(): Promise<void>;
+}
+
+let counter = 0;
+
+export async function startPlatform(env: Record<string, string> = {}): Promise<Platform> {
+  const tag = `t${process.pid}x${counter++}`;
+  const stateDir = await mkdtemp(join(process.env.SKIFF_TEST_STATE ?? tmpdir(), `platform-${tag}-`));
+  // Container roots below it must be reachable by the containers' unprivileged, id-mapped users.
+  await chmod(stateDir, 0o755);
+  const config = loadConfig({
+    REDIS_URL: requireEnv('REDIS_URL'),
+    DATABASE_URL: requireEnv('DATABASE_URL'),
+    SKIFF_STATE_DIR: stateDir,
+    SKIFF_IMAGES_DIR: join(process.env.SKIFF_TEST_STATE ?? tmpdir(), 'images'),
+    SKIFF_DB_SCHEMA: `test_${tag}`,
+    SKIFF_KEY_PREFIX: `test-${tag}`,
+    SKIFF_WORKER_ID: `w-${tag}`,
+    SKIFF_RUN_DIR: `/run/skiff/w-${tag}`,
+    SKIFF_GATEWAY_PORT: '0',
+    SKIFF_POOL_SIZE: '1',
+    SKIFF_WORKER_CAPACITY_MB: '4096',
+    SKIFF_HEARTBEAT_MS: '200',
+    SKIFF_LOG_LEVEL: process.env.SKIFF_LOG_LEVEL ?? 'warn',
+    ...env,
+  });
+  const log = createLogger('test', config.logLevel);
+  const tracer = trace.getTracer('skiff-test');
+  const db = openDatabase(config.databaseUrl, config.databaseSchema, 2);
+  await migrate(db, config.databaseSchema);
+
+  const worker = await startWorker(config, { log, tracer });
+  const keys = keySpace(config.keyPrefix);
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'records'));
+  const scheduler = new Scheduler({
+    keys, redis, queueConnection, records, tracer, log,
+    fleet: new Fleet(redis, keys.workers, config.scheduler.heartbeatTtlMs, 100),
+    concurrency: config.scheduler.concurrency,
+  });
+  await scheduler.start();
+  const gateway = await startGateway(config, { log, tracer });
+  await gateway.app.listen({ host: '127.0.0.1', port: 0 });
+  const address = gateway.app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('gateway has no TCP address');
+
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    config,
+    gateway,
+    worker,
+    async stop() {
+      await gateway.stop();
+      await scheduler.stop();
+      await worker.stop();
+      await Promise.all([redis.quit(), queueConnection.quit()]);
+      await db.query(`DROP SCHEMA IF EXISTS ${config.databaseSchema} CASCADE`);
+      await db.end();
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function requireEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests with \`npm test\`, which starts Redis and PostgreSQL`);
+  return value;
+}

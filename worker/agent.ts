@@ -1,0 +1,159 @@
+/**
+ * One worker node: takes the invocations placed on it from its own queue, runs each in an
+ * instance, replies to the waiting gateway, records the outcome, and tells the fleet about its
+ * capacity every heartbeat.
+ */
+import { Worker as QueueWorker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { SpanStatusCode, context as otelContext, type Tracer } from '@opentelemetry/api';
+import { SkiffError, isSkiffError, type ErrorBody } from '../infra/errors.js';
+import type { Logger } from '../infra/log.js';
+import type { InvocationRecords } from '../infra/db/invocation-records.js';
+import type { KeySpace } from '../infra/queue/names.js';
+import type { FunctionEvent, InvocationJob, InvocationOutcome, WorkerHeartbeat, WorkerState } from '../infra/queue/jobs.js';
+import { carrierOf, contextOf } from '../infra/telemetry.js';
+import type { InstanceSet } from './instances/instance-set.js';
+import type { SandboxPool } from './sandbox/sandbox-pool.js';
+
+export interface WorkerAgentOptions {
+  id: string;
+  keys: KeySpace;
+  /** Connection for commands (publish, heartbeat). */
+  redis: Redis;
+  /** A second connection, used only for subscriptions. */
+  subscriber: Redis;
+  /** Factory of the connection BullMQ's worker blocks on. */
+  queueConnection: Redis;
+  concurrency: number;
+  capacityMb: number;
+  heartbeatMs: number;
+  heartbeatTtlMs: number;
+  instances: InstanceSet;
+  pool: SandboxPool;
+  records: InvocationRecords;
+  tracer: Tracer;
+  log: Logger;
+}
+
+export class WorkerAgent {
+  private queueWorker: QueueWorker<InvocationJob> | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private state: WorkerState = 'active';
+
+  constructor(private readonly o: WorkerAgentOptions) {}
+
+  async start(): Promise<void> {
+    const o = this.o;
+    await o.subscriber.subscribe(o.keys.functionEvents);
+    o.subscriber.on('message', (channel: string, message: string) => {
+      if (channel === o.keys.functionEvents) this.onFunctionEvent(JSON.parse(message) as FunctionEvent);
+    });
+    this.queueWorker = new QueueWorker<InvocationJob>(o.keys.nodeQueue(o.id), (job) => this.run(job), {
+      connection: o.queueConnection,
+      prefix: o.keys.bullPrefix,
+      concurrency: o.concurrency,
+      // An invocation is answered once: never retried blindly after a stall (issue: failover).
+      maxStalledCount: 0,
+      removeOnComplete: { count: 0 },
+      removeOnFail: { count: 1000 },
+    });
+    this.queueWorker.on('error', (error) => o.log.error({ err: error }, 'queue worker error'));
+    await this.queueWorker.waitUntilReady();
+    await this.beat();
+    this.heartbeat = setInterval(() => void this.beat().catch((error: unknown) => o.log.error({ err: error }, 'heartbeat failed')), o.heartbeatMs);
+    void o.pool.refill();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.heartbeat);
+    await this.o.redis.hdel(this.o.keys.workers, this.o.id);
+    await this.queueWorker?.close();
+    await this.o.records.flush();
+  }
+
+  heartbeatData(): WorkerHeartbeat {
+    const { idle, busy } = this.o.instances.counts();
+    return {
+      id: this.o.id,
+      at: Date.now(),
+      state: this.state,
+      capacityMb: this.o.capacityMb,
+      usedMb: this.o.instances.usedMb(),
+      idle,
+      busy,
+      pool: this.o.pool.sizes(),
+    };
+  }
+
+  private async beat(): Promise<void> {
+    await this.o.redis.hset(this.o.keys.workers, this.o.id, JSON.stringify(this.heartbeatData()));
+  }
+
+  private onFunctionEvent(event: FunctionEvent): void {
+    if (event.type === 'deleted') this.o.instances.retireFunction(event.name);
+    // A new version: instances of older versions get no new calls; retire them.
+    else this.o.instances.retireFunction(event.name, event.version);
+  }
+
+  private async run(job: Job<InvocationJob>): Promise<void> {
+    const data = job.data;
+    const o = this.o;
+    const span = o.tracer.startSpan(
+      'worker.invoke',
+      { attributes: { 'skiff.function': data.fn.name, 'skiff.version': data.fn.version, 'skiff.invocation_id': data.id, 'skiff.worker': o.id } },
+      contextOf(data.trace),
+    );
+    const startedAt = Date.now();
+    let outcome: InvocationOutcome;
+    try {
+      if (startedAt > data.startBy) throw new SkiffError('Unavailable', 'the call waited too long in the queue');
+      outcome = await otelContext.with(contextOf(carrierOf(span)), () => this.execute(data, startedAt, carrierOf(span).traceparent));
+      span.setAttribute('skiff.cold_start', outcome.cold ?? false);
+    } catch (error) {
+      const body: ErrorBody = isSkiffError(error) ? error.toBody() : { code: 'Internal', message: 'worker failed to run the call' };
+      if (!isSkiffError(error)) o.log.error({ err: error, invocation: data.id }, 'invocation failed in the worker');
+      outcome = { id: data.id, ok: false, error: body, workerId: o.id };
+    }
+    if (!outcome.ok) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.message });
+    span.end();
+    if (data.replyTo) await o.redis.publish(data.replyTo, JSON.stringify(outcome));
+    o.records.record({
+      id: data.id,
+      functionName: data.fn.name,
+      functionVersion: data.fn.version,
+      async: data.replyTo === null,
+      status: outcome.ok ? 'succeeded' : 'failed',
+      ...(outcome.ok ? { result: outcome.value } : { error: outcome.error }),
+      ...(outcome.cold === undefined ? {} : { cold: outcome.cold }),
+      workerId: o.id,
+      durationMs: Date.now() - startedAt,
+    });
+  }
+
+  private async execute(data: InvocationJob, startedAt: number, traceparent: string | undefined): Promise<InvocationOutcome> {
+    const { instance, kind, timings } = await this.o.instances.acquire(data.fn);
+    const acquiredAt = Date.now();
+    try {
+      const result = await instance.sandbox.invoke(
+        { id: data.id, event: data.event, deadlineMs: acquiredAt + data.fn.timeoutMs, ...(traceparent ? { traceparent } : {}) },
+        data.fn.timeoutMs,
+      );
+      const cold = kind !== 'warm';
+      if (cold) this.o.log.debug({ invocation: data.id, kind, ...timings }, 'cold start');
+      if (!result.ok) {
+        const error = new SkiffError('FunctionError', result.error.message, { errorType: result.error.type, ...(result.error.stack ? { stack: result.error.stack } : {}) });
+        return { id: data.id, ok: false, error: error.toBody(), cold, workerId: this.o.id };
+      }
+      return {
+        id: data.id,
+        ok: true,
+        value: result.value,
+        cold,
+        workerId: this.o.id,
+        timings: { queuedMs: startedAt - data.enqueuedAt, acquireMs: acquiredAt - startedAt, runMs: result.durationMs },
+      };
+    } finally {
+      this.o.instances.release(instance);
+    }
+  }
+}

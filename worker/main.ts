@@ -1,0 +1,31 @@
+/**
+ * Entry point of a worker node: `node dist/worker/main.js`. Stops cleanly on SIGINT/SIGTERM,
+ * leaving no container, mount or cgroup behind.
+ */
+import { loadConfig } from '../infra/config.js';
+import { createLogger } from '../infra/log.js';
+import { startTelemetry } from '../infra/telemetry.js';
+import { startWorker } from './node.js';
+
+const config = loadConfig();
+const log = createLogger('worker', config.logLevel);
+const telemetry = startTelemetry(`skiff-worker`, config.telemetry);
+const node = await startWorker(config, { log, tracer: telemetry.tracer });
+log.info({ worker: config.worker.id, pool: config.worker.poolSize }, 'worker ready');
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'worker stopping');
+    node
+      .stop()
+      .then(() => telemetry.shutdown())
+      .then(() => process.exit(0))
+      .catch((error: unknown) => {
+        log.error({ err: error }, 'worker did not stop cleanly');
+        process.exit(1);
+      });
+  });
+}

@@ -1,0 +1,112 @@
+/**
+ * Assembles a worker node from its parts; used by worker/main.ts and by the end-to-end tests,
+ * which run real nodes in-process.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import type { Tracer } from '@opentelemetry/api';
+import type { Config } from '../infra/config.js';
+import { openDatabase } from '../infra/db/database.js';
+import { InvocationRecords } from '../infra/db/invocation-records.js';
+import { ensureNodeImage } from '../infra/images/nodejs-rootfs.js';
+import type { Logger } from '../infra/log.js';
+import { keySpace } from '../infra/queue/names.js';
+import { WorkerAgent } from './agent.js';
+import { CodeCache } from './code/code-cache.js';
+import { InstanceSet } from './instances/instance-set.js';
+import { removeEmptyParents } from './sandbox/cgroups.js';
+import { assertReachableByContainers } from './sandbox/host-checks.js';
+import { IdRanges } from './sandbox/id-ranges.js';
+import { removeLeftovers } from './sandbox/leftovers.js';
+import { OciRuntime } from './sandbox/runc.js';
+import { SandboxFactory, type RuntimeImage } from './sandbox/runc-sandbox.js';
+import { SandboxPool } from './sandbox/sandbox-pool.js';
+
+export interface WorkerNode {
+  agent: WorkerAgent;
+  instances: InstanceSet;
+  pool: SandboxPool;
+  stop(): Promise<void>;
+}
+
+/** Compiled runtime/ directory (bootstraps and protocol), packaged into the runtime images. */
+const RUNTIME_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
+/** Memory limit of a pooled sandbox before specialization; raised or lowered to the function's. */
+const POOL_SANDBOX_MB = 128;
+/** Open files per container: under this host's hard limit (DESIGN.md). */
+const NOFILE_LIMIT = 4096;
+
+export async function startWorker(config: Readonly<Config>, deps: { log: Logger; tracer: Tracer }): Promise<WorkerNode> {
+  const { log } = deps;
+  const w = config.worker;
+  const home = join(config.stateDir, 'workers', w.id);
+  const sandboxesDir = join(home, 'sandboxes');
+  const oci = new OciRuntime({ binary: w.runcPath, root: join(w.runDir, 'runc') });
+  const factory = new SandboxFactory({
+    oci,
+    workerId: w.id,
+    sandboxesDir,
+    socketsDir: join(w.runDir, 'sockets'),
+    idRanges: new IdRanges(w.uidBase),
+    pidsLimit: w.pidsLimit,
+    tmpSizeMb: w.tmpSizeMb,
+    noFileLimit: NOFILE_LIMIT,
+    logLimitBytes: w.logLimitBytes,
+    bootTimeoutMs: 10_000,
+    log,
+  });
+  await removeLeftovers(oci, [sandboxesDir, join(w.runDir, 'sockets')], factory.cgroupParent(), log);
+  await mkdir(sandboxesDir, { recursive: true, mode: 0o755 });
+  assertReachableByContainers(sandboxesDir);
+
+  const node = await ensureNodeImage({ nodeBinary: process.execPath, runtimeDir: RUNTIME_DIR, imagesDir: config.imagesDir });
+  const images = new Map<string, RuntimeImage>([
+    ['nodejs20', { runtime: 'nodejs20', rootfs: node.rootfs, command: ['/usr/bin/node', '--v8-pool-size=1', '/opt/skiff/runtime/nodejs/bootstrap.js'] }],
+  ]);
+
+  const db = openDatabase(config.databaseUrl, config.databaseSchema, 4);
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'could not record invocations'));
+  const code = new CodeCache(db, join(home, 'code'), {
+    maxEntries: config.gateway.maxZipEntries,
+    maxUnpackedBytes: config.gateway.maxUnpackedBytes,
+  });
+  const pool = new SandboxPool(factory, images, { target: w.poolSize, memoryMb: POOL_SANDBOX_MB, log });
+  const instances = new InstanceSet(pool, factory, images, code, { capacityMb: w.capacityMb, idleTimeoutMs: w.idleTimeoutMs, log });
+  instances.start();
+  const agent = new WorkerAgent({
+    id: w.id,
+    keys: keySpace(config.keyPrefix),
+    redis,
+    subscriber,
+    queueConnection,
+    concurrency: w.concurrency,
+    capacityMb: w.capacityMb,
+    heartbeatMs: w.heartbeatMs,
+    heartbeatTtlMs: config.scheduler.heartbeatTtlMs,
+    instances,
+    pool,
+    records,
+    tracer: deps.tracer,
+    log,
+  });
+  await agent.start();
+
+  return {
+    agent,
+    instances,
+    pool,
+    async stop() {
+      await agent.stop();
+      await pool.shutdown();
+      await instances.shutdown();
+      await removeEmptyParents([factory.cgroupParent(), '/skiff']);
+      await Promise.all([redis.quit(), subscriber.quit(), queueConnection.quit()]);
+      await db.end();
+    },
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * Reads what the kernel's cgroups say about a container: whether the OOM killer struck, and how
+ * much memory it is charged. Handles cgroup v1 (controllers under /sys/fs/cgroup/<controller>) and
+ * v2 (one unified tree), since hosts differ (DESIGN.md: this machine is v1 with an empty v2).
+ */
+import { existsSync } from 'node:fs';
+import { readFile, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const ROOT = '/sys/fs/cgroup';
+const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'cpuset', 'devices', 'freezer', 'blkio', 'systemd'];
+
+export function cgroupVersion(): 1 | 2 {
+  return existsSync(join(ROOT, 'memory', 'memory.limit_in_bytes')) ? 1 : 2;
+}
+
+/** Number of processes the OOM killer has killed in the cgroup (0 if it is gone). */
+export async function oomKills(cgroupPath: string): Promise<number> {
+  const file =
+    cgroupVersion() === 1 ? join(ROOT, 'memory', cgroupPath, 'memory.oom_control') : join(ROOT, cgroupPath, 'memory.events');
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return '';
+    throw error;
+  });
+  const match = /^oom_kill (\d+)$/m.exec(text);
+  return match?.[1] ? Number(match[1]) : 0;
+}
+
+/** Memory charged to the cgroup, in bytes. */
+export async function memoryCharged(cgroupPath: string): Promise<number> {
+  const file =
+    cgroupVersion() === 1 ? join(ROOT, 'memory', cgroupPath, 'memory.usage_in_bytes') : join(ROOT, cgroupPath, 'memory.current');
+  return Number((await readFile(file, 'utf8')).trim());
+}
+
+/**
+ * Removes the (empty) parent cgroups runc leaves behind, e.g. `/skiff/<worker>` and `/skiff`.
+ * A directory still in use (another worker's) is left alone.
+ */
+export async function removeEmptyParents(paths: string[]): Promise<void> {
+  const dirs = cgroupVersion() === 1 ? V1_CONTROLLERS.map((c) => join(ROOT, c)) : [ROOT];
+  for (const path of paths) {
+    for (const dir of dirs) {
+      await rmdir(join(dir, path)).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT' && error.code !== 'EBUSY' && error.code !== 'ENOTEMPTY') throw error;
+      });
+    }
+  }
+}
+
+/**
+ * Sets the memory limit of a running container (used when a pooled sandbox is specialized for a
+ * function with its own `memoryMb`). Writes the cgroup files directly: no runc process on the
+ * call path. Swap is not granted beyond the limit.
+ */
+export async function setMemoryLimit(cgroupPath: string, bytes: number): Promise<void> {
+  if (cgroupVersion() === 1) {
+    const dir = join(ROOT, 'memory', cgroupPath);
+    const current = Number((await readFile(join(dir, 'memory.limit_in_bytes'), 'utf8')).trim());
+    const memsw = join(dir, 'memory.memsw.limit_in_bytes');
+    const hasMemsw = existsSync(memsw);
+    // memsw must stay >= limit at every step: raise memsw first, lower the limit first.
+    if (bytes > current) {
+      if (hasMemsw) await writeFile(memsw, String(bytes));
+      await writeFile(join(dir, 'memory.limit_in_bytes'), String(bytes));
+    } else {
+      await writeFile(join(dir, 'memory.limit_in_bytes'), String(bytes));
+      if (hasMemsw) await writeFile(memsw, String(bytes));
+    }
+  } else {
+    await writeFile(join(ROOT, cgroupPath, 'memory.max'), String(bytes));
+    await writeFile(join(ROOT, cgroupPath, 'memory.swap.max'), '0').catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error; // no swap accounting on this host
+    });
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * The mounts a sandbox needs on the host, made with util-linux `mount`/`umount`:
+ *  - its root: overlayfs with the runtime image as the shared read-only lower and a private upper;
+ *  - its task directory: a shared mount point, so that the code bound onto it later (when a pooled
+ *    sandbox is specialized) propagates into the container, which holds it as an rslave mount.
+ */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export class MountError extends Error {
+  readonly code = 'MountFailed';
+}
+
+async function mountCommand(binary: 'mount' | 'umount', args: string[]): Promise<void> {
+  try {
+    await run(binary, args);
+  } catch (cause) {
+    const stderr = (cause as { stderr?: string }).stderr?.trim();
+    throw new MountError(`${binary} ${args.join(' ')} failed${stderr ? `: ${stderr}` : ''}`, { cause });
+  }
+}
+
+export function mountOverlay(lower: string, upper: string, work: string, target: string): Promise<void> {
+  return mountCommand('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, target]);
+}
+
+/** Makes `dir` a mount point of its own in a shared peer group. */
+export function makeSharedMountPoint(dir: string): Promise<void> {
+  return mountCommand('mount', ['--bind', '--make-shared', dir, dir]);
+}
+
+/** Binds `source` read-only onto `target` (one mount(8) call does the bind and the ro remount). */
+export function bindReadOnly(source: string, target: string): Promise<void> {
+  return mountCommand('mount', ['--bind', '-o', 'ro', source, target]);
+}
+
+/** Unmounts every mount at or below each of `targets`, deepest first. */
+export async function unmountTree(...targets: string[]): Promise<void> {
+  const mounted = await mountPointsUnder(targets);
+  if (mounted.length === 0) return;
+  // Stacked mounts on one point are listed once per mount; umount takes the top one each time.
+  await mountCommand('umount', mounted);
+}
+
+/** Mount points at or below any of `roots`, deepest (and most recent) first. */
+export async function mountPointsUnder(roots: string[]): Promise<string[]> {
+  const table = await readFile('/proc/self/mountinfo', 'utf8');
+  const points: string[] = [];
+  for (const line of table.split('\n')) {
+    const point = line.split(' ')[4];
+    if (point === undefined) continue;
+    const decoded = point.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+    if (roots.some((root) => decoded === root || decoded.startsWith(`${root}/`))) points.push(decoded);
+  }
+  return points.reverse().sort((a, b) => b.split('/').length - a.split('/').length);
+}

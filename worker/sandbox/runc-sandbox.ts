@@ -1,0 +1,225 @@
+/**
+ * Sandboxes made with an OCI runtime (runc): how a container is made, specialized and destroyed.
+ */
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import { SkiffError } from '../../infra/errors.js';
+import type { Logger } from '../../infra/log.js';
+import { RUNTIME_SOCKET_NAME, type FunctionSpec, type InvokeMessage } from '../../runtime/protocol/messages.js';
+import { memoryCharged, oomKills, setMemoryLimit } from './cgroups.js';
+import type { IdRanges } from './id-ranges.js';
+import { bindReadOnly, makeSharedMountPoint, mountOverlay, unmountTree } from './mounts.js';
+import { buildSandboxSpec } from './oci-spec.js';
+import type { OciRuntime } from './runc.js';
+import { RuntimeChannel } from './runtime-channel.js';
+import type { CreationTimings, InvokeOutcome, Sandbox, SandboxState } from './sandbox.js';
+
+/** A runtime the worker can start sandboxes of: its image and the command that starts its bootstrap. */
+export interface RuntimeImage {
+  runtime: string;
+  rootfs: string;
+  command: string[];
+}
+
+export interface SandboxFactoryOptions {
+  oci: OciRuntime;
+  workerId: string;
+  /** Each sandbox gets a directory here: bundle, overlay upper/work and task dirs. */
+  sandboxesDir: string;
+  /** Each sandbox's socket directory is made here (a short path: sockets have a length limit). */
+  socketsDir: string;
+  idRanges: IdRanges;
+  pidsLimit: number;
+  tmpSizeMb: number;
+  noFileLimit: number;
+  logLimitBytes: number;
+  bootTimeoutMs: number;
+  log: Logger;
+}
+
+/** uid the bootstrap runs as inside the container; root inside is never used. */
+const SANDBOX_UID = 1000;
+/** CPU weight per MiB of memory: CPU is shared in proportion to memory, as on Lambda. */
+const CPU_SHARES_PER_128MB = 128;
+
+export class SandboxFactory {
+  private counter = 0;
+  constructor(private readonly options: SandboxFactoryOptions) {}
+
+  cgroupParent(): string {
+    return `/skiff/${this.options.workerId}`;
+  }
+
+  /** Makes a container of `image` and waits until its bootstrap says hello. */
+  async create(image: RuntimeImage, memoryMb: number): Promise<Sandbox> {
+    const o = this.options;
+    // runc's state and the cgroup path are per worker, so a short id is unique enough.
+    const id = `s${Date.now().toString(36)}${(this.counter++).toString(36)}`;
+    const dir = join(o.sandboxesDir, id);
+    const socketDir = join(o.socketsDir, id);
+    const hostIdBase = o.idRanges.take();
+    const cgroupPath = `${this.cgroupParent()}/${id}`;
+    const sandbox = new RuncSandbox(id, image.runtime, dir, socketDir, cgroupPath, memoryMb, o, () => o.idRanges.give(hostIdBase));
+    try {
+      const t0 = performance.now();
+      for (const sub of ['upper', 'work', 'rootfs', 'task']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
+      await mkdir(socketDir, { recursive: true, mode: 0o755 });
+      await mountOverlay(image.rootfs, join(dir, 'upper'), join(dir, 'work'), join(dir, 'rootfs'));
+      await makeSharedMountPoint(join(dir, 'task'));
+      const spec = buildSandboxSpec({
+        hostname: 'skiff',
+        args: image.command,
+        env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/tmp', 'LANG=C.UTF-8'],
+        hostIdBase,
+        uid: SANDBOX_UID,
+        memoryBytes: memoryMb * 1024 * 1024,
+        cpuShares: cpuShares(memoryMb),
+        pidsLimit: o.pidsLimit,
+        tmpSizeMb: o.tmpSizeMb,
+        noFileLimit: o.noFileLimit,
+        cgroupsPath: cgroupPath,
+        socketDir,
+        taskDir: join(dir, 'task'),
+      });
+      await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
+      await sandbox.channel.listen(join(socketDir, RUNTIME_SOCKET_NAME));
+      const t1 = performance.now();
+      const hello = sandbox.channel.hello(o.bootTimeoutMs);
+      hello.catch(() => undefined); // awaited below; runc failing first must not leave it unhandled
+      const stdio = await o.oci.run(id, dir);
+      sandbox.attachOutput(stdio.stdout, stdio.stderr);
+      const t2 = performance.now();
+      await hello;
+      sandbox.created = { mountMs: t1 - t0, runcMs: t2 - t1, bootstrapMs: performance.now() - t2 };
+      sandbox.markReady();
+      return sandbox;
+    } catch (error) {
+      await sandbox.destroy('creation failed');
+      throw new SkiffError('Unavailable', `could not create a ${image.runtime} sandbox: ${(error as Error).message}`, { cause: error });
+    }
+  }
+}
+
+function cpuShares(memoryMb: number): number {
+  return Math.max(2, Math.round((memoryMb / 128) * CPU_SHARES_PER_128MB));
+}
+
+class RuncSandbox implements Sandbox {
+  readonly channel = new RuntimeChannel();
+  state: SandboxState = 'ready';
+  created: CreationTimings = { mountMs: 0, runcMs: 0, bootstrapMs: 0 };
+  private output = '';
+  private dying: Promise<void> | undefined;
+  private readonly deathListeners: Array<(reason: string) => void> = [];
+
+  constructor(
+    readonly id: string,
+    readonly runtime: string,
+    private readonly dir: string,
+    private readonly socketDir: string,
+    private readonly cgroupPath: string,
+    public memoryMb: number,
+    private readonly options: SandboxFactoryOptions,
+    private readonly releaseIds: () => void,
+  ) {
+  }
+
+  markReady(): void {
+    // The runtime process ending at any time after this kills the sandbox.
+    this.channel.onClose(() => void this.destroy('runtime exited').catch((error: unknown) => this.options.log.error({ err: error, sandbox: this.id }, 'destroy failed')));
+  }
+
+  attachOutput(stdout: Readable, stderr: Readable): void {
+    const keep = (chunk: Buffer): void => {
+      this.output = (this.output + chunk.toString()).slice(-this.options.logLimitBytes);
+    };
+    stdout.on('data', keep);
+    stderr.on('data', keep);
+  }
+
+  recentOutput(): string {
+    return this.output;
+  }
+
+  async specialize(fn: FunctionSpec, codeDir: string): Promise<{ bindMs: number; initMs: number }> {
+    if (this.state !== 'ready') throw new SkiffError('Unavailable', `sandbox ${this.id} is ${this.state}, not ready`);
+    this.state = 'specialized';
+    try {
+      const t0 = performance.now();
+      await bindReadOnly(codeDir, join(this.dir, 'task'));
+      if (fn.memoryMb !== this.memoryMb) {
+        await setMemoryLimit(this.cgroupPath, fn.memoryMb * 1024 * 1024);
+        this.memoryMb = fn.memoryMb;
+      }
+      const bindMs = performance.now() - t0;
+      const initMs = await this.channel.init(fn);
+      return { bindMs, initMs };
+    } catch (error) {
+      await this.destroy('specialization failed');
+      throw error;
+    }
+  }
+
+  async invoke(message: Omit<InvokeMessage, 'type'>, timeoutMs: number): Promise<InvokeOutcome> {
+    if (this.state === 'dead') throw new SkiffError('Unavailable', `sandbox ${this.id} is dead`);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new SkiffError('FunctionTimeout', `function timed out after ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      const result = await Promise.race([this.channel.invoke(message), timeout]);
+      return result.ok ? { ok: true, value: result.value, durationMs: result.durationMs } : { ok: false, error: result.error, durationMs: result.durationMs };
+    } catch (error) {
+      if (error instanceof SkiffError) {
+        await this.destroy('timeout');
+        throw error;
+      }
+      throw await this.deathError();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Why the runtime died mid-call: the OOM killer, or a crash (with its last output). */
+  private async deathError(): Promise<SkiffError> {
+    const oom = await oomKills(this.cgroupPath);
+    await this.destroy('runtime exited');
+    if (oom > 0) return new SkiffError('FunctionOutOfMemory', `function exceeded its memory limit of ${this.memoryMb} MiB`);
+    const tail = this.output.trim().split('\n').slice(-5).join('\n');
+    return new SkiffError('FunctionError', `runtime exited during the call${tail ? `: ${tail}` : ''}`, { errorType: 'Runtime.ExitError' });
+  }
+
+  async memoryChargedBytes(): Promise<number> {
+    return memoryCharged(this.cgroupPath);
+  }
+
+  destroy(reason: string): Promise<void> {
+    // Deferred by a tick: teardown closes the channel, whose close listener calls destroy again,
+    // and that call must find `dying` already set.
+    this.dying ??= Promise.resolve().then(() => this.teardown(reason));
+    return this.dying;
+  }
+
+  onDeath(listener: (reason: string) => void): void {
+    if (this.state === 'dead') listener('dead');
+    else this.deathListeners.push(listener);
+  }
+
+  private async teardown(reason: string): Promise<void> {
+    this.state = 'dead';
+    this.channel.close();
+    const errors: unknown[] = [];
+    // Each step runs even if an earlier one failed, so one failure leaks as little as possible.
+    await this.options.oci.delete(this.id).catch((error: unknown) => {
+      if (!/does not exist|not found/i.test(String((error as Error).message))) errors.push(error);
+    });
+    await unmountTree(join(this.dir, 'task'), join(this.dir, 'rootfs')).catch((error: unknown) => errors.push(error));
+    if (errors.length === 0) await rm(this.dir, { recursive: true, force: true }).catch((error: unknown) => errors.push(error));
+    await rm(this.socketDir, { recursive: true, force: true }).catch((error: unknown) => errors.push(error));
+    this.releaseIds();
+    for (const listener of this.deathListeners.splice(0)) listener(reason);
+    if (errors.length > 0) throw new AggregateError(errors, `sandbox ${this.id} was not fully removed`);
+  }
+}

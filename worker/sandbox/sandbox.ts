@@ -1,0 +1,43 @@
+/**
+ * A sandbox is one container with a runtime bootstrap running in it.
+ *
+ * Contract:
+ *  - Life: ready (generic, bootstrap connected and waiting) → specialized (one function version,
+ *    for the rest of its life) → dead. It never goes back, and never serves another function.
+ *  - `specialize` runs at most once; if it fails the sandbox is destroyed and the error rethrown.
+ *  - `invoke` on a dead sandbox rejects with SkiffError `Unavailable`; a handler error resolves
+ *    with `ok: false` (the sandbox stays usable); a timeout or the runtime dying rejects with
+ *    `FunctionTimeout` / `FunctionOutOfMemory` / `FunctionError`, and the sandbox is destroyed.
+ *  - `destroy` is idempotent. Once it resolves, no process, mount, cgroup or directory of the
+ *    sandbox remains.
+ *  - `onDeath` listeners run once, when the sandbox dies for any reason (destroy included).
+ */
+import type { ErrorInfo, FunctionSpec, InvokeMessage } from '../../runtime/protocol/messages.js';
+
+export type SandboxState = 'ready' | 'specialized' | 'dead';
+
+export type InvokeOutcome =
+  | { ok: true; value: unknown; durationMs: number }
+  | { ok: false; error: ErrorInfo; durationMs: number };
+
+/** Time spent in each step of making a sandbox, for the cold-start breakdown. */
+export interface CreationTimings {
+  mountMs: number;
+  runcMs: number;
+  bootstrapMs: number;
+}
+
+export interface Sandbox {
+  readonly id: string;
+  readonly runtime: string;
+  readonly state: SandboxState;
+  readonly memoryMb: number;
+  readonly created: CreationTimings;
+  /** Binds `codeDir` read-only at /var/task, applies the function's limits, loads its handler. */
+  specialize(fn: FunctionSpec, codeDir: string): Promise<{ bindMs: number; initMs: number }>;
+  invoke(message: Omit<InvokeMessage, 'type'>, timeoutMs: number): Promise<InvokeOutcome>;
+  destroy(reason: string): Promise<void>;
+  onDeath(listener: (reason: string) => void): void;
+  /** The last bytes the container wrote to stdout and stderr. */
+  recentOutput(): string;
+}
