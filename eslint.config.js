@@ -14,7 +14,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['infra/config.ts', 'runtime/**', 'test/**', 'bench/**', 'infra/build/**', 'infra/test/**', 'cli/**'],
+    files: ['infra/config.ts', 'runtime/**', 'test/**', 'bench/**', 'infra/test/**', 'infra/bringup/**', 'cli/**'],
     rules: { 'no-restricted-properties': 'off' },
   },
 );

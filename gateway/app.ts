@@ -1,5 +1,5 @@
 /** The gateway's fastify application, built without listening (tests use inject or listen on :0). */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../infra/log.js';
 import type { GatewayContext } from './context.js';
 import { registerErrorMapping } from './errors.js';
@@ -13,7 +13,7 @@ export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: ctx.config.gateway.bodyLimitBytes,
     // Per-request lines only at debug: at thousands of calls a second they would cost more than the call.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
   });
   registerErrorMapping(app);

@@ -11,8 +11,13 @@ const gateway = await startGateway(config, { log, tracer: telemetry.tracer });
 await gateway.app.listen({ host: config.gateway.host, port: config.gateway.port });
 log.info({ url: `http://${config.gateway.host}:${config.gateway.port}` }, 'gateway listening');
 
+let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
+  // `on` with a flag, not `once`: Ctrl-C reaches every process of the group, and then the
+  // bring-up's SIGTERM follows; a second signal must not kill a process that is stopping.
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
     gateway
       .stop()
       .then(() => telemetry.shutdown())

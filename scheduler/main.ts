@@ -30,8 +30,13 @@ const scheduler = new Scheduler({
 await scheduler.start();
 log.info('scheduler ready');
 
+let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
+  // `on` with a flag, not `once`: Ctrl-C reaches every process of the group, and then the
+  // bring-up's SIGTERM follows; a second signal must not kill a process that is stopping.
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
     scheduler
       .stop()
       .then(() => Promise.all([redis.quit(), queueConnection.quit(), db.end(), telemetry.shutdown()]))

@@ -1,7 +1,7 @@
 /**
  * Starts a private PostgreSQL server (Debian's postgresql) on loopback with its cluster under
  * `dir`. PostgreSQL refuses to run as root, so when we are root the cluster belongs to the
- * `postgres` system user and the server runs as that user (runuser).
+ * `postgres` system user and the server runs as that user.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { chown, mkdir } from 'node:fs/promises';
@@ -28,12 +28,19 @@ export function postgresBinDir(): string {
   return join(base, newest, 'bin');
 }
 
-export async function startPostgres(options: { dir: string; port: number; database: string; user: string }): Promise<LocalPostgres> {
+export async function startPostgres(options: {
+  dir: string;
+  port: number;
+  database: string;
+  user: string;
+  /** False for throw-away test clusters: skips fsync, which is most of their disk time. */
+  durable: boolean;
+}): Promise<LocalPostgres> {
   const bin = postgresBinDir();
   const asRoot = process.getuid?.() === 0;
   const owner = asRoot ? await systemUser('postgres') : undefined;
-  const as = (command: string, args: string[]): [string, string[]] =>
-    asRoot ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
+  // Spawned directly as that user (not through runuser), so signals reach the server itself.
+  const as = owner ? { uid: owner.uid, gid: owner.gid } : {};
   const data = join(options.dir, 'data');
   const sockets = join(options.dir, 'sockets');
   await mkdir(options.dir, { recursive: true });
@@ -41,14 +48,12 @@ export async function startPostgres(options: { dir: string; port: number; databa
   if (owner) await chown(options.dir, owner.uid, owner.gid);
   if (owner) await chown(sockets, owner.uid, owner.gid);
   if (!existsSync(join(data, 'PG_VERSION'))) {
-    const [cmd, args] = as(join(bin, 'initdb'), ['-D', data, '-U', options.user, '--auth=trust', '--encoding=UTF8', '--no-sync']);
-    await run(cmd, args);
+    await run(join(bin, 'initdb'), ['-D', data, '-U', options.user, '--auth=trust', '--encoding=UTF8', '--no-sync'], { ...as, cwd: options.dir });
   }
-  const [cmd, args] = as(join(bin, 'postgres'), [
+  const proc = startProcess(join(bin, 'postgres'), [
     '-D', data, '-p', String(options.port), '-k', sockets, '-c', 'listen_addresses=127.0.0.1',
-    '-c', 'fsync=off', '-c', 'max_connections=200', '-c', 'shared_buffers=64MB',
-  ]);
-  const proc = startProcess(cmd, args, { logFile: join(options.dir, 'postgres.log') });
+    '-c', `fsync=${options.durable ? 'on' : 'off'}`, '-c', 'max_connections=200', '-c', 'shared_buffers=64MB',
+  ], { ...as, cwd: options.dir, logFile: join(options.dir, 'postgres.log') });
   const admin = `postgres://${options.user}@127.0.0.1:${options.port}/postgres`;
   await waitFor('postgres', async () => {
     if (proc.child.exitCode !== null) throw new Error(`postgres exited ${proc.child.exitCode}; see ${options.dir}/postgres.log`);

@@ -25,6 +25,7 @@ export async function startRedis(options: { dir: string; port: number; persist: 
   await waitFor('redis-server', async () => {
     if (proc.child.exitCode !== null) throw new Error(`redis-server exited ${proc.child.exitCode}; see ${options.dir}/redis.log`);
     const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    client.on('error', () => undefined); // connect() rejects with the same error; waitFor retries
     try {
       await client.connect();
       await client.ping();

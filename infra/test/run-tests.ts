@@ -19,7 +19,7 @@ await chmod(root, 0o755);
 const files = process.argv.slice(2);
 console.log(`skiff tests: state in ${root}`);
 const redis = await startRedis({ dir: join(root, 'redis'), port: await freePort(), persist: false });
-const postgres = await startPostgres({ dir: join(root, 'postgres'), port: await freePort(), database: 'skiff', user: 'skiff' }).catch(async (error: unknown) => {
+const postgres = await startPostgres({ dir: join(root, 'postgres'), port: await freePort(), database: 'skiff', user: 'skiff', durable: false }).catch(async (error: unknown) => {
   await redis.stop();
   throw error;
 });

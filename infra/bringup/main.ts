@@ -1,0 +1,103 @@
+/**
+ * `npm start`, after infra/system/prepare.sh: brings the whole platform up on this machine —
+ * private Redis and PostgreSQL under the state directory (unless REDIS_URL / DATABASE_URL name
+ * existing servers), the schema, the nodejs20 base image, then a gateway, a scheduler and a worker
+ * as child processes — and prints the gateway's URL. SIGINT/SIGTERM stops all of it and leaves no
+ * container, mount, cgroup or process behind. A second start reuses the state.
+ */
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../config.js';
+import { migrate, openDatabase } from '../db/database.js';
+import { ensureNodeImage } from '../images/nodejs-rootfs.js';
+import { startPostgres, type LocalPostgres } from '../services/postgres-server.js';
+import { startProcess, waitFor, type OwnedProcess } from '../services/process.js';
+import { startRedis, type LocalRedis } from '../services/redis-server.js';
+import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
+import { OciRuntime } from '../../worker/sandbox/runc.js';
+
+const dist = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const say = (message: string): void => console.log(`skiff: ${message}`);
+
+const config = loadConfig();
+await mkdir(config.stateDir, { recursive: true, mode: 0o755 });
+say(`state in ${config.stateDir}`);
+
+let redis: LocalRedis | undefined;
+let postgres: LocalPostgres | undefined;
+const components: Array<{ name: string; proc: OwnedProcess }> = [];
+let stopping = false;
+
+async function stopAll(code: number): Promise<never> {
+  if (stopping) return new Promise<never>(() => undefined);
+  stopping = true;
+  say('stopping');
+  // Gateway first (no new calls), then scheduler, then the worker (destroys its containers).
+  for (const { name, proc } of components) {
+    await proc.stop('SIGTERM', 30000);
+    say(`${name} stopped`);
+  }
+  await postgres?.stop();
+  await redis?.stop();
+  const left = await leftovers();
+  if (left.length === 0) say('stopped: no containers, mounts or processes left');
+  else say(`stopped, but these are left: ${left.join(', ')}`);
+  process.exit(left.length === 0 ? code : code || 1);
+}
+/** What a clean stop must not leave: the worker's containers and any mount under the state dir. */
+async function leftovers(): Promise<string[]> {
+  const containers = await new OciRuntime({ binary: config.worker.runcPath, root: join(config.worker.runDir, 'runc') }).list();
+  const mounts = await mountPointsUnder([config.stateDir]);
+  return [...containers.map((c) => `container ${c.id}`), ...mounts.map((m) => `mount ${m}`)];
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stopAll(0));
+
+try {
+  let redisUrl = config.redisUrl;
+  if (!config.external.redis) {
+    const port = Number(new URL(config.redisUrl).port || 6379);
+    say(`starting Redis on 127.0.0.1:${port}`);
+    redis = await startRedis({ dir: join(config.stateDir, 'redis'), port, persist: true });
+    redisUrl = redis.url;
+  }
+  let databaseUrl = config.databaseUrl;
+  if (!config.external.database) {
+    const url = new URL(config.databaseUrl);
+    const port = Number(url.port || 5432);
+    say(`starting PostgreSQL on 127.0.0.1:${port}`);
+    postgres = await startPostgres({ dir: join(config.stateDir, 'postgres'), port, database: url.pathname.slice(1) || 'skiff', user: url.username || 'skiff', durable: true });
+    databaseUrl = postgres.url;
+  }
+  const db = openDatabase(databaseUrl, config.databaseSchema, 1);
+  const applied = await migrate(db, config.databaseSchema);
+  await db.end();
+  say(applied.length > 0 ? `database schema migrated (${applied.join(', ')})` : 'database schema up to date');
+
+  say('preparing the nodejs20 base image');
+  const image = await ensureNodeImage({ nodeBinary: process.execPath, runtimeDir: join(dist, 'runtime'), imagesDir: config.imagesDir });
+  say(`nodejs20 image ${image.digest} ready`);
+
+  const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, SKIFF_STATE_DIR: config.stateDir };
+  for (const name of ['worker', 'scheduler', 'gateway']) {
+    const proc = startProcess(process.execPath, [join(dist, name, 'main.js')], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    components.unshift({ name, proc });
+    void proc.exited.then((code) => {
+      if (!stopping) {
+        say(`${name} exited unexpectedly (code ${code}); stopping everything`);
+        void stopAll(1);
+      }
+    });
+  }
+  const url = `http://${config.gateway.host}:${config.gateway.port}`;
+  await waitFor('gateway', async () => {
+    const res = await fetch(`${url}/healthz`);
+    if (!res.ok) throw new Error(`healthz answered ${res.status}`);
+  }, 60000, 200);
+  say(`ready. Gateway: ${url}   (Ctrl-C stops everything)`);
+} catch (error) {
+  console.error(`skiff: could not start: ${(error as Error).message}`);
+  if ((error as Error).cause) console.error(`skiff:   cause: ${String((error as Error).cause)}`);
+  await stopAll(1);
+}
