@@ -1,0 +1,190 @@
+import t from 'tap';
+import { afterPlacement, place } from '../../scheduler/placement.js';
+import type { Demand, NodeView } from '../../scheduler/placement.js';
+
+const DEMAND: Demand = { versionId: 'v1', runtime: 'nodejs20', memoryMb: 128 };
+
+function node(id: string, overrides: Partial<NodeView> = {}): NodeView {
+  return { id, state: 'active', capacityMb: 1024, usedMb: 0, idle: {}, busy: {}, pool: {}, ...overrides };
+}
+
+t.test('an empty fleet gets no placement', async (t) => {
+  t.equal(place([], DEMAND), undefined);
+});
+
+t.test('an idle warm instance wins over every other kind of node', async (t) => {
+  const nodes = [
+    node('roomy', { capacityMb: 8192 }),
+    node('pooled', { pool: { nodejs20: 3 } }),
+    node('running', { busy: { v1: 2 } }),
+    // Full: a warm start needs no new memory, so it still wins.
+    node('warm', { usedMb: 1024, idle: { v1: 1 } }),
+  ];
+  t.same(place(nodes, DEMAND), { nodeId: 'warm', start: 'warm' });
+});
+
+t.test('among warm nodes, the one with most idle instances of the version is chosen', async (t) => {
+  const nodes = [node('a', { idle: { v1: 1 } }), node('b', { idle: { v1: 3 } }), node('c', { idle: { v1: 2 } })];
+  t.same(place(nodes, DEMAND), { nodeId: 'b', start: 'warm' });
+});
+
+t.test('idle instances of another version do not make a warm start', async (t) => {
+  const nodes = [node('other', { idle: { v2: 5 }, capacityMb: 512 }), node('roomy', { capacityMb: 2048 })];
+  t.same(place(nodes, DEMAND), { nodeId: 'roomy', start: 'cold' });
+});
+
+t.test('a node already running the version with room beats a pooled and a roomier node', async (t) => {
+  const nodes = [
+    node('roomy', { capacityMb: 8192 }),
+    node('pooled', { capacityMb: 4096, pool: { nodejs20: 2 } }),
+    node('running', { busy: { v1: 1 } }),
+  ];
+  t.same(place(nodes, DEMAND), { nodeId: 'running', start: 'cold' });
+});
+
+t.test('a node running the version that also has a pooled sandbox starts pooled', async (t) => {
+  const nodes = [node('running', { busy: { v1: 1 }, pool: { nodejs20: 1 } })];
+  t.same(place(nodes, DEMAND), { nodeId: 'running', start: 'pooled' });
+});
+
+t.test('a pooled sandbox of another runtime does not make a running node start pooled', async (t) => {
+  const nodes = [node('running', { busy: { v1: 1 }, pool: { python312: 4 } })];
+  t.same(place(nodes, DEMAND), { nodeId: 'running', start: 'cold' });
+});
+
+t.test('among nodes running the version, the one with most free memory is chosen', async (t) => {
+  const nodes = [
+    node('a', { busy: { v1: 1 }, usedMb: 800 }),
+    node('b', { busy: { v1: 1 }, usedMb: 100 }),
+    node('c', { busy: { v1: 1 }, usedMb: 500 }),
+  ];
+  t.same(place(nodes, DEMAND), { nodeId: 'b', start: 'cold' });
+});
+
+t.test('a node running the version without room is passed over', async (t) => {
+  const nodes = [node('running-full', { busy: { v1: 3 }, usedMb: 1000 }), node('pooled', { pool: { nodejs20: 1 } })];
+  t.same(place(nodes, DEMAND), { nodeId: 'pooled', start: 'pooled' });
+});
+
+t.test('a pooled sandbox of the runtime beats a roomier node', async (t) => {
+  const nodes = [node('roomy', { capacityMb: 8192 }), node('pooled', { capacityMb: 512, pool: { nodejs20: 1 } })];
+  t.same(place(nodes, DEMAND), { nodeId: 'pooled', start: 'pooled' });
+});
+
+t.test('a pooled sandbox of another runtime does not count', async (t) => {
+  const nodes = [node('python', { capacityMb: 512, pool: { python312: 3 } }), node('roomy', { capacityMb: 2048 })];
+  t.same(place(nodes, DEMAND), { nodeId: 'roomy', start: 'cold' });
+});
+
+t.test('a pooled node without room is passed over', async (t) => {
+  const nodes = [node('pooled-full', { usedMb: 1000, pool: { nodejs20: 2 } }), node('plain')];
+  t.same(place(nodes, DEMAND), { nodeId: 'plain', start: 'cold' });
+});
+
+t.test('among pooled nodes, the one with most free memory is chosen', async (t) => {
+  const nodes = [
+    node('a', { usedMb: 600, pool: { nodejs20: 5 } }),
+    node('b', { usedMb: 200, pool: { nodejs20: 1 } }),
+    node('c', { usedMb: 400, pool: { nodejs20: 1 } }),
+  ];
+  t.same(place(nodes, DEMAND), { nodeId: 'b', start: 'pooled' });
+});
+
+t.test('otherwise the node with most free memory gets a cold start', async (t) => {
+  const nodes = [
+    node('a', { capacityMb: 2048, usedMb: 1500 }),
+    node('b', { capacityMb: 1024, usedMb: 100 }),
+    node('c', { capacityMb: 4096, usedMb: 3500 }),
+  ];
+  t.same(place(nodes, DEMAND), { nodeId: 'b', start: 'cold' });
+});
+
+t.test('cordoned and draining nodes are never chosen', async (t) => {
+  const unavailable: NodeView[] = [
+    node('cordoned-warm', { state: 'cordoned', idle: { v1: 4 } }),
+    node('draining-warm', { state: 'draining', idle: { v1: 4 } }),
+    node('cordoned-running', { state: 'cordoned', busy: { v1: 1 } }),
+    node('draining-pooled', { state: 'draining', pool: { nodejs20: 4 } }),
+    node('cordoned-roomy', { state: 'cordoned', capacityMb: 65536 }),
+  ];
+  t.equal(place(unavailable, DEMAND), undefined, 'no active node, no placement');
+  t.same(place([...unavailable, node('small', { capacityMb: 256 })], DEMAND), { nodeId: 'small', start: 'cold' });
+});
+
+t.test('a node never gets more than its free memory', async (t) => {
+  t.equal(place([node('a', { usedMb: 897 })], DEMAND), undefined, '127 MiB free is one short');
+  t.same(place([node('a', { usedMb: 896 })], DEMAND), { nodeId: 'a', start: 'cold' }, 'exactly 128 MiB free fits');
+  t.equal(place([node('a', { capacityMb: 100 }), node('b', { capacityMb: 127 })], DEMAND), undefined);
+  t.equal(place([node('over', { capacityMb: 512, usedMb: 600 })], { ...DEMAND, memoryMb: 64 }), undefined, 'overcommitted node');
+});
+
+t.test('ties go to the first listed node', async (t) => {
+  const warm = [node('a', { idle: { v1: 2 } }), node('b', { idle: { v1: 2 } })];
+  t.equal(place(warm, DEMAND)?.nodeId, 'a');
+  t.equal(place([...warm].reverse(), DEMAND)?.nodeId, 'b');
+
+  const running = [node('a', { busy: { v1: 1 } }), node('b', { busy: { v1: 1 } })];
+  t.equal(place(running, DEMAND)?.nodeId, 'a');
+  t.equal(place([...running].reverse(), DEMAND)?.nodeId, 'b');
+
+  const pooled = [node('a', { pool: { nodejs20: 1 } }), node('b', { pool: { nodejs20: 9 } })];
+  t.equal(place(pooled, DEMAND)?.nodeId, 'a', 'pool size is not a tie-breaker, only free memory');
+  t.equal(place([...pooled].reverse(), DEMAND)?.nodeId, 'b');
+
+  const cold = [node('a'), node('b')];
+  t.equal(place(cold, DEMAND)?.nodeId, 'a');
+  t.equal(place([...cold].reverse(), DEMAND)?.nodeId, 'b');
+});
+
+t.test('place does not modify its input', async (t) => {
+  const nodes = [node('a', { idle: { v1: 1 } }), node('b', { pool: { nodejs20: 1 } })];
+  const copy = structuredClone(nodes);
+  place(nodes, DEMAND);
+  t.same(nodes, copy);
+});
+
+t.test('afterPlacement of a warm start moves one instance from idle to busy', async (t) => {
+  const before = node('a', { usedMb: 300, idle: { v1: 2, v2: 1 }, busy: { v1: 1 }, pool: { nodejs20: 1 } });
+  const after = afterPlacement(before, DEMAND, { nodeId: 'a', start: 'warm' });
+  t.same(after, { ...before, idle: { v1: 1, v2: 1 }, busy: { v1: 2 } }, 'memory and pool unchanged');
+  t.same(before.idle, { v1: 2, v2: 1 }, 'the input node is not modified');
+  t.same(before.busy, { v1: 1 });
+});
+
+t.test('afterPlacement of a warm start counts the first busy instance', async (t) => {
+  const after = afterPlacement(node('a', { idle: { v1: 1 } }), DEMAND, { nodeId: 'a', start: 'warm' });
+  t.same(after.idle, { v1: 0 });
+  t.same(after.busy, { v1: 1 });
+  t.equal(after.usedMb, 0);
+});
+
+t.test('afterPlacement of a pooled start takes memory and a pooled sandbox', async (t) => {
+  const before = node('a', { usedMb: 256, busy: { v2: 1 }, pool: { nodejs20: 2, python312: 1 } });
+  const after = afterPlacement(before, DEMAND, { nodeId: 'a', start: 'pooled' });
+  t.same(after, { ...before, usedMb: 384, busy: { v2: 1, v1: 1 }, pool: { nodejs20: 1, python312: 1 } });
+  t.same(before.pool, { nodejs20: 2, python312: 1 }, 'the input node is not modified');
+  t.equal(before.usedMb, 256);
+});
+
+t.test('afterPlacement of a cold start takes memory but leaves the pool alone', async (t) => {
+  const before = node('a', { usedMb: 100, idle: { v1: 0 }, busy: { v1: 2 }, pool: { nodejs20: 2 } });
+  const after = afterPlacement(before, DEMAND, { nodeId: 'a', start: 'cold' });
+  t.same(after, { ...before, usedMb: 228, busy: { v1: 3 } });
+  t.same(after.pool, { nodejs20: 2 });
+  t.same(after.idle, { v1: 0 });
+});
+
+t.test('placing repeatedly with afterPlacement fills a node and then moves on', async (t) => {
+  let nodes = [node('a', { capacityMb: 300, pool: { nodejs20: 1 } }), node('b', { capacityMb: 200 })];
+  const chosen: string[] = [];
+  for (;;) {
+    const placement = place(nodes, DEMAND);
+    if (!placement) break;
+    chosen.push(`${placement.nodeId}:${placement.start}`);
+    nodes = nodes.map((n) => (n.id === placement.nodeId ? afterPlacement(n, DEMAND, placement) : n));
+  }
+  // a: pooled (300 → 172 free); a again: running the version (172 → 44); b: the last fit (200 → 72).
+  t.same(chosen, ['a:pooled', 'a:cold', 'b:cold']);
+  for (const n of nodes) t.ok(n.usedMb <= n.capacityMb, `${n.id} is within its capacity`);
+  t.same(nodes[0]?.pool, { nodejs20: 0 });
+});
