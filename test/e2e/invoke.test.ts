@@ -166,3 +166,25 @@ t.test('delete removes the function and stops its instances', async (t) => {
   t.notOk(platform.worker.instances.list().some((i) => i.fn.name === 'doomed'), 'its instance is gone');
   t.equal((await fetch(`${platform.url}/v1/functions/doomed`, { method: 'DELETE' })).status, 404);
 });
+
+t.test('a function past its memory limit is killed and answered 502 FunctionOutOfMemory', async (t) => {
+  await deploy(
+    { name: 'hog', memoryMb: 64 },
+    { 'index.js': 'exports.handler = async () => { const keep = []; for (;;) keep.push(Buffer.alloc(8 << 20, 1)); };' },
+  );
+  const res = await invoke('hog', {});
+  t.equal(res.status, 502);
+  t.match(await res.json(), { error: { code: 'FunctionOutOfMemory' } });
+  t.notOk(platform.worker.instances.list().some((i) => i.fn.name === 'hog'), 'the killed container is gone');
+  await deploy({ name: 'after-hog' }, { 'index.js': 'exports.handler = async () => "still serving";' });
+  t.equal(await (await invoke('after-hog', {})).json(), 'still serving', 'the worker keeps serving');
+});
+
+t.test("the caller's trace continues through the platform into the function", async (t) => {
+  await deploy({ name: 'traced' }, { 'index.js': 'exports.handler = async (e, context) => ({ traceparent: context.traceparent });' });
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const res = await invoke('traced', {}, { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+  t.equal(res.headers.get('x-skiff-trace-id'), traceId, 'the answer names the trace');
+  const body = (await res.json()) as { traceparent?: string };
+  t.match(body.traceparent, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`), 'the handler sees the same trace');
+});

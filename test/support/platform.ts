@@ -8,11 +8,11 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { trace } from '@opentelemetry/api';
 import { loadConfig, type Config } from '../../infra/config.js';
 import { migrate, openDatabase } from '../../infra/db/database.js';
 import { InvocationRecords } from '../../infra/db/invocation-records.js';
 import { createLogger } from '../../infra/log.js';
+import { startTelemetry, type Telemetry } from '../../infra/telemetry.js';
 import { keySpace } from '../../infra/queue/names.js';
 import { startGateway, type Gateway } from '../../gateway/server.js';
 import { Fleet } from '../../scheduler/fleet.js';
@@ -28,6 +28,8 @@ export interface Platform {
 }
 
 let counter = 0;
+/** One OpenTelemetry SDK per process, as in the real components (export off unless OTEL_* say). */
+let telemetry: Telemetry | undefined;
 
 export async function startPlatform(env: Record<string, string> = {}): Promise<Platform> {
   const tag = `t${process.pid}x${counter++}`;
@@ -51,7 +53,8 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     ...env,
   });
   const log = createLogger('test', config.logLevel);
-  const tracer = trace.getTracer('skiff-test');
+  telemetry ??= startTelemetry('skiff-test', config.telemetry);
+  const tracer = telemetry.tracer;
   const db = openDatabase(config.databaseUrl, config.databaseSchema, 2);
   await migrate(db, config.databaseSchema);
 
