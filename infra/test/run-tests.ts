@@ -47,11 +47,28 @@ if (leaks.length > 0) {
 }
 process.exit(code);
 
+/** Runs tap, passing its output through, and ends with a plain `N passed, N failed` line. */
 function runTap(testFiles: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
-    const tap = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '--reporter=tap', ...testFiles], { stdio: 'inherit', env });
+    const tap = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '--reporter=tap', ...testFiles], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env,
+    });
+    let tail = '';
+    tap.stdout.on('data', (chunk: Buffer) => {
+      process.stdout.write(chunk);
+      tail = (tail + chunk.toString()).slice(-4096);
+    });
     tap.on('error', reject);
-    tap.on('exit', (status) => resolve(status ?? 1));
+    tap.on('close', (status) => {
+      // tap's own summary line: "# { total: 684, pass: 680, fail: 2, skip: 2 }"
+      const summary = /# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?(?:, skip: (\d+))?/.exec(tail);
+      if (summary) {
+        const [, , pass = '0', fail = '0', skip] = summary;
+        console.log(`tests: ${pass} passed, ${fail} failed${skip ? `, ${skip} skipped` : ''}`);
+      }
+      resolve(status ?? 1);
+    });
   });
 }
 
