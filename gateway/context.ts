@@ -4,7 +4,7 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
 import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { KeySpace } from '../infra/queue/names.js';
-import type { FunctionStore } from './functions/function-store.js';
+import type { FunctionStore } from '../infra/db/function-store.js';
 import type { Dispatcher } from './invocations/dispatcher.js';
 import type { GatewayMetrics } from './metrics.js';
 

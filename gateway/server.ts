@@ -11,7 +11,7 @@ import { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { Logger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
 import { buildApp } from './app.js';
-import { FunctionStore } from './functions/function-store.js';
+import { FunctionStore } from '../infra/db/function-store.js';
 import { Dispatcher } from './invocations/dispatcher.js';
 import { createGatewayMetrics } from './metrics.js';
 

@@ -15,8 +15,10 @@ export interface GatewayConfig {
   /** Largest total unpacked size of a function zip: stops zip bombs. */
   maxUnpackedBytes: number;
   maxZipEntries: number;
-  /** How long a synchronous call may wait in queues before the function starts, beyond its timeout. */
+  /** How long a call may wait for a worker and an instance before it is refused (429). */
   queueWaitMs: number;
+  /** Keep-alive of idle instances for functions deployed without `idleTimeoutMs`. */
+  defaultIdleTimeoutMs: number;
 }
 
 export interface WorkerConfig {
@@ -31,8 +33,6 @@ export interface WorkerConfig {
   uidBase: number;
   /** Pre-created, started, unspecialized sandboxes kept ready per runtime. */
   poolSize: number;
-  /** Idle time after which a warm instance is destroyed. */
-  idleTimeoutMs: number;
   heartbeatMs: number;
   /** Invocations the worker runs at once (waiting ones count). */
   concurrency: number;
@@ -93,6 +93,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxUnpackedBytes: int(env, 'SKIFF_MAX_UNPACKED_BYTES', 250 * 1024 * 1024, 1024),
       maxZipEntries: int(env, 'SKIFF_MAX_ZIP_ENTRIES', 20000, 1),
       queueWaitMs: int(env, 'SKIFF_QUEUE_WAIT_MS', 30000, 100),
+      defaultIdleTimeoutMs: int(env, 'SKIFF_IDLE_TIMEOUT_MS', 5 * 60_000, 1000),
     },
     worker: {
       id: workerId,
@@ -101,7 +102,6 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       runDir: str(env, 'SKIFF_RUN_DIR', `/run/skiff/${workerId}`),
       uidBase: int(env, 'SKIFF_UID_BASE', 1_000_000, 65536),
       poolSize: int(env, 'SKIFF_POOL_SIZE', 2, 0, 1000),
-      idleTimeoutMs: int(env, 'SKIFF_IDLE_TIMEOUT_MS', 5 * 60_000, 100),
       heartbeatMs: int(env, 'SKIFF_HEARTBEAT_MS', 1000, 50),
       concurrency: int(env, 'SKIFF_WORKER_CONCURRENCY', 256, 1),
       pidsLimit: int(env, 'SKIFF_PIDS_LIMIT', 64, 8),
@@ -113,11 +113,12 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       heartbeatTtlMs: int(env, 'SKIFF_HEARTBEAT_TTL_MS', 5000, 100),
     },
     telemetry: {
+      // As OpenTelemetry does, an empty value counts as unset.
       enabled:
         env.OTEL_SDK_DISABLED !== 'true' &&
-        ((env.OTEL_TRACES_EXPORTER !== undefined && env.OTEL_TRACES_EXPORTER !== 'none') ||
-          env.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined ||
-          env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined),
+        ((Boolean(env.OTEL_TRACES_EXPORTER) && env.OTEL_TRACES_EXPORTER !== 'none') ||
+          Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT) ||
+          Boolean(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)),
     },
   };
   return deepFreeze(config);
@@ -131,8 +132,8 @@ function str(env: Env, name: string, fallback: string): string {
 function int(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) {
+  const value = /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
   }
   return value;

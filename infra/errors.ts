@@ -32,7 +32,7 @@ export interface ErrorBody {
 }
 
 export class SkiffError extends Error {
-  readonly [BRAND] = true;
+  declare readonly [BRAND]: true;
   readonly code: ErrorCode;
   readonly field: string | undefined;
   readonly errorType: string | undefined;
@@ -40,6 +40,8 @@ export class SkiffError extends Error {
 
   constructor(code: ErrorCode, message: string, options: { cause?: unknown; field?: string; errorType?: string; stack?: string[] } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    // Not enumerable: a spread copy of an error must not pass for one.
+    Object.defineProperty(this, BRAND, { value: true, enumerable: false });
     this.name = 'SkiffError';
     this.code = code;
     this.field = options.field;
@@ -64,7 +66,7 @@ export class SkiffError extends Error {
     if (body.field !== undefined) options.field = body.field;
     if (body.errorType !== undefined) options.errorType = body.errorType;
     if (body.stack !== undefined) options.stack = body.stack;
-    return new SkiffError(body.code in ERROR_STATUS ? body.code : 'Internal', body.message, options);
+    return new SkiffError(Object.hasOwn(ERROR_STATUS, body.code) ? body.code : 'Internal', body.message, options);
   }
 }
 

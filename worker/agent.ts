@@ -30,6 +30,8 @@ export interface WorkerAgentOptions {
   heartbeatTtlMs: number;
   instances: InstanceSet;
   pool: SandboxPool;
+  /** Told about deploys, to make minWarm instances of a new version at once. */
+  warmKeeper: { check(): void };
   records: InvocationRecords;
   tracer: Tracer;
   log: Logger;
@@ -79,6 +81,7 @@ export class WorkerAgent {
       state: this.state,
       capacityMb: this.o.capacityMb,
       usedMb: this.o.instances.usedMb(),
+      reclaimableMb: this.o.instances.reclaimableMb(),
       idle,
       busy,
       pool: this.o.pool.sizes(),
@@ -91,8 +94,11 @@ export class WorkerAgent {
 
   private onFunctionEvent(event: FunctionEvent): void {
     if (event.type === 'deleted') this.o.instances.retireFunction(event.name);
-    // A new version: instances of older versions get no new calls; retire them.
-    else this.o.instances.retireFunction(event.name, event.version);
+    else {
+      // A new version: instances of older versions get no new calls; retire them.
+      this.o.instances.retireFunction(event.name, event.version);
+      this.o.warmKeeper.check();
+    }
   }
 
   private async run(job: Job<InvocationJob>): Promise<void> {
@@ -131,7 +137,7 @@ export class WorkerAgent {
   }
 
   private async execute(data: InvocationJob, startedAt: number, traceparent: string | undefined): Promise<InvocationOutcome> {
-    const { instance, kind, timings } = await this.o.instances.acquire(data.fn);
+    const { instance, kind, timings } = await this.o.instances.acquire(data.fn, data.startBy);
     const acquiredAt = Date.now();
     try {
       const result = await instance.sandbox.invoke(

@@ -13,7 +13,10 @@ import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { ensureNodeImage } from '../infra/images/nodejs-rootfs.js';
 import type { Logger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
+import { FunctionStore } from '../infra/db/function-store.js';
+import type { WorkerHeartbeat } from '../infra/queue/jobs.js';
 import { WorkerAgent } from './agent.js';
+import { WarmKeeper } from './instances/warm-keeper.js';
 import { CodeCache } from './code/code-cache.js';
 import { InstanceSet } from './instances/instance-set.js';
 import { removeEmptyParents } from './sandbox/cgroups.js';
@@ -75,12 +78,27 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
     maxEntries: config.gateway.maxZipEntries,
     maxUnpackedBytes: config.gateway.maxUnpackedBytes,
   });
-  const pool = new SandboxPool(factory, images, { target: w.poolSize, memoryMb: POOL_SANDBOX_MB, log });
-  const instances = new InstanceSet(pool, factory, images, code, { capacityMb: w.capacityMb, idleTimeoutMs: w.idleTimeoutMs, log });
+  // The pool only fills while the worker has memory to spare (instances are served first).
+  let freeMb = (): number => w.capacityMb;
+  const pool = new SandboxPool(factory, images, { target: w.poolSize, memoryMb: POOL_SANDBOX_MB, freeMb: () => freeMb(), log });
+  const instances = new InstanceSet(pool, factory, images, code, { capacityMb: w.capacityMb, log });
+  freeMb = () => instances.freeMb();
   instances.start();
+  const keys = keySpace(config.keyPrefix);
+  const warmKeeper = new WarmKeeper({
+    selfId: w.id,
+    instances,
+    functions: new FunctionStore(db),
+    activeNodes: async () => {
+      const beats = Object.values(await redis.hgetall(keys.workers)).map((json) => JSON.parse(json) as WorkerHeartbeat);
+      return beats.filter((b) => b.state === 'active' && Date.now() - b.at <= config.scheduler.heartbeatTtlMs).map((b) => b.id);
+    },
+    everyMs: 2000,
+    log,
+  });
   const agent = new WorkerAgent({
     id: w.id,
-    keys: keySpace(config.keyPrefix),
+    keys,
     redis,
     subscriber,
     queueConnection,
@@ -90,17 +108,20 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
     heartbeatTtlMs: config.scheduler.heartbeatTtlMs,
     instances,
     pool,
+    warmKeeper,
     records,
     tracer: deps.tracer,
     log,
   });
   await agent.start();
+  warmKeeper.start();
 
   return {
     agent,
     instances,
     pool,
     async stop() {
+      await warmKeeper.stop();
       await agent.stop();
       await pool.shutdown();
       await instances.shutdown();

@@ -9,12 +9,13 @@ import { SkiffError } from '../../infra/errors.js';
 import type { FunctionVersion } from '../../infra/queue/jobs.js';
 import { contextOf, type TraceCarrier } from '../../infra/telemetry.js';
 import type { GatewayContext } from '../context.js';
+import { versionOf } from '../../infra/db/function-store.js';
 import { notFound } from '../routes/functions.js';
 
 export async function lookUp(ctx: GatewayContext, name: string): Promise<FunctionVersion> {
   const fn = await ctx.functions.get(name);
   if (!fn) throw notFound(name);
-  return fn;
+  return versionOf(fn);
 }
 
 /** Runs `work` inside a server span for the request; the reply carries the trace id. */

@@ -98,10 +98,9 @@ export class Dispatcher {
 
   private job(id: string, fn: FunctionVersion, event: unknown, replyTo: string | null, span: Span): InvocationJob {
     const now = Date.now();
-    const { versionId, name, version, runtime, handler, memoryMb, timeoutMs, concurrency, env, codeSha256 } = fn;
     return {
       id,
-      fn: { versionId, name, version, runtime, handler, memoryMb, timeoutMs, concurrency, env, codeSha256 },
+      fn,
       event,
       replyTo,
       enqueuedAt: now,

@@ -4,7 +4,7 @@ import { SkiffError, invalidRequest } from '../../infra/errors.js';
 import { RUNTIMES, type FunctionEvent, type Runtime } from '../../infra/queue/jobs.js';
 import { inspectZip } from '../code/zip-archive.js';
 import type { GatewayContext } from '../context.js';
-import type { FunctionInfo } from '../functions/function-store.js';
+import type { FunctionInfo } from '../../infra/db/function-store.js';
 
 export const FUNCTION_NAME = '^[a-z][a-z0-9-]{0,62}$';
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -17,6 +17,9 @@ interface DeployBody {
   memoryMb?: number;
   timeoutMs?: number;
   concurrency?: number;
+  idleTimeoutMs?: number;
+  minWarm?: number;
+  maxInstances?: number;
   env?: Record<string, string>;
 }
 
@@ -38,6 +41,9 @@ const deploySchema = {
       memoryMb: { type: 'integer', minimum: 64, maximum: 10240 },
       timeoutMs: { type: 'integer', minimum: 1, maximum: 900000 },
       concurrency: { type: 'integer', minimum: 1, maximum: 1000 },
+      idleTimeoutMs: { type: 'integer', minimum: 1000, maximum: 86_400_000 },
+      minWarm: { type: 'integer', minimum: 0, maximum: 1000 },
+      maxInstances: { type: 'integer', minimum: 1, maximum: 10000 },
       env: {
         type: 'object',
         maxProperties: 256,
@@ -55,6 +61,7 @@ const nameParams = {
 export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.post<{ Body: DeployBody }>('/v1/functions', { schema: deploySchema }, async (request, reply) => {
     const body = request.body;
+    if ((body.minWarm ?? 0) > (body.maxInstances ?? 100)) throw invalidRequest('minWarm', 'minWarm cannot exceed maxInstances');
     const zip = decodeZip(body.code.zip, ctx.config.gateway.maxZipBytes);
     const summary = await inspectZip(
       zip,
@@ -68,6 +75,9 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       memoryMb: body.memoryMb ?? 128,
       timeoutMs: body.timeoutMs ?? 30000,
       concurrency: body.concurrency ?? 1,
+      idleTimeoutMs: body.idleTimeoutMs ?? ctx.config.gateway.defaultIdleTimeoutMs,
+      minWarm: body.minWarm ?? 0,
+      maxInstances: body.maxInstances ?? 100,
       env: body.env ?? {},
       zip,
       codeSha256: summary.sha256,
@@ -118,6 +128,9 @@ function describe(info: FunctionInfo): Record<string, unknown> {
     memoryMb: info.memoryMb,
     timeoutMs: info.timeoutMs,
     concurrency: info.concurrency,
+    idleTimeoutMs: info.idleTimeoutMs,
+    minWarm: info.minWarm,
+    maxInstances: info.maxInstances,
     env: info.env,
     codeSha256: info.codeSha256,
     codeSize: info.codeSize,

@@ -53,4 +53,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX invocations_function_created ON invocations (function_name, created_at DESC);
     `,
   },
+  {
+    id: 2,
+    name: 'scaling: keep-alive, minimum warm and maximum instances per version',
+    sql: `
+      ALTER TABLE function_versions
+        ADD COLUMN idle_timeout_ms integer NOT NULL DEFAULT 300000,
+        ADD COLUMN min_warm integer NOT NULL DEFAULT 0,
+        ADD COLUMN max_instances integer NOT NULL DEFAULT 100;
+    `,
+  },
 ];

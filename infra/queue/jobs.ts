@@ -18,6 +18,12 @@ export interface FunctionVersion extends FunctionSpec {
   codeSha256: string;
   /** Calls one instance serves at once. */
   concurrency: number;
+  /** An idle instance is destroyed after this long. */
+  idleTimeoutMs: number;
+  /** Instances kept ready even with no calls (0: scale to zero). */
+  minWarm: number;
+  /** Most instances of this version at once; further calls wait for one to free up. */
+  maxInstances: number;
 }
 
 export interface InvocationJob {
@@ -54,6 +60,8 @@ export interface WorkerHeartbeat {
   state: WorkerState;
   capacityMb: number;
   usedMb: number;
+  /** Part of usedMb held by idle instances the node would evict to make room. */
+  reclaimableMb: number;
   /** Idle warm instances by function version id. */
   idle: Record<string, number>;
   /** Busy instances by function version id. */

@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { startPlatform, type Platform } from '../support/platform.js';
-import { patchName, zipFiles } from '../support/zip.js';
+import { client } from '../support/api.js';
 
 let platform: Platform;
 t.before(async () => {
@@ -14,24 +14,7 @@ t.teardown(async () => {
   await platform?.stop();
 });
 
-async function deploy(body: Record<string, unknown>, files?: Record<string, string>, patch?: [string, string]): Promise<Response> {
-  let zipped = files ? await zipFiles(files) : undefined;
-  if (zipped && patch) zipped = patchName(zipped, ...patch);
-  const zip = zipped?.toString('base64');
-  return fetch(`${platform.url}/v1/functions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ runtime: 'nodejs20', handler: 'index.handler', ...(zip ? { code: { zip } } : {}), ...body }),
-  });
-}
-
-async function invoke(name: string, event: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(`${platform.url}/v1/functions/${name}/invoke`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(event),
-  });
-}
+const { deploy, invoke } = client(() => platform.url);
 
 const HELLO = `exports.handler = async (event, context) => {
   const name = (event.queryStringParameters && event.queryStringParameters.name) || event.name || 'world';

@@ -3,7 +3,7 @@ import { expired, toFreeMemory } from '../../worker/instances/eviction.js';
 import type { InstanceView } from '../../worker/instances/eviction.js';
 
 function instance(id: string, overrides: Partial<InstanceView> = {}): InstanceView {
-  return { id, versionId: 'v1', memoryMb: 128, inFlight: 0, lastUsedAt: 0, idleTimeoutMs: 1000, ...overrides };
+  return { id, versionId: 'v1', memoryMb: 128, inFlight: 0, lastUsedAt: 0, idleTimeoutMs: 1000, minWarm: 0, ...overrides };
 }
 
 t.test('expired: idle instances whose keep-alive has run out', async (t) => {
@@ -15,7 +15,7 @@ t.test('expired: idle instances whose keep-alive has run out', async (t) => {
     instance('long-keepalive', { lastUsedAt: 1_000, idleTimeoutMs: 60_000 }),
     instance('short-keepalive', { lastUsedAt: 9_900, idleTimeoutMs: 50 }),
   ];
-  t.same(expired(instances, 10_000), ['exact', 'old', 'short-keepalive']);
+  t.same(expired(instances, 10_000), ['old', 'exact', 'short-keepalive'], 'oldest first');
 });
 
 t.test('expired: nothing in, nothing out; nothing expired yet', async (t) => {
@@ -83,4 +83,19 @@ t.test('toFreeMemory: the input is not reordered', async (t) => {
     instances.map((i) => i.id),
     ['c', 'a', 'b'],
   );
+});
+
+t.test('minWarm: expiry and memory pressure never take a version below its minimum', async (t) => {
+  const instances = [
+    instance('a1', { versionId: 'a', minWarm: 2, lastUsedAt: 100 }),
+    instance('a2', { versionId: 'a', minWarm: 2, lastUsedAt: 200 }),
+    instance('a3', { versionId: 'a', minWarm: 2, lastUsedAt: 300 }),
+    instance('b1', { versionId: 'b', lastUsedAt: 400 }),
+  ];
+  t.same(expired(instances, 100_000), ['a1', 'b1'], 'a keeps two, b goes to zero');
+  t.same(toFreeMemory(instances, 256), ['a1', 'b1'], 'LRU, but a keeps two');
+  t.same(toFreeMemory(instances, 384), [], 'not enough without breaking minWarm: nothing');
+  const busy = instances.map((i) => (i.id === 'a2' || i.id === 'a3' ? { ...i, inFlight: 1 } : i));
+  t.same(expired(busy, 100_000), ['a1', 'b1'], 'busy instances count toward minWarm');
+  t.same(expired(instances.map((i) => ({ ...i, minWarm: 3 })), 100_000), [], 'minWarm equal to the count keeps all');
 });

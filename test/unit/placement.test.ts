@@ -188,3 +188,33 @@ t.test('placing repeatedly with afterPlacement fills a node and then moves on', 
   for (const n of nodes) t.ok(n.usedMb <= n.capacityMb, `${n.id} is within its capacity`);
   t.same(nodes[0]?.pool, { nodejs20: 0 });
 });
+
+t.test('warmOwner: one node per function, stable, and moves only what it must', async (t) => {
+  const { warmOwner } = await import('../../scheduler/placement.js');
+  t.equal(warmOwner('f', []), undefined, 'no nodes, no owner');
+  t.equal(warmOwner('f', ['only']), 'only');
+  const nodes = ['n1', 'n2', 'n3', 'n4'];
+  const names = Array.from({ length: 200 }, (_, i) => `fn-${i}`);
+  const owners = new Map(names.map((n) => [n, warmOwner(n, nodes)]));
+  t.same(new Map(names.map((n) => [n, warmOwner(n, [...nodes].reverse())])), owners, 'node order does not matter');
+  const counts = nodes.map((id) => names.filter((n) => owners.get(n) === id).length);
+  t.ok(counts.every((c) => c > 20), `spread over all nodes: ${counts.join(',')}`);
+  const without = new Map(names.map((n) => [n, warmOwner(n, ['n1', 'n2', 'n4'])]));
+  const moved = names.filter((n) => owners.get(n) !== without.get(n));
+  t.ok(moved.every((n) => owners.get(n) === 'n3'), 'only functions n3 held move when n3 leaves');
+});
+
+t.test('a full node that can evict idle instances is chosen last', async (t) => {
+  const { place, afterPlacement } = await import('../../scheduler/placement.js');
+  const full = { id: 'full', state: 'active' as const, capacityMb: 384, usedMb: 384, idle: { other: 3 }, busy: {}, pool: {}, reclaimableMb: 384 };
+  const busy = { ...full, id: 'busy', idle: {}, busy: { other: 3 }, reclaimableMb: 0 };
+  const demand = { versionId: 'v', runtime: 'nodejs20', memoryMb: 128 };
+  t.same(place([busy], demand), undefined, 'nothing to evict: no placement');
+  const placement = place([busy, full], demand);
+  t.same(placement, { nodeId: 'full', start: 'cold' });
+  const roomy = { ...busy, id: 'roomy', usedMb: 0 };
+  t.equal(place([full, roomy], demand)?.nodeId, 'roomy', 'free memory is preferred to evicting');
+  const after = afterPlacement(full, demand, { nodeId: 'full', start: 'cold' });
+  t.equal(after.usedMb, 384, 'used memory stays at capacity');
+  t.equal(after.reclaimableMb, 256, 'the evicted instance is no longer reclaimable');
+});

@@ -1,5 +1,6 @@
 /**
  * Which warm instances to destroy: pure decisions over plain data, unit-tested without runc.
+ * Neither decision takes a version below its `minWarm` instances: those are promised to be ready.
  */
 export interface InstanceView {
   id: string;
@@ -9,26 +10,48 @@ export interface InstanceView {
   lastUsedAt: number;
   /** Idle time after which this instance is evicted. */
   idleTimeoutMs: number;
+  /** Instances of this version to keep even when idle. */
+  minWarm: number;
 }
 
-/** Idle instances whose keep-alive has run out. */
+/** Idle instances whose keep-alive has run out, oldest first. */
 export function expired(instances: readonly InstanceView[], now: number): string[] {
-  return instances.filter((i) => i.inFlight === 0 && now - i.lastUsedAt >= i.idleTimeoutMs).map((i) => i.id);
+  return removable(instances, (i) => i.inFlight === 0 && now - i.lastUsedAt >= i.idleTimeoutMs);
 }
 
 /**
  * Idle instances to destroy, least recently used first, to free `neededMb`; empty if even all
- * idle instances together would not free enough (then nothing is destroyed in vain).
+ * removable idle instances together would not free enough (then nothing is destroyed in vain).
  */
 export function toFreeMemory(instances: readonly InstanceView[], neededMb: number): string[] {
   if (neededMb <= 0) return [];
-  const idle = instances.filter((i) => i.inFlight === 0).sort((a, b) => a.lastUsedAt - b.lastUsedAt);
   const chosen: string[] = [];
   let freed = 0;
-  for (const instance of idle) {
+  const byId = new Map(instances.map((i) => [i.id, i]));
+  for (const id of removable(instances, (i) => i.inFlight === 0)) {
     if (freed >= neededMb) break;
-    chosen.push(instance.id);
-    freed += instance.memoryMb;
+    chosen.push(id);
+    freed += byId.get(id)?.memoryMb ?? 0;
   }
   return freed >= neededMb ? chosen : [];
+}
+
+/** Memory the worker could free by evicting idle instances (what placement may count on). */
+export function reclaimableMb(instances: readonly InstanceView[]): number {
+  const byId = new Map(instances.map((i) => [i.id, i]));
+  return removable(instances, (i) => i.inFlight === 0).reduce((sum, id) => sum + (byId.get(id)?.memoryMb ?? 0), 0);
+}
+
+/** Instances matching `candidate`, least recently used first, leaving each version its minWarm. */
+function removable(instances: readonly InstanceView[], candidate: (i: InstanceView) => boolean): string[] {
+  const left = new Map<string, number>();
+  for (const i of instances) left.set(i.versionId, (left.get(i.versionId) ?? 0) + 1);
+  const out: string[] = [];
+  for (const i of [...instances].filter(candidate).sort((a, b) => a.lastUsedAt - b.lastUsedAt)) {
+    const count = left.get(i.versionId) ?? 0;
+    if (count <= i.minWarm) continue;
+    left.set(i.versionId, count - 1);
+    out.push(i.id);
+  }
+  return out;
 }

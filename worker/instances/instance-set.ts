@@ -1,9 +1,11 @@
 /**
  * The warm instances of a worker: specialized sandboxes, each serving one function version.
  * `acquire` hands out a warm instance with a free slot if there is one (a warm start), else
- * specializes a pooled sandbox (a pooled cold start), else creates one (a full cold start).
- * Idle instances are kept alive for the function's keep-alive, then destroyed; when memory runs
- * short the least recently used idle instances go first.
+ * specializes a pooled sandbox (a pooled cold start), else creates one (a full cold start). When
+ * the version already has `maxInstances`, or the worker has no memory left even after evicting
+ * idle instances, the call waits for an instance to free up until its deadline, then gets
+ * `TooManyRequests`. Idle instances live for their function's keep-alive (never below its
+ * `minWarm`); when memory runs short the least recently used idle instances go first.
  */
 import { performance } from 'node:perf_hooks';
 import { SkiffError } from '../../infra/errors.js';
@@ -13,7 +15,7 @@ import type { CodeCache } from '../code/code-cache.js';
 import type { RuntimeImage, SandboxFactory } from '../sandbox/runc-sandbox.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxPool } from '../sandbox/sandbox-pool.js';
-import { expired, toFreeMemory, type InstanceView } from './eviction.js';
+import { expired, reclaimableMb, toFreeMemory, type InstanceView } from './eviction.js';
 
 export interface Instance {
   readonly sandbox: Sandbox;
@@ -34,16 +36,26 @@ export interface AcquireTimings {
   initMs: number;
 }
 
+export interface Acquired {
+  instance: Instance;
+  kind: StartKind;
+  timings: AcquireTimings;
+}
+
 export interface InstanceSetOptions {
   capacityMb: number;
-  idleTimeoutMs: number;
   log: Logger;
 }
 
+const NO_TIMINGS: AcquireTimings = { codeMs: 0, createMs: 0, bindMs: 0, initMs: 0 };
+
 export class InstanceSet {
   private readonly instances = new Map<string, Instance>();
-  /** Memory promised to instances being made, not yet in `instances`. */
+  /** Instances being made, by version id, and the memory promised to them. */
+  private readonly making = new Map<string, number>();
   private pendingMb = 0;
+  /** Calls waiting for an instance to free up; woken on every release or destroy. */
+  private waiters = new Set<() => void>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -59,24 +71,41 @@ export class InstanceSet {
     this.sweeper.unref();
   }
 
-  async acquire(fn: FunctionVersion): Promise<{ instance: Instance; kind: StartKind; timings: AcquireTimings }> {
-    const warm = this.findFree(fn.versionId, fn.concurrency);
-    if (warm) {
-      warm.inFlight++;
-      return { instance: warm, kind: 'warm', timings: { codeMs: 0, createMs: 0, bindMs: 0, initMs: 0 } };
-    }
-    await this.reserve(fn.memoryMb);
-    try {
-      return await this.make(fn);
-    } finally {
-      this.pendingMb -= fn.memoryMb;
+  /** An instance for one call of `fn`; waits for one to free up until `deadline` (ms since epoch). */
+  async acquire(fn: FunctionVersion, deadline: number): Promise<Acquired> {
+    for (;;) {
+      const warm = this.findFree(fn.versionId, fn.concurrency);
+      if (warm) {
+        warm.inFlight++;
+        return { instance: warm, kind: 'warm', timings: NO_TIMINGS };
+      }
+      if (this.countOf(fn.versionId) < fn.maxInstances && (await this.reserve(fn.memoryMb))) {
+        return this.makeReserved(fn, 1);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new SkiffError('TooManyRequests', `${fn.name} is at its limit of instances (maxInstances ${fn.maxInstances}) or the worker is full; try again`);
+      }
+      await this.changed(left);
     }
   }
 
   release(instance: Instance): void {
     instance.inFlight--;
     instance.lastUsedAt = Date.now();
-    if (instance.retired && instance.inFlight === 0) this.destroy(instance, 'retired');
+    if (instance.retired && instance.inFlight === 0) void this.destroy(instance, 'retired');
+    this.wake();
+  }
+
+  /** Makes idle instances of `fn` until it has `minWarm` (if memory allows); returns how many were made. */
+  async keepWarm(fn: FunctionVersion): Promise<number> {
+    let made = 0;
+    while (this.countOf(fn.versionId) < Math.min(fn.minWarm, fn.maxInstances) && (await this.reserve(fn.memoryMb))) {
+      await this.makeReserved(fn, 0);
+      this.wake();
+      made++;
+    }
+    return made;
   }
 
   /** Retires every instance of function `name` except those of version `keepVersion`. */
@@ -84,14 +113,23 @@ export class InstanceSet {
     for (const instance of this.instances.values()) {
       if (instance.fn.name !== name || instance.fn.version === keepVersion) continue;
       instance.retired = true;
-      if (instance.inFlight === 0) this.destroy(instance, 'retired');
+      if (instance.inFlight === 0) void this.destroy(instance, 'retired');
     }
   }
 
   usedMb(): number {
     let used = this.pendingMb + this.pool.reservedMb();
-    for (const instance of this.instances.values()) used += instance.fn.memoryMb;
+    for (const instance of this.instances.values()) used += instance.sandbox.memoryMb;
     return used;
+  }
+
+  freeMb(): number {
+    return this.options.capacityMb - this.usedMb();
+  }
+
+  /** Memory held by idle instances that could be evicted for a new one. */
+  reclaimableMb(): number {
+    return reclaimableMb(this.views());
   }
 
   counts(): { idle: Record<string, number>; busy: Record<string, number> } {
@@ -104,7 +142,7 @@ export class InstanceSet {
     return { idle, busy };
   }
 
-  /** Instances by sandbox id (for tests and status pages). */
+  /** Live instances (for tests and status pages). */
   list(): Instance[] {
     return [...this.instances.values()];
   }
@@ -113,7 +151,15 @@ export class InstanceSet {
     clearInterval(this.sweeper);
     const all = [...this.instances.values()];
     this.instances.clear();
+    this.wake();
     await Promise.all(all.map((i) => i.sandbox.destroy('worker stopping')));
+  }
+
+  /** Instances of a version, counting those being made. */
+  private countOf(versionId: string): number {
+    let count = this.making.get(versionId) ?? 0;
+    for (const instance of this.instances.values()) if (instance.fn.versionId === versionId && !instance.retired) count++;
+    return count;
   }
 
   private findFree(versionId: string, concurrency: number): Instance | undefined {
@@ -121,25 +167,37 @@ export class InstanceSet {
     for (const instance of this.instances.values()) {
       if (instance.fn.versionId !== versionId || instance.retired || instance.sandbox.state !== 'specialized') continue;
       if (instance.inFlight >= concurrency) continue;
-      // Prefer the most recently used: it keeps the rest idle long enough to be evicted.
+      // Prefer the most recently used: the rest stay idle long enough to be evicted.
       if (!best || instance.lastUsedAt > best.lastUsedAt) best = instance;
     }
     return best;
   }
 
-  private async reserve(memoryMb: number): Promise<void> {
+  /** Promises `memoryMb` to a new instance, evicting idle ones if needed; false if it cannot. */
+  private async reserve(memoryMb: number): Promise<boolean> {
     const shortBy = this.usedMb() + memoryMb - this.options.capacityMb;
     if (shortBy > 0) {
       const victims = toFreeMemory(this.views(), shortBy);
-      if (victims.length === 0) {
-        throw new SkiffError('Unavailable', `worker has no memory for another ${memoryMb} MiB instance`);
-      }
+      if (victims.length === 0) return false;
       await Promise.all(victims.map((id) => this.destroyById(id, 'memory pressure')));
     }
     this.pendingMb += memoryMb;
+    return true;
   }
 
-  private async make(fn: FunctionVersion): Promise<{ instance: Instance; kind: StartKind; timings: AcquireTimings }> {
+  private async makeReserved(fn: FunctionVersion, inFlight: number): Promise<Acquired> {
+    this.making.set(fn.versionId, (this.making.get(fn.versionId) ?? 0) + 1);
+    try {
+      return await this.make(fn, inFlight);
+    } finally {
+      this.pendingMb -= fn.memoryMb;
+      const left = (this.making.get(fn.versionId) ?? 1) - 1;
+      if (left === 0) this.making.delete(fn.versionId);
+      else this.making.set(fn.versionId, left);
+    }
+  }
+
+  private async make(fn: FunctionVersion, inFlight: number): Promise<Acquired> {
     const t0 = performance.now();
     const codeDir = await this.code.ensure(fn.codeSha256);
     const t1 = performance.now();
@@ -157,24 +215,51 @@ export class InstanceSet {
     } catch (error) {
       if (error instanceof Error && 'info' in error) {
         const info = (error as { info: { type: string; message: string; stack?: string[] } }).info;
-        throw new SkiffError('FunctionError', `handler could not be loaded: ${info.message}`, { errorType: info.type, ...(info.stack ? { stack: info.stack } : {}), cause: error });
+        throw new SkiffError('FunctionError', `handler could not be loaded: ${info.message}`, {
+          errorType: info.type,
+          ...(info.stack ? { stack: info.stack } : {}),
+          cause: error,
+        });
       }
       throw error;
     }
-    const instance: Instance = { sandbox, fn, inFlight: 1, lastUsedAt: Date.now(), retired: false };
+    const instance: Instance = { sandbox, fn, inFlight, lastUsedAt: Date.now(), retired: false };
     this.instances.set(sandbox.id, instance);
-    sandbox.onDeath(() => this.instances.delete(sandbox.id));
+    sandbox.onDeath(() => {
+      this.instances.delete(sandbox.id);
+      this.wake();
+    });
     return { instance, kind, timings: { codeMs: t1 - t0, createMs: t2 - t1, ...specialized } };
+  }
+
+  private changed(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.waiters.add(done);
+    });
+  }
+
+  private wake(): void {
+    if (this.waiters.size === 0) return;
+    const waiting = this.waiters;
+    this.waiters = new Set();
+    for (const resolve of waiting) resolve();
   }
 
   private views(): InstanceView[] {
     return [...this.instances.values()].map((i) => ({
       id: i.sandbox.id,
       versionId: i.fn.versionId,
-      memoryMb: i.fn.memoryMb,
+      memoryMb: i.sandbox.memoryMb,
       inFlight: i.inFlight,
       lastUsedAt: i.lastUsedAt,
-      idleTimeoutMs: this.options.idleTimeoutMs,
+      idleTimeoutMs: i.fn.idleTimeoutMs,
+      minWarm: i.retired ? 0 : i.fn.minWarm,
     }));
   }
 
@@ -189,6 +274,7 @@ export class InstanceSet {
 
   private destroy(instance: Instance, reason: string): Promise<void> {
     this.instances.delete(instance.sandbox.id);
+    this.wake();
     return instance.sandbox.destroy(reason).catch((error: unknown) => {
       this.options.log.error({ err: error, sandbox: instance.sandbox.id, reason }, 'could not destroy sandbox');
     });

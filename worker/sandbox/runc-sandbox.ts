@@ -212,13 +212,17 @@ class RuncSandbox implements Sandbox {
     this.channel.close();
     const errors: unknown[] = [];
     // Each step runs even if an earlier one failed, so one failure leaks as little as possible.
+    let containerGone = true;
     await this.options.oci.delete(this.id).catch((error: unknown) => {
-      if (!/does not exist|not found/i.test(String((error as Error).message))) errors.push(error);
+      if (/does not exist|not found/i.test(String((error as Error).message))) return;
+      containerGone = false;
+      errors.push(error);
     });
     await unmountTree(join(this.dir, 'task'), join(this.dir, 'rootfs')).catch((error: unknown) => errors.push(error));
     if (errors.length === 0) await rm(this.dir, { recursive: true, force: true }).catch((error: unknown) => errors.push(error));
     await rm(this.socketDir, { recursive: true, force: true }).catch((error: unknown) => errors.push(error));
-    this.releaseIds();
+    // A container that may still run keeps its id range: no new sandbox may share its host uids.
+    if (containerGone) this.releaseIds();
     for (const listener of this.deathListeners.splice(0)) listener(reason);
     if (errors.length > 0) throw new AggregateError(errors, `sandbox ${this.id} was not fully removed`);
   }

@@ -13,6 +13,8 @@ export interface SandboxPoolOptions {
   target: number;
   /** Memory limit of a pooled sandbox until it is specialized. */
   memoryMb: number;
+  /** Memory the worker has left: the pool never takes what instances could use. */
+  freeMb: () => number;
   log: Logger;
 }
 
@@ -69,6 +71,7 @@ export class SandboxPool {
       const short = [...this.ready].find(([, list]) => list.length < this.options.target);
       if (!short) return;
       const [runtime, list] = short;
+      if (this.options.freeMb() < this.options.memoryMb) return;
       const image = this.images.get(runtime);
       if (!image) return;
       try {

@@ -3,9 +3,9 @@
  * function row and a new version row in one transaction: either all of it exists or none does.
  */
 import { nanoid } from 'nanoid';
-import { SkiffError } from '../../infra/errors.js';
-import type { Database } from '../../infra/db/database.js';
-import type { FunctionVersion, Runtime } from '../../infra/queue/jobs.js';
+import { SkiffError } from '../errors.js';
+import type { Database } from './database.js';
+import type { FunctionVersion, Runtime } from '../queue/jobs.js';
 
 export interface DeployInput {
   name: string;
@@ -14,6 +14,9 @@ export interface DeployInput {
   memoryMb: number;
   timeoutMs: number;
   concurrency: number;
+  idleTimeoutMs: number;
+  minWarm: number;
+  maxInstances: number;
   env: Record<string, string>;
   zip: Buffer;
   codeSha256: string;
@@ -26,7 +29,7 @@ export interface FunctionInfo extends FunctionVersion {
 }
 
 const VERSION_COLUMNS = `v.version_id, v.name, v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency,
-  v.env, v.code_sha256, c.size_bytes, f.created_at, v.created_at AS updated_at`;
+  v.idle_timeout_ms, v.min_warm, v.max_instances, v.env, v.code_sha256, c.size_bytes, f.created_at, v.created_at AS updated_at`;
 
 const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
   JOIN function_versions v ON v.name = f.name AND v.version = f.current_version
@@ -53,9 +56,13 @@ export class FunctionStore {
       const version = rows[0]?.current_version;
       if (version === undefined) throw new Error('deploy returned no version');
       await client.query(
-        `INSERT INTO function_versions (version_id, name, version, runtime, handler, memory_mb, timeout_ms, concurrency, env, code_sha256)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-        [nanoid(), input.name, version, input.runtime, input.handler, input.memoryMb, input.timeoutMs, input.concurrency, JSON.stringify(input.env), input.codeSha256],
+        `INSERT INTO function_versions (version_id, name, version, runtime, handler, memory_mb, timeout_ms, concurrency,
+           idle_timeout_ms, min_warm, max_instances, env, code_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+        [
+          nanoid(), input.name, version, input.runtime, input.handler, input.memoryMb, input.timeoutMs, input.concurrency,
+          input.idleTimeoutMs, input.minWarm, input.maxInstances, JSON.stringify(input.env), input.codeSha256,
+        ],
       );
       await client.query('COMMIT');
     } catch (error) {
@@ -77,6 +84,12 @@ export class FunctionStore {
 
   async list(): Promise<FunctionInfo[]> {
     const { rows } = await this.db.query(`${CURRENT} ORDER BY f.name`);
+    return (rows as Row[]).map(toInfo);
+  }
+
+  /** Current versions that keep warm instances without calls (minWarm > 0). */
+  async keptWarm(): Promise<FunctionInfo[]> {
+    const { rows } = await this.db.query(`${CURRENT} WHERE v.min_warm > 0 ORDER BY f.name`);
     return (rows as Row[]).map(toInfo);
   }
 
@@ -107,11 +120,20 @@ interface Row {
   memory_mb: number;
   timeout_ms: number;
   concurrency: number;
+  idle_timeout_ms: number;
+  min_warm: number;
+  max_instances: number;
   env: Record<string, string>;
   code_sha256: string;
   size_bytes: number;
   created_at: Date;
   updated_at: Date;
+}
+
+/** The version as it travels in jobs: without the metadata only the API shows. */
+export function versionOf(info: FunctionInfo): FunctionVersion {
+  const { codeSize: _codeSize, createdAt: _createdAt, updatedAt: _updatedAt, ...version } = info;
+  return version;
 }
 
 function toInfo(row: Row): FunctionInfo {
@@ -124,6 +146,9 @@ function toInfo(row: Row): FunctionInfo {
     memoryMb: row.memory_mb,
     timeoutMs: row.timeout_ms,
     concurrency: row.concurrency,
+    idleTimeoutMs: row.idle_timeout_ms,
+    minWarm: row.min_warm,
+    maxInstances: row.max_instances,
     env: row.env,
     codeSha256: row.code_sha256,
     codeSize: row.size_bytes,

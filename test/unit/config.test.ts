@@ -1,0 +1,202 @@
+import t from 'tap';
+import { hostname, totalmem } from 'node:os';
+import { resolve } from 'node:path';
+import { ConfigError, loadConfig } from '../../infra/config.js';
+
+/** The `t` a subtest callback receives. */
+type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
+
+/** Asserts that loading `env` fails with a ConfigError naming `variable`. */
+function rejects(t: TapTest, env: Record<string, string>, variable: string): void {
+  let caught: unknown;
+  try {
+    loadConfig(env);
+  } catch (error) {
+    caught = error;
+  }
+  t.ok(caught instanceof ConfigError, `${JSON.stringify(env)} is rejected with a ConfigError`);
+  t.equal((caught as ConfigError | undefined)?.code, 'InvalidConfig');
+  t.match((caught as Error | undefined)?.message ?? '', variable, `the message names ${variable}`);
+}
+
+t.test('defaults', async (t) => {
+  const c = loadConfig({});
+  const stateDir = process.getuid?.() === 0 ? '/var/lib/skiff' : resolve('.skiff');
+  t.equal(c.stateDir, stateDir);
+  t.equal(c.imagesDir, `${stateDir}/images`);
+  t.same(c.external, { redis: false, database: false });
+  t.equal(c.redisUrl, 'redis://127.0.0.1:6390');
+  t.equal(c.databaseUrl, 'postgres://skiff@127.0.0.1:5440/skiff');
+  t.equal(c.databaseSchema, 'public');
+  t.equal(c.keyPrefix, 'skiff');
+  t.equal(c.logLevel, 'info');
+  t.same(c.gateway, {
+    host: '127.0.0.1',
+    port: 8080,
+    bodyLimitBytes: 70 * 1024 * 1024,
+    maxZipBytes: 50 * 1024 * 1024,
+    maxUnpackedBytes: 250 * 1024 * 1024,
+    maxZipEntries: 20000,
+    queueWaitMs: 30000,
+    defaultIdleTimeoutMs: 300_000,
+  });
+  const workerId = `${hostname()}-1`;
+  t.same(c.worker, {
+    id: workerId,
+    capacityMb: Math.floor((totalmem() / 1024 / 1024) * 0.75),
+    runcPath: 'runc',
+    runDir: `/run/skiff/${workerId}`,
+    uidBase: 1_000_000,
+    poolSize: 2,
+    heartbeatMs: 1000,
+    concurrency: 256,
+    pidsLimit: 64,
+    tmpSizeMb: 64,
+    logLimitBytes: 1024 * 1024,
+  });
+  t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000 });
+  t.same(c.telemetry, { enabled: false });
+});
+
+t.test('an empty value means the default', async (t) => {
+  const c = loadConfig({ SKIFF_GATEWAY_PORT: '', SKIFF_KEY_PREFIX: '', SKIFF_DB_SCHEMA: '', REDIS_URL: '' });
+  t.equal(c.gateway.port, 8080);
+  t.equal(c.keyPrefix, 'skiff');
+  t.equal(c.databaseSchema, 'public');
+  t.equal(c.redisUrl, 'redis://127.0.0.1:6390');
+  t.equal(c.external.redis, false);
+});
+
+t.test('values from the environment', async (t) => {
+  const c = loadConfig({
+    SKIFF_STATE_DIR: '/srv/skiff-state',
+    SKIFF_GATEWAY_PORT: '9090',
+    SKIFF_GATEWAY_HOST: '0.0.0.0',
+    SKIFF_WORKER_ID: 'node-7.b_c',
+    SKIFF_WORKER_CAPACITY_MB: '4096',
+    SKIFF_POOL_SIZE: '0',
+    SKIFF_DB_SCHEMA: 'test_run_42',
+    SKIFF_KEY_PREFIX: 'skiff-test',
+    SKIFF_SCHEDULER_CONCURRENCY: '8',
+  });
+  t.equal(c.stateDir, '/srv/skiff-state');
+  t.equal(c.imagesDir, '/srv/skiff-state/images', 'images follow the state directory');
+  t.equal(c.gateway.port, 9090);
+  t.equal(c.gateway.host, '0.0.0.0');
+  t.equal(c.worker.id, 'node-7.b_c');
+  t.equal(c.worker.runDir, '/run/skiff/node-7.b_c', 'the run directory follows the worker id');
+  t.equal(c.worker.capacityMb, 4096);
+  t.equal(c.worker.poolSize, 0, 'zero is a valid pool size');
+  t.equal(c.databaseSchema, 'test_run_42');
+  t.equal(c.keyPrefix, 'skiff-test');
+  t.equal(c.scheduler.concurrency, 8);
+});
+
+t.test('integers: bounds are inclusive', async (t) => {
+  t.equal(loadConfig({ SKIFF_GATEWAY_PORT: '0' }).gateway.port, 0);
+  t.equal(loadConfig({ SKIFF_GATEWAY_PORT: '65535' }).gateway.port, 65535);
+  t.equal(loadConfig({ SKIFF_POOL_SIZE: '1000' }).worker.poolSize, 1000);
+  t.equal(loadConfig({ SKIFF_PIDS_LIMIT: '8' }).worker.pidsLimit, 8);
+});
+
+t.test('integers: anything else is a ConfigError naming the variable', async (t) => {
+  rejects(t, { SKIFF_GATEWAY_PORT: 'http' }, 'SKIFF_GATEWAY_PORT');
+  rejects(t, { SKIFF_GATEWAY_PORT: '65536' }, 'SKIFF_GATEWAY_PORT');
+  rejects(t, { SKIFF_GATEWAY_PORT: '-1' }, 'SKIFF_GATEWAY_PORT');
+  rejects(t, { SKIFF_GATEWAY_PORT: '80.5' }, 'SKIFF_GATEWAY_PORT');
+  rejects(t, { SKIFF_POOL_SIZE: '1001' }, 'SKIFF_POOL_SIZE');
+  rejects(t, { SKIFF_PIDS_LIMIT: '7' }, 'SKIFF_PIDS_LIMIT');
+  rejects(t, { SKIFF_WORKER_CAPACITY_MB: '63' }, 'SKIFF_WORKER_CAPACITY_MB');
+  rejects(t, { SKIFF_UID_BASE: '1000' }, 'SKIFF_UID_BASE');
+  rejects(t, { SKIFF_HEARTBEAT_TTL_MS: 'soon' }, 'SKIFF_HEARTBEAT_TTL_MS');
+  rejects(t, { SKIFF_BODY_LIMIT_BYTES: 'Infinity' }, 'SKIFF_BODY_LIMIT_BYTES');
+  rejects(t, { SKIFF_IDLE_TIMEOUT_MS: 'NaN' }, 'SKIFF_IDLE_TIMEOUT_MS');
+});
+
+t.test('integers: the message shows the bad value', async (t) => {
+  t.throws(() => loadConfig({ SKIFF_TMP_SIZE_MB: 'lots' }), { message: /SKIFF_TMP_SIZE_MB.*"lots"/ });
+});
+
+t.test('integers: whitespace and non-decimal spellings are rejected', async (t) => {
+  for (const raw of [' ', '0x1F90', '8e3']) {
+    t.throws(() => loadConfig({ SKIFF_GATEWAY_PORT: raw }), { code: 'InvalidConfig' }, `SKIFF_GATEWAY_PORT=${JSON.stringify(raw)} is rejected`);
+  }
+});
+
+t.test('SKIFF_WORKER_ID must be a short, safe name', async (t) => {
+  for (const id of ['a', 'A9', `w${'x'.repeat(62)}`, 'host-1.local_2']) {
+    t.equal(loadConfig({ SKIFF_WORKER_ID: id }).worker.id, id, `${id} is accepted`);
+  }
+  for (const id of ['-leading-dash', '.hidden', '_under', 'has space', 'a/b', '../etc', `w${'x'.repeat(63)}`, 'naïve']) {
+    rejects(t, { SKIFF_WORKER_ID: id }, 'SKIFF_WORKER_ID');
+  }
+});
+
+t.test('SKIFF_DB_SCHEMA must be a lower-case SQL identifier', async (t) => {
+  for (const schema of ['_x', 'a', 'skiff_test_1', `s${'x'.repeat(62)}`]) {
+    t.equal(loadConfig({ SKIFF_DB_SCHEMA: schema }).databaseSchema, schema, `${schema} is accepted`);
+  }
+  for (const schema of ['Public', '1abc', 'a-b', 'a;drop table x', '"quoted"', 'a b', `s${'x'.repeat(63)}`]) {
+    rejects(t, { SKIFF_DB_SCHEMA: schema }, 'SKIFF_DB_SCHEMA');
+  }
+});
+
+t.test('the result is deeply frozen', async (t) => {
+  const c = loadConfig({});
+  for (const [name, value] of [
+    ['config', c],
+    ['external', c.external],
+    ['gateway', c.gateway],
+    ['worker', c.worker],
+    ['scheduler', c.scheduler],
+    ['telemetry', c.telemetry],
+  ] as const) {
+    t.ok(Object.isFrozen(value), `${name} is frozen`);
+  }
+  t.throws(() => {
+    (c.gateway as { port: number }).port = 1;
+  }, TypeError);
+  t.throws(() => {
+    (c as { keyPrefix: string }).keyPrefix = 'other';
+  }, TypeError);
+  t.equal(c.gateway.port, 8080);
+  t.equal(c.keyPrefix, 'skiff');
+  t.not(loadConfig({}).gateway, c.gateway, 'each load makes its own object');
+});
+
+t.test('telemetry is enabled only when an exporter or endpoint is configured', async (t) => {
+  const enabled = (env: Record<string, string>): boolean => loadConfig(env).telemetry.enabled;
+  t.equal(enabled({}), false, 'nothing set');
+  t.equal(enabled({ OTEL_TRACES_EXPORTER: 'otlp' }), true, 'exporter otlp');
+  t.equal(enabled({ OTEL_TRACES_EXPORTER: 'console' }), true, 'exporter console');
+  t.equal(enabled({ OTEL_TRACES_EXPORTER: 'none' }), false, 'exporter none');
+  t.equal(enabled({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' }), true, 'endpoint');
+  t.equal(enabled({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces' }), true, 'traces endpoint');
+  t.equal(enabled({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' }), true, 'an endpoint beats exporter none');
+  t.equal(enabled({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', OTEL_SDK_DISABLED: 'true' }), false, 'SDK disabled');
+  t.equal(enabled({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_SDK_DISABLED: 'true' }), false, 'SDK disabled, exporter set');
+  t.equal(enabled({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_SDK_DISABLED: 'false' }), true, 'SDK explicitly not disabled');
+  t.equal(enabled({ OTEL_SDK_DISABLED: 'false' }), false, 'not disabled, but nothing configured');
+  t.equal(enabled({ OTEL_SERVICE_NAME: 'skiff' }), false, 'other OTEL variables do not enable it');
+});
+
+t.test('telemetry: an empty variable counts as unset', async (t) => {
+  const enabled = (env: Record<string, string>): boolean => loadConfig(env).telemetry.enabled;
+  t.equal(enabled({ OTEL_TRACES_EXPORTER: '' }), false, 'OTEL_TRACES_EXPORTER=""');
+  t.equal(enabled({ OTEL_EXPORTER_OTLP_ENDPOINT: '' }), false, 'OTEL_EXPORTER_OTLP_ENDPOINT=""');
+  t.equal(enabled({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '' }), false, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=""');
+});
+
+t.test('external services are those named by REDIS_URL and DATABASE_URL', async (t) => {
+  const redis = loadConfig({ REDIS_URL: 'redis://10.0.0.5:6379' });
+  t.same(redis.external, { redis: true, database: false });
+  t.equal(redis.redisUrl, 'redis://10.0.0.5:6379');
+  t.equal(redis.databaseUrl, 'postgres://skiff@127.0.0.1:5440/skiff');
+
+  const database = loadConfig({ DATABASE_URL: 'postgres://u@db:5432/skiff' });
+  t.same(database.external, { redis: false, database: true });
+  t.equal(database.databaseUrl, 'postgres://u@db:5432/skiff');
+  t.equal(database.redisUrl, 'redis://127.0.0.1:6390');
+
+  t.same(loadConfig({ REDIS_URL: 'redis://r', DATABASE_URL: 'postgres://p' }).external, { redis: true, database: true });
+});
