@@ -7,6 +7,7 @@ import { functionRoutes } from './routes/functions.js';
 import { functionUrlRoutes } from './routes/function-url.js';
 import { healthRoutes } from './routes/health.js';
 import { invokeRoutes } from './routes/invoke.js';
+import { logRoutes } from './routes/logs.js';
 
 export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<unknown> }, log: Logger): FastifyInstance {
   const app = Fastify({
@@ -20,6 +21,7 @@ export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<
   functionRoutes(app, ctx);
   invokeRoutes(app, ctx);
   functionUrlRoutes(app, ctx);
+  logRoutes(app, ctx);
   healthRoutes(app, ctx, db);
   return app;
 }

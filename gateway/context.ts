@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
 import type { InvocationRecords } from '../infra/db/invocation-records.js';
+import type { LogStore } from '../infra/db/log-store.js';
 import type { KeySpace } from '../infra/queue/names.js';
 import type { FunctionStore } from '../infra/db/function-store.js';
 import type { Dispatcher } from './invocations/dispatcher.js';
@@ -14,6 +15,7 @@ export interface GatewayContext {
   functions: FunctionStore;
   dispatcher: Dispatcher;
   records: InvocationRecords;
+  logs: LogStore;
   /** Connection for publishing function events. */
   redis: Redis;
   tracer: Tracer;

@@ -8,8 +8,10 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
 import { openDatabase } from '../infra/db/database.js';
 import { InvocationRecords } from '../infra/db/invocation-records.js';
+import { LogStore } from '../infra/db/log-store.js';
 import type { Logger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
+import { waitFor } from '../infra/services/process.js';
 import { buildApp } from './app.js';
 import { FunctionStore } from '../infra/db/function-store.js';
 import { Dispatcher } from './invocations/dispatcher.js';
@@ -29,15 +31,37 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
   const dispatcher = new Dispatcher({ keys, gatewayId: nanoid(10), redis, subscriber, records, queueWaitMs: config.gateway.queueWaitMs });
   await dispatcher.start();
   const app = buildApp(
-    { config, keys, functions: new FunctionStore(db), dispatcher, records, redis, tracer: deps.tracer, metrics: createGatewayMetrics() },
+    {
+      config,
+      keys,
+      functions: new FunctionStore(db),
+      dispatcher,
+      records,
+      logs: new LogStore(db, undefined, (error) => deps.log.error({ err: error }, 'log store failed')),
+      redis,
+      tracer: deps.tracer,
+      metrics: createGatewayMetrics(),
+    },
     db,
     deps.log,
   );
+  let inFlight = 0;
+  app.addHook('onRequest', async (_request, reply) => {
+    inFlight++;
+    reply.raw.once('close', () => inFlight--);
+  });
   await app.ready();
   return {
     app,
     async stop() {
-      await app.close();
+      // Stop taking requests, let those in flight finish (bounded), then close every connection:
+      // idle keep-alive connections of clients must not hold the gateway open.
+      const closed = app.close();
+      await waitFor('in-flight requests', async () => {
+        if (inFlight > 0) throw new Error(`${inFlight} requests in flight`);
+      }, config.gateway.queueWaitMs + 5000).catch((error: unknown) => deps.log.warn({ err: error }, 'closing with requests in flight'));
+      app.server.closeAllConnections();
+      await closed;
       await dispatcher.stop();
       await records.flush();
       await Promise.all([redis.quit(), subscriber.quit()]);

@@ -10,6 +10,7 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
 import { openDatabase } from '../infra/db/database.js';
 import { InvocationRecords } from '../infra/db/invocation-records.js';
+import { LogStore } from '../infra/db/log-store.js';
 import { ensureNodeImage } from '../infra/images/nodejs-rootfs.js';
 import type { Logger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
@@ -23,6 +24,7 @@ import { removeEmptyParents } from './sandbox/cgroups.js';
 import { assertReachableByContainers } from './sandbox/host-checks.js';
 import { IdRanges } from './sandbox/id-ranges.js';
 import { removeLeftovers } from './sandbox/leftovers.js';
+import { unmountTree } from './sandbox/mounts.js';
 import { OciRuntime } from './sandbox/runc.js';
 import { SandboxFactory, type RuntimeImage } from './sandbox/runc-sandbox.js';
 import { SandboxPool } from './sandbox/sandbox-pool.js';
@@ -61,6 +63,8 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
     log,
   });
   await removeLeftovers(oci, [sandboxesDir, join(w.runDir, 'sockets')], factory.cgroupParent(), log);
+  // Code directories stay (a cache), but their mounts from a previous run go.
+  await unmountTree(join(home, 'code'));
   await mkdir(sandboxesDir, { recursive: true, mode: 0o755 });
   assertReachableByContainers(sandboxesDir);
 
@@ -81,10 +85,15 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   // The pool only fills while the worker has memory to spare (instances are served first).
   let freeMb = (): number => w.capacityMb;
   const pool = new SandboxPool(factory, images, { target: w.poolSize, memoryMb: POOL_SANDBOX_MB, freeMb: () => freeMb(), log });
-  const instances = new InstanceSet(pool, factory, images, code, { capacityMb: w.capacityMb, log });
+  const keys = keySpace(config.keyPrefix);
+  const logs = new LogStore(db, { redis, channel: keys.logs }, (error) => log.error({ err: error }, 'could not store function logs'));
+  const instances = new InstanceSet(pool, factory, images, code, {
+    capacityMb: w.capacityMb,
+    onOutput: (fn, sandboxId, line) => logs.append({ functionName: fn.name, functionVersion: fn.version, sandboxId, ...line }),
+    log,
+  });
   freeMb = () => instances.freeMb();
   instances.start();
-  const keys = keySpace(config.keyPrefix);
   const warmKeeper = new WarmKeeper({
     selfId: w.id,
     instances,
@@ -125,6 +134,8 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
       await agent.stop();
       await pool.shutdown();
       await instances.shutdown();
+      await code.close();
+      await logs.flush();
       await removeEmptyParents([factory.cgroupParent(), '/skiff']);
       await Promise.all([redis.quit(), subscriber.quit(), queueConnection.quit()]);
       await db.end();

@@ -99,6 +99,7 @@ export class FunctionStore {
     try {
       await client.query('BEGIN');
       const { rowCount } = await client.query('DELETE FROM functions WHERE name = $1', [name]);
+      await client.query('DELETE FROM function_logs WHERE function_name = $1', [name]);
       await client.query('DELETE FROM code_blobs c WHERE NOT EXISTS (SELECT 1 FROM function_versions v WHERE v.code_sha256 = c.sha256)');
       await client.query('COMMIT');
       return (rowCount ?? 0) > 0;

@@ -21,6 +21,11 @@ export interface InvocationRecord {
   durationMs?: number;
 }
 
+/** PostgreSQL's jsonb and text reject U+0000; a handler may return it. */
+export function jsonForPostgres(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? v.replaceAll('\u0000', '\uFFFD') : v));
+}
+
 const COLUMNS = ['id', 'function_name', 'function_version', 'async', 'status', 'result', 'error', 'cold', 'worker_id', 'duration_ms', 'finished_at'];
 
 export class InvocationRecords {
@@ -88,8 +93,8 @@ export class InvocationRecords {
       const final = r.status === 'succeeded' || r.status === 'failed';
       values.push(
         r.id, r.functionName, r.functionVersion, r.async, r.status,
-        r.result === undefined ? null : JSON.stringify(r.result),
-        r.error === undefined ? null : JSON.stringify(r.error),
+        r.result === undefined ? null : jsonForPostgres(r.result),
+        r.error === undefined ? null : jsonForPostgres(r.error),
         r.cold ?? null, r.workerId ?? null, r.durationMs ?? null, final ? new Date() : null,
       );
       tuples.push(`(${COLUMNS.map((_, i) => `$${base + i + 1}`).join(', ')})`);

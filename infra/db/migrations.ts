@@ -63,4 +63,22 @@ export const MIGRATIONS: readonly Migration[] = [
         ADD COLUMN max_instances integer NOT NULL DEFAULT 100;
     `,
   },
+  {
+    id: 3,
+    name: 'function logs',
+    sql: `
+      CREATE TABLE function_logs (
+        id               bigserial PRIMARY KEY,
+        function_name    text NOT NULL,
+        function_version integer NOT NULL,
+        invocation_id    text,
+        sandbox_id       text NOT NULL,
+        stream           text NOT NULL CHECK (stream IN ('stdout', 'stderr')),
+        text             text NOT NULL,
+        at               timestamptz NOT NULL
+      );
+      CREATE INDEX function_logs_function_at ON function_logs (function_name, at, id);
+      CREATE INDEX function_logs_invocation ON function_logs (invocation_id) WHERE invocation_id IS NOT NULL;
+    `,
+  },
 ];

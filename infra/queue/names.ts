@@ -15,6 +15,8 @@ export interface KeySpace {
   replies(gatewayId: string): string;
   /** Pub/sub channel announcing function changes (deploy, delete) to workers. */
   functionEvents: string;
+  /** Pub/sub channel of a function's new log lines, for `logs?follow=1`. */
+  logs(functionName: string): string;
 }
 
 export function keySpace(prefix: string): KeySpace {
@@ -25,5 +27,6 @@ export function keySpace(prefix: string): KeySpace {
     workers: `${prefix}:workers`,
     replies: (gatewayId) => `${prefix}:replies:${gatewayId}`,
     functionEvents: `${prefix}:function-events`,
+    logs: (functionName) => `${prefix}:logs:${functionName}`,
   };
 }

@@ -14,6 +14,8 @@ import { startRedis } from '../services/redis-server.js';
 import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
 
 const root = await mkdtemp(join(tmpdir(), 'skiff-test-'));
+/** Marks this run's workers (w-<run>...), so the leak check sees only what this run made. */
+const run = `r${root.slice(-4).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
 // PostgreSQL runs as the postgres user and must reach its directory below this one.
 await chmod(root, 0o755);
 const files = process.argv.slice(2);
@@ -32,6 +34,7 @@ try {
     REDIS_URL: redis.url,
     DATABASE_URL: postgres.url,
     SKIFF_TEST_STATE: root,
+    SKIFF_TEST_RUN: run,
   });
 } finally {
   await postgres.stop();
@@ -86,12 +89,12 @@ async function leftovers(stateRoot: string): Promise<string[]> {
   for (const controller of ['memory', 'pids', 'cpu']) {
     const dir = join('/sys/fs/cgroup', controller, 'skiff');
     if (existsSync(dir)) {
-      for (const entry of await readdir(dir)) if (entry.startsWith('w-t')) found.push(`cgroup ${join(dir, entry)}`);
+      for (const entry of await readdir(dir)) if (entry.startsWith(`w-${run}`)) found.push(`cgroup ${join(dir, entry)}`);
     }
   }
   if (existsSync('/run/skiff')) {
     for (const worker of await readdir('/run/skiff')) {
-      if (!worker.startsWith('w-t')) continue;
+      if (!worker.startsWith(`w-${run}`)) continue;
       const runcRoot = join('/run/skiff', worker, 'runc');
       const containers = existsSync(runcRoot) ? await readdir(runcRoot) : [];
       for (const id of containers) found.push(`container ${id} (runc --root ${runcRoot})`);

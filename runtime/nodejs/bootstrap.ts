@@ -6,8 +6,9 @@
  * `invoke` with exactly one `result` (see ../protocol/messages.ts for the whole contract).
  *
  * Only Node builtins and ../protocol may be imported: the container has no node_modules of ours.
- * The handler's console output is left alone on stdout/stderr, where the worker collects it;
- * the bootstrap's own diagnostics go to stderr with a `skiff-bootstrap:` prefix.
+ * Console output made while handling an invocation is sent to the worker as `log` frames tagged
+ * with its id (console-capture.ts); other output stays on stdout/stderr, where the worker collects
+ * it. The bootstrap's own diagnostics go to stderr with a `skiff-bootstrap:` prefix.
  */
 import net, { type Socket } from 'node:net';
 import path from 'node:path';
@@ -29,6 +30,7 @@ import {
   type RuntimeMessage,
 } from '../protocol/messages.js';
 import { createContext, functionEnvironment, functionIdentity, type FunctionIdentity, type Handler } from './context.js';
+import { captureConsole, invocationScope } from './console-capture.js';
 import { runtimeError, toErrorInfo } from './errors.js';
 import { runHandler, type Outcome } from './invoke.js';
 import { loadHandler } from './load-handler.js';
@@ -41,6 +43,8 @@ const CONNECT_TIMEOUT_MS = 5_000;
 /** How long a crashing bootstrap waits for its last frames to drain before exiting anyway. */
 const CRASH_FLUSH_MS = 1_000;
 const RUNTIME_DIR = path.dirname(fileURLToPath(import.meta.url));
+/** Console output kept per invocation (the worker bounds it again). */
+const LOG_BYTES_PER_INVOCATION = 256 * 1024;
 
 interface Loaded {
   handler: Handler;
@@ -65,6 +69,10 @@ class Session {
   /** Invocations without a result yet, with the time each arrived (for durationMs). */
   private readonly inFlight = new Map<string, number>();
   private crashing = false;
+  private readonly logs = captureConsole(
+    (id, stream, text) => this.send({ type: 'log', id, stream, text, at: Date.now() }),
+    LOG_BYTES_PER_INVOCATION,
+  );
 
   constructor(
     private readonly socket: Socket,
@@ -156,9 +164,10 @@ class Session {
         this.answerError(message.id, { type: 'Runtime.InitError', message: 'the function failed to initialize' });
         return;
       }
-      const outcome = await runHandler(loaded.handler, message.event, (complete) =>
-        createContext(loaded.identity, message, complete),
+      const outcome = await invocationScope.run(message.id, () =>
+        runHandler(loaded.handler, message.event, (complete) => createContext(loaded.identity, message, complete)),
       );
+      this.logs.forget(message.id);
       this.answer(message.id, outcome);
     });
   }

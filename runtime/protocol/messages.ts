@@ -10,6 +10,7 @@
  *   worker  → init                      specialize: load this function's handler from /var/task
  *   runtime → initDone | initFailed     initFailed is final: the worker destroys the sandbox
  *   worker  → invoke (repeated)         possibly several at once when the function's concurrency > 1
+ *   runtime → log (any number)          console output made while handling an invoke, before its result
  *   runtime → result                    exactly one per invoke, matched by id
  * A sandbox is specialized once and never re-initialized for another function.
  */
@@ -77,5 +78,19 @@ export type ResultMessage =
   | { type: 'result'; id: string; ok: true; value: unknown; durationMs: number }
   | { type: 'result'; id: string; ok: false; error: ErrorInfo; durationMs: number };
 
-export type RuntimeMessage = HelloMessage | InitDoneMessage | InitFailedMessage | ResultMessage;
+/**
+ * A line the handler wrote with console.* while handling invocation `id`. Sent on the socket, not
+ * through stdout, so it is attributed exactly (even with concurrent invocations) and arrives before
+ * the invocation's result. Output outside any invocation stays on the container's stdout/stderr.
+ */
+export interface LogMessage {
+  type: 'log';
+  id: string;
+  stream: 'stdout' | 'stderr';
+  text: string;
+  /** ms since epoch */
+  at: number;
+}
+
+export type RuntimeMessage = HelloMessage | InitDoneMessage | InitFailedMessage | ResultMessage | LogMessage;
 export type WorkerMessage = InitMessage | InvokeMessage;

@@ -32,7 +32,8 @@ let counter = 0;
 let telemetry: Telemetry | undefined;
 
 export async function startPlatform(env: Record<string, string> = {}): Promise<Platform> {
-  const tag = `t${process.pid}x${counter++}`;
+  // SKIFF_TEST_RUN (set by the test runner) marks every worker of one run, for its leak check.
+  const tag = `${process.env.SKIFF_TEST_RUN ?? 't'}${process.pid}x${counter++}`;
   const stateDir = await mkdtemp(join(process.env.SKIFF_TEST_STATE ?? tmpdir(), `platform-${tag}-`));
   // Container roots below it must be reachable by the containers' unprivileged, id-mapped users.
   await chmod(stateDir, 0o755);

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { buildSandboxSpec, CONTAINER_ID_RANGE } from '../../worker/sandbox/oci-spec.js';
 import type { SandboxSpecOptions } from '../../worker/sandbox/oci-spec.js';
+import { CLONE_NAMESPACE_FLAGS, DENIED_SYSCALLS, type SeccompProfile } from '../../worker/sandbox/seccomp.js';
 
 const OPTIONS: SandboxSpecOptions = {
   hostname: 'sbx-1',
@@ -45,6 +46,7 @@ const json = JSON.parse(JSON.stringify(spec)) as {
     };
     maskedPaths: string[];
     readonlyPaths: string[];
+    seccomp: SeccompProfile;
   };
 };
 
@@ -133,6 +135,10 @@ t.test('devices are denied by default', async (t) => {
   t.same(json.linux.resources.devices[0], { allow: false, access: 'rwm' });
 });
 
+t.test('no core dumps', async (t) => {
+  t.same(json.process.rlimits.filter((r) => r.type === 'RLIMIT_CORE'), [{ type: 'RLIMIT_CORE', hard: 0, soft: 0 }]);
+});
+
 t.test('RLIMIT_NOFILE equals the option, soft and hard', async (t) => {
   const nofile = json.process.rlimits.filter((r) => r.type === 'RLIMIT_NOFILE');
   t.same(nofile, [{ type: 'RLIMIT_NOFILE', hard: 4096, soft: 4096 }]);
@@ -148,4 +154,74 @@ t.test('sensitive /proc paths are masked or read-only', async (t) => {
   for (const path of ['/proc/sys', '/proc/sysrq-trigger']) {
     t.ok(json.linux.readonlyPaths.includes(path), `${path} is read-only`);
   }
+});
+
+// --- seccomp -------------------------------------------------------------------------------------
+
+const seccomp = json.linux.seccomp;
+const allowRules = seccomp.syscalls.filter((rule) => rule.action === 'SCMP_ACT_ALLOW');
+const rulesFor = (name: string): SeccompProfile['syscalls'] => seccomp.syscalls.filter((rule) => rule.names.includes(name));
+/** Allowed whatever the arguments: an allow rule without conditions. */
+const allowedAlways = (name: string): boolean => allowRules.some((rule) => rule.names.includes(name) && (rule.args ?? []).length === 0);
+
+t.test('a seccomp filter is always on, and denies what it does not name with EPERM', async (t) => {
+  t.ok(seccomp, 'linux.seccomp is present');
+  t.equal(seccomp.defaultAction, 'SCMP_ACT_ERRNO');
+  t.equal(seccomp.defaultErrnoRet, 1, 'EPERM');
+  const other = buildSandboxSpec({ ...OPTIONS, uid: 0, pidsLimit: 8 });
+  t.ok(other.linux.seccomp, 'whatever the options');
+});
+
+t.test('the filter covers x86-64 (with x86 and x32) and arm64', async (t) => {
+  for (const arch of ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32', 'SCMP_ARCH_AARCH64']) t.ok(seccomp.architectures.includes(arch), arch);
+});
+
+t.test('escape and kernel-attack syscalls are in no allow rule, under any argument', async (t) => {
+  for (const name of ['mount', 'umount2', 'pivot_root', 'ptrace', 'keyctl', 'add_key', 'request_key', 'bpf', 'unshare', 'setns', 'init_module', 'finit_module',
+    'delete_module', 'kexec_load', 'perf_event_open', 'userfaultfd', 'open_by_handle_at', 'acct', 'swapon', 'swapoff', 'reboot', 'syslog', 'io_uring_setup']) {
+    t.notOk(allowRules.some((rule) => rule.names.includes(name)), `${name} is not allowed`);
+  }
+  for (const name of DENIED_SYSCALLS) t.notOk(allowRules.some((rule) => rule.names.includes(name)), `${name} (DENIED_SYSCALLS) is not allowed`);
+});
+
+t.test('clone is allowed only without namespace flags; clone3 answers ENOSYS', async (t) => {
+  t.equal(CLONE_NAMESPACE_FLAGS, 2114060288, "Docker's mask: CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET");
+  const clone = rulesFor('clone');
+  t.ok(clone.length > 0, 'clone has a rule');
+  t.notOk(allowedAlways('clone'), 'clone is never allowed unconditionally');
+  for (const rule of clone) {
+    t.equal(rule.action, 'SCMP_ACT_ALLOW');
+    t.same(rule.args, [{ index: 0, value: 2114060288, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }], '(flags & CLONE_NEW*) == 0');
+  }
+  t.same(rulesFor('clone3'), [{ names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 }]);
+});
+
+t.test('personality only with safe values; socket only for allowed families', async (t) => {
+  t.notOk(allowedAlways('personality'));
+  const personas = rulesFor('personality').map((rule) => rule.args?.[0]);
+  t.same(personas.map((a) => a?.op), personas.map(() => 'SCMP_CMP_EQ'));
+  t.same(personas.map((a) => a?.value).sort((a, b) => (a ?? 0) - (b ?? 0)), [0, 8, 0x20000, 0x20008, 0xffffffff]);
+  t.notOk(allowedAlways('socket'));
+  const families = rulesFor('socket').map((rule) => rule.args?.[0]);
+  t.ok(families.every((a) => a?.index === 0), 'socket rules test the address family');
+  t.notOk(families.some((a) => a?.op === 'SCMP_CMP_EQ' && a.value === 40), 'AF_VSOCK is not allowed');
+  t.ok(families.some((a) => a?.op === 'SCMP_CMP_LT' && a.value === 12), 'AF_UNIX, AF_INET, AF_INET6 are allowed');
+});
+
+t.test('what Node.js needs is allowed', async (t) => {
+  for (const name of ['read', 'write', 'openat', 'close', 'mmap', 'mprotect', 'futex', 'epoll_wait', 'epoll_pwait', 'eventfd2', 'execve', 'wait4',
+    'arch_prctl', 'rt_sigaction', 'getrandom', 'statx', 'clock_gettime', 'connect', 'sendto', 'recvfrom', 'madvise', 'prctl', 'set_robust_list', 'rseq']) {
+    t.ok(allowedAlways(name), name);
+  }
+});
+
+t.test('every rule is well formed and each spec gets its own copy of the filter', async (t) => {
+  for (const rule of seccomp.syscalls) {
+    t.ok(rule.names.length > 0 && rule.names.every((n) => /^[a-z0-9_]+$/.test(n)), `names: ${rule.names.slice(0, 3).join(',')}`);
+    if (rule.action === 'SCMP_ACT_ERRNO') t.type(rule.errnoRet, 'number');
+  }
+  const a = buildSandboxSpec(OPTIONS).linux.seccomp as SeccompProfile;
+  a.syscalls.push({ names: ['mount'], action: 'SCMP_ACT_ALLOW' });
+  const b = buildSandboxSpec(OPTIONS).linux.seccomp as SeccompProfile;
+  t.notOk(b.syscalls.some((rule) => rule.action === 'SCMP_ACT_ALLOW' && rule.names.includes('mount')), 'a change to one spec does not leak into the next');
 });

@@ -13,7 +13,7 @@ import type { Logger } from '../../infra/log.js';
 import type { FunctionVersion } from '../../infra/queue/jobs.js';
 import type { CodeCache } from '../code/code-cache.js';
 import type { RuntimeImage, SandboxFactory } from '../sandbox/runc-sandbox.js';
-import type { Sandbox } from '../sandbox/sandbox.js';
+import type { OutputLine, Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxPool } from '../sandbox/sandbox-pool.js';
 import { expired, reclaimableMb, toFreeMemory, type InstanceView } from './eviction.js';
 
@@ -44,6 +44,8 @@ export interface Acquired {
 
 export interface InstanceSetOptions {
   capacityMb: number;
+  /** Receives the output of every instance, with the function it belongs to. */
+  onOutput: (fn: FunctionVersion, sandboxId: string, line: OutputLine) => void;
   log: Logger;
 }
 
@@ -209,6 +211,8 @@ export class InstanceSet {
       sandbox = await this.factory.create(image, fn.memoryMb);
     }
     const t2 = performance.now();
+    const id = sandbox.id;
+    sandbox.onOutput((line) => this.options.onOutput(fn, id, line));
     let specialized: { bindMs: number; initMs: number };
     try {
       specialized = await sandbox.specialize(fn, codeDir);

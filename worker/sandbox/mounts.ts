@@ -32,7 +32,16 @@ export function makeSharedMountPoint(dir: string): Promise<void> {
   return mountCommand('mount', ['--bind', '--make-shared', dir, dir]);
 }
 
-/** Binds `source` read-only onto `target` (one mount(8) call does the bind and the ro remount). */
+/**
+ * Makes `dir` a read-only mount point of itself. A bind of it then carries the read-only flag
+ * into containers: the flag of a later remount would not propagate, the flag of the source does.
+ */
+export async function makeReadOnlyMountPoint(dir: string): Promise<void> {
+  await mountCommand('mount', ['--bind', dir, dir]);
+  await mountCommand('mount', ['-o', 'remount,bind,ro', dir]);
+}
+
+/** Binds `source` (a read-only mount point, see makeReadOnlyMountPoint) onto `target`. */
 export function bindReadOnly(source: string, target: string): Promise<void> {
   return mountCommand('mount', ['--bind', '-o', 'ro', source, target]);
 }

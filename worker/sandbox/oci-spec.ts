@@ -3,8 +3,11 @@
  * the hardening it encodes is unit-tested without runc.
  *
  * Defaults follow containerd's and Docker's: a new namespace of every kind (user included), no
- * capabilities, no new privileges, masked /proc paths, a read-only root with a private /tmp.
+ * capabilities, no new privileges, a seccomp allow-list (seccomp.ts, always on), masked /proc
+ * paths, a read-only root with a private /tmp. docs/SECURITY.md says what each layer stops.
  */
+import { seccompProfile } from './seccomp.js';
+
 export interface SandboxSpecOptions {
   hostname: string;
   args: string[];
@@ -55,7 +58,11 @@ export function buildSandboxSpec(o: SandboxSpecOptions): OciSpec {
       cwd: '/tmp',
       capabilities: { bounding: noCaps, effective: noCaps, inheritable: noCaps, permitted: noCaps, ambient: noCaps },
       // Must stay at or below the worker's own hard limits: runc cannot raise them (DESIGN.md).
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: o.noFileLimit, soft: o.noFileLimit }],
+      // No core dumps: a crashing process would otherwise write its whole memory into its cwd.
+      rlimits: [
+        { type: 'RLIMIT_NOFILE', hard: o.noFileLimit, soft: o.noFileLimit },
+        { type: 'RLIMIT_CORE', hard: 0, soft: 0 },
+      ],
       noNewPrivileges: true,
       oomScoreAdj: 1000,
     },
@@ -84,6 +91,7 @@ export function buildSandboxSpec(o: SandboxSpecOptions): OciSpec {
       },
       maskedPaths: MASKED_PATHS,
       readonlyPaths: READONLY_PATHS,
+      seccomp: seccompProfile(),
     },
   };
 }

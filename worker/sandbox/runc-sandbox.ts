@@ -14,7 +14,7 @@ import { bindReadOnly, makeSharedMountPoint, mountOverlay, unmountTree } from '.
 import { buildSandboxSpec } from './oci-spec.js';
 import type { OciRuntime } from './runc.js';
 import { RuntimeChannel } from './runtime-channel.js';
-import type { CreationTimings, InvokeOutcome, Sandbox, SandboxState } from './sandbox.js';
+import type { CreationTimings, InvokeOutcome, OutputLine, Sandbox, SandboxState } from './sandbox.js';
 
 /** A runtime the worker can start sandboxes of: its image and the command that starts its bootstrap. */
 export interface RuntimeImage {
@@ -111,6 +111,12 @@ class RuncSandbox implements Sandbox {
   state: SandboxState = 'ready';
   created: CreationTimings = { mountMs: 0, runcMs: 0, bootstrapMs: 0 };
   private output = '';
+  /** Bytes of stdout/stderr passed to output listeners; past logLimitBytes the rest is dropped. */
+  private outputBytes = 0;
+  private readonly outputListeners: Array<(line: OutputLine) => void> = [];
+  private readonly inFlight = new Set<string>();
+  /** Resolves when the container's stdout and stderr have both ended (its processes are gone). */
+  private outputEnded: Promise<unknown> = Promise.resolve();
   private dying: Promise<void> | undefined;
   private readonly deathListeners: Array<(reason: string) => void> = [];
 
@@ -124,6 +130,7 @@ class RuncSandbox implements Sandbox {
     private readonly options: SandboxFactoryOptions,
     private readonly releaseIds: () => void,
   ) {
+    this.channel.onLog = (log) => this.emit({ invocationId: log.id, stream: log.stream, text: log.text, at: log.at });
   }
 
   markReady(): void {
@@ -132,11 +139,35 @@ class RuncSandbox implements Sandbox {
   }
 
   attachOutput(stdout: Readable, stderr: Readable): void {
-    const keep = (chunk: Buffer): void => {
-      this.output = (this.output + chunk.toString()).slice(-this.options.logLimitBytes);
-    };
-    stdout.on('data', keep);
-    stderr.on('data', keep);
+    this.outputEnded = Promise.all([stdout, stderr].map((s) => new Promise((resolve) => s.once('close', resolve))));
+    for (const [stream, source] of [['stdout', stdout], ['stderr', stderr]] as const) {
+      let partial = '';
+      source.on('data', (chunk: Buffer) => {
+        const text = chunk.toString();
+        this.output = (this.output + text).slice(-this.options.logLimitBytes);
+        const lines = (partial + text).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) this.emitRaw(stream, line);
+      });
+      source.on('end', () => partial && this.emitRaw(stream, partial));
+    }
+  }
+
+  onOutput(listener: (line: OutputLine) => void): void {
+    this.outputListeners.push(listener);
+  }
+
+  /** A raw line belongs to the invocation running when it came, if exactly one was. */
+  private emitRaw(stream: 'stdout' | 'stderr', text: string): void {
+    if (this.outputBytes > this.options.logLimitBytes) return;
+    this.outputBytes += Buffer.byteLength(text);
+    const [only] = this.inFlight.size === 1 ? this.inFlight : [null];
+    if (this.outputBytes > this.options.logLimitBytes) text = `[skiff: container output exceeded ${this.options.logLimitBytes} bytes; the rest is dropped]`;
+    this.emit({ invocationId: only ?? null, stream, text, at: Date.now() });
+  }
+
+  private emit(line: OutputLine): void {
+    for (const listener of this.outputListeners) listener(line);
   }
 
   recentOutput(): string {
@@ -168,6 +199,7 @@ class RuncSandbox implements Sandbox {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new SkiffError('FunctionTimeout', `function timed out after ${timeoutMs} ms`)), timeoutMs);
     });
+    this.inFlight.add(message.id);
     try {
       const result = await Promise.race([this.channel.invoke(message), timeout]);
       return result.ok ? { ok: true, value: result.value, durationMs: result.durationMs } : { ok: false, error: result.error, durationMs: result.durationMs };
@@ -179,11 +211,15 @@ class RuncSandbox implements Sandbox {
       throw await this.deathError();
     } finally {
       clearTimeout(timer);
+      this.inFlight.delete(message.id);
     }
   }
 
   /** Why the runtime died mid-call: the OOM killer, or a crash (with its last output). */
   private async deathError(): Promise<SkiffError> {
+    // The runtime's last words may still be in the pipes: read them while the call is in flight,
+    // so they are kept as this invocation's log lines.
+    await Promise.race([this.outputEnded, new Promise((resolve) => setTimeout(resolve, 500))]);
     const oom = await oomKills(this.cgroupPath);
     await this.destroy('runtime exited');
     if (oom > 0) return new SkiffError('FunctionOutOfMemory', `function exceeded its memory limit of ${this.memoryMb} MiB`);

@@ -10,6 +10,7 @@ import type {
   FunctionSpec,
   HelloMessage,
   InvokeMessage,
+  LogMessage,
   ResultMessage,
   RuntimeMessage,
 } from '../../runtime/protocol/messages.js';
@@ -35,6 +36,8 @@ export class RuntimeChannel {
   private helloWaiter: { resolve: (hello: HelloMessage) => void; reject: (error: Error) => void } | undefined;
   private closed = false;
   private readonly closeListeners: Array<() => void> = [];
+  /** Receives the runtime's `log` frames. */
+  onLog: (message: LogMessage) => void = () => undefined;
 
   /** Listens on `path`; resolves once listening (the socket file then exists). */
   async listen(path: string): Promise<void> {
@@ -121,6 +124,9 @@ export class RuntimeChannel {
       case 'initFailed':
         this.initWaiter?.reject(new InitFailedError(message.error));
         this.initWaiter = undefined;
+        return;
+      case 'log':
+        this.onLog(message);
         return;
       case 'result': {
         const waiter = this.pending.get(message.id);

@@ -16,6 +16,18 @@ import type { ErrorInfo, FunctionSpec, InvokeMessage } from '../../runtime/proto
 
 export type SandboxState = 'ready' | 'specialized' | 'dead';
 
+/**
+ * A line of a sandbox's output: console output of an invocation (exactly attributed), or a line
+ * of the container's stdout/stderr (attributed to the invocation running then, if only one was).
+ */
+export interface OutputLine {
+  invocationId: string | null;
+  stream: 'stdout' | 'stderr';
+  text: string;
+  /** ms since epoch */
+  at: number;
+}
+
 export type InvokeOutcome =
   | { ok: true; value: unknown; durationMs: number }
   | { ok: false; error: ErrorInfo; durationMs: number };
@@ -40,4 +52,6 @@ export interface Sandbox {
   onDeath(listener: (reason: string) => void): void;
   /** The last bytes the container wrote to stdout and stderr. */
   recentOutput(): string;
+  /** Every output line from now on, in order per stream. */
+  onOutput(listener: (line: OutputLine) => void): void;
 }
