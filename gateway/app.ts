@@ -6,7 +6,9 @@ import { registerErrorMapping } from './errors.js';
 import { functionRoutes } from './routes/functions.js';
 import { functionUrlRoutes } from './routes/function-url.js';
 import { healthRoutes } from './routes/health.js';
+import { requireKey } from './auth.js';
 import { invokeRoutes } from './routes/invoke.js';
+import { keyRoutes } from './routes/keys.js';
 import { logRoutes } from './routes/logs.js';
 
 export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<unknown> }, log: Logger): FastifyInstance {
@@ -18,10 +20,17 @@ export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
   });
   registerErrorMapping(app);
-  functionRoutes(app, ctx);
+  // Everything that manages the platform needs an API key (gateway/auth.ts).
+  app.register(async (admin) => {
+    admin.addHook('onRequest', async (request) => {
+      await requireKey(ctx.apiKeys, request);
+    });
+    functionRoutes(admin, ctx);
+    logRoutes(admin, ctx);
+    keyRoutes(admin, ctx);
+  });
   invokeRoutes(app, ctx);
   functionUrlRoutes(app, ctx);
-  logRoutes(app, ctx);
   healthRoutes(app, ctx, db);
   return app;
 }

@@ -7,6 +7,7 @@ import { nanoid } from 'nanoid';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
 import { openDatabase } from '../infra/db/database.js';
+import { ApiKeys } from '../infra/db/api-keys.js';
 import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { LogStore } from '../infra/db/log-store.js';
 import type { Logger } from '../infra/log.js';
@@ -38,6 +39,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
       dispatcher,
       records,
       logs: new LogStore(db, undefined, (error) => deps.log.error({ err: error }, 'log store failed')),
+      apiKeys: new ApiKeys(db),
       redis,
       tracer: deps.tracer,
       metrics: createGatewayMetrics(),

@@ -11,10 +11,13 @@ import { contextOf, type TraceCarrier } from '../../infra/telemetry.js';
 import type { GatewayContext } from '../context.js';
 import { versionOf } from '../../infra/db/function-store.js';
 import { notFound } from '../routes/functions.js';
+import { requireKey } from '../auth.js';
 
-export async function lookUp(ctx: GatewayContext, name: string): Promise<FunctionVersion> {
+/** The function's current version; checks the caller's API key if the function asks for one. */
+export async function lookUp(ctx: GatewayContext, name: string, request: FastifyRequest): Promise<FunctionVersion> {
   const fn = await ctx.functions.get(name);
   if (!fn) throw notFound(name);
+  if (fn.auth === 'key') await requireKey(ctx.apiKeys, request);
   return versionOf(fn);
 }
 

@@ -16,7 +16,7 @@ export function functionUrlRoutes(app: FastifyInstance, ctx: GatewayContext): vo
 
     const handler = async (request: import('fastify').FastifyRequest<{ Params: { name: string } }>, reply: import('fastify').FastifyReply) => {
       const name = request.params.name;
-      const fn = await lookUp(ctx, name);
+      const fn = await lookUp(ctx, name, request);
       return traced(ctx, request, reply, name, async (span) => {
         const event = toFunctionUrlEvent(
           {

@@ -20,6 +20,7 @@ interface DeployBody {
   idleTimeoutMs?: number;
   minWarm?: number;
   maxInstances?: number;
+  auth?: 'none' | 'key';
   env?: Record<string, string>;
 }
 
@@ -44,6 +45,7 @@ const deploySchema = {
       idleTimeoutMs: { type: 'integer', minimum: 1000, maximum: 86_400_000 },
       minWarm: { type: 'integer', minimum: 0, maximum: 1000 },
       maxInstances: { type: 'integer', minimum: 1, maximum: 10000 },
+      auth: { type: 'string', enum: ['none', 'key'] },
       env: {
         type: 'object',
         maxProperties: 256,
@@ -78,6 +80,7 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       idleTimeoutMs: body.idleTimeoutMs ?? ctx.config.gateway.defaultIdleTimeoutMs,
       minWarm: body.minWarm ?? 0,
       maxInstances: body.maxInstances ?? 100,
+      auth: body.auth ?? 'none',
       env: body.env ?? {},
       zip,
       codeSha256: summary.sha256,
@@ -131,6 +134,7 @@ function describe(info: FunctionInfo): Record<string, unknown> {
     idleTimeoutMs: info.idleTimeoutMs,
     minWarm: info.minWarm,
     maxInstances: info.maxInstances,
+    auth: info.auth,
     env: info.env,
     codeSha256: info.codeSha256,
     codeSize: info.codeSize,

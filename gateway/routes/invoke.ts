@@ -24,7 +24,7 @@ export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
         if (mode !== 'sync' && mode !== 'async' && mode !== 'requestresponse' && mode !== 'event') {
           throw invalidRequest('x-skiff-invocation-type', 'X-Skiff-Invocation-Type must be sync or async');
         }
-        const fn = await lookUp(ctx, request.params.name);
+        const fn = await lookUp(ctx, request.params.name, request);
         return traced(ctx, request, reply, fn.name, async (span) => {
           if (mode === 'async' || mode === 'event') {
             const id = await ctx.dispatcher.submit(fn, event, span);

@@ -5,10 +5,12 @@
  * as child processes — and prints the gateway's URL. SIGINT/SIGTERM stops all of it and leaves no
  * container, mount, cgroup or process behind. A second start reuses the state.
  */
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config.js';
+import { ApiKeys } from '../db/api-keys.js';
 import { migrate, openDatabase } from '../db/database.js';
 import { ensureNodeImage } from '../images/nodejs-rootfs.js';
 import { startPostgres, type LocalPostgres } from '../services/postgres-server.js';
@@ -72,8 +74,18 @@ try {
   }
   const db = openDatabase(databaseUrl, config.databaseSchema, 1);
   const applied = await migrate(db, config.databaseSchema);
-  await db.end();
   say(applied.length > 0 ? `database schema migrated (${applied.join(', ')})` : 'database schema up to date');
+  const keyFile = join(config.stateDir, 'admin.key');
+  const apiKeys = new ApiKeys(db);
+  if ((await apiKeys.count()) === 0) {
+    const { key } = await apiKeys.create('admin (bring-up)');
+    await writeFile(keyFile, `${key}\n`, { mode: 0o600 });
+    say(`created the first admin API key (also in ${keyFile}):\n\n    export SKIFF_API_KEY=${key}\n`);
+  } else if (existsSync(keyFile)) {
+    say(`admin API key: ${keyFile}`);
+  }
+
+  await db.end();
 
   say('preparing the nodejs20 base image');
   const image = await ensureNodeImage({ nodeBinary: process.execPath, runtimeDir: join(dist, 'runtime'), imagesDir: config.imagesDir });

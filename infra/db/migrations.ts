@@ -81,4 +81,18 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX function_logs_invocation ON function_logs (invocation_id) WHERE invocation_id IS NOT NULL;
     `,
   },
+  {
+    id: 4,
+    name: 'API keys; functions that require a key to be invoked',
+    sql: `
+      CREATE TABLE api_keys (
+        id           text PRIMARY KEY,
+        name         text NOT NULL,
+        secret_hash  text NOT NULL,
+        created_at   timestamptz NOT NULL DEFAULT now(),
+        last_used_at timestamptz
+      );
+      ALTER TABLE function_versions ADD COLUMN auth text NOT NULL DEFAULT 'none' CHECK (auth IN ('none', 'key'));
+    `,
+  },
 ];

@@ -24,6 +24,8 @@ export interface FunctionVersion extends FunctionSpec {
   minWarm: number;
   /** Most instances of this version at once; further calls wait for one to free up. */
   maxInstances: number;
+  /** 'key': calls need an API key; 'none': anyone may call. */
+  auth: 'none' | 'key';
 }
 
 export interface InvocationJob {

@@ -29,7 +29,7 @@ async function deploy(name: string, source: string, options: Record<string, unkn
   const zip = (await zipFiles({ 'index.js': source })).toString('base64');
   const res = await fetch(`${platform.url}/v1/functions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...platform.auth },
     body: JSON.stringify({ name, runtime: 'nodejs20', handler: 'index.handler', code: { zip }, ...options }),
   });
   if (res.status !== 201) throw new Error(`deploy ${name}: ${res.status} ${await res.text()}`);

@@ -12,7 +12,7 @@ const NOOP = { 'index.js': 'exports.handler = async (e, c) => ({ fn: c.functionN
 t.test('a specialized container never serves another function', async (t) => {
   const platform = await startPlatform();
   t.teardown(() => platform.stop());
-  const { deploy, invoke } = client(() => platform.url);
+  const { deploy, invoke } = client(() => platform);
   for (const name of ['alpha', 'beta']) t.equal((await deploy({ name }, NOOP)).status, 201);
   const owner = new Map<string, string>();
   for (let round = 0; round < 3; round++) {
@@ -33,7 +33,7 @@ t.test('a specialized container never serves another function', async (t) => {
 t.test('idle instances expire after their keep-alive; minWarm ones stay without calls', async (t) => {
   const platform = await startPlatform();
   t.teardown(() => platform.stop());
-  const { deploy, invoke } = client(() => platform.url);
+  const { deploy, invoke } = client(() => platform);
   await deploy({ name: 'brief', idleTimeoutMs: 1000 }, NOOP);
   t.equal((await invoke('brief', {})).status, 200);
   t.equal(platform.worker.instances.list().filter((i) => i.fn.name === 'brief').length, 1);
@@ -52,7 +52,7 @@ t.test('memory pressure evicts the least recently used idle instance', async (t)
   // Room for three 128 MiB instances and no pool (a pooled sandbox would hold memory too).
   const platform = await startPlatform({ SKIFF_WORKER_CAPACITY_MB: '384', SKIFF_POOL_SIZE: '0' });
   t.teardown(() => platform.stop());
-  const { deploy, invoke } = client(() => platform.url);
+  const { deploy, invoke } = client(() => platform);
   for (const name of ['m1', 'm2', 'm3', 'm4']) await deploy({ name, memoryMb: 128 }, NOOP);
   for (const name of ['m1', 'm2', 'm3']) t.equal((await invoke(name, {})).status, 200);
   t.same(platform.worker.instances.list().map((i) => i.fn.name).sort(), ['m1', 'm2', 'm3']);
@@ -64,7 +64,7 @@ t.test('memory pressure evicts the least recently used idle instance', async (t)
 t.test('maxInstances: calls wait for a free instance, then get 429 with Retry-After', async (t) => {
   const platform = await startPlatform({ SKIFF_QUEUE_WAIT_MS: '800' });
   t.teardown(() => platform.stop());
-  const { deploy, invoke } = client(() => platform.url);
+  const { deploy, invoke } = client(() => platform);
   await deploy(
     { name: 'single', maxInstances: 1, concurrency: 1 },
     { 'index.js': 'exports.handler = (e) => new Promise((r) => setTimeout(() => r(e.n), e.ms));' },

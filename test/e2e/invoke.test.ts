@@ -14,7 +14,7 @@ t.teardown(async () => {
   await platform?.stop();
 });
 
-const { deploy, invoke } = client(() => platform.url);
+const { deploy, invoke } = client(() => platform);
 
 const HELLO = `exports.handler = async (event, context) => {
   const name = (event.queryStringParameters && event.queryStringParameters.name) || event.name || 'world';
@@ -52,7 +52,7 @@ t.test('a redeploy makes a new version that new calls use', async (t) => {
   const v2 = await deploy({ name: 'versions' }, { 'index.js': 'exports.handler = async () => "two";' });
   t.equal(((await v2.json()) as { version: number }).version, 2);
   t.equal(await (await invoke('versions', {})).json(), 'two', 'the call after 201 runs version 2');
-  const described = (await (await fetch(`${platform.url}/v1/functions/versions`)).json()) as { version: number };
+  const described = (await (await fetch(`${platform.url}/v1/functions/versions`, { headers: platform.auth })).json()) as { version: number };
   t.equal(described.version, 2);
 });
 
@@ -118,10 +118,10 @@ t.test('bad deploys answer 400 naming the field and leave nothing behind', async
   }
   const notZip = await deploy({ name: 'notzip', code: { zip: Buffer.from('not a zip').toString('base64') } });
   t.equal(notZip.status, 400);
-  const list = (await (await fetch(`${platform.url}/v1/functions`)).json()) as { functions: Array<{ name: string }> };
+  const list = (await (await fetch(`${platform.url}/v1/functions`, { headers: platform.auth })).json()) as { functions: Array<{ name: string }> };
   const names = list.functions.map((f) => f.name);
   for (const name of ['rt', 'nocode', 'nofile', 'evil', 'tiny', 'notzip']) t.notOk(names.includes(name), `${name} was not created`);
-  const badJson = await fetch(`${platform.url}/v1/functions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":' });
+  const badJson = await fetch(`${platform.url}/v1/functions`, { method: 'POST', headers: { 'content-type': 'application/json', ...platform.auth }, body: '{"name":' });
   t.equal(badJson.status, 400);
 });
 
@@ -142,12 +142,12 @@ t.test('delete removes the function and stops its instances', async (t) => {
   await deploy({ name: 'doomed' }, { 'index.js': 'exports.handler = async () => 1;' });
   t.equal((await invoke('doomed', {})).status, 200);
   t.ok(platform.worker.instances.list().some((i) => i.fn.name === 'doomed'));
-  const res = await fetch(`${platform.url}/v1/functions/doomed`, { method: 'DELETE' });
+  const res = await fetch(`${platform.url}/v1/functions/doomed`, { method: 'DELETE', headers: platform.auth });
   t.equal(res.status, 200);
   t.equal((await invoke('doomed', {})).status, 404);
   for (let i = 0; i < 50 && platform.worker.instances.list().some((x) => x.fn.name === 'doomed'); i++) await new Promise((r) => setTimeout(r, 50));
   t.notOk(platform.worker.instances.list().some((i) => i.fn.name === 'doomed'), 'its instance is gone');
-  t.equal((await fetch(`${platform.url}/v1/functions/doomed`, { method: 'DELETE' })).status, 404);
+  t.equal((await fetch(`${platform.url}/v1/functions/doomed`, { method: 'DELETE', headers: platform.auth })).status, 404);
 });
 
 t.test('a function past its memory limit is killed and answered 502 FunctionOutOfMemory', async (t) => {

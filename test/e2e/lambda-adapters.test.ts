@@ -37,7 +37,7 @@ t.test('Express behind serverless-http, deployed with its node_modules', async (
   const zip = await zipDirectory(dir);
   const deployed = await fetch(`${platform.url}/v1/functions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...platform.auth },
     body: JSON.stringify({ name: 'express-app', runtime: 'nodejs20', handler: 'app.handler', memoryMb: 256, code: { zip: zip.toString('base64') } }),
   });
   t.equal(deployed.status, 201, 'deploy answers 201');

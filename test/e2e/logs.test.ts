@@ -11,7 +11,7 @@ t.before(async () => {
   platform = await startPlatform();
 });
 t.teardown(() => platform?.stop());
-const api = client(() => platform.url);
+const api = client(() => platform);
 
 interface Line {
   invocationId: string | null;
@@ -20,7 +20,7 @@ interface Line {
 }
 
 async function logs(name: string, query = ''): Promise<Line[]> {
-  const res = await fetch(`${platform.url}/v1/functions/${name}/logs${query}`);
+  const res = await fetch(`${platform.url}/v1/functions/${name}/logs${query}`, { headers: platform.auth });
   return ((await res.json()) as { lines: Line[] }).lines;
 }
 
@@ -50,8 +50,8 @@ exports.handler = async (e) => {
   t.same((await logs('chatty', `?invocation=${idB}`)).map((l) => l.text), ['start 2', 'warned 2', '{ done: 2 }']);
   const all = await logs('chatty');
   t.ok(all.some((l) => l.text === 'loading' && l.invocationId === null), 'output made while loading has no invocation');
-  t.equal((await fetch(`${platform.url}/v1/functions/nope/logs`)).status, 404);
-  t.equal((await fetch(`${platform.url}/v1/functions/chatty/logs?since=yesterday`)).status, 400);
+  t.equal((await fetch(`${platform.url}/v1/functions/nope/logs`, { headers: platform.auth })).status, 404);
+  t.equal((await fetch(`${platform.url}/v1/functions/chatty/logs?since=yesterday`, { headers: platform.auth })).status, 400);
 });
 
 t.test("a crash's last lines are kept with the invocation", async (t) => {
@@ -68,7 +68,7 @@ t.test('follow streams new lines as they come', async (t) => {
   t.equal((await api.invoke('stream', { n: 1 })).status, 200);
   await eventually(async () => (await logs('stream')).length === 1);
   const controller = new AbortController();
-  const res = await fetch(`${platform.url}/v1/functions/stream/logs?follow=1`, { signal: controller.signal });
+  const res = await fetch(`${platform.url}/v1/functions/stream/logs?follow=1`, { signal: controller.signal, headers: platform.auth });
   t.equal(res.status, 200);
   t.match(res.headers.get('content-type'), /ndjson/);
   const reader = res.body!.getReader();

@@ -1,14 +1,16 @@
 /** Small HTTP helpers for end-to-end tests: deploy and invoke through a platform's gateway. */
 import { patchName, zipFiles } from './zip.js';
 
-export function client(baseUrl: () => string) {
+/** Deploys with the platform's admin key; invokes without one unless `headers` carry it. */
+export function client(platform: () => { url: string; auth: { authorization: string } }) {
+  const baseUrl = (): string => platform().url;
   return {
     async deploy(body: Record<string, unknown>, files?: Record<string, string>, patch?: [string, string]): Promise<Response> {
       let zipped = files ? await zipFiles(files) : undefined;
       if (zipped && patch) zipped = patchName(zipped, ...patch);
       return fetch(`${baseUrl()}/v1/functions`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...platform().auth },
         body: JSON.stringify({ runtime: 'nodejs20', handler: 'index.handler', ...(zipped ? { code: { zip: zipped.toString('base64') } } : {}), ...body }),
       });
     },

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../../infra/config.js';
 import { migrate, openDatabase } from '../../infra/db/database.js';
+import { ApiKeys } from '../../infra/db/api-keys.js';
 import { InvocationRecords } from '../../infra/db/invocation-records.js';
 import { createLogger } from '../../infra/log.js';
 import { startTelemetry, type Telemetry } from '../../infra/telemetry.js';
@@ -21,6 +22,9 @@ import { startWorker, type WorkerNode } from '../../worker/node.js';
 
 export interface Platform {
   url: string;
+  /** An admin API key, and the header that sends it. */
+  key: string;
+  auth: { authorization: string };
   config: Readonly<Config>;
   gateway: Gateway;
   worker: WorkerNode;
@@ -58,6 +62,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const tracer = telemetry.tracer;
   const db = openDatabase(config.databaseUrl, config.databaseSchema, 2);
   await migrate(db, config.databaseSchema);
+  const { key } = await new ApiKeys(db).create('test admin');
 
   const worker = await startWorker(config, { log, tracer });
   const keys = keySpace(config.keyPrefix);
@@ -77,6 +82,8 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
 
   return {
     url: `http://127.0.0.1:${address.port}`,
+    key,
+    auth: { authorization: `Bearer ${key}` },
     config,
     gateway,
     worker,
