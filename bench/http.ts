@@ -1,0 +1,84 @@
+/**
+ * The bench's HTTP client: node:http over one keep-alive agent (no fetch/undici overhead in the
+ * figures), timing each call on the client side, from the request to the end of the response.
+ */
+import { Agent, request } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { zipFiles } from '../test/support/zip.js';
+
+const agent = new Agent({ keepAlive: true, maxSockets: 512 });
+
+export interface Reply {
+  status: number;
+  /** The x-skiff-cold-start header: true, false, or undefined when absent. */
+  cold: boolean | undefined;
+  body: string;
+  ms: number;
+}
+
+export function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+  const payload = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const req = request(
+      url,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': payload.length, ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', reject);
+        res.on('end', () => {
+          const header = res.headers['x-skiff-cold-start'];
+          resolve({
+            status: res.statusCode ?? 0,
+            cold: header === undefined ? undefined : header === 'true',
+            body: Buffer.concat(chunks).toString(),
+            ms: performance.now() - started,
+          });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+export function invoke(baseUrl: string, name: string, event: unknown = {}): Promise<Reply> {
+  return post(`${baseUrl}/v1/functions/${name}/invoke`, event);
+}
+
+export interface FunctionToDeploy {
+  name: string;
+  /** Source of index.js; the handler is `index.handler`. */
+  source: string;
+  memoryMb?: number;
+  concurrency?: number;
+  timeoutMs?: number;
+  /** Most instances of the function at once (the platform's default when absent). */
+  maxInstances?: number;
+}
+
+/** Deploys over HTTP exactly as a user would: POST /v1/functions with a base64 zip and an API key. */
+export async function deploy(platform: { url: string; auth: { authorization: string } }, fn: FunctionToDeploy): Promise<void> {
+  const zip = (await zipFiles({ 'index.js': fn.source })).toString('base64');
+  const reply = await post(`${platform.url}/v1/functions`, {
+    name: fn.name,
+    runtime: 'nodejs20',
+    handler: 'index.handler',
+    code: { zip },
+    memoryMb: fn.memoryMb ?? 128,
+    concurrency: fn.concurrency ?? 1,
+    timeoutMs: fn.timeoutMs ?? 30_000,
+    ...(fn.maxInstances === undefined ? {} : { maxInstances: fn.maxInstances }),
+  }, platform.auth);
+  if (reply.status !== 201) throw new Error(`deploying ${fn.name} answered ${reply.status}: ${reply.body}`);
+}
+
+/** A no-op handler; `tag` makes the code (and so its digest and unpacked copy) distinct. */
+export function noop(tag: string): string {
+  return `// ${tag}\nexports.handler = async () => ({});\n`;
+}
+
+export function closeClient(): void {
+  agent.destroy();
+}

@@ -1,0 +1,251 @@
+/**
+ * `npm run bench`: measures Skiff through its real gateway over HTTP on loopback, beside baselines
+ * run in the same process, prints a table and writes bench/results/latest.json.
+ *
+ * Order: private Redis and PostgreSQL; the per-call baselines (`runc run`, `node` spawn) on a quiet
+ * machine; a platform with a pool of 200 (creation rate, pooled cold starts, warm latency and
+ * throughput with the direct-socket floor, idle memory, the burst); a platform with no pool
+ * (cold starts that make the container on the call path). Everything is removed at the end, on
+ * failure and on Ctrl-C too. A figure that could not be measured is null, with a note saying why.
+ */
+import { rm } from 'node:fs/promises';
+import { cpus, loadavg, release } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureNodeImage } from '../infra/images/nodejs-rootfs.js';
+import { mountPointsUnder } from '../worker/sandbox/mounts.js';
+import { directSocketCalls, directSocketThroughput, nodeSpawnPerCall, runcPerCall } from './baselines.js';
+import { burst, createdPerSec, idleMemory } from './density.js';
+import { closeClient, deploy, invoke, noop } from './http.js';
+import { progress, startBenchPlatform, startServices, stopPlatform, waitForFullPool, type Platform } from './harness.js';
+import { coldStarts, httpThroughput, warmCalls } from './latency.js';
+import { table, writeResults, type Results } from './report.js';
+import { mean, percentiles, round } from './stats.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const RESULTS_FILE = join(HERE, '..', '..', 'bench', 'results', 'latest.json');
+/** Compiled runtime/ directory, as the worker packages it into the nodejs20 image. */
+const RUNTIME_DIR = join(HERE, '..', 'runtime');
+
+const N = {
+  coldStarts: 20,
+  warmCalls: 2000,
+  perCallBaseline: 10,
+  inFlight: 32,
+  throughputMs: 5000,
+  floorThroughputMs: 3000,
+  idleInstances: 50,
+  created: 20,
+  burst: 200,
+  /** Ready sandboxes the pooled platform keeps: enough for the burst to take one each. */
+  pool: 200,
+  burstSleepMs: 5000,
+};
+
+const results: Results = {
+  at: new Date().toISOString(),
+  machine: { cpus: cpus().length, node: process.version, kernel: release(), loadavg: { start: loadavg(), end: [] } },
+  coldPooledMs: null,
+  coldUnpooledMs: null,
+  warmMs: null,
+  warmPerSec: null,
+  warmErrors: null,
+  idleInstanceMiB: null,
+  createdPerSec: null,
+  burst200Sec: null,
+  burst: null,
+  baselines: { runcRunPerCallMs: null, nodeSpawnPerCallMs: null, directSocketMs: null, directSocketPerSec: null, pooledSandboxMiB: null, runcRunPerSec: null },
+  samples: {},
+  notes: [
+    'all figures are client-side wall time over HTTP on loopback; gateway, scheduler, worker and client share this one Node.js process',
+    `cold starts: ${N.coldStarts} functions, each with its own code, one call each; pooled calls wait for a full pool first`,
+    `p99 of ${N.coldStarts} cold starts and of ${N.perCallBaseline} per-call baseline runs is their slowest sample`,
+  ],
+};
+
+/** Undo steps, run last-in first-out at the end, on failure and on SIGINT/SIGTERM. */
+const cleanups: Array<() => Promise<void>> = [];
+
+function onCleanup(step: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  const once = (): Promise<void> => (done ??= step());
+  cleanups.push(once);
+  return once;
+}
+
+async function cleanUp(): Promise<void> {
+  for (let step = cleanups.pop(); step; step = cleanups.pop()) {
+    await step().catch((error: unknown) => {
+      console.error(`bench: cleanup failed: ${(error as Error).message}`);
+      process.exitCode = 1;
+    });
+  }
+  closeClient();
+}
+
+/** Runs one measurement; on failure records a note and returns undefined, so the others still run. */
+async function phase<T>(what: string, work: () => Promise<T>): Promise<T | undefined> {
+  progress(what);
+  try {
+    return await work();
+  } catch (error) {
+    progress(`  failed: ${(error as Error).message}`);
+    results.notes.push(`${what}: not measured (${(error as Error).message})`);
+    return undefined;
+  }
+}
+
+function instanceOf(platform: Platform, name: string) {
+  const instance = platform.worker.instances.list().find((i) => i.fn.name === name);
+  if (!instance) throw new Error(`no instance of ${name}`);
+  return instance;
+}
+
+async function perCallBaselines(root: string): Promise<void> {
+  const imagesDir = join(root, 'images');
+  const runc = await phase(`baseline: runc run per call (${N.perCallBaseline})`, async () => {
+    const image = await ensureNodeImage({ nodeBinary: process.execPath, runtimeDir: RUNTIME_DIR, imagesDir });
+    return runcPerCall({ rootfs: image.rootfs, workDir: join(root, 'runc-baseline'), calls: N.perCallBaseline });
+  });
+  if (runc) {
+    results.baselines.runcRunPerCallMs = percentiles(runc);
+    results.baselines.runcRunPerSec = round(1000 / mean(runc), 2);
+  }
+  const spawned = await phase(`baseline: node spawn per call (${N.perCallBaseline})`, () => nodeSpawnPerCall(N.perCallBaseline));
+  if (spawned) results.baselines.nodeSpawnPerCallMs = percentiles(spawned);
+}
+
+async function pooledPlatform(): Promise<void> {
+  let stop: (() => Promise<void>) | undefined;
+  const platform = await phase(`platform with a pool of ${N.pool}: starting, filling the pool`, async () => {
+    const started = await startBenchPlatform({ SKIFF_POOL_SIZE: String(N.pool), SKIFF_WORKER_CAPACITY_MB: '100000' });
+    stop = onCleanup(() => stopPlatform(started));
+    await waitForFullPool(started, 300_000, true);
+    // Warm the gateway's and worker's own code paths (JIT) before anything is measured.
+    await deploy(started, { name: 'warmup', source: noop('warmup') });
+    for (let i = 0; i < 50; i++) await invoke(started.url, 'warmup');
+    await waitForFullPool(started);
+    return started;
+  });
+  if (!platform) return;
+
+  const created = await phase(`sandboxes created per second (${N.created} taken from the pool, timing its refill)`, () => createdPerSec(platform, N.created));
+  if (created !== undefined) results.createdPerSec = round(created, 2);
+
+  const cold = await phase(`cold starts with a pooled sandbox (${N.coldStarts})`, () => coldStarts(platform, 'cold-pooled', N.coldStarts));
+  if (cold) results.coldPooledMs = percentiles(cold);
+
+  const warm = await phase(`warm calls (${N.warmCalls} sequential)`, async () => {
+    await deploy(platform, { name: 'warm', source: noop('warm') });
+    await invoke(platform.url, 'warm');
+    await waitForFullPool(platform);
+    return warmCalls(platform, 'warm', N.warmCalls);
+  });
+  if (warm) results.warmMs = percentiles(warm);
+
+  const floor = await phase(`baseline: direct calls to the warm sandbox's socket (${N.warmCalls})`, () => directSocketCalls(instanceOf(platform, 'warm'), N.warmCalls));
+  if (floor) results.baselines.directSocketMs = percentiles(floor);
+
+  const tput = await phase(`warm throughput (${N.inFlight} in flight, ${N.throughputMs / 1000} s, concurrency ${N.inFlight})`, async () => {
+    await deploy(platform, { name: 'tput', source: noop('tput'), concurrency: N.inFlight });
+    await invoke(platform.url, 'tput');
+    await waitForFullPool(platform);
+    return httpThroughput(platform, 'tput', N.inFlight, N.throughputMs);
+  });
+  if (tput) {
+    results.warmPerSec = round(tput.perSec, 1);
+    results.warmErrors = tput.errors;
+    const served = platform.worker.instances.list().filter((i) => i.fn.name === 'tput').length;
+    results.notes.push(`warm throughput: ${tput.ok} calls, ${tput.errors} errors in ${round(tput.seconds, 2)} s, served by ${served} instance(s)`);
+  }
+
+  const floorTput = await phase(`baseline: direct socket throughput (${N.inFlight} in flight, ${N.floorThroughputMs / 1000} s)`, () =>
+    directSocketThroughput(instanceOf(platform, 'tput'), N.inFlight, N.floorThroughputMs),
+  );
+  if (floorTput) results.baselines.directSocketPerSec = round(floorTput.perSec, 1);
+
+  const idle = await phase(`idle memory (${N.idleInstances} warm idle instances)`, () => idleMemory(platform, N.idleInstances));
+  if (idle) {
+    results.idleInstanceMiB = round(idle.instanceMiB, 2);
+    results.baselines.pooledSandboxMiB = round(idle.pooledMiB, 2);
+    results.notes.push(`idle memory: mean memory cgroup charge of ${idle.instances} idle instances; pooled baseline over ${idle.pooled} pooled sandboxes`);
+  }
+
+  const burstResult = await phase(`burst: ${N.burst} concurrent calls, handler sleeps ${N.burstSleepMs} ms, concurrency 1, maxInstances ${N.burst}, memoryMb 64`, () =>
+    burst(platform, N.burst, N.burstSleepMs),
+  );
+  if (burstResult) {
+    results.burst = burstResult;
+    results.burst200Sec = burstResult.toAllSec === null ? null : round(burstResult.toAllSec, 2);
+    if (burstResult.toAllSec === null) {
+      results.notes.push(`burst: ${N.burst} instances never existed at once; 0 → ${burstResult.maxInstances} took ${round(burstResult.toMaxSec, 2)} s`);
+    }
+  }
+  progress('stopping the pooled platform');
+  await stop?.();
+}
+
+async function unpooledPlatform(): Promise<void> {
+  let stop: (() => Promise<void>) | undefined;
+  const platform = await phase('platform with no pool: starting', async () => {
+    const started = await startBenchPlatform({ SKIFF_POOL_SIZE: '0' });
+    stop = onCleanup(() => stopPlatform(started));
+    // One unmeasured cold start and some warm calls, so the first measured call is not the first.
+    await deploy(started, { name: 'warmup', source: noop('warmup') });
+    for (let i = 0; i < 50; i++) await invoke(started.url, 'warmup');
+    return started;
+  });
+  if (!platform) return;
+  const cold = await phase(`cold starts with no pool (${N.coldStarts})`, () => coldStarts(platform, 'cold-unpooled', N.coldStarts));
+  if (cold) results.coldUnpooledMs = percentiles(cold);
+  progress('stopping the unpooled platform');
+  await stop?.();
+}
+
+async function main(): Promise<void> {
+  progress('starting Redis and PostgreSQL');
+  const services = await startServices();
+  onCleanup(async () => {
+    const leftMounts = await mountPointsUnder([services.root]);
+    if (leftMounts.length > 0) throw new Error(`mounts left behind, keeping ${services.root}: ${leftMounts.join(', ')}`);
+    await rm(services.root, { recursive: true, force: true });
+  });
+  onCleanup(() => services.stop());
+  await perCallBaselines(services.root);
+  await pooledPlatform();
+  await unpooledPlatform();
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    progress(`${signal}: cleaning up`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
+try {
+  await main();
+} catch (error) {
+  results.notes.push(`the run stopped early: ${(error as Error).message}`);
+  console.error(`bench: ${(error as Error).stack ?? String(error)}`);
+  process.exitCode = 1;
+} finally {
+  progress('cleaning up');
+  await cleanUp();
+}
+results.machine.loadavg.end = loadavg();
+const [startLoad = 0] = results.machine.loadavg.start;
+// The build that `npm run bench` runs just before adds about 1 to this; more means other work.
+if (startLoad > 1.5) results.notes.push(`the machine was busy when the run began (load average ${startLoad.toFixed(2)} over the last minute): figures may be pessimistic`);
+results.samples = {
+  coldStarts: N.coldStarts,
+  warmCalls: N.warmCalls,
+  perCallBaseline: N.perCallBaseline,
+  inFlight: N.inFlight,
+  idleInstances: N.idleInstances,
+  created: N.created,
+  burst: N.burst,
+  burstSleepMs: N.burstSleepMs,
+};
+await writeResults(RESULTS_FILE, results);
+console.log(`\n${table(results)}\n\nwritten to ${RESULTS_FILE}`);

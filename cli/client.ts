@@ -1,0 +1,284 @@
+/**
+ * The CLI's HTTP client for the gateway's API v1. Every failure is typed: ApiError carries the
+ * gateway's `{"error":{"code","message","field"}}` (or a client-side code when the answer was
+ * not one), ConnectionError says the gateway could not be reached.
+ *
+ * node:http rather than fetch: Node's fetch gives up on an answer after 300 s (a synchronous
+ * invoke may wait up to the function's 900 s timeout), and it cannot report upload progress.
+ */
+import http from 'node:http';
+import https from 'node:https';
+
+/** The error body the gateway sends with every non-2xx answer. */
+export interface ErrorBody {
+  code: string;
+  message: string;
+  field?: string;
+  /** For FunctionError: what the handler threw. */
+  errorType?: string;
+  stack?: string[];
+}
+
+/** The gateway answered with an error (or with something that is not the API's JSON). */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly field: string | undefined;
+  readonly errorType: string | undefined;
+  readonly handlerStack: string[] | undefined;
+
+  constructor(status: number, body: ErrorBody) {
+    super(body.message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = body.code;
+    this.field = body.field;
+    this.errorType = body.errorType;
+    this.handlerStack = body.stack;
+  }
+
+  toBody(): ErrorBody {
+    const body: ErrorBody = { code: this.code, message: this.message };
+    if (this.field !== undefined) body.field = this.field;
+    if (this.errorType !== undefined) body.errorType = this.errorType;
+    if (this.handlerStack !== undefined) body.stack = this.handlerStack;
+    return body;
+  }
+}
+
+/** No answer: connection refused, DNS, reset, TLS. Its code is `Unreachable`. */
+export class ConnectionError extends Error {
+  readonly code = 'Unreachable';
+
+  constructor(gateway: string, cause: unknown) {
+    const reason = (cause as { code?: string }).code ?? (cause as Error).message;
+    super(`cannot reach the gateway at ${gateway} (${reason}); is it running? Set --gateway or SKIFF_GATEWAY`, { cause });
+    this.name = 'ConnectionError';
+  }
+}
+
+/** What GET /v1/functions/:name and POST /v1/functions answer. */
+export interface FunctionInfo {
+  name: string;
+  version: number;
+  runtime: string;
+  handler: string;
+  memoryMb: number;
+  timeoutMs: number;
+  concurrency: number;
+  idleTimeoutMs: number;
+  minWarm: number;
+  maxInstances: number;
+  env: Record<string, string>;
+  codeSha256: string;
+  codeSize: number;
+  /** `/fn/<name>`, relative to the gateway. */
+  url: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The body of POST /v1/functions. */
+export interface DeployRequest {
+  name: string;
+  runtime: string;
+  handler: string;
+  code: { zip: string };
+  memoryMb?: number;
+  timeoutMs?: number;
+  concurrency?: number;
+  idleTimeoutMs?: number;
+  minWarm?: number;
+  maxInstances?: number;
+  env?: Record<string, string>;
+}
+
+export interface InvokeResult {
+  /** The handler's return value, as the JSON text the gateway sent. */
+  body: string;
+  invocationId: string | undefined;
+  coldStart: boolean | undefined;
+}
+
+export interface ClientOptions {
+  /** Base URL of the gateway, without a trailing slash. */
+  gateway: string;
+  key?: string | undefined;
+  userAgent?: string;
+}
+
+interface RawResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export type UploadProgress = (sentBytes: number, totalBytes: number) => void;
+
+const UPLOAD_CHUNK = 64 * 1024;
+
+export class SkiffClient {
+  readonly gateway: string;
+  private readonly key: string | undefined;
+  private readonly userAgent: string;
+
+  constructor(options: ClientOptions) {
+    this.gateway = options.gateway.replace(/\/+$/, '');
+    this.key = options.key;
+    this.userAgent = options.userAgent ?? 'skiff-cli';
+  }
+
+  /** The absolute URL of a function (the gateway's address + `/fn/<name>`). */
+  functionUrl(name: string): string {
+    return `${this.gateway}/fn/${encodeURIComponent(name)}`;
+  }
+
+  async listFunctions(): Promise<FunctionInfo[]> {
+    return (await this.json<{ functions: FunctionInfo[] }>('GET', '/v1/functions')).functions;
+  }
+
+  getFunction(name: string): Promise<FunctionInfo> {
+    return this.json<FunctionInfo>('GET', `/v1/functions/${encodeURIComponent(name)}`);
+  }
+
+  deleteFunction(name: string): Promise<{ name: string; deleted: boolean }> {
+    return this.json('DELETE', `/v1/functions/${encodeURIComponent(name)}`);
+  }
+
+  deploy(request: DeployRequest, onUpload?: UploadProgress): Promise<FunctionInfo> {
+    return this.json<FunctionInfo>('POST', '/v1/functions', { body: Buffer.from(JSON.stringify(request)), onUpload });
+  }
+
+  /** A synchronous call: the handler's value as JSON text. `event` is JSON text, or undefined for none. */
+  async invoke(name: string, event: string | undefined): Promise<InvokeResult> {
+    const response = await this.send('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, { body: event === undefined ? undefined : Buffer.from(event) });
+    const body = this.checked(response).toString('utf8');
+    const cold = header(response.headers, 'x-skiff-cold-start');
+    return { body, invocationId: header(response.headers, 'x-skiff-invocation-id'), coldStart: cold === undefined ? undefined : cold === 'true' };
+  }
+
+  /** An asynchronous call: queued, answered with its id (poll GET /v1/invocations/:id). */
+  invokeAsync(name: string, event: string | undefined): Promise<{ id: string; status: string }> {
+    return this.json('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, {
+      body: event === undefined ? undefined : Buffer.from(event),
+      headers: { 'x-skiff-invocation-type': 'async' },
+    });
+  }
+
+  private async json<T>(method: string, path: string, options: SendOptions = {}): Promise<T> {
+    const response = await this.send(method, path, options);
+    const body = this.checked(response);
+    try {
+      return JSON.parse(body.toString('utf8')) as T;
+    } catch {
+      throw new ApiError(response.status, { code: 'BadResponse', message: `${method} ${path} answered ${response.status} with a body that is not JSON; is ${this.gateway} a Skiff gateway?` });
+    }
+  }
+
+  /** The body of a 2xx answer; any other answer becomes an ApiError. */
+  private checked(response: RawResponse): Buffer {
+    if (response.status >= 200 && response.status < 300) return response.body;
+    throw new ApiError(response.status, errorBody(response, this.gateway));
+  }
+
+  private send(method: string, path: string, options: SendOptions): Promise<RawResponse> {
+    const url = new URL(this.gateway + path);
+    const transport = url.protocol === 'https:' ? https : http;
+    const body = options.body;
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': this.userAgent, ...options.headers };
+    if (this.key !== undefined) headers.authorization = `Bearer ${this.key}`;
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(body.length);
+    }
+    return new Promise<RawResponse>((resolve, reject) => {
+      // No keep-alive: one request per command, and the process must exit right after it.
+      const request = transport.request(url, { method, headers, agent: false });
+      let answered = false;
+      request.on('response', (response) => {
+        answered = true;
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => {
+          // An early answer (a body refused half-way) leaves the upload unfinished: drop it.
+          if (!request.writableFinished) request.destroy();
+          resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) });
+        });
+        response.on('error', (error) => reject(new ConnectionError(this.gateway, error)));
+      });
+      // An error after the answer (the gateway closing on a body it refused) is not the story.
+      request.on('error', (error) => {
+        if (!answered) reject(new ConnectionError(this.gateway, error));
+      });
+      if (body === undefined) {
+        request.end();
+        return;
+      }
+      void upload(request, body, options.onUpload);
+    });
+  }
+}
+
+interface SendOptions {
+  body?: Buffer | undefined;
+  headers?: Record<string, string>;
+  onUpload?: UploadProgress | undefined;
+}
+
+/** Writes the body in chunks, waiting for the socket to drain, so progress follows the network. */
+async function upload(request: http.ClientRequest, body: Buffer, onUpload: UploadProgress | undefined): Promise<void> {
+  try {
+    for (let sent = 0; sent < body.length && !request.destroyed; ) {
+      const chunk = body.subarray(sent, sent + UPLOAD_CHUNK);
+      const flushed = request.write(chunk);
+      sent += chunk.length;
+      onUpload?.(sent, body.length);
+      if (!flushed && !request.destroyed) await drained(request);
+    }
+    if (body.length === 0) onUpload?.(0, 0);
+    if (!request.destroyed) request.end();
+  } catch {
+    // The request's own 'error' (or an early answer) settles the call.
+  }
+}
+
+/** Until the request can take more, or is gone. */
+function drained(request: http.ClientRequest): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      request.off('drain', done);
+      request.off('close', done);
+      resolve();
+    };
+    request.on('drain', done);
+    request.on('close', done);
+  });
+}
+
+function header(headers: http.IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The gateway's error body, or a description of whatever else answered. */
+function errorBody(response: RawResponse, gateway: string): ErrorBody {
+  const text = response.body.toString('utf8');
+  try {
+    const parsed = JSON.parse(text) as { error?: Partial<ErrorBody> };
+    const error = parsed.error;
+    if (error && typeof error.code === 'string' && typeof error.message === 'string') {
+      const body: ErrorBody = { code: error.code, message: error.message };
+      if (typeof error.field === 'string') body.field = error.field;
+      if (typeof error.errorType === 'string') body.errorType = error.errorType;
+      if (Array.isArray(error.stack)) body.stack = error.stack.filter((line): line is string => typeof line === 'string');
+      return body;
+    }
+  } catch {
+    // Not JSON: described below.
+  }
+  const excerpt = text.replace(/\s+/g, ' ').trim().slice(0, 200);
+  return {
+    code: 'BadResponse',
+    message: `the gateway at ${gateway} answered ${response.status} without a Skiff error${excerpt ? `: ${excerpt}` : ''}`,
+  };
+}

@@ -1,0 +1,331 @@
+/**
+ * The `skiff` CLI, run as a child process (the compiled dist/cli/main.js) against a real
+ * platform: deploy a directory with skiff.json and node_modules, invoke, url, ls, info, rm, the
+ * exit codes (1: the platform said no, 2: usage), --json. A small fake gateway checks what only
+ * the wire shows: the API key header, a path prefix, an answer that is not the API's.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sleep } from '../support/api.js';
+import { startPlatform, type Platform } from '../support/platform.js';
+
+const CLI = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+interface RunOptions {
+  /** Extra environment (SKIFF_GATEWAY and SKIFF_API_KEY are cleared otherwise). */
+  env?: Record<string, string>;
+  stdin?: string;
+  /** Appends `--gateway <platform> --key <its admin key>` unless false. */
+  gateway?: boolean;
+  cwd?: string;
+}
+
+let platform: Platform;
+let work: string;
+
+function skiff(args: string[], options: RunOptions = {}): Promise<Run> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
+  if (!options.env?.SKIFF_GATEWAY) delete env.SKIFF_GATEWAY;
+  if (!options.env?.SKIFF_API_KEY) delete env.SKIFF_API_KEY;
+  const argv = options.gateway === false ? args : [...args, '--gateway', platform.url, '--key', platform.key];
+  const child = spawn(process.execPath, [CLI, ...argv], { env, cwd: options.cwd ?? work, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdin.end(options.stdin ?? '');
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const APP = `
+const fs = require('fs');
+const shout = require('tiny-shout');
+exports.handler = async (event) => {
+  if (event && event.fail) throw new TypeError('asked to fail');
+  const who = (event && (event.who || (event.queryStringParameters && event.queryStringParameters.who))) || 'world';
+  return {
+    greeting: shout(process.env.GREETING + ', ' + who),
+    where: process.env.WHERE,
+    stage: process.env.STAGE,
+    git: fs.existsSync('/var/task/.git'),
+    binIsLink: fs.lstatSync('/var/task/node_modules/.bin/tiny-shout').isSymbolicLink(),
+  };
+};
+`;
+
+/** A function directory: skiff.json, a handler, a tiny package in node_modules (with a .bin link), and a .git to leave out. */
+async function appDirectory(dir: string): Promise<void> {
+  await mkdir(join(dir, 'node_modules', 'tiny-shout'), { recursive: true });
+  await mkdir(join(dir, 'node_modules', '.bin'), { recursive: true });
+  await mkdir(join(dir, '.git'), { recursive: true });
+  await writeFile(join(dir, 'app.js'), APP);
+  await writeFile(join(dir, 'skiff.json'), JSON.stringify({ handler: 'app.handler', memoryMb: 192, env: { GREETING: 'hello', WHERE: 'manifest' } }));
+  await writeFile(join(dir, 'node_modules', 'tiny-shout', 'package.json'), JSON.stringify({ name: 'tiny-shout', version: '1.0.0', main: 'index.js', bin: 'cli.js' }));
+  await writeFile(join(dir, 'node_modules', 'tiny-shout', 'index.js'), "module.exports = (text) => String(text).toUpperCase() + '!';\n");
+  await writeFile(join(dir, 'node_modules', 'tiny-shout', 'cli.js'), "#!/usr/bin/env node\nconsole.log(require('./')(process.argv[2]));\n", { mode: 0o755 });
+  await symlink('../tiny-shout/cli.js', join(dir, 'node_modules', '.bin', 'tiny-shout'));
+  await writeFile(join(dir, '.git', 'HEAD'), 'ref: refs/heads/main\n');
+}
+
+t.before(async () => {
+  platform = await startPlatform();
+  work = await mkdtemp(join(tmpdir(), 'skiff-cli-'));
+  await appDirectory(join(work, 'cli-app'));
+});
+t.teardown(async () => {
+  await platform?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+interface Described {
+  name: string;
+  version: number;
+  handler: string;
+  memoryMb: number;
+  env: Record<string, string>;
+  codeSha256: string;
+  url: string;
+}
+
+let firstSha = '';
+
+t.test('deploy: skiff.json gives defaults, flags win, the name is the directory, node_modules goes along and .git does not', async (t) => {
+  const run = await skiff(['deploy', 'cli-app', '--memory', '256', '--env', 'WHERE=flag', '--env', 'STAGE=test']);
+  t.equal(run.code, 0, run.stderr);
+  t.match(run.stdout, /^deployed cli-app version 1$/m, 'prints the version');
+  t.match(run.stdout, new RegExp(`^url: ${platform.url}/fn/cli-app$`, 'm'), 'prints the URL');
+  t.match(run.stderr, /zipped 5 files \(.+\) into .+/, 'progress: files zipped (app.js, skiff.json and the package; not .git)');
+  t.match(run.stderr, /uploading .+ to http:\/\/127\.0\.0\.1:\d+/, 'progress: the upload');
+
+  const info = await skiff(['info', 'cli-app', '--json']);
+  t.equal(info.code, 0, info.stderr);
+  const described = JSON.parse(info.stdout) as Described;
+  t.match(described, { name: 'cli-app', version: 1, handler: 'app.handler', memoryMb: 256, url: `${platform.url}/fn/cli-app` });
+  t.same(described.env, { GREETING: 'hello', WHERE: 'flag', STAGE: 'test' }, 'env: skiff.json merged under --env');
+  firstSha = described.codeSha256;
+});
+
+t.test('invoke: --data as JSON, @file and @- (stdin); --json prints one line', async (t) => {
+  const direct = await skiff(['invoke', 'cli-app', '--data', '{"who":"cli"}']);
+  t.equal(direct.code, 0, direct.stderr);
+  t.same(JSON.parse(direct.stdout), { greeting: 'HELLO, CLI!', where: 'flag', stage: 'test', git: false, binIsLink: true }, 'the handler required its node_modules package; .git was left out; .bin stayed a symlink');
+
+  await writeFile(join(work, 'event.json'), '{"who":"file"}');
+  const fromFile = await skiff(['invoke', 'cli-app', '--data', '@event.json']);
+  t.equal(fromFile.code, 0, fromFile.stderr);
+  t.equal((JSON.parse(fromFile.stdout) as { greeting: string }).greeting, 'HELLO, FILE!');
+
+  const fromStdin = await skiff(['invoke', 'cli-app', '--data', '@-', '--json'], { stdin: '{"who":"stdin"}' });
+  t.equal(fromStdin.code, 0, fromStdin.stderr);
+  t.equal(fromStdin.stdout.trim().split('\n').length, 1, '--json: one line');
+  t.equal((JSON.parse(fromStdin.stdout) as { greeting: string }).greeting, 'HELLO, STDIN!');
+
+  const noEvent = await skiff(['invoke', 'cli-app']);
+  t.equal(noEvent.code, 0, noEvent.stderr);
+  t.equal((JSON.parse(noEvent.stdout) as { greeting: string }).greeting, 'HELLO, WORLD!', 'no --data: the event is null');
+});
+
+t.test('invoke --async prints the id; the invocation succeeds', async (t) => {
+  const run = await skiff(['invoke', 'cli-app', '--async', '--data', '{"who":"later"}']);
+  t.equal(run.code, 0, run.stderr);
+  const id = run.stdout.trim();
+  t.match(id, /^[A-Za-z0-9_-]+$/, 'stdout is the id alone');
+  t.match(run.stderr, `/v1/invocations/${id}`, 'stderr says where the outcome is');
+  let record: { status: string; result?: { greeting: string } } = { status: 'queued' };
+  for (let i = 0; i < 100 && record.status !== 'succeeded' && record.status !== 'failed'; i++) {
+    await sleep(100);
+    const res = await fetch(`${platform.url}/v1/invocations/${id}`);
+    if (res.status === 200) record = (await res.json()) as typeof record;
+  }
+  t.equal(record.status, 'succeeded');
+  t.equal(record.result?.greeting, 'HELLO, LATER!');
+
+  const json = await skiff(['invoke', 'cli-app', '--async', '--json']);
+  t.equal(json.code, 0, json.stderr);
+  t.match(JSON.parse(json.stdout), { id: /.+/, status: 'queued' });
+});
+
+t.test('url prints the function URL, which answers; SKIFF_GATEWAY works in place of --gateway', async (t) => {
+  const run = await skiff(['url', 'cli-app']);
+  t.equal(run.code, 0, run.stderr);
+  const address = run.stdout.trim();
+  t.equal(address, `${platform.url}/fn/cli-app`);
+  const res = await fetch(`${address}/anything?who=url`);
+  t.equal(res.status, 200);
+  t.equal(((await res.json()) as { greeting: string }).greeting, 'HELLO, URL!');
+
+  const viaEnv = await skiff(['url', 'cli-app'], { gateway: false, env: { SKIFF_GATEWAY: `${platform.url}/`, SKIFF_API_KEY: platform.key } });
+  t.equal(viaEnv.code, 0, viaEnv.stderr);
+  t.equal(viaEnv.stdout.trim(), address);
+  t.same(JSON.parse((await skiff(['url', 'cli-app', '--json'])).stdout), { name: 'cli-app', url: address });
+});
+
+t.test('ls and info, for people and with --json', async (t) => {
+  const table = await skiff(['ls']);
+  t.equal(table.code, 0, table.stderr);
+  t.match(table.stdout, /^NAME\s+VERSION\s+RUNTIME\s+MEMORY\s+TIMEOUT\s+DEPLOYED$/m);
+  t.match(table.stdout, /^cli-app\s+1\s+nodejs20\s+256 MB\s+30000 ms\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/m);
+
+  const listed = await skiff(['ls', '--json']);
+  t.equal(listed.code, 0, listed.stderr);
+  const { functions } = JSON.parse(listed.stdout) as { functions: Described[] };
+  t.match(functions.find((f) => f.name === 'cli-app'), { version: 1, memoryMb: 256, url: `${platform.url}/fn/cli-app` });
+
+  const info = await skiff(['info', 'cli-app']);
+  t.equal(info.code, 0, info.stderr);
+  t.match(info.stdout, /^version\s+1$/m);
+  t.match(info.stdout, /^handler\s+app\.handler$/m);
+  t.match(info.stdout, /^memory\s+256 MB$/m);
+  t.match(info.stdout, /^env\s+GREETING, STAGE, WHERE$/m, 'env by name only');
+  t.notMatch(info.stdout, /manifest|flag/, 'env values are not printed');
+});
+
+t.test('redeploy: a new version; the same code zips to the same bytes', async (t) => {
+  const run = await skiff(['deploy', join(work, 'cli-app'), '--json', '--quiet']);
+  t.equal(run.code, 0, run.stderr);
+  t.equal(run.stderr, '', '--quiet: no progress');
+  const described = JSON.parse(run.stdout) as Described;
+  t.match(described, { name: 'cli-app', version: 2, memoryMb: 192, url: `${platform.url}/fn/cli-app` }, 'skiff.json alone this time');
+  t.equal(described.codeSha256, firstSha, 'reproducible zip: same code, same sha256');
+  const invoked = await skiff(['invoke', 'cli-app', '--data', '{"who":"v2"}']);
+  t.equal((JSON.parse(invoked.stdout) as { where: string }).where, 'manifest');
+});
+
+t.test('platform errors exit 1 with the code (and field) on stderr', async (t) => {
+  const missing = await skiff(['invoke', 'no-such-function', '--data', '{}']);
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /^error: FunctionNotFound: function no-such-function does not exist$/m);
+  t.equal(missing.stdout, '');
+
+  const thrown = await skiff(['invoke', 'cli-app', '--data', '{"fail":true}']);
+  t.equal(thrown.code, 1);
+  t.match(thrown.stderr, /^error: FunctionError: .*asked to fail/m);
+  t.match(thrown.stderr, /^ {2}TypeError: asked to fail$/m, 'what the handler threw');
+  t.match(thrown.stderr, /^ {4}at exports\.handler \(\/var\/task\/app\.js:\d+:\d+\)$/m, 'where, in the handler');
+  t.notMatch(thrown.stderr, /\/opt\/skiff\/runtime/, "the runtime's own frames are left out");
+
+  const badMemory = await skiff(['deploy', 'cli-app', '--memory', '1']);
+  t.equal(badMemory.code, 1);
+  t.match(badMemory.stderr, /^error: InvalidRequest: .*\(field: memoryMb\)$/m);
+
+  const badHandler = await skiff(['deploy', 'cli-app', '--handler', 'nope.handler', '--quiet']);
+  t.equal(badHandler.code, 1);
+  t.match(badHandler.stderr, /^error: InvalidRequest: .*nope\.js.*\(field: handler\)$/m);
+
+  const unreachable = await skiff(['ls', '--gateway', 'http://127.0.0.1:1'], { gateway: false });
+  t.equal(unreachable.code, 1);
+  t.match(unreachable.stderr, /^error: Unreachable: cannot reach the gateway at http:\/\/127\.0\.0\.1:1/m);
+});
+
+t.test('usage errors exit 2 before anything is sent; --help exits 0', async (t) => {
+  const cases: [string, string[], RegExp][] = [
+    ['no command', [], /Usage: skiff COMMAND/],
+    ['unknown command', ['frobnicate'], /unknown command "frobnicate"/],
+    ['a planned command', ['logs', 'cli-app'], /'skiff logs' is not available yet/],
+    ['missing argument', ['invoke'], /missing NAME/],
+    ['extra argument', ['info', 'a', 'b'], /unexpected argument "b"/],
+    ['unknown option', ['ls', '--bogus'], /unknown option --bogus/],
+    ['bad name', ['info', 'Not_A_Name'], /is not a function name/],
+    ['--data not JSON', ['invoke', 'cli-app', '--data', '{nope'], /--data is not JSON/],
+    ['--data file missing', ['invoke', 'cli-app', '--data', '@nothing.json'], /--data @nothing\.json/],
+    ['not a number', ['deploy', 'cli-app', '--memory', 'lots'], /--memory must be a whole number/],
+    ['bad --env', ['deploy', 'cli-app', '--env', 'NOEQUALS'], /--env takes KEY=VALUE/],
+    ['no such directory', ['deploy', 'does-not-exist'], /does-not-exist: no such directory/],
+    ['bad gateway', ['ls', '--gateway', 'ftp://x'], /must be an http:\/\/ or https:\/\/ URL/],
+  ];
+  const runs = await Promise.all(cases.map(([, args]) => skiff(args, { gateway: !args.includes('--gateway') && args.length > 0 })));
+  for (const [i, [what, , message]] of cases.entries()) {
+    const run = runs[i] as Run;
+    t.equal(run.code, 2, `${what}: exit 2`);
+    t.match(run.stderr, message, what);
+    t.equal(run.stdout, '', `${what}: nothing on stdout`);
+  }
+
+  const badName = join(work, 'Bad_Dir');
+  await mkdir(badName);
+  await writeFile(join(badName, 'index.js'), 'exports.handler = async () => 1;');
+  const dirName = await skiff(['deploy', badName]);
+  t.equal(dirName.code, 2);
+  t.match(dirName.stderr, /the directory name "Bad_Dir" is not a function name.*pass --name/);
+
+  await mkdir(join(work, 'typo'));
+  await writeFile(join(work, 'typo', 'skiff.json'), '{"memory":256}');
+  const typo = await skiff(['deploy', 'typo']);
+  t.equal(typo.code, 2);
+  t.match(typo.stderr, /skiff\.json: unknown field "memory"/);
+
+  const commands = ['deploy', 'invoke', 'url', 'ls', 'info', 'rm'];
+  const helps = await Promise.all(commands.map((command) => skiff([command, '--help'], { gateway: false })));
+  for (const [i, command] of commands.entries()) {
+    const help = helps[i] as Run;
+    t.equal(help.code, 0, `${command} --help exits 0`);
+    t.match(help.stdout, new RegExp(`^Usage: skiff ${command}`), `${command} --help prints its usage`);
+    t.match(help.stdout, /--gateway URL/, `${command} --help lists the global options`);
+  }
+  const overview = await skiff(['--help'], { gateway: false });
+  t.equal(overview.code, 0);
+  t.match(overview.stdout, /deploy .*\n.*invoke/);
+});
+
+t.test('rm deletes; the function is then gone', async (t) => {
+  const run = await skiff(['rm', 'cli-app']);
+  t.equal(run.code, 0, run.stderr);
+  t.equal(run.stdout.trim(), 'deleted cli-app');
+  const info = await skiff(['info', 'cli-app']);
+  t.equal(info.code, 1);
+  t.match(info.stderr, /error: FunctionNotFound:/);
+  const again = await skiff(['rm', 'cli-app', '--json']);
+  t.equal(again.code, 1);
+  const empty = await skiff(['ls', '--json']);
+  t.notOk((JSON.parse(empty.stdout) as { functions: Described[] }).functions.some((f) => f.name === 'cli-app'));
+});
+
+t.test('on the wire: the API key as a bearer token, a gateway path prefix, an answer that is not the API', async (t) => {
+  const seen: { url: string | undefined; headers: IncomingHttpHeaders }[] = [];
+  const server = createServer((request, response) => {
+    seen.push({ url: request.url, headers: request.headers });
+    if (request.url?.startsWith('/broken/')) {
+      response.writeHead(502, { 'content-type': 'text/html' }).end('<html>Bad Gateway</html>');
+      return;
+    }
+    response.writeHead(200, { 'content-type': 'application/json' }).end('{"functions":[]}');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const withFlag = await skiff(['ls', '--key', 's3cret', '--gateway', `${base}/prefix/`], { gateway: false });
+  t.equal(withFlag.code, 0, withFlag.stderr);
+  t.equal(withFlag.stdout.trim(), 'no functions; deploy one with: skiff deploy DIR');
+  t.equal(seen[0]?.url, '/prefix/v1/functions', 'the gateway URL may carry a path');
+  t.equal(seen[0]?.headers.authorization, 'Bearer s3cret');
+
+  const withEnv = await skiff(['ls', '--json'], { gateway: false, env: { SKIFF_GATEWAY: base, SKIFF_API_KEY: 'from-env' } });
+  t.same(JSON.parse(withEnv.stdout), { functions: [] });
+  t.equal(seen[1]?.headers.authorization, 'Bearer from-env');
+
+  const noKey = await skiff(['ls', '--gateway', base], { gateway: false });
+  t.equal(noKey.code, 0);
+  t.equal(seen[2]?.headers.authorization, undefined, 'no key, no header');
+
+  const broken = await skiff(['ls', '--gateway', `${base}/broken`], { gateway: false });
+  t.equal(broken.code, 1);
+  t.match(broken.stderr, /^error: BadResponse: the gateway at .* answered 502 without a Skiff error: <html>Bad Gateway<\/html>$/m);
+});
