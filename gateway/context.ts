@@ -8,12 +8,15 @@ import type { LogStore } from '../infra/db/log-store.js';
 import type { KeySpace } from '../infra/queue/names.js';
 import type { FunctionStore } from '../infra/db/function-store.js';
 import type { Dispatcher } from './invocations/dispatcher.js';
+import type { FunctionCache } from './invocations/function-cache.js';
 import type { GatewayMetrics } from './metrics.js';
 
 export interface GatewayContext {
   config: Readonly<Config>;
   keys: KeySpace;
   functions: FunctionStore;
+  /** Current versions for the call path, kept fresh by function events. */
+  current: FunctionCache;
   dispatcher: Dispatcher;
   records: InvocationRecords;
   logs: LogStore;

@@ -16,6 +16,8 @@ import { waitFor } from '../infra/services/process.js';
 import { buildApp } from './app.js';
 import { FunctionStore } from '../infra/db/function-store.js';
 import { Dispatcher } from './invocations/dispatcher.js';
+import { FunctionCache } from './invocations/function-cache.js';
+import type { FunctionEvent } from '../infra/queue/jobs.js';
 import { createGatewayMetrics } from './metrics.js';
 
 export interface Gateway {
@@ -31,11 +33,18 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
   const records = new InvocationRecords(db, (error) => deps.log.error({ err: error }, 'could not record invocations'));
   const dispatcher = new Dispatcher({ keys, gatewayId: nanoid(10), redis, subscriber, records, queueWaitMs: config.gateway.queueWaitMs });
   await dispatcher.start();
+  const functions = new FunctionStore(db);
+  const current = new FunctionCache(functions);
+  subscriber.on('message', (channel: string, message: string) => {
+    if (channel === keys.functionEvents) current.forget((JSON.parse(message) as FunctionEvent).name);
+  });
+  await subscriber.subscribe(keys.functionEvents);
   const app = buildApp(
     {
       config,
       keys,
-      functions: new FunctionStore(db),
+      functions,
+      current,
       dispatcher,
       records,
       logs: new LogStore(db, undefined, (error) => deps.log.error({ err: error }, 'log store failed')),

@@ -15,7 +15,7 @@ import { requireKey } from '../auth.js';
 
 /** The function's current version; checks the caller's API key if the function asks for one. */
 export async function lookUp(ctx: GatewayContext, name: string, request: FastifyRequest): Promise<FunctionVersion> {
-  const fn = await ctx.functions.get(name);
+  const fn = await ctx.current.get(name);
   if (!fn) throw notFound(name);
   if (fn.auth === 'key') await requireKey(ctx.apiKeys, request);
   return versionOf(fn);

@@ -119,6 +119,7 @@ function decodeZip(base64: string, maxBytes: number): Buffer {
 }
 
 async function publish(ctx: GatewayContext, event: FunctionEvent): Promise<void> {
+  ctx.current.forget(event.name);
   await ctx.redis.publish(ctx.keys.functionEvents, JSON.stringify(event));
 }
 
