@@ -9,6 +9,7 @@ import { healthRoutes } from './routes/health.js';
 import { requireKey } from './auth.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { keyRoutes } from './routes/keys.js';
+import { workerRoutes } from './routes/workers.js';
 import { logRoutes } from './routes/logs.js';
 
 export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<unknown> }, log: Logger): FastifyInstance {
@@ -28,6 +29,7 @@ export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<
     functionRoutes(admin, ctx);
     logRoutes(admin, ctx);
     keyRoutes(admin, ctx);
+    workerRoutes(admin, ctx);
   });
   invokeRoutes(app, ctx);
   functionUrlRoutes(app, ctx);

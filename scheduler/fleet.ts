@@ -13,6 +13,8 @@ export class Fleet {
   constructor(
     private readonly redis: Redis,
     private readonly key: string,
+    /** Hash of operators' orders: a cordoned, draining or removed node gets nothing at once. */
+    private readonly ordersKey: string,
     private readonly ttlMs: number,
     private readonly refreshMs: number,
   ) {}
@@ -23,10 +25,11 @@ export class Fleet {
   }
 
   async refresh(now = Date.now()): Promise<void> {
-    const all = await this.redis.hgetall(this.key);
+    const [all, orders] = await Promise.all([this.redis.hgetall(this.key), this.redis.hgetall(this.ordersKey)]);
     this.nodes = Object.values(all)
       .map((json) => JSON.parse(json) as WorkerHeartbeat)
-      .filter((beat) => now - beat.at <= this.ttlMs);
+      .filter((beat) => now - beat.at <= this.ttlMs)
+      .map((beat) => (orders[beat.id] && beat.state === 'active' ? { ...beat, state: 'cordoned' as const } : beat));
     this.readAt = now;
   }
 

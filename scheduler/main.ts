@@ -6,6 +6,7 @@ import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { createLogger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
 import { startTelemetry } from '../infra/telemetry.js';
+import { Failover } from './failover.js';
 import { Fleet } from './fleet.js';
 import { Scheduler } from './scheduler.js';
 
@@ -21,13 +22,15 @@ const scheduler = new Scheduler({
   keys,
   redis,
   queueConnection,
-  fleet: new Fleet(redis, keys.workers, config.scheduler.heartbeatTtlMs, 250),
+  fleet: new Fleet(redis, keys.workers, keys.workerOrders, config.scheduler.heartbeatTtlMs, 250),
   concurrency: config.scheduler.concurrency,
   records,
   tracer: telemetry.tracer,
   log,
 });
 await scheduler.start();
+const failover = new Failover({ redis, keys, records, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 1000, log });
+failover.start();
 log.info('scheduler ready');
 
 let stopping = false;
@@ -37,8 +40,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     if (stopping) return;
     stopping = true;
-    scheduler
+    failover
       .stop()
+      .then(() => scheduler.stop())
       .then(() => Promise.all([redis.quit(), queueConnection.quit(), db.end(), telemetry.shutdown()]))
       .then(() => process.exit(0))
       .catch((error: unknown) => {

@@ -8,9 +8,10 @@ import type { Redis } from 'ioredis';
 import { SpanStatusCode, context as otelContext, type Tracer } from '@opentelemetry/api';
 import { SkiffError, isSkiffError, type ErrorBody } from '../infra/errors.js';
 import type { Logger } from '../infra/log.js';
-import type { InvocationRecords } from '../infra/db/invocation-records.js';
+import type { InvocationRecord, InvocationRecords } from '../infra/db/invocation-records.js';
 import type { KeySpace } from '../infra/queue/names.js';
-import type { FunctionEvent, InvocationJob, InvocationOutcome, WorkerHeartbeat, WorkerState } from '../infra/queue/jobs.js';
+import type { FunctionEvent, InvocationJob, InvocationOutcome, WorkerHeartbeat, WorkerOrder, WorkerState } from '../infra/queue/jobs.js';
+import { takeBackCalls } from '../scheduler/recovery.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import type { InstanceSet } from './instances/instance-set.js';
 import type { SandboxPool } from './sandbox/sandbox-pool.js';
@@ -41,6 +42,9 @@ export class WorkerAgent {
   private queueWorker: QueueWorker<InvocationJob> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private state: WorkerState = 'active';
+  private drainDone!: () => void;
+  /** Resolves when an operator's drain has finished: running calls done, waiting ones handed back. */
+  readonly drained = new Promise<void>((resolve) => (this.drainDone = resolve));
 
   constructor(private readonly o: WorkerAgentOptions) {}
 
@@ -69,6 +73,7 @@ export class WorkerAgent {
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
     await this.o.redis.hdel(this.o.keys.workers, this.o.id);
+    await this.o.redis.hdel(this.o.keys.workerOrders, this.o.id);
     await this.queueWorker?.close();
     await this.o.records.flush();
   }
@@ -89,7 +94,23 @@ export class WorkerAgent {
   }
 
   private async beat(): Promise<void> {
+    const order = (await this.o.redis.hget(this.o.keys.workerOrders, this.o.id)) as WorkerOrder | null;
+    if (order === 'draining' && this.state !== 'draining') {
+      this.state = 'draining';
+      void this.drain().catch((error: unknown) => this.o.log.error({ err: error }, 'drain failed'));
+    } else if (this.state !== 'draining') {
+      this.state = order === 'cordoned' ? 'cordoned' : 'active';
+    }
     await this.o.redis.hset(this.o.keys.workers, this.o.id, JSON.stringify(this.heartbeatData()));
+  }
+
+  /** Takes no new calls, lets running ones finish, hands back the ones placed but not started. */
+  private async drain(): Promise<void> {
+    this.o.log.info({ worker: this.o.id }, 'draining');
+    await this.queueWorker?.close();
+    const result = await takeBackCalls({ redis: this.o.redis, keys: this.o.keys, records: this.o.records }, this.o.id, false);
+    this.o.log.info({ worker: this.o.id, ...result }, 'drained');
+    this.drainDone();
   }
 
   private onFunctionEvent(event: FunctionEvent): void {
@@ -123,7 +144,7 @@ export class WorkerAgent {
     if (!outcome.ok) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.message });
     span.end();
     if (data.replyTo) await o.redis.publish(data.replyTo, JSON.stringify(outcome));
-    o.records.record({
+    const record: InvocationRecord = {
       id: data.id,
       functionName: data.fn.name,
       functionVersion: data.fn.version,
@@ -133,7 +154,11 @@ export class WorkerAgent {
       ...(outcome.cold === undefined ? {} : { cold: outcome.cold }),
       workerId: o.id,
       durationMs: Date.now() - startedAt,
-    });
+    };
+    // An async call's record is its only answer: written before the job counts as done, so a
+    // node dying right after cannot lose it. A sync call's caller has its answer already.
+    if (record.async) await o.records.write(record);
+    else o.records.record(record);
   }
 
   private async execute(data: InvocationJob, startedAt: number, traceparent: string | undefined): Promise<InvocationOutcome> {

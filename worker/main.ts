@@ -14,18 +14,19 @@ const node = await startWorker(config, { log, tracer: telemetry.tracer });
 log.info({ worker: config.worker.id, pool: config.worker.poolSize }, 'worker ready');
 
 let stopping = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'worker stopping');
-    node
-      .stop()
-      .then(() => telemetry.shutdown())
-      .then(() => process.exit(0))
-      .catch((error: unknown) => {
-        log.error({ err: error }, 'worker did not stop cleanly');
-        process.exit(1);
-      });
-  });
+function stop(why: string): void {
+  if (stopping) return;
+  stopping = true;
+  log.info({ why }, 'worker stopping');
+  node
+    .stop()
+    .then(() => telemetry.shutdown())
+    .then(() => process.exit(0))
+    .catch((error: unknown) => {
+      log.error({ err: error }, 'worker did not stop cleanly');
+      process.exit(1);
+    });
 }
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop(signal));
+// An operator's drain ends with the node leaving the fleet.
+void node.drained.then(() => stop('drained'));

@@ -31,6 +31,8 @@ import { SandboxPool } from './sandbox/sandbox-pool.js';
 
 export interface WorkerNode {
   agent: WorkerAgent;
+  /** Resolves when an operator's drain has finished; the node should then stop. */
+  drained: Promise<void>;
   instances: InstanceSet;
   pool: SandboxPool;
   stop(): Promise<void>;
@@ -127,6 +129,7 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
 
   return {
     agent,
+    drained: agent.drained,
     instances,
     pool,
     async stop() {
@@ -134,6 +137,8 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
       await agent.stop();
       await pool.shutdown();
       await instances.shutdown();
+      // Sandboxes neither pooled nor serving (a teardown under way, one being made) go too.
+      await factory.destroyAll('worker stopping');
       await code.close();
       await logs.flush();
       await removeEmptyParents([factory.cgroupParent(), '/skiff']);

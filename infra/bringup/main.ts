@@ -96,6 +96,10 @@ try {
     const proc = startProcess(process.execPath, [join(dist, name, 'main.js')], { env, stdio: ['ignore', 'inherit', 'inherit'] });
     components.unshift({ name, proc });
     void proc.exited.then((code) => {
+      if (name === 'worker' && code === 0 && !stopping) {
+        say('the worker was drained and left; the gateway and scheduler keep running (start a worker to serve calls)');
+        return;
+      }
       if (!stopping) {
         say(`${name} exited unexpectedly (code ${code}); stopping everything`);
         void stopAll(1);

@@ -53,7 +53,14 @@ export type InvocationOutcome =
 
 export type FunctionEvent = { type: 'deployed'; name: string; version: number } | { type: 'deleted'; name: string };
 
+/**
+ * active: takes new calls. cordoned: takes none, keeps serving its instances' running calls.
+ * draining: takes none, finishes running calls, hands back calls placed but not started, exits.
+ */
 export type WorkerState = 'active' | 'cordoned' | 'draining';
+
+/** What an operator asked of a node; `removed`: it is gone, recover its calls and forget it. */
+export type WorkerOrder = 'cordoned' | 'draining' | 'removed';
 
 /** What a worker tells the fleet about itself, every heartbeat. */
 export interface WorkerHeartbeat {

@@ -11,6 +11,8 @@ export interface KeySpace {
   nodeQueue(workerId: string): string;
   /** Hash of worker id → heartbeat JSON. */
   workers: string;
+  /** Hash of worker id → the state operators asked for: cordoned, draining, or removed. */
+  workerOrders: string;
   /** Pub/sub channel a gateway waits on for the outcomes of its synchronous calls. */
   replies(gatewayId: string): string;
   /** Pub/sub channel announcing function changes (deploy, delete) to workers. */
@@ -25,6 +27,7 @@ export function keySpace(prefix: string): KeySpace {
     invocationQueue: 'invocations',
     nodeQueue: (workerId) => `node-${workerId}`,
     workers: `${prefix}:workers`,
+    workerOrders: `${prefix}:worker-orders`,
     replies: (gatewayId) => `${prefix}:replies:${gatewayId}`,
     functionEvents: `${prefix}:function-events`,
     logs: (functionName) => `${prefix}:logs:${functionName}`,

@@ -16,12 +16,15 @@ import { createLogger } from '../../infra/log.js';
 import { startTelemetry, type Telemetry } from '../../infra/telemetry.js';
 import { keySpace } from '../../infra/queue/names.js';
 import { startGateway, type Gateway } from '../../gateway/server.js';
+import { Failover } from '../../scheduler/failover.js';
 import { Fleet } from '../../scheduler/fleet.js';
 import { Scheduler } from '../../scheduler/scheduler.js';
 import { startWorker, type WorkerNode } from '../../worker/node.js';
 
 export interface Platform {
   url: string;
+  /** Environment for more workers of this platform started as separate processes. */
+  workerEnv(id: string, uidBase: number): Record<string, string>;
   /** An admin API key, and the header that sends it. */
   key: string;
   auth: { authorization: string };
@@ -71,10 +74,12 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'records'));
   const scheduler = new Scheduler({
     keys, redis, queueConnection, records, tracer, log,
-    fleet: new Fleet(redis, keys.workers, config.scheduler.heartbeatTtlMs, 100),
+    fleet: new Fleet(redis, keys.workers, keys.workerOrders, config.scheduler.heartbeatTtlMs, 100),
     concurrency: config.scheduler.concurrency,
   });
   await scheduler.start();
+  const failover = new Failover({ redis, keys, records, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 250, log });
+  failover.start();
   const gateway = await startGateway(config, { log, tracer });
   await gateway.app.listen({ host: '127.0.0.1', port: 0 });
   const address = gateway.app.server.address();
@@ -84,11 +89,29 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     url: `http://127.0.0.1:${address.port}`,
     key,
     auth: { authorization: `Bearer ${key}` },
+    workerEnv: (id, uidBase) => ({
+      REDIS_URL: config.redisUrl,
+      DATABASE_URL: config.databaseUrl,
+      SKIFF_STATE_DIR: stateDir,
+      SKIFF_IMAGES_DIR: config.imagesDir,
+      SKIFF_DB_SCHEMA: config.databaseSchema,
+      SKIFF_KEY_PREFIX: config.keyPrefix,
+      SKIFF_WORKER_ID: `w-${tag}${id}`,
+      SKIFF_RUN_DIR: `/run/skiff/w-${tag}${id}`,
+      SKIFF_UID_BASE: String(uidBase),
+      SKIFF_POOL_SIZE: '1',
+      SKIFF_WORKER_CAPACITY_MB: '4096',
+      SKIFF_HEARTBEAT_MS: config.worker.heartbeatMs.toString(),
+      SKIFF_HEARTBEAT_TTL_MS: config.scheduler.heartbeatTtlMs.toString(),
+      SKIFF_LOG_LEVEL: config.logLevel,
+      SKIFF_WORKER_METRICS_PORT: '0',
+    }),
     config,
     gateway,
     worker,
     async stop() {
       await gateway.stop();
+      await failover.stop();
       await scheduler.stop();
       await worker.stop();
       await Promise.all([redis.quit(), queueConnection.quit()]);

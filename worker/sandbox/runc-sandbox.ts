@@ -46,7 +46,14 @@ const CPU_SHARES_PER_128MB = 128;
 
 export class SandboxFactory {
   private counter = 0;
+  /** Every sandbox made and not yet fully destroyed, wherever it is (pool, instance, teardown). */
+  private readonly live = new Set<Sandbox>();
   constructor(private readonly options: SandboxFactoryOptions) {}
+
+  /** Destroys every sandbox still alive and waits for teardowns already under way. */
+  async destroyAll(reason: string): Promise<void> {
+    await Promise.all([...this.live].map((sandbox) => sandbox.destroy(reason)));
+  }
 
   cgroupParent(): string {
     return `/skiff/${this.options.workerId}`;
@@ -62,6 +69,8 @@ export class SandboxFactory {
     const hostIdBase = o.idRanges.take();
     const cgroupPath = `${this.cgroupParent()}/${id}`;
     const sandbox = new RuncSandbox(id, image.runtime, dir, socketDir, cgroupPath, memoryMb, o, () => o.idRanges.give(hostIdBase));
+    this.live.add(sandbox);
+    void sandbox.destroyed.then(() => this.live.delete(sandbox));
     try {
       const t0 = performance.now();
       for (const sub of ['upper', 'work', 'rootfs', 'task']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
@@ -119,6 +128,9 @@ class RuncSandbox implements Sandbox {
   private outputEnded: Promise<unknown> = Promise.resolve();
   private dying: Promise<void> | undefined;
   private readonly deathListeners: Array<(reason: string) => void> = [];
+  private markDestroyed!: () => void;
+  /** Resolves when teardown has finished (successfully or not). */
+  readonly destroyed = new Promise<void>((resolve) => (this.markDestroyed = resolve));
 
   constructor(
     readonly id: string,
@@ -234,7 +246,9 @@ class RuncSandbox implements Sandbox {
   destroy(reason: string): Promise<void> {
     // Deferred by a tick: teardown closes the channel, whose close listener calls destroy again,
     // and that call must find `dying` already set.
-    this.dying ??= Promise.resolve().then(() => this.teardown(reason));
+    this.dying ??= Promise.resolve()
+      .then(() => this.teardown(reason))
+      .finally(() => this.markDestroyed());
     return this.dying;
   }
 

@@ -1,0 +1,63 @@
+/**
+ * Watches the fleet for nodes that are gone — heartbeat older than the TTL, or removed by an
+ * operator — and takes their calls back (recovery.ts). With several schedulers, a short Redis
+ * lock per node makes one of them do it.
+ */
+import type { Redis } from 'ioredis';
+import type { InvocationRecords } from '../infra/db/invocation-records.js';
+import type { Logger } from '../infra/log.js';
+import type { WorkerHeartbeat, WorkerOrder } from '../infra/queue/jobs.js';
+import type { KeySpace } from '../infra/queue/names.js';
+import { takeBackCalls } from './recovery.js';
+
+export interface FailoverOptions {
+  redis: Redis;
+  keys: KeySpace;
+  records: InvocationRecords;
+  heartbeatTtlMs: number;
+  everyMs: number;
+  log: Logger;
+}
+
+export class Failover {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly o: FailoverOptions) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      this.running ??= this.check()
+        .catch((error: unknown) => this.o.log.error({ err: error }, 'failover check failed'))
+        .finally(() => (this.running = undefined));
+    }, this.o.everyMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One pass: recovers every node that is gone. */
+  async check(now = Date.now()): Promise<void> {
+    const [beats, orders] = await Promise.all([this.o.redis.hgetall(this.o.keys.workers), this.o.redis.hgetall(this.o.keys.workerOrders)]);
+    for (const [id, json] of Object.entries(beats)) {
+      const beat = JSON.parse(json) as WorkerHeartbeat;
+      const removed = (orders[id] as WorkerOrder | undefined) === 'removed';
+      if (!removed && now - beat.at <= this.o.heartbeatTtlMs) continue;
+      const lock = `${this.o.keys.workers}:recovering:${id}`;
+      if ((await this.o.redis.set(lock, '1', 'PX', 30_000, 'NX')) !== 'OK') continue;
+      try {
+        // Out of every scheduler's placements first, then take its calls back.
+        await this.o.redis.hset(this.o.keys.workerOrders, id, 'removed');
+        const result = await takeBackCalls(this.o, id, true);
+        await this.o.redis.hdel(this.o.keys.workers, id);
+        await this.o.redis.hdel(this.o.keys.workerOrders, id);
+        this.o.log.warn({ worker: id, removed, ...result }, 'worker node gone: its calls were taken back');
+      } finally {
+        await this.o.redis.del(lock);
+      }
+    }
+  }
+}
