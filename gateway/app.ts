@@ -9,6 +9,7 @@ import { healthRoutes } from './routes/health.js';
 import { requireKey } from './auth.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { keyRoutes } from './routes/keys.js';
+import { deadLetterRoutes } from './routes/dead-letters.js';
 import { workerRoutes } from './routes/workers.js';
 import { logRoutes } from './routes/logs.js';
 
@@ -30,6 +31,7 @@ export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<
     logRoutes(admin, ctx);
     keyRoutes(admin, ctx);
     workerRoutes(admin, ctx);
+    deadLetterRoutes(admin, ctx);
   });
   invokeRoutes(app, ctx);
   functionUrlRoutes(app, ctx);

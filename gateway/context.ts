@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
 import type { ApiKeys } from '../infra/db/api-keys.js';
+import type { DeadLetters } from '../infra/db/dead-letters.js';
 import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { LogStore } from '../infra/db/log-store.js';
 import type { KeySpace } from '../infra/queue/names.js';
@@ -21,6 +22,7 @@ export interface GatewayContext {
   records: InvocationRecords;
   logs: LogStore;
   apiKeys: ApiKeys;
+  deadLetters: DeadLetters;
   /** Connection for publishing function events. */
   redis: Redis;
   tracer: Tracer;

@@ -8,6 +8,7 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
 import { openDatabase } from '../infra/db/database.js';
 import { ApiKeys } from '../infra/db/api-keys.js';
+import { DeadLetters } from '../infra/db/dead-letters.js';
 import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { LogStore } from '../infra/db/log-store.js';
 import type { Logger } from '../infra/log.js';
@@ -31,7 +32,15 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const records = new InvocationRecords(db, (error) => deps.log.error({ err: error }, 'could not record invocations'));
-  const dispatcher = new Dispatcher({ keys, gatewayId: nanoid(10), redis, subscriber, records, queueWaitMs: config.gateway.queueWaitMs });
+  const dispatcher = new Dispatcher({
+    keys,
+    gatewayId: nanoid(10),
+    redis,
+    subscriber,
+    records,
+    queueWaitMs: config.gateway.queueWaitMs,
+    maxPendingPerFunction: config.gateway.maxPendingPerFunction,
+  });
   await dispatcher.start();
   const functions = new FunctionStore(db);
   const current = new FunctionCache(functions);
@@ -49,6 +58,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
       records,
       logs: new LogStore(db, undefined, (error) => deps.log.error({ err: error }, 'log store failed')),
       apiKeys: new ApiKeys(db),
+      deadLetters: new DeadLetters(db),
       redis,
       tracer: deps.tracer,
       metrics: createGatewayMetrics(),

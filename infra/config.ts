@@ -19,6 +19,8 @@ export interface GatewayConfig {
   queueWaitMs: number;
   /** Keep-alive of idle instances for functions deployed without `idleTimeoutMs`. */
   defaultIdleTimeoutMs: number;
+  /** Synchronous calls of one function a gateway holds at once; past it, 429. */
+  maxPendingPerFunction: number;
 }
 
 export interface WorkerConfig {
@@ -59,6 +61,8 @@ export interface Config {
   gateway: GatewayConfig;
   worker: WorkerConfig;
   scheduler: { concurrency: number; heartbeatTtlMs: number };
+  /** Asynchronous calls that fail are run again this many times, after backoffMs, 2×, 4×... */
+  asyncRetries: { retries: number; backoffMs: number };
   telemetry: { enabled: boolean };
 }
 
@@ -94,6 +98,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxZipEntries: int(env, 'SKIFF_MAX_ZIP_ENTRIES', 20000, 1),
       queueWaitMs: int(env, 'SKIFF_QUEUE_WAIT_MS', 30000, 100),
       defaultIdleTimeoutMs: int(env, 'SKIFF_IDLE_TIMEOUT_MS', 5 * 60_000, 1000),
+      maxPendingPerFunction: int(env, 'SKIFF_MAX_PENDING_PER_FUNCTION', 1000, 1),
     },
     worker: {
       id: workerId,
@@ -111,6 +116,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     scheduler: {
       concurrency: int(env, 'SKIFF_SCHEDULER_CONCURRENCY', 256, 1),
       heartbeatTtlMs: int(env, 'SKIFF_HEARTBEAT_TTL_MS', 5000, 100),
+    },
+    asyncRetries: {
+      retries: int(env, 'SKIFF_ASYNC_RETRIES', 2, 0, 100),
+      backoffMs: int(env, 'SKIFF_RETRY_BACKOFF_MS', 1000, 0),
     },
     telemetry: {
       // As OpenTelemetry does, an empty value counts as unset.

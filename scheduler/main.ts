@@ -6,6 +6,7 @@ import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { createLogger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
 import { startTelemetry } from '../infra/telemetry.js';
+import { openAsyncCalls } from '../infra/queue/async-calls.js';
 import { Failover } from './failover.js';
 import { Fleet } from './fleet.js';
 import { Scheduler } from './scheduler.js';
@@ -18,7 +19,9 @@ const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
 const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
 const db = openDatabase(config.databaseUrl, config.databaseSchema, 2);
 const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'could not record invocations'));
+const asyncCalls = openAsyncCalls(config, redis, records, db);
 const scheduler = new Scheduler({
+  asyncCalls,
   keys,
   redis,
   queueConnection,
@@ -43,6 +46,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     failover
       .stop()
       .then(() => scheduler.stop())
+      .then(() => asyncCalls.close())
       .then(() => Promise.all([redis.quit(), queueConnection.quit(), db.end(), telemetry.shutdown()]))
       .then(() => process.exit(0))
       .catch((error: unknown) => {

@@ -16,6 +16,9 @@ import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { InvocationJob, InvocationOutcome } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
 
+/** A fresh shared-queue id for a call taken back (its earlier jobs may still exist). */
+const backId = (data: InvocationJob): string => `${data.id}-${data.attempt}-back-${Date.now()}`;
+
 export interface RecoveryResult {
   replaced: number;
   answered: number;
@@ -33,7 +36,7 @@ export async function takeBackCalls(
   const result: RecoveryResult = { replaced: 0, answered: 0 };
   const sweep = async (): Promise<void> => {
     for (const job of await nodeQueue.getJobs(['waiting', 'delayed', 'prioritized', 'waiting-children'])) {
-      await shared.add('invoke', job.data, { jobId: job.data.id });
+      await shared.add('invoke', job.data, { jobId: backId(job.data) });
       await job.remove();
       result.replaced++;
     }
@@ -46,7 +49,7 @@ export async function takeBackCalls(
     for (const job of await nodeQueue.getJobs(['active'])) {
       const data = job.data;
       if (data.replyTo === null) {
-        await shared.add('invoke', data, { jobId: data.id });
+        await shared.add('invoke', data, { jobId: backId(data) });
         result.replaced++;
       } else {
         const error = new SkiffError('Unavailable', `the worker node running this call (${nodeId}) was lost; the call may not have run`);

@@ -12,6 +12,7 @@ import type { Logger } from '../infra/log.js';
 import type { InvocationJob, InvocationOutcome } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
+import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
 import type { Fleet } from './fleet.js';
 import { place } from './placement.js';
 
@@ -26,6 +27,12 @@ export interface SchedulerOptions {
   log: Logger;
   /** How often to look again for capacity while none is free. */
   retryMs?: number;
+  asyncCalls: AsyncCallDeps;
+}
+
+/** The node queue's job id for one attempt of a call. */
+export function nodeJobId(data: InvocationJob): string {
+  return `${data.id}-${data.attempt}-${data.enqueuedAt}`;
 }
 
 export class Scheduler {
@@ -63,7 +70,8 @@ export class Scheduler {
           if (placement) {
             this.o.fleet.placed(demand, placement);
             span.setAttributes({ 'skiff.worker': placement.nodeId, 'skiff.start': placement.start });
-            await this.nodeQueue(placement.nodeId).add('invoke', { ...data, trace: carrierOf(span) }, { jobId: data.id });
+            // One node job per attempt of the call: a placement repeated by another scheduler is a no-op.
+            await this.nodeQueue(placement.nodeId).add('invoke', { ...data, trace: carrierOf(span) }, { jobId: nodeJobId(data) });
             return;
           }
           if (Date.now() >= data.startBy) {
@@ -81,12 +89,16 @@ export class Scheduler {
 
   private async fail(data: InvocationJob, error: SkiffError): Promise<void> {
     const outcome: InvocationOutcome = { id: data.id, ok: false, error: error.toBody() };
-    if (data.replyTo) await this.o.redis.publish(data.replyTo, JSON.stringify(outcome));
+    if (data.replyTo === null) {
+      await finishAsync(this.o.asyncCalls, data, outcome);
+      return;
+    }
+    await this.o.redis.publish(data.replyTo, JSON.stringify(outcome));
     this.o.records.record({
       id: data.id,
       functionName: data.fn.name,
       functionVersion: data.fn.version,
-      async: data.replyTo === null,
+      async: false,
       status: 'failed',
       error: outcome.error,
     });

@@ -12,6 +12,7 @@ import type { InvocationRecord, InvocationRecords } from '../infra/db/invocation
 import type { KeySpace } from '../infra/queue/names.js';
 import type { FunctionEvent, InvocationJob, InvocationOutcome, WorkerHeartbeat, WorkerOrder, WorkerState } from '../infra/queue/jobs.js';
 import { takeBackCalls } from '../scheduler/recovery.js';
+import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import type { InstanceSet } from './instances/instance-set.js';
 import type { SandboxPool } from './sandbox/sandbox-pool.js';
@@ -34,6 +35,7 @@ export interface WorkerAgentOptions {
   /** Told about deploys, to make minWarm instances of a new version at once. */
   warmKeeper: { check(): void };
   records: InvocationRecords;
+  asyncCalls: AsyncCallDeps;
   tracer: Tracer;
   log: Logger;
 }
@@ -143,22 +145,24 @@ export class WorkerAgent {
     }
     if (!outcome.ok) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error.message });
     span.end();
-    if (data.replyTo) await o.redis.publish(data.replyTo, JSON.stringify(outcome));
+    if (data.replyTo === null) {
+      // Recorded (or retried, or dead-lettered) before the job completes: a node dying now loses nothing.
+      await finishAsync(o.asyncCalls, data, outcome, Date.now() - startedAt);
+      return;
+    }
+    await o.redis.publish(data.replyTo, JSON.stringify(outcome));
     const record: InvocationRecord = {
       id: data.id,
       functionName: data.fn.name,
       functionVersion: data.fn.version,
-      async: data.replyTo === null,
+      async: false,
       status: outcome.ok ? 'succeeded' : 'failed',
       ...(outcome.ok ? { result: outcome.value } : { error: outcome.error }),
       ...(outcome.cold === undefined ? {} : { cold: outcome.cold }),
       workerId: o.id,
       durationMs: Date.now() - startedAt,
     };
-    // An async call's record is its only answer: written before the job counts as done, so a
-    // node dying right after cannot lose it. A sync call's caller has its answer already.
-    if (record.async) await o.records.write(record);
-    else o.records.record(record);
+    o.records.record(record);
   }
 
   private async execute(data: InvocationJob, startedAt: number, traceparent: string | undefined): Promise<InvocationOutcome> {

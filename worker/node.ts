@@ -16,6 +16,7 @@ import type { Logger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
 import { FunctionStore } from '../infra/db/function-store.js';
 import type { WorkerHeartbeat } from '../infra/queue/jobs.js';
+import { openAsyncCalls } from '../infra/queue/async-calls.js';
 import { WorkerAgent } from './agent.js';
 import { WarmKeeper } from './instances/warm-keeper.js';
 import { CodeCache } from './code/code-cache.js';
@@ -107,7 +108,9 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
     everyMs: 2000,
     log,
   });
+  const asyncCalls = openAsyncCalls(config, redis, records, db);
   const agent = new WorkerAgent({
+    asyncCalls,
     id: w.id,
     keys,
     redis,
@@ -142,6 +145,7 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
       await code.close();
       await logs.flush();
       await removeEmptyParents([factory.cgroupParent(), '/skiff']);
+      await asyncCalls.close();
       await Promise.all([redis.quit(), subscriber.quit(), queueConnection.quit()]);
       await db.end();
     },

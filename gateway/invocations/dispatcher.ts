@@ -22,6 +22,8 @@ export interface DispatcherOptions {
   records: InvocationRecords;
   /** How long a call may wait for a worker before it must have started. */
   queueWaitMs: number;
+  /** Synchronous calls of one function this gateway holds at once; past it, 429. */
+  maxPendingPerFunction: number;
 }
 
 type Waiter = { resolve: (outcome: InvocationOutcome) => void; timer: NodeJS.Timeout };
@@ -32,6 +34,8 @@ const REPLY_GRACE_MS = 5000;
 export class Dispatcher {
   private readonly queue: Queue<InvocationJob>;
   private readonly waiting = new Map<string, Waiter>();
+  /** Synchronous calls waiting, by function: a slow function cannot take every slot. */
+  private readonly pending = new Map<string, number>();
   private readonly replyChannel: string;
 
   constructor(private readonly o: DispatcherOptions) {
@@ -67,6 +71,21 @@ export class Dispatcher {
 
   /** Runs the call and waits for its outcome. */
   async call(fn: FunctionVersion, event: unknown, span: Span): Promise<InvocationOutcome> {
+    const held = this.pending.get(fn.name) ?? 0;
+    if (held >= this.o.maxPendingPerFunction) {
+      throw new SkiffError('TooManyRequests', `${fn.name} has ${held} calls waiting already; try again`);
+    }
+    this.pending.set(fn.name, held + 1);
+    try {
+      return await this.dispatch(fn, event, span);
+    } finally {
+      const left = (this.pending.get(fn.name) ?? 1) - 1;
+      if (left === 0) this.pending.delete(fn.name);
+      else this.pending.set(fn.name, left);
+    }
+  }
+
+  private async dispatch(fn: FunctionVersion, event: unknown, span: Span): Promise<InvocationOutcome> {
     const id = nanoid();
     span.setAttribute('skiff.invocation_id', id);
     const outcome = new Promise<InvocationOutcome>((resolve) => {
@@ -96,6 +115,13 @@ export class Dispatcher {
     return id;
   }
 
+  /** Queues a dead-lettered call again under its own id, as a first attempt. */
+  async redrive(fn: FunctionVersion, event: unknown, id: string, span: Span): Promise<void> {
+    span.setAttribute('skiff.invocation_id', id);
+    await this.o.records.requeue(id);
+    await this.queue.add('invoke', this.job(id, fn, event, null, span), { jobId: `${id}-redrive-${Date.now()}` });
+  }
+
   private job(id: string, fn: FunctionVersion, event: unknown, replyTo: string | null, span: Span): InvocationJob {
     const now = Date.now();
     return {
@@ -105,6 +131,7 @@ export class Dispatcher {
       replyTo,
       enqueuedAt: now,
       startBy: now + this.o.queueWaitMs,
+      attempt: 1,
       trace: carrierOf(span),
     };
   }

@@ -61,6 +61,11 @@ export class InvocationRecords {
     await this.flushing;
   }
 
+  /** Puts a finished call back to `queued` (a re-driven dead letter). */
+  async requeue(id: string): Promise<void> {
+    await this.db.query("UPDATE invocations SET status = 'queued', error = NULL, result = NULL, finished_at = NULL WHERE id = $1", [id]);
+  }
+
   async get(id: string): Promise<InvocationRecord | undefined> {
     const { rows } = await this.db.query(
       'SELECT id, function_name, function_version, async, status, result, error, cold, worker_id, duration_ms FROM invocations WHERE id = $1',

@@ -95,4 +95,20 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE function_versions ADD COLUMN auth text NOT NULL DEFAULT 'none' CHECK (auth IN ('none', 'key'));
     `,
   },
+  {
+    id: 5,
+    name: 'dead letters of asynchronous calls',
+    sql: `
+      CREATE TABLE dead_letters (
+        id               text PRIMARY KEY,
+        function_name    text NOT NULL,
+        function_version integer NOT NULL,
+        event            jsonb,
+        error            jsonb NOT NULL,
+        attempts         integer NOT NULL,
+        created_at       timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX dead_letters_function ON dead_letters (function_name, created_at);
+    `,
+  },
 ];

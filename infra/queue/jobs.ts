@@ -37,6 +37,8 @@ export interface InvocationJob {
   enqueuedAt: number;
   /** Give up (Unavailable) if the function has not started by then. */
   startBy: number;
+  /** 1 for the first run of an asynchronous call, 2 for its first retry, ... */
+  attempt: number;
   trace: TraceCarrier;
 }
 

@@ -83,3 +83,18 @@ t.test('maxInstances: calls wait for a free instance, then get 429 with Retry-Af
   t.equal((await long).status, 200);
   t.equal(platform.worker.instances.list().filter((i) => i.fn.name === 'single').length, 1, 'never more than one instance');
 });
+
+t.test('back-pressure: a function past its bound of waiting calls gets 429; others keep answering', async (t) => {
+  const platform = await startPlatform({ SKIFF_MAX_PENDING_PER_FUNCTION: '2' });
+  t.teardown(() => platform.stop());
+  const { deploy, invoke } = client(() => platform);
+  await deploy({ name: 'slow', concurrency: 4 }, { 'index.js': 'exports.handler = (e) => new Promise((r) => setTimeout(() => r(e.n), 400));' });
+  await deploy({ name: 'quick' }, NOOP);
+  t.equal((await invoke('slow', { n: 0 })).status, 200, 'warm');
+  const calls = [1, 2, 3, 4].map((n) => invoke('slow', { n }));
+  await new Promise((r) => setTimeout(r, 100));
+  const other = await invoke('quick', {});
+  t.equal(other.status, 200, 'another function is not held back');
+  const statuses = (await Promise.all(calls)).map((r) => r.status).sort();
+  t.same(statuses, [200, 200, 429, 429], 'two calls wait, two are refused');
+});

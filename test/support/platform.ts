@@ -16,6 +16,7 @@ import { createLogger } from '../../infra/log.js';
 import { startTelemetry, type Telemetry } from '../../infra/telemetry.js';
 import { keySpace } from '../../infra/queue/names.js';
 import { startGateway, type Gateway } from '../../gateway/server.js';
+import { openAsyncCalls } from '../../infra/queue/async-calls.js';
 import { Failover } from '../../scheduler/failover.js';
 import { Fleet } from '../../scheduler/fleet.js';
 import { Scheduler } from '../../scheduler/scheduler.js';
@@ -72,8 +73,9 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'records'));
+  const asyncCalls = openAsyncCalls(config, redis, records, db);
   const scheduler = new Scheduler({
-    keys, redis, queueConnection, records, tracer, log,
+    keys, redis, queueConnection, records, tracer, log, asyncCalls,
     fleet: new Fleet(redis, keys.workers, keys.workerOrders, config.scheduler.heartbeatTtlMs, 100),
     concurrency: config.scheduler.concurrency,
   });
@@ -113,6 +115,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
       await gateway.stop();
       await failover.stop();
       await scheduler.stop();
+      await asyncCalls.close();
       await worker.stop();
       await Promise.all([redis.quit(), queueConnection.quit()]);
       await db.query(`DROP SCHEMA IF EXISTS ${config.databaseSchema} CASCADE`);
