@@ -39,6 +39,7 @@ t.test('defaults', async (t) => {
     maxZipEntries: 20000,
     queueWaitMs: 30000,
     defaultIdleTimeoutMs: 300_000,
+    maxPendingPerFunction: 1000,
   });
   const workerId = `${hostname()}-1`;
   t.same(c.worker, {
@@ -55,6 +56,7 @@ t.test('defaults', async (t) => {
     logLimitBytes: 1024 * 1024,
   });
   t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000 });
+  t.same(c.asyncRetries, { retries: 2, backoffMs: 1000 });
   t.same(c.telemetry, { enabled: false });
 });
 
