@@ -123,3 +123,20 @@ export function functionName(name: string, command: string): string {
   }
   return name;
 }
+
+export const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+/** A worker id argument (as the gateway spells them: letters, digits, _ . -, at most 63). */
+export function workerId(id: string, command: string): string {
+  if (!WORKER_ID.test(id)) throw new UsageError(`${JSON.stringify(id)} is not a worker id (letters, digits, _ . -, at most 63); 'skiff workers' lists them`, command);
+  return id;
+}
+
+/** A positive whole number argument or flag value. */
+export function positiveInt(raw: string, what: string, command: string): number {
+  const text = raw.trim();
+  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
+    throw new UsageError(`${what} must be a whole number from 1, not ${JSON.stringify(raw)}`, command);
+  }
+  return Number(text);
+}

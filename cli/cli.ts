@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { GLOBAL_HELP, UsageError, bool, parse, splitCommand, str } from './args.js';
 import { ApiError, ConnectionError, SkiffClient } from './client.js';
-import { COMMANDS, PLANNED } from './commands/index.js';
+import { COMMANDS } from './commands/index.js';
 import type { Command } from './commands/command.js';
 import { Output, type Streams } from './output.js';
 import { PackError } from './pack.js';
@@ -27,7 +27,7 @@ const VERSION = readVersion();
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
-  return `skiff ${VERSION}: deploy and call functions on a Skiff gateway
+  return `skiff ${VERSION}: deploy, call and operate functions on a Skiff gateway
 
 Usage: skiff COMMAND [ARGS] [options]
 
@@ -68,8 +68,6 @@ export async function main(argv: readonly string[], environment: Environment): P
     }
     command = COMMANDS.find((c) => c.name === name);
     if (!command) {
-      const planned = PLANNED[name];
-      if (planned) throw new UsageError(`'skiff ${name}' is not available yet: it comes with ${planned}`);
       throw new UsageError(`unknown command ${JSON.stringify(name)}; the commands are ${COMMANDS.map((c) => c.name).join(', ')}`);
     }
     const parsed = parse(rest, command.options, command.name);
@@ -109,7 +107,7 @@ function report(out: Output, error: unknown, command: Command | undefined): numb
     const stack = userStack(error.handlerStack ?? []);
     if (stack.length > 0) for (const line of stack) out.note(`  ${line.startsWith('at ') ? '  ' : ''}${line}`);
     else if (error.errorType !== undefined) out.note(`  thrown: ${error.errorType}`);
-    const hint = HINTS[error.code];
+    const hint = error.hint ?? HINTS[error.code];
     if (hint) out.note(hint);
     return EXIT_PLATFORM;
   }

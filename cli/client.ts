@@ -26,8 +26,10 @@ export class ApiError extends Error {
   readonly field: string | undefined;
   readonly errorType: string | undefined;
   readonly handlerStack: string[] | undefined;
+  /** What to do about it, when the command knows better than the code's general hint. */
+  hint: string | undefined;
 
-  constructor(status: number, body: ErrorBody) {
+  constructor(status: number, body: ErrorBody, hint?: string) {
     super(body.message);
     this.name = 'ApiError';
     this.status = status;
@@ -35,6 +37,7 @@ export class ApiError extends Error {
     this.field = body.field;
     this.errorType = body.errorType;
     this.handlerStack = body.stack;
+    this.hint = hint;
   }
 
   toBody(): ErrorBody {
@@ -50,9 +53,9 @@ export class ApiError extends Error {
 export class ConnectionError extends Error {
   readonly code = 'Unreachable';
 
-  constructor(gateway: string, cause: unknown) {
+  constructor(gateway: string, cause: unknown, message?: string) {
     const reason = (cause as { code?: string }).code ?? (cause as Error).message;
-    super(`cannot reach the gateway at ${gateway} (${reason}); is it running? Set --gateway or SKIFF_GATEWAY`, { cause });
+    super(message ?? `cannot reach the gateway at ${gateway} (${reason}); is it running? Set --gateway or SKIFF_GATEWAY`, { cause });
     this.name = 'ConnectionError';
   }
 }
@@ -69,6 +72,8 @@ export interface FunctionInfo {
   idleTimeoutMs: number;
   minWarm: number;
   maxInstances: number;
+  /** `key`: calling it needs an API key too. */
+  auth: 'none' | 'key';
   env: Record<string, string>;
   codeSha256: string;
   codeSize: number;
@@ -90,8 +95,69 @@ export interface DeployRequest {
   idleTimeoutMs?: number;
   minWarm?: number;
   maxInstances?: number;
+  auth?: string;
   env?: Record<string, string>;
 }
+
+/** One element of GET /v1/functions/:name/versions, newest first. */
+export interface VersionInfo {
+  version: number;
+  runtime: string;
+  handler: string;
+  memoryMb: number;
+  timeoutMs: number;
+  concurrency: number;
+  idleTimeoutMs: number;
+  minWarm: number;
+  maxInstances: number;
+  auth: 'none' | 'key';
+  codeSha256: string;
+  createdAt: string;
+  /** Whether calls run this version now. */
+  current: boolean;
+}
+
+/** One line of a function's output, as GET /v1/functions/:name/logs gives it. */
+export interface LogLine {
+  /** ISO time */
+  at: string;
+  version: number;
+  /** null for output outside any invocation (while the code loads). */
+  invocationId: string | null;
+  instance: string;
+  stream: 'stdout' | 'stderr';
+  text: string;
+}
+
+export interface LogsQuery {
+  invocation?: string | undefined;
+  /** ISO date or ms since the epoch, as the gateway takes it. */
+  since?: string | undefined;
+  limit?: number | undefined;
+}
+
+/** What a worker reports in its heartbeat, with the gateway's view of it (GET /v1/workers). */
+export interface WorkerInfo {
+  id: string;
+  /** ms since epoch of its last heartbeat */
+  at: number;
+  state: string;
+  capacityMb: number;
+  usedMb: number;
+  reclaimableMb: number;
+  /** Idle warm instances by function version id. */
+  idle: Record<string, number>;
+  /** Busy instances by function version id. */
+  busy: Record<string, number>;
+  /** Ready pre-created sandboxes by runtime. */
+  pool: Record<string, number>;
+  /** What an operator asked of it: cordoned, draining, removed; null for nothing. */
+  order: string | null;
+  lastHeartbeatMs: number;
+  alive: boolean;
+}
+
+export type WorkerAction = 'drain' | 'cordon' | 'uncordon';
 
 export interface InvokeResult {
   /** The handler's return value, as the JSON text the gateway sent. */
@@ -143,6 +209,55 @@ export class SkiffClient {
 
   deleteFunction(name: string): Promise<{ name: string; deleted: boolean }> {
     return this.json('DELETE', `/v1/functions/${encodeURIComponent(name)}`);
+  }
+
+  async listVersions(name: string): Promise<VersionInfo[]> {
+    return (await this.json<{ versions: VersionInfo[] }>('GET', `/v1/functions/${encodeURIComponent(name)}/versions`)).versions;
+  }
+
+  /** Makes an existing version current again; answers the function as getFunction does. */
+  rollback(name: string, version: number): Promise<FunctionInfo> {
+    return this.json<FunctionInfo>('POST', `/v1/functions/${encodeURIComponent(name)}/rollback`, { body: Buffer.from(JSON.stringify({ version })) });
+  }
+
+  /** The newest log lines (at most `limit`, the gateway's default 1000), oldest first. */
+  async logs(name: string, query: LogsQuery): Promise<LogLine[]> {
+    return (await this.json<{ lines: LogLine[] }>('GET', logsPath(name, query, false))).lines;
+  }
+
+  /**
+   * Follows the function's log: `onLine` gets each line (its JSON text as sent, and parsed) as
+   * it arrives, stored ones first. The stream has no end of its own: the promise settles when
+   * the gateway ends it (resolved) or the connection fails (rejected).
+   */
+  followLogs(name: string, query: LogsQuery, onLine: (raw: string, line: LogLine) => void): Promise<void> {
+    const path = logsPath(name, query, true);
+    let buffered = '';
+    const take = (text: string, final: boolean): void => {
+      buffered += text;
+      const lines = buffered.split('\n');
+      buffered = final ? '' : (lines.pop() ?? '');
+      for (const raw of lines) {
+        if (raw.trim() === '') continue;
+        let line: LogLine;
+        try {
+          line = JSON.parse(raw) as LogLine;
+        } catch {
+          throw new ApiError(200, { code: 'BadResponse', message: `GET ${path} sent a line that is not JSON: ${raw.slice(0, 200)}; is ${this.gateway} a Skiff gateway?` });
+        }
+        onLine(raw, line);
+      }
+    };
+    return this.stream('GET', path, (chunk) => take(chunk, false)).then(() => take('', true));
+  }
+
+  async listWorkers(): Promise<WorkerInfo[]> {
+    return (await this.json<{ workers: WorkerInfo[] }>('GET', '/v1/workers')).workers;
+  }
+
+  /** Orders a worker to drain, cordon or uncordon; answers `{id, order}`. */
+  orderWorker(id: string, action: WorkerAction): Promise<{ id: string; order: string | null }> {
+    return this.json('POST', `/v1/workers/${encodeURIComponent(id)}/${action}`);
   }
 
   deploy(request: DeployRequest, onUpload?: UploadProgress): Promise<FunctionInfo> {
@@ -217,6 +332,66 @@ export class SkiffClient {
       void upload(request, body, options.onUpload);
     });
   }
+
+  /**
+   * A request whose 2xx answer is read as it arrives (text chunks to `onChunk`) instead of
+   * whole; any other answer becomes an ApiError as in `send`.
+   */
+  private stream(method: string, path: string, onChunk: (text: string) => void): Promise<void> {
+    const url = new URL(this.gateway + path);
+    const transport = url.protocol === 'https:' ? https : http;
+    const headers: Record<string, string> = { accept: 'application/x-ndjson, application/json', 'user-agent': this.userAgent };
+    if (this.key !== undefined) headers.authorization = `Bearer ${this.key}`;
+    return new Promise<void>((resolve, reject) => {
+      const request = transport.request(url, { method, headers, agent: false });
+      let settled = false;
+      const fail = (error: unknown): void => {
+        if (settled) return;
+        settled = true;
+        request.destroy();
+        reject(error);
+      };
+      request.on('response', (response) => {
+        const status = response.statusCode ?? 0;
+        if (status < 200 || status >= 300) {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => fail(new ApiError(status, errorBody({ status, headers: response.headers, body: Buffer.concat(chunks) }, this.gateway))));
+          response.on('error', (error) => fail(new ConnectionError(this.gateway, error)));
+          return;
+        }
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => {
+          try {
+            onChunk(chunk);
+          } catch (error) {
+            fail(error);
+          }
+        });
+        response.on('end', () => {
+          if (settled) return;
+          settled = true;
+          resolve();
+        });
+        // A reset, or a gateway that went away mid-stream: 'error', or a 'close' without 'end'.
+        const broken = (cause: unknown): void => fail(new ConnectionError(this.gateway, cause, `the gateway at ${this.gateway} broke off the stream; is it still running?`));
+        response.on('error', broken);
+        response.on('close', () => broken(new Error('closed')));
+      });
+      request.on('error', (error) => fail(new ConnectionError(this.gateway, error)));
+      request.end();
+    });
+  }
+}
+
+function logsPath(name: string, query: LogsQuery, follow: boolean): string {
+  const params = new URLSearchParams();
+  if (query.invocation !== undefined) params.set('invocation', query.invocation);
+  if (query.since !== undefined) params.set('since', query.since);
+  if (query.limit !== undefined) params.set('limit', String(query.limit));
+  if (follow) params.set('follow', '1');
+  const search = params.toString();
+  return `/v1/functions/${encodeURIComponent(name)}/logs${search ? `?${search}` : ''}`;
 }
 
 interface SendOptions {

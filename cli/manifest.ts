@@ -19,12 +19,14 @@ export interface Manifest {
   idleTimeoutMs?: number;
   minWarm?: number;
   maxInstances?: number;
+  auth?: 'none' | 'key';
   env?: Record<string, string>;
 }
 
 const STRINGS = ['name', 'runtime', 'handler'] as const;
 const INTEGERS = ['memoryMb', 'timeoutMs', 'concurrency', 'idleTimeoutMs', 'minWarm', 'maxInstances'] as const;
-const KNOWN = new Set<string>([...STRINGS, ...INTEGERS, 'env', '$schema']);
+const KNOWN = new Set<string>([...STRINGS, ...INTEGERS, 'auth', 'env', '$schema']);
+export const AUTH_VALUES = ['none', 'key'] as const;
 
 /** The directory's skiff.json, or an empty manifest when it has none. */
 export async function readManifest(dir: string): Promise<Manifest> {
@@ -51,7 +53,7 @@ function validate(raw: unknown, path: string): Manifest {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('must be a JSON object');
   const record = raw as Record<string, unknown>;
   for (const key of Object.keys(record)) {
-    if (!KNOWN.has(key)) throw bad(`unknown field ${JSON.stringify(key)} (known: ${[...STRINGS, ...INTEGERS, 'env'].join(', ')})`);
+    if (!KNOWN.has(key)) throw bad(`unknown field ${JSON.stringify(key)} (known: ${[...STRINGS, ...INTEGERS, 'auth', 'env'].join(', ')})`);
   }
   const manifest: Manifest = {};
   for (const key of STRINGS) {
@@ -65,6 +67,11 @@ function validate(raw: unknown, path: string): Manifest {
     if (value === undefined) continue;
     if (typeof value !== 'number' || !Number.isInteger(value)) throw bad(`${key} must be a whole number`);
     manifest[key] = value;
+  }
+  if (record.auth !== undefined) {
+    const auth = record.auth;
+    if (auth !== 'none' && auth !== 'key') throw bad(`auth must be "none" or "key"`);
+    manifest.auth = auth;
   }
   if (record.env !== undefined) {
     const env = record.env;

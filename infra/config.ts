@@ -61,6 +61,8 @@ export interface Config {
   gateway: GatewayConfig;
   worker: WorkerConfig;
   scheduler: { concurrency: number; heartbeatTtlMs: number };
+  /** Where a worker serves its Prometheus metrics (GET /metrics); port 0: not served over HTTP. */
+  workerMetrics: { host: string; port: number };
   /** Asynchronous calls that fail are run again this many times, after backoffMs, 2×, 4×... */
   asyncRetries: { retries: number; backoffMs: number };
   telemetry: { enabled: boolean };
@@ -116,6 +118,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     scheduler: {
       concurrency: int(env, 'SKIFF_SCHEDULER_CONCURRENCY', 256, 1),
       heartbeatTtlMs: int(env, 'SKIFF_HEARTBEAT_TTL_MS', 5000, 100),
+    },
+    workerMetrics: {
+      host: str(env, 'SKIFF_WORKER_METRICS_HOST', '127.0.0.1'),
+      port: int(env, 'SKIFF_WORKER_METRICS_PORT', 9464, 0, 65535),
     },
     asyncRetries: {
       retries: int(env, 'SKIFF_ASYNC_RETRIES', 2, 0, 100),

@@ -5,7 +5,7 @@
  */
 import { Worker as QueueWorker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { SpanStatusCode, context as otelContext, type Tracer } from '@opentelemetry/api';
+import { SpanStatusCode, context as otelContext, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import { SkiffError, isSkiffError, type ErrorBody } from '../infra/errors.js';
 import type { Logger } from '../infra/log.js';
 import type { InvocationRecord, InvocationRecords } from '../infra/db/invocation-records.js';
@@ -16,6 +16,7 @@ import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import type { InstanceSet } from './instances/instance-set.js';
 import type { SandboxPool } from './sandbox/sandbox-pool.js';
+import { anchoredClock, coldStartSteps, type ColdStartStep, type WorkerMetrics } from './metrics.js';
 
 export interface WorkerAgentOptions {
   id: string;
@@ -37,6 +38,8 @@ export interface WorkerAgentOptions {
   records: InvocationRecords;
   asyncCalls: AsyncCallDeps;
   tracer: Tracer;
+  /** Cold-start phases and queue wait are recorded here when given. */
+  metrics?: WorkerMetrics;
   log: Logger;
 }
 
@@ -132,11 +135,16 @@ export class WorkerAgent {
       { attributes: { 'skiff.function': data.fn.name, 'skiff.version': data.fn.version, 'skiff.invocation_id': data.id, 'skiff.worker': o.id } },
       contextOf(data.trace),
     );
+    // Times the cold-start steps in line with the span (which starts now on the same clock).
+    const clock = anchoredClock();
     const startedAt = Date.now();
+    span.setAttribute('skiff.queue_wait_ms', Math.max(0, startedAt - data.enqueuedAt));
+    o.metrics?.observeQueueWait(startedAt - data.enqueuedAt);
     let outcome: InvocationOutcome;
     try {
       if (startedAt > data.startBy) throw new SkiffError('Unavailable', 'the call waited too long in the queue');
-      outcome = await otelContext.with(contextOf(carrierOf(span)), () => this.execute(data, startedAt, carrierOf(span).traceparent));
+      const inSpan = trace.setSpan(otelContext.active(), span);
+      outcome = await otelContext.with(inSpan, () => this.execute(data, startedAt, span, inSpan, clock));
       span.setAttribute('skiff.cold_start', outcome.cold ?? false);
     } catch (error) {
       const body: ErrorBody = isSkiffError(error) ? error.toBody() : { code: 'Internal', message: 'worker failed to run the call' };
@@ -165,14 +173,30 @@ export class WorkerAgent {
     o.records.record(record);
   }
 
-  private async execute(data: InvocationJob, startedAt: number, traceparent: string | undefined): Promise<InvocationOutcome> {
+  private async execute(data: InvocationJob, startedAt: number, span: Span, inSpan: Context, clock: () => number): Promise<InvocationOutcome> {
+    const acquireStart = clock();
     const { instance, kind, timings } = await this.o.instances.acquire(data.fn, data.startBy);
+    const acquiredAtMs = clock();
     const acquiredAt = Date.now();
+    span.setAttributes({ 'skiff.start': kind, 'skiff.sandbox': instance.sandbox.id });
+    if (kind !== 'warm') {
+      // The same measured steps become the cold-start histogram and the spans of the phases.
+      const steps = coldStartSteps(kind, timings, kind === 'created' ? instance.sandbox.created : undefined, acquireStart, acquiredAtMs);
+      this.o.metrics?.observeColdStart(kind, steps);
+      this.traceSteps(steps, inSpan);
+    }
+    // User code's spans join the trace under this one: its traceparent goes into the function.
+    const handlerSpan = this.o.tracer.startSpan('handler', { attributes: { 'skiff.function': data.fn.name, 'skiff.invocation_id': data.id } }, inSpan);
+    const traceparent = carrierOf(handlerSpan).traceparent;
     try {
-      const result = await instance.sandbox.invoke(
-        { id: data.id, event: data.event, deadlineMs: acquiredAt + data.fn.timeoutMs, ...(traceparent ? { traceparent } : {}) },
-        data.fn.timeoutMs,
-      );
+      const result = await instance.sandbox
+        .invoke({ id: data.id, event: data.event, deadlineMs: acquiredAt + data.fn.timeoutMs, ...(traceparent ? { traceparent } : {}) }, data.fn.timeoutMs)
+        .catch((error: unknown) => {
+          handlerSpan.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+          throw error;
+        });
+      handlerSpan.setAttribute('skiff.handler_ms', result.durationMs);
+      if (!result.ok) handlerSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.error.message });
       const cold = kind !== 'warm';
       if (cold) this.o.log.debug({ invocation: data.id, kind, ...timings }, 'cold start');
       if (!result.ok) {
@@ -188,7 +212,20 @@ export class WorkerAgent {
         timings: { queuedMs: startedAt - data.enqueuedAt, acquireMs: acquiredAt - startedAt, runMs: result.durationMs },
       };
     } finally {
+      handlerSpan.end();
       this.o.instances.release(instance);
+    }
+  }
+
+  /** Spans for the steps of a cold start, made after the fact with their measured times. */
+  private traceSteps(steps: readonly ColdStartStep[], inSpan: Context): void {
+    const made = new Map<string, Context>();
+    for (const step of steps) {
+      if (step.phase === 'total' || (step.phase === 'wait' && step.endMs - step.startMs < 1)) continue;
+      const parent = (step.parent && made.get(step.parent)) || inSpan;
+      const child = this.o.tracer.startSpan(step.span, { startTime: step.startMs, attributes: { 'skiff.phase': step.phase } }, parent);
+      made.set(step.phase, trace.setSpan(parent, child));
+      child.end(step.endMs);
     }
   }
 }

@@ -2,6 +2,7 @@
  * Assembles a worker node from its parts; used by worker/main.ts and by the end-to-end tests,
  * which run real nodes in-process.
  */
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +13,7 @@ import { openDatabase } from '../infra/db/database.js';
 import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { LogStore } from '../infra/db/log-store.js';
 import { ensureNodeImage } from '../infra/images/nodejs-rootfs.js';
+import { ensurePythonImage, pythonAvailable, PYTHON_BINARY, PYTHON_COMMAND, PYTHON_RUNTIME, PYTHON_RUNTIME_DIR } from '../infra/images/python-rootfs.js';
 import type { Logger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
 import { FunctionStore } from '../infra/db/function-store.js';
@@ -24,11 +26,13 @@ import { InstanceSet } from './instances/instance-set.js';
 import { removeEmptyParents } from './sandbox/cgroups.js';
 import { assertReachableByContainers } from './sandbox/host-checks.js';
 import { IdRanges } from './sandbox/id-ranges.js';
+import { EgressNetwork } from './sandbox/egress-network.js';
 import { removeLeftovers } from './sandbox/leftovers.js';
 import { unmountTree } from './sandbox/mounts.js';
 import { OciRuntime } from './sandbox/runc.js';
 import { SandboxFactory, type RuntimeImage } from './sandbox/runc-sandbox.js';
 import { SandboxPool } from './sandbox/sandbox-pool.js';
+import { WorkerMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 
 export interface WorkerNode {
   agent: WorkerAgent;
@@ -36,6 +40,8 @@ export interface WorkerNode {
   drained: Promise<void>;
   instances: InstanceSet;
   pool: SandboxPool;
+  /** This node's Prometheus metrics; served over HTTP when SKIFF_WORKER_METRICS_PORT is not 0. */
+  metrics: { registry: WorkerMetrics['registry']; server: MetricsServer | undefined };
   stop(): Promise<void>;
 }
 
@@ -43,6 +49,8 @@ export interface WorkerNode {
 const RUNTIME_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
 /** Memory limit of a pooled sandbox before specialization; raised or lowered to the function's. */
 const POOL_SANDBOX_MB = 128;
+/** Where Debian's containernetworking-plugins are. */
+const CNI_PATH = '/usr/lib/cni';
 /** Open files per container: under this host's hard limit (DESIGN.md). */
 const NOFILE_LIMIT = 4096;
 
@@ -52,7 +60,13 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   const home = join(config.stateDir, 'workers', w.id);
   const sandboxesDir = join(home, 'sandboxes');
   const oci = new OciRuntime({ binary: w.runcPath, root: join(w.runDir, 'runc') });
+  // Egress needs the CNI plugins; without them functions asking for it fail with a clear error.
+  const egress = existsSync(join(CNI_PATH, 'bridge'))
+    ? new EgressNetwork({ workerId: w.id, cniPath: CNI_PATH, dataDir: join(w.runDir, 'cni'), log })
+    : undefined;
+  if (!egress) log.warn({ cniPath: CNI_PATH }, 'CNI plugins not found: no network egress for functions');
   const factory = new SandboxFactory({
+    egress,
     oci,
     workerId: w.id,
     sandboxesDir,
@@ -75,6 +89,17 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   const images = new Map<string, RuntimeImage>([
     ['nodejs20', { runtime: 'nodejs20', rootfs: node.rootfs, command: ['/usr/bin/node', '--v8-pool-size=1', '/opt/skiff/runtime/nodejs/bootstrap.js'] }],
   ]);
+  // Python is offered only where Debian's interpreter is installed (infra/system/prepare.sh does it).
+  if (!(await pythonAvailable())) {
+    log.warn({ runtime: PYTHON_RUNTIME, binary: PYTHON_BINARY }, `${PYTHON_BINARY} not found: this worker does not offer ${PYTHON_RUNTIME}`);
+  } else {
+    try {
+      const python = await ensurePythonImage({ pythonBinary: PYTHON_BINARY, runtimeDir: PYTHON_RUNTIME_DIR, imagesDir: config.imagesDir });
+      images.set(PYTHON_RUNTIME, { runtime: PYTHON_RUNTIME, rootfs: python.rootfs, command: PYTHON_COMMAND });
+    } catch (error) {
+      log.error({ err: error, runtime: PYTHON_RUNTIME }, `could not build the ${PYTHON_RUNTIME} image: this worker does not offer it`);
+    }
+  }
 
   const db = openDatabase(config.databaseUrl, config.databaseSchema, 4);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
@@ -97,6 +122,8 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   });
   freeMb = () => instances.freeMb();
   instances.start();
+  const metrics = new WorkerMetrics(w.id, { capacityMb: w.capacityMb, instances, pool });
+  metrics.measure(factory);
   const warmKeeper = new WarmKeeper({
     selfId: w.id,
     instances,
@@ -125,23 +152,28 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
     warmKeeper,
     records,
     tracer: deps.tracer,
+    metrics,
     log,
   });
   await agent.start();
   warmKeeper.start();
+  const metricsServer = await startMetricsServer(metrics, config, log);
 
   return {
     agent,
     drained: agent.drained,
     instances,
     pool,
+    metrics: { registry: metrics.registry, server: metricsServer },
     async stop() {
+      await metricsServer?.close();
       await warmKeeper.stop();
       await agent.stop();
       await pool.shutdown();
       await instances.shutdown();
       // Sandboxes neither pooled nor serving (a teardown under way, one being made) go too.
       await factory.destroyAll('worker stopping');
+      await egress?.tearDown();
       await code.close();
       await logs.flush();
       await removeEmptyParents([factory.cgroupParent(), '/skiff']);
@@ -150,4 +182,21 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
       await db.end();
     },
   };
+}
+
+/**
+ * Serves the node's metrics when a port is configured. A port already taken (another worker on
+ * this host, say) is logged and does not stop the node: its metrics stay readable in-process.
+ */
+async function startMetricsServer(metrics: WorkerMetrics, config: Readonly<Config>, log: Logger): Promise<MetricsServer | undefined> {
+  const { host, port } = config.workerMetrics;
+  if (port === 0) return undefined;
+  try {
+    const server = await serveMetrics(metrics.registry, host, port, log);
+    log.info({ url: server.url }, 'worker metrics served');
+    return server;
+  } catch (error) {
+    log.error({ err: error, host, port }, 'could not serve worker metrics (SKIFF_WORKER_METRICS_HOST/PORT); running without');
+    return undefined;
+  }
 }

@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { FUNCTION_NAME, UsageError, envPairs, int, positionals, str, strs } from '../args.js';
 import type { DeployRequest } from '../client.js';
-import { MANIFEST, readManifest } from '../manifest.js';
+import { AUTH_VALUES, MANIFEST, readManifest } from '../manifest.js';
 import { formatBytes, formatDuration } from '../output.js';
 import { packDirectory } from '../pack.js';
 import { withAbsoluteUrl, type Command } from './command.js';
@@ -26,7 +26,7 @@ export const deploy: Command = {
 Zips DIR (node_modules included, .git left out) and deploys it: a new version of the function,
 which every call after this command returns runs. DIR/${MANIFEST} gives defaults in the API's
 field names (name, runtime, handler, memoryMb, timeoutMs, concurrency, idleTimeoutMs, minWarm,
-maxInstances, env); flags win over it. The name defaults to the directory's name. Progress goes
+maxInstances, auth, env); flags win over it. The name defaults to the directory's name. Progress goes
 to stderr; the version and the function's URL to stdout.
 
 Options:
@@ -39,6 +39,7 @@ Options:
   --idle-timeout MS      an idle instance is stopped after this
   --min-warm N           instances kept warm
   --max-instances N      most instances at once
+  --auth none|key        key: calling the function needs an API key too (default none)
   --env KEY=VALUE        an environment variable (repeatable; merged over ${MANIFEST}'s env)
 
 Examples:
@@ -54,6 +55,7 @@ Examples:
     'idle-timeout': { type: 'string' },
     'min-warm': { type: 'string' },
     'max-instances': { type: 'string' },
+    auth: { type: 'string' },
     env: { type: 'string', multiple: true },
   },
   async run(ctx, parsed) {
@@ -78,6 +80,11 @@ Examples:
     for (const [field, flag] of NUMBER_FLAGS) {
       const value = int(values, flag, 'deploy') ?? manifest[field];
       if (value !== undefined) request[field] = value;
+    }
+    const auth = str(values, 'auth') ?? manifest.auth;
+    if (auth !== undefined) {
+      if (!(AUTH_VALUES as readonly string[]).includes(auth)) throw new UsageError(`--auth must be none or key, not ${JSON.stringify(auth)}`, 'deploy');
+      request.auth = auth;
     }
     const env = { ...manifest.env, ...envPairs(strs(values, 'env'), 'deploy') };
     if (Object.keys(env).length > 0) request.env = env;

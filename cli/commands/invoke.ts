@@ -17,6 +17,9 @@ Options:
   --data JSON|@FILE  the event
   --async            queue the call and print its invocation id instead of waiting
 
+The invocation id goes to stderr (unless --quiet): 'skiff logs NAME --invocation ID' prints what
+the call wrote.
+
 Examples:
   skiff invoke hello --data '{"name":"x"}'
   skiff invoke report --data @event.json --async`,
@@ -41,6 +44,10 @@ Examples:
     }
 
     const result = await ctx.client.invoke(name, event);
+    // The id finds the call's output: skiff logs NAME --invocation ID.
+    if (!ctx.out.quiet && result.invocationId !== undefined) {
+      ctx.out.note(`invocation ${result.invocationId}${result.coldStart ? ' (cold start)' : ''}`);
+    }
     const value: unknown = result.body === '' ? null : JSON.parse(result.body);
     if (ctx.out.json) ctx.out.value(value);
     else ctx.out.line(JSON.stringify(value, null, 2));

@@ -62,6 +62,8 @@ export class ZipError extends SkiffError {
 
 /** Extensions the Node.js runtime may load a handler module from, in its order of preference. */
 const HANDLER_EXTENSIONS = ['.js', '.mjs', '.cjs'] as const;
+/** A Python module name segment (ASCII: what a zip path can portably hold). */
+const PYTHON_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 // Unix file types, from the high 16 bits of an entry's external attributes (st_mode layout).
 const S_IFMT = 0o170000;
@@ -91,12 +93,12 @@ interface Plan {
   entries: PlannedEntry[];
 }
 
-export async function inspectZip(zip: Buffer, limits: ZipLimits, handler: string): Promise<ZipSummary> {
+/** `runtime` decides which files may hold the handler's module (see {@link handlerFiles}). */
+export async function inspectZip(zip: Buffer, limits: ZipLimits, handler: string, runtime = 'nodejs20'): Promise<ZipSummary> {
   // The handler is checked first: a bad one is the user's typo, no need to read the archive.
-  const moduleBase = handlerModuleBase(handler);
+  const candidates = handlerFiles(handler, runtime);
   const plan = await planArchive(zip, limits);
   const files = new Set(plan.entries.filter((e) => e.kind === 'file').map((e) => e.path));
-  const candidates = HANDLER_EXTENSIONS.map((ext) => moduleBase + ext);
   if (!candidates.some((c) => files.has(c))) {
     throw new ZipError('handler', `handler ${JSON.stringify(handler)}: the zip has no file ${candidates.join(', ')} (paths are relative to the zip root)`);
   }
@@ -462,6 +464,24 @@ class ByteBudget {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * The files one of which must exist for the runtime to load `handler`, in its order of preference.
+ * Node.js: `src/app.handler` → src/app.js, .mjs or .cjs. Python: `pkg/module.function` or
+ * `pkg.module.function` → pkg/module.py, or pkg/module/__init__.py for a package.
+ */
+function handlerFiles(handler: string, runtime: string): string[] {
+  const moduleBase = handlerModuleBase(handler);
+  if (!runtime.startsWith('python')) return HANDLER_EXTENSIONS.map((ext) => moduleBase + ext);
+  // The raw module path, not moduleBase: the runtime imports it as written, so `a/./b` is no module name.
+  const segments = handler.slice(0, handler.lastIndexOf('.')).split(/[/.]/);
+  const bad = segments.find((s) => !PYTHON_IDENTIFIER.test(s));
+  if (bad !== undefined) {
+    throw new ZipError('handler', `handler ${JSON.stringify(handler)}: ${JSON.stringify(bad)} is not a Python module name (letters, digits and _, not starting with a digit)`);
+  }
+  const modulePath = segments.join('/');
+  return [`${modulePath}.py`, `${modulePath}/__init__.py`];
+}
 
 /** `path/to/file.export` → `path/to/file`; the export is after the last dot. */
 function handlerModuleBase(handler: string): string {

@@ -5,8 +5,8 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { SpanKind, SpanStatusCode, type Span } from '@opentelemetry/api';
-import { SkiffError } from '../../infra/errors.js';
-import type { FunctionVersion } from '../../infra/queue/jobs.js';
+import { SkiffError, isSkiffError } from '../../infra/errors.js';
+import type { FunctionVersion, InvocationOutcome } from '../../infra/queue/jobs.js';
 import { contextOf, type TraceCarrier } from '../../infra/telemetry.js';
 import type { GatewayContext } from '../context.js';
 import { versionOf } from '../../infra/db/function-store.js';
@@ -44,16 +44,25 @@ export async function traced<T>(ctx: GatewayContext, request: FastifyRequest, re
 export async function callFunction(ctx: GatewayContext, fn: FunctionVersion, event: unknown, span: Span, reply: FastifyReply): Promise<unknown> {
   span.setAttribute('skiff.version', fn.version);
   const started = process.hrtime.bigint();
-  const outcome = await ctx.dispatcher.call(fn, event, span);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  ctx.metrics.latency.observe({ function: fn.name }, seconds);
+  const count = (outcome: string, start: string): void => {
+    ctx.metrics.latency.observe({ function: fn.name, outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    ctx.metrics.invocations.inc({ function: fn.name, outcome, start });
+  };
+  let outcome: InvocationOutcome;
+  try {
+    outcome = await ctx.dispatcher.call(fn, event, span);
+  } catch (error) {
+    // Refused before any worker saw it (back-pressure, the queue unreachable): counted too.
+    count(isSkiffError(error) ? error.code : 'Internal', 'none');
+    throw error;
+  }
   void reply.header('x-skiff-invocation-id', outcome.id);
+  if (outcome.workerId !== undefined) span.setAttribute('skiff.worker', outcome.workerId);
   if (outcome.cold !== undefined) {
     void reply.header('x-skiff-cold-start', String(outcome.cold));
     span.setAttribute('skiff.cold_start', outcome.cold);
   }
-  const start = outcome.cold === undefined ? 'none' : outcome.cold ? 'cold' : 'warm';
-  ctx.metrics.invocations.inc({ function: fn.name, outcome: outcome.ok ? 'ok' : outcome.error.code, start });
+  count(outcome.ok ? 'ok' : outcome.error.code, outcome.cold === undefined ? 'none' : outcome.cold ? 'cold' : 'warm');
   if (!outcome.ok) throw SkiffError.fromBody(outcome.error);
   return outcome.value;
 }

@@ -69,6 +69,11 @@ export class Dispatcher {
     this.waiting.clear();
   }
 
+  /** Jobs on the shared invocation queue by state (read-only; for the queue-depth gauge). */
+  jobCounts(): Promise<Record<string, number>> {
+    return this.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
+  }
+
   /** Runs the call and waits for its outcome. */
   async call(fn: FunctionVersion, event: unknown, span: Span): Promise<InvocationOutcome> {
     const held = this.pending.get(fn.name) ?? 0;

@@ -1,4 +1,4 @@
-/** Deploy, list, describe and delete functions: /v1/functions. */
+/** Deploy, list, describe and delete functions, list their versions and roll back: /v1/functions. */
 import type { FastifyInstance } from 'fastify';
 import { SkiffError, invalidRequest } from '../../infra/errors.js';
 import { RUNTIMES, type FunctionEvent, type Runtime } from '../../infra/queue/jobs.js';
@@ -21,6 +21,7 @@ interface DeployBody {
   minWarm?: number;
   maxInstances?: number;
   auth?: 'none' | 'key';
+  network?: 'none' | 'egress';
   env?: Record<string, string>;
 }
 
@@ -46,6 +47,7 @@ const deploySchema = {
       minWarm: { type: 'integer', minimum: 0, maximum: 1000 },
       maxInstances: { type: 'integer', minimum: 1, maximum: 10000 },
       auth: { type: 'string', enum: ['none', 'key'] },
+      network: { type: 'string', enum: ['none', 'egress'] },
       env: {
         type: 'object',
         maxProperties: 256,
@@ -60,6 +62,16 @@ const nameParams = {
   params: { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: FUNCTION_NAME } } },
 } as const;
 
+const rollbackSchema = {
+  ...nameParams,
+  body: {
+    type: 'object',
+    required: ['version'],
+    additionalProperties: false,
+    properties: { version: { type: 'integer', minimum: 1, maximum: 2147483647 } },
+  },
+} as const;
+
 export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.post<{ Body: DeployBody }>('/v1/functions', { schema: deploySchema }, async (request, reply) => {
     const body = request.body;
@@ -69,6 +81,7 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       zip,
       { maxEntries: ctx.config.gateway.maxZipEntries, maxUnpackedBytes: ctx.config.gateway.maxUnpackedBytes },
       body.handler,
+      body.runtime,
     );
     const info = await ctx.functions.deploy({
       name: body.name,
@@ -81,6 +94,7 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       minWarm: body.minWarm ?? 0,
       maxInstances: body.maxInstances ?? 100,
       auth: body.auth ?? 'none',
+      network: body.network ?? 'none',
       env: body.env ?? {},
       zip,
       codeSha256: summary.sha256,
@@ -96,6 +110,27 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
     const info = await ctx.functions.get(request.params.name);
     if (!info) throw notFound(request.params.name);
     return describe(info);
+  });
+
+  app.get<{ Params: { name: string } }>('/v1/functions/:name/versions', { schema: nameParams }, async (request) => {
+    const versions = await ctx.functions.versions(request.params.name);
+    if (!versions) throw notFound(request.params.name);
+    return { versions };
+  });
+
+  // Points the function back at one of its versions (no new version is made); calls after the
+  // answer run it, and workers retire instances of every other version, as after a deploy.
+  app.post<{ Params: { name: string }; Body: { version: number } }>('/v1/functions/:name/rollback', { schema: rollbackSchema }, async (request) => {
+    const { name } = request.params;
+    const { version } = request.body;
+    const result = await ctx.functions.rollback(name, version);
+    if (!result.ok) {
+      if (result.missing === 'function') throw notFound(name);
+      throw new SkiffError('NotFound', `function ${name} has no version ${version}; GET /v1/functions/${name}/versions lists them`, { field: 'version' });
+    }
+    await publish(ctx, { type: 'deployed', name, version: result.info.version });
+    request.log.info({ function: name, version: result.info.version }, 'function rolled back');
+    return describe(result.info);
   });
 
   app.delete<{ Params: { name: string } }>('/v1/functions/:name', { schema: nameParams }, async (request) => {
@@ -136,6 +171,7 @@ function describe(info: FunctionInfo): Record<string, unknown> {
     minWarm: info.minWarm,
     maxInstances: info.maxInstances,
     auth: info.auth,
+    network: info.network,
     env: info.env,
     codeSha256: info.codeSha256,
     codeSize: info.codeSize,

@@ -1,4 +1,4 @@
-/** GET /healthz (the gateway's dependencies answer) and GET /metrics (Prometheus text). */
+/** GET /healthz (the gateway's dependencies answer) and GET /metrics (Prometheus text, docs/OBSERVABILITY.md). */
 import type { FastifyInstance } from 'fastify';
 import { SkiffError } from '../../infra/errors.js';
 import type { GatewayContext } from '../context.js';
@@ -13,6 +13,8 @@ export function healthRoutes(app: FastifyInstance, ctx: GatewayContext, db: { qu
     return { status: 'ok' };
   });
 
+  // The shared invocation queue's depth, read at each scrape.
+  ctx.metrics.watchQueue('invocations', () => ctx.dispatcher.jobCounts());
   app.get('/metrics', async (_request, reply) => {
     return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });

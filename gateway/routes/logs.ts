@@ -13,7 +13,8 @@ import { FUNCTION_NAME, notFound } from './functions.js';
 interface LogsQuery {
   since?: string;
   invocation?: string;
-  limit?: number;
+  /** A decimal string: query strings are not type-coerced (the app's ajv does not coerce). */
+  limit?: string;
   follow?: string;
 }
 
@@ -25,7 +26,7 @@ const schema = {
     properties: {
       since: { type: 'string', maxLength: 40 },
       invocation: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' },
-      limit: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 },
+      limit: { type: 'string', pattern: '^[1-9][0-9]{0,3}$|^10000$' },
       follow: { type: 'string', enum: ['0', '1', 'true', 'false'] },
     },
   },
@@ -41,7 +42,7 @@ export function logRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.get<{ Params: { name: string }; Querystring: LogsQuery }>('/v1/functions/:name/logs', { schema }, async (request, reply) => {
     const name = request.params.name;
     if (!(await ctx.functions.get(name))) throw notFound(name);
-    const query: LogQuery = { functionName: name, limit: request.query.limit ?? 1000 };
+    const query: LogQuery = { functionName: name, limit: request.query.limit === undefined ? 1000 : Number(request.query.limit) };
     if (request.query.invocation !== undefined) query.invocationId = request.query.invocation;
     if (request.query.since !== undefined) query.since = parseSince(request.query.since);
     const follow = request.query.follow === '1' || request.query.follow === 'true';

@@ -1,6 +1,7 @@
 /**
  * Functions and their immutable versions in PostgreSQL. A deploy writes the code blob, the
  * function row and a new version row in one transaction: either all of it exists or none does.
+ * A rollback points the function back at an older version without making a new one.
  */
 import { nanoid } from 'nanoid';
 import { SkiffError } from '../errors.js';
@@ -18,6 +19,7 @@ export interface DeployInput {
   minWarm: number;
   maxInstances: number;
   auth: 'none' | 'key';
+  network: 'none' | 'egress';
   env: Record<string, string>;
   zip: Buffer;
   codeSha256: string;
@@ -30,11 +32,31 @@ export interface FunctionInfo extends FunctionVersion {
 }
 
 const VERSION_COLUMNS = `v.version_id, v.name, v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency,
-  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.env, v.code_sha256, c.size_bytes, f.created_at, v.created_at AS updated_at`;
+  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.env, v.code_sha256, c.size_bytes, f.created_at, v.created_at AS updated_at`;
 
 const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
   JOIN function_versions v ON v.name = f.name AND v.version = f.current_version
   JOIN code_blobs c ON c.sha256 = v.code_sha256`;
+
+/** One version as GET /v1/functions/:name/versions lists it. */
+export interface VersionSummary {
+  version: number;
+  runtime: Runtime;
+  handler: string;
+  memoryMb: number;
+  timeoutMs: number;
+  concurrency: number;
+  idleTimeoutMs: number;
+  minWarm: number;
+  maxInstances: number;
+  auth: 'none' | 'key';
+  codeSha256: string;
+  createdAt: string;
+  /** Whether calls run this version now. */
+  current: boolean;
+}
+
+export type RollbackResult = { ok: true; info: FunctionInfo } | { ok: false; missing: 'function' | 'version' };
 
 export class FunctionStore {
   constructor(private readonly db: Database) {}
@@ -47,22 +69,29 @@ export class FunctionStore {
         'INSERT INTO code_blobs (sha256, zip, size_bytes) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING',
         [input.codeSha256, input.zip, input.zip.length],
       );
-      // The row lock serializes concurrent deploys of one name, so versions never collide.
-      const { rows } = await client.query<{ current_version: number }>(
-        `INSERT INTO functions (name, current_version) VALUES ($1, 1)
-         ON CONFLICT (name) DO UPDATE SET current_version = functions.current_version + 1, updated_at = now()
-         RETURNING current_version`,
+      // The row lock serializes concurrent deploys (and rollbacks) of one name, so versions never
+      // collide. The new version is one past the highest there is, not past the current one: after
+      // a rollback the current version is an older one. The version query is a statement of its
+      // own so that it runs after the lock is held and sees every version committed before it.
+      await client.query(
+        `INSERT INTO functions (name, current_version) VALUES ($1, 0)
+         ON CONFLICT (name) DO UPDATE SET updated_at = now()`,
         [input.name],
       );
-      const version = rows[0]?.current_version;
+      const { rows } = await client.query<{ version: number }>(
+        `UPDATE functions SET current_version = (SELECT coalesce(max(version), 0) + 1 FROM function_versions WHERE name = $1)
+         WHERE name = $1 RETURNING current_version AS version`,
+        [input.name],
+      );
+      const version = rows[0]?.version;
       if (version === undefined) throw new Error('deploy returned no version');
       await client.query(
         `INSERT INTO function_versions (version_id, name, version, runtime, handler, memory_mb, timeout_ms, concurrency,
-           idle_timeout_ms, min_warm, max_instances, auth, env, code_sha256)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+           idle_timeout_ms, min_warm, max_instances, auth, network, env, code_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
         [
           nanoid(), input.name, version, input.runtime, input.handler, input.memoryMb, input.timeoutMs, input.concurrency,
-          input.idleTimeoutMs, input.minWarm, input.maxInstances, input.auth, JSON.stringify(input.env), input.codeSha256,
+          input.idleTimeoutMs, input.minWarm, input.maxInstances, input.auth, input.network, JSON.stringify(input.env), input.codeSha256,
         ],
       );
       await client.query('COMMIT');
@@ -92,6 +121,66 @@ export class FunctionStore {
   async keptWarm(): Promise<FunctionInfo[]> {
     const { rows } = await this.db.query(`${CURRENT} WHERE v.min_warm > 0 ORDER BY f.name`);
     return (rows as Row[]).map(toInfo);
+  }
+
+  /** Every version of `name`, newest first, marking the current one; undefined if there is no such function. */
+  async versions(name: string): Promise<VersionSummary[] | undefined> {
+    const { rows } = await this.db.query<VersionRow>(
+      `SELECT v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency, v.idle_timeout_ms, v.min_warm,
+         v.max_instances, v.auth, v.code_sha256, v.created_at, v.version = f.current_version AS current
+       FROM functions f JOIN function_versions v ON v.name = f.name
+       WHERE f.name = $1 ORDER BY v.version DESC`,
+      [name],
+    );
+    // A function always has a version: none means no function.
+    if (rows.length === 0) return undefined;
+    return rows.map((row) => ({
+      version: row.version,
+      runtime: row.runtime,
+      handler: row.handler,
+      memoryMb: row.memory_mb,
+      timeoutMs: row.timeout_ms,
+      concurrency: row.concurrency,
+      idleTimeoutMs: row.idle_timeout_ms,
+      minWarm: row.min_warm,
+      maxInstances: row.max_instances,
+      auth: row.auth,
+      codeSha256: row.code_sha256,
+      createdAt: row.created_at.toISOString(),
+      current: row.current,
+    }));
+  }
+
+  /**
+   * Makes an existing version of `name` its current one again. Versions are immutable and none is
+   * made: the function points back at `version`, and the next deploy still gets a new number.
+   */
+  async rollback(name: string, version: number): Promise<RollbackResult> {
+    const client = await this.db.connect();
+    try {
+      await client.query('BEGIN');
+      // Takes the function's row lock, as a deploy does, so the answer is the version it set.
+      const { rowCount } = await client.query(
+        `UPDATE functions f SET current_version = $2, updated_at = now()
+         WHERE f.name = $1 AND EXISTS (SELECT 1 FROM function_versions v WHERE v.name = $1 AND v.version = $2)`,
+        [name, version],
+      );
+      let result: RollbackResult;
+      if ((rowCount ?? 0) === 0) {
+        const { rowCount: exists } = await client.query('SELECT 1 FROM functions WHERE name = $1', [name]);
+        result = { ok: false, missing: (exists ?? 0) > 0 ? 'version' : 'function' };
+      } else {
+        const { rows } = await client.query(`${CURRENT} WHERE f.name = $1`, [name]);
+        result = rows[0] ? { ok: true, info: toInfo(rows[0] as Row) } : { ok: false, missing: 'function' };
+      }
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    } finally {
+      client.release();
+    }
   }
 
   /** Deletes the function, its versions, and code no other version uses. False if there was none. */
@@ -126,11 +215,28 @@ interface Row {
   min_warm: number;
   max_instances: number;
   auth: 'none' | 'key';
+  network: 'none' | 'egress';
   env: Record<string, string>;
   code_sha256: string;
   size_bytes: number;
   created_at: Date;
   updated_at: Date;
+}
+
+interface VersionRow {
+  version: number;
+  runtime: Runtime;
+  handler: string;
+  memory_mb: number;
+  timeout_ms: number;
+  concurrency: number;
+  idle_timeout_ms: number;
+  min_warm: number;
+  max_instances: number;
+  auth: 'none' | 'key';
+  code_sha256: string;
+  created_at: Date;
+  current: boolean;
 }
 
 /** The version as it travels in jobs: without the metadata only the API shows. */
@@ -153,6 +259,7 @@ function toInfo(row: Row): FunctionInfo {
     minWarm: row.min_warm,
     maxInstances: row.max_instances,
     auth: row.auth,
+    network: row.network,
     env: row.env,
     codeSha256: row.code_sha256,
     codeSize: row.size_bytes,

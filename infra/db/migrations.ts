@@ -111,4 +111,9 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX dead_letters_function ON dead_letters (function_name, created_at);
     `,
   },
+  {
+    id: 6,
+    name: 'network egress per function',
+    sql: `ALTER TABLE function_versions ADD COLUMN network text NOT NULL DEFAULT 'none' CHECK (network IN ('none', 'egress'));`,
+  },
 ];

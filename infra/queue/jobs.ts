@@ -7,7 +7,7 @@ import type { FunctionSpec } from '../../runtime/protocol/messages.js';
 import type { ErrorBody } from '../errors.js';
 import type { TraceCarrier } from '../telemetry.js';
 
-export const RUNTIMES = ['nodejs20'] as const;
+export const RUNTIMES = ['nodejs20', 'python3.11'] as const;
 export type Runtime = (typeof RUNTIMES)[number];
 
 /** One immutable version of a function, as deployed. */
@@ -26,6 +26,8 @@ export interface FunctionVersion extends FunctionSpec {
   maxInstances: number;
   /** 'key': calls need an API key; 'none': anyone may call. */
   auth: 'none' | 'key';
+  /** 'egress': its containers get a way out to the internet; 'none': loopback only. */
+  network: 'none' | 'egress';
 }
 
 export interface InvocationJob {

@@ -12,12 +12,18 @@ declare -A NEEDED=(
   [redis-server]=redis-server
   [mount]=mount
   [ldd]=libc-bin
+  [iptables]=iptables
+  [ip]=iproute2
+  [bridge]=iproute2
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
 done
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+# The python3.11 runtime's image is built from Debian's interpreter (not a pyenv/venv one).
+[ -x /usr/bin/python3.11 ] || missing+=(python3.11)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

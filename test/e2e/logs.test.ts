@@ -41,7 +41,10 @@ exports.handler = async (e) => {
   const [a, b] = await Promise.all([api.invoke('chatty', { n: 1, ms: 150 }), api.invoke('chatty', { n: 2, ms: 10 })]);
   const idA = a.headers.get('x-skiff-invocation-id') ?? '';
   const idB = b.headers.get('x-skiff-invocation-id') ?? '';
-  t.ok(await eventually(async () => (await logs('chatty', `?invocation=${idA}`)).length === 3), 'the lines arrive');
+  t.ok(
+    await eventually(async () => (await logs('chatty', `?invocation=${idA}`)).length === 3 && (await logs('chatty', `?invocation=${idB}`)).length === 3),
+    'the lines arrive',
+  );
   t.same(
     (await logs('chatty', `?invocation=${idA}`)).map((l) => [l.stream, l.text]),
     [['stdout', 'start 1'], ['stderr', 'warned 1'], ['stdout', '{ done: 1 }']],

@@ -215,7 +215,7 @@ export class InstanceSet {
     sandbox.onOutput((line) => this.options.onOutput(fn, id, line));
     let specialized: { bindMs: number; initMs: number };
     try {
-      specialized = await sandbox.specialize(fn, codeDir);
+      specialized = await sandbox.specialize(fn, codeDir, { egress: fn.network === 'egress' });
     } catch (error) {
       if (error instanceof Error && 'info' in error) {
         const info = (error as { info: { type: string; message: string; stack?: string[] } }).info;

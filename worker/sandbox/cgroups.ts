@@ -19,7 +19,8 @@ export async function oomKills(cgroupPath: string): Promise<number> {
   const file =
     cgroupVersion() === 1 ? join(ROOT, 'memory', cgroupPath, 'memory.oom_control') : join(ROOT, cgroupPath, 'memory.events');
   const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return '';
+    // The cgroup is gone, or being removed (ENODEV) as its last process exits.
+    if (error.code === 'ENOENT' || error.code === 'ENODEV') return '';
     throw error;
   });
   const match = /^oom_kill (\d+)$/m.exec(text);

@@ -11,6 +11,7 @@ import { RUNTIME_SOCKET_NAME, type FunctionSpec, type InvokeMessage } from '../.
 import { memoryCharged, oomKills, setMemoryLimit } from './cgroups.js';
 import type { IdRanges } from './id-ranges.js';
 import { bindReadOnly, makeSharedMountPoint, mountOverlay, unmountTree } from './mounts.js';
+import type { EgressNetwork } from './egress-network.js';
 import { buildSandboxSpec } from './oci-spec.js';
 import type { OciRuntime } from './runc.js';
 import { RuntimeChannel } from './runtime-channel.js';
@@ -36,8 +37,14 @@ export interface SandboxFactoryOptions {
   noFileLimit: number;
   logLimitBytes: number;
   bootTimeoutMs: number;
+  /** Network egress for functions that ask for it; absent: no sandbox ever gets a network. */
+  egress?: EgressNetwork;
   log: Logger;
 }
+
+export type CreationEvent =
+  | { runtime: string; ok: true; timings: CreationTimings; totalMs: number }
+  | { runtime: string; ok: false; totalMs: number };
 
 /** uid the bootstrap runs as inside the container; root inside is never used. */
 const SANDBOX_UID = 1000;
@@ -50,6 +57,13 @@ export class SandboxFactory {
   private readonly live = new Set<Sandbox>();
   constructor(private readonly options: SandboxFactoryOptions) {}
 
+  private readonly creationListeners: Array<(event: CreationEvent) => void> = [];
+
+  /** Tells `listener` about every creation, for the pool and for calls alike (metrics). */
+  onCreation(listener: (event: CreationEvent) => void): void {
+    this.creationListeners.push(listener);
+  }
+
   /** Destroys every sandbox still alive and waits for teardowns already under way. */
   async destroyAll(reason: string): Promise<void> {
     await Promise.all([...this.live].map((sandbox) => sandbox.destroy(reason)));
@@ -61,6 +75,18 @@ export class SandboxFactory {
 
   /** Makes a container of `image` and waits until its bootstrap says hello. */
   async create(image: RuntimeImage, memoryMb: number): Promise<Sandbox> {
+    const started = performance.now();
+    try {
+      const sandbox = await this.make(image, memoryMb);
+      for (const listener of this.creationListeners) listener({ runtime: image.runtime, ok: true, timings: sandbox.created, totalMs: performance.now() - started });
+      return sandbox;
+    } catch (error) {
+      for (const listener of this.creationListeners) listener({ runtime: image.runtime, ok: false, totalMs: performance.now() - started });
+      throw error;
+    }
+  }
+
+  private async make(image: RuntimeImage, memoryMb: number): Promise<Sandbox> {
     const o = this.options;
     // runc's state and the cgroup path are per worker, so a short id is unique enough.
     const id = `s${Date.now().toString(36)}${(this.counter++).toString(36)}`;
@@ -124,6 +150,8 @@ class RuncSandbox implements Sandbox {
   private outputBytes = 0;
   private readonly outputListeners: Array<(line: OutputLine) => void> = [];
   private readonly inFlight = new Set<string>();
+  /** Whether an egress interface was (or was being) attached: teardown removes it. */
+  private networked = false;
   /** Resolves when the container's stdout and stderr have both ended (its processes are gone). */
   private outputEnded: Promise<unknown> = Promise.resolve();
   private dying: Promise<void> | undefined;
@@ -186,11 +214,17 @@ class RuncSandbox implements Sandbox {
     return this.output;
   }
 
-  async specialize(fn: FunctionSpec, codeDir: string): Promise<{ bindMs: number; initMs: number }> {
+  async specialize(fn: FunctionSpec, codeDir: string, options: { egress?: boolean } = {}): Promise<{ bindMs: number; initMs: number }> {
     if (this.state !== 'ready') throw new SkiffError('Unavailable', `sandbox ${this.id} is ${this.state}, not ready`);
     this.state = 'specialized';
     try {
       const t0 = performance.now();
+      if (options.egress) {
+        const egress = this.options.egress;
+        if (!egress) throw new SkiffError('Unavailable', 'this worker offers no network egress');
+        this.networked = true;
+        await egress.attach(this.id, (await this.options.oci.state(this.id)).pid);
+      }
       await bindReadOnly(codeDir, join(this.dir, 'task'));
       if (fn.memoryMb !== this.memoryMb) {
         await setMemoryLimit(this.cgroupPath, fn.memoryMb * 1024 * 1024);
@@ -262,6 +296,7 @@ class RuncSandbox implements Sandbox {
     this.channel.close();
     const errors: unknown[] = [];
     // Each step runs even if an earlier one failed, so one failure leaks as little as possible.
+    if (this.networked) await this.options.egress?.detach(this.id).catch((error: unknown) => errors.push(error));
     let containerGone = true;
     await this.options.oci.delete(this.id).catch((error: unknown) => {
       if (/does not exist|not found/i.test(String((error as Error).message))) return;

@@ -64,6 +64,10 @@ export class OciRuntime {
     await this.exec(['delete', '--force', id]);
   }
 
+  async state(id: string): Promise<ContainerState> {
+    return JSON.parse(await this.exec(['state', id])) as ContainerState;
+  }
+
   async list(): Promise<ContainerState[]> {
     const out = await this.exec(['list', '--format', 'json']);
     const parsed = JSON.parse(out.trim() || 'null') as ContainerState[] | null;

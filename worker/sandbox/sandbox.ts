@@ -45,8 +45,11 @@ export interface Sandbox {
   readonly state: SandboxState;
   readonly memoryMb: number;
   readonly created: CreationTimings;
-  /** Binds `codeDir` read-only at /var/task, applies the function's limits, loads its handler. */
-  specialize(fn: FunctionSpec, codeDir: string): Promise<{ bindMs: number; initMs: number }>;
+  /**
+   * Binds `codeDir` read-only at /var/task, applies the function's limits, gives it a way out to
+   * the network if `egress` (otherwise it has loopback only), and loads its handler.
+   */
+  specialize(fn: FunctionSpec, codeDir: string, options?: { egress?: boolean }): Promise<{ bindMs: number; initMs: number }>;
   invoke(message: Omit<InvokeMessage, 'type'>, timeoutMs: number): Promise<InvokeOutcome>;
   destroy(reason: string): Promise<void>;
   onDeath(listener: (reason: string) => void): void;

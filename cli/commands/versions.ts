@@ -1,0 +1,39 @@
+/** skiff versions NAME: every version of a function, newest first, the current one marked. */
+import { functionName, positionals } from '../args.js';
+import type { Command } from './command.js';
+import { formatTime } from './info.js';
+
+export const versions: Command = {
+  name: 'versions',
+  summary: "list a function's versions",
+  help: `Usage: skiff versions NAME
+
+Lists every version of the function, newest first: its number, whether calls run it now
+(CURRENT *), runtime, handler, memory, timeout, auth, the start of its code's sha256 (versions
+with the same code share it) and when it was deployed. 'skiff rollback NAME VERSION' makes
+another one current. With --json: {"versions":[...]}, as the gateway answers.`,
+  options: {},
+  async run(ctx, parsed) {
+    const [name] = positionals(parsed, ['NAME'], 'versions') as [string];
+    functionName(name, 'versions');
+    const list = await ctx.client.listVersions(name);
+    if (ctx.out.json) {
+      ctx.out.value({ versions: list });
+      return;
+    }
+    ctx.out.table([
+      ['VERSION', 'CURRENT', 'RUNTIME', 'HANDLER', 'MEMORY', 'TIMEOUT', 'AUTH', 'CODE', 'DEPLOYED'],
+      ...list.map((v) => [
+        String(v.version),
+        v.current ? '*' : '',
+        v.runtime,
+        v.handler,
+        `${v.memoryMb} MB`,
+        `${v.timeoutMs} ms`,
+        v.auth,
+        v.codeSha256.slice(0, 12),
+        formatTime(v.createdAt),
+      ]),
+    ]);
+  },
+};
