@@ -54,7 +54,7 @@ export async function runcPerCall(o: RuncBaselineOptions): Promise<number[]> {
           hostIdBase: BASELINE_HOST_ID_BASE,
           uid: 1000,
           memoryBytes: 128 * 1024 * 1024,
-          cpuShares: 128,
+          cpu: { shares: 128, quotaUs: 100_000, periodUs: 100_000 },
           pidsLimit: 64,
           tmpSizeMb: 64,
           noFileLimit: 4096,

@@ -10,7 +10,7 @@ const OPTIONS: SandboxSpecOptions = {
   hostIdBase: 1_131_072,
   uid: 1000,
   memoryBytes: 256 * 1024 * 1024,
-  cpuShares: 512,
+  cpu: { shares: 512, quotaUs: 100_000, periodUs: 100_000 },
   pidsLimit: 64,
   tmpSizeMb: 32,
   noFileLimit: 4096,
@@ -40,7 +40,7 @@ const json = JSON.parse(JSON.stringify(spec)) as {
     cgroupsPath: string;
     resources: {
       memory: { limit: number; swap: number };
-      cpu: { shares: number };
+      cpu: { shares: number; quota: number; period: number };
       pids: { limit: number };
       devices: Array<{ allow: boolean; access: string }>;
     };
@@ -128,6 +128,8 @@ t.test('memory limit with no extra swap, pids limit, cgroups path', async (t) =>
   t.same(json.linux.resources.memory, { limit: 268435456, swap: 268435456 });
   t.equal(json.linux.resources.pids.limit, 64);
   t.equal(json.linux.resources.cpu.shares, 512);
+  t.equal(json.linux.resources.cpu.quota, 100_000, 'a CPU ceiling');
+  t.equal(json.linux.resources.cpu.period, 100_000);
   t.equal(json.linux.cgroupsPath, '/skiff/worker-1/sbx-1');
 });
 

@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { CpuLimits } from './cpu-limits.js';
 
 const ROOT = '/sys/fs/cgroup';
 const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'cpuset', 'devices', 'freezer', 'blkio', 'systemd'];
@@ -73,5 +74,20 @@ export async function setMemoryLimit(cgroupPath: string, bytes: number): Promise
     await writeFile(join(ROOT, cgroupPath, 'memory.swap.max'), '0').catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error; // no swap accounting on this host
     });
+  }
+}
+
+/** Sets a running container's CPU weight and ceiling (specialization, like setMemoryLimit). */
+export async function setCpuLimits(cgroupPath: string, limits: CpuLimits): Promise<void> {
+  if (cgroupVersion() === 1) {
+    const dir = join(ROOT, 'cpu', cgroupPath);
+    await writeFile(join(dir, 'cpu.shares'), String(limits.shares));
+    await writeFile(join(dir, 'cpu.cfs_period_us'), String(limits.periodUs));
+    await writeFile(join(dir, 'cpu.cfs_quota_us'), String(limits.quotaUs));
+  } else {
+    // The same conversion runc makes from shares to cgroup v2 weight.
+    const weight = Math.round(1 + ((limits.shares - 2) * 9999) / 262142);
+    await writeFile(join(ROOT, cgroupPath, 'cpu.weight'), String(weight));
+    await writeFile(join(ROOT, cgroupPath, 'cpu.max'), `${limits.quotaUs} ${limits.periodUs}`);
   }
 }

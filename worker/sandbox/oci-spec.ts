@@ -8,6 +8,8 @@
  */
 import { seccompProfile } from './seccomp.js';
 
+import type { CpuLimits } from './cpu-limits.js';
+
 export interface SandboxSpecOptions {
   hostname: string;
   args: string[];
@@ -17,7 +19,8 @@ export interface SandboxSpecOptions {
   /** uid/gid the process runs as inside the container. */
   uid: number;
   memoryBytes: number;
-  cpuShares: number;
+  /** CPU weight and ceiling (cpu-limits.ts). */
+  cpu: CpuLimits;
   pidsLimit: number;
   tmpSizeMb: number;
   noFileLimit: number;
@@ -86,7 +89,7 @@ export function buildSandboxSpec(o: SandboxSpecOptions): OciSpec {
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
         memory: { limit: o.memoryBytes, swap: o.memoryBytes },
-        cpu: { shares: o.cpuShares },
+        cpu: { shares: o.cpu.shares, quota: o.cpu.quotaUs, period: o.cpu.periodUs },
         pids: { limit: o.pidsLimit },
       },
       maskedPaths: MASKED_PATHS,

@@ -8,7 +8,9 @@ import type { Readable } from 'node:stream';
 import { SkiffError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/log.js';
 import { RUNTIME_SOCKET_NAME, type FunctionSpec, type InvokeMessage } from '../../runtime/protocol/messages.js';
-import { memoryCharged, oomKills, setMemoryLimit } from './cgroups.js';
+import { availableParallelism } from 'node:os';
+import { memoryCharged, oomKills, setCpuLimits, setMemoryLimit } from './cgroups.js';
+import { cpuLimits } from './cpu-limits.js';
 import type { IdRanges } from './id-ranges.js';
 import { bindReadOnly, makeSharedMountPoint, mountOverlay, unmountTree } from './mounts.js';
 import type { EgressNetwork } from './egress-network.js';
@@ -48,8 +50,6 @@ export type CreationEvent =
 
 /** uid the bootstrap runs as inside the container; root inside is never used. */
 const SANDBOX_UID = 1000;
-/** CPU weight per MiB of memory: CPU is shared in proportion to memory, as on Lambda. */
-const CPU_SHARES_PER_128MB = 128;
 
 export class SandboxFactory {
   private counter = 0;
@@ -110,7 +110,7 @@ export class SandboxFactory {
         hostIdBase,
         uid: SANDBOX_UID,
         memoryBytes: memoryMb * 1024 * 1024,
-        cpuShares: cpuShares(memoryMb),
+        cpu: cpuLimits(memoryMb, availableParallelism()),
         pidsLimit: o.pidsLimit,
         tmpSizeMb: o.tmpSizeMb,
         noFileLimit: o.noFileLimit,
@@ -135,10 +135,6 @@ export class SandboxFactory {
       throw new SkiffError('Unavailable', `could not create a ${image.runtime} sandbox: ${(error as Error).message}`, { cause: error });
     }
   }
-}
-
-function cpuShares(memoryMb: number): number {
-  return Math.max(2, Math.round((memoryMb / 128) * CPU_SHARES_PER_128MB));
 }
 
 class RuncSandbox implements Sandbox {
@@ -228,6 +224,7 @@ class RuncSandbox implements Sandbox {
       await bindReadOnly(codeDir, join(this.dir, 'task'));
       if (fn.memoryMb !== this.memoryMb) {
         await setMemoryLimit(this.cgroupPath, fn.memoryMb * 1024 * 1024);
+        await setCpuLimits(this.cgroupPath, cpuLimits(fn.memoryMb, availableParallelism()));
         this.memoryMb = fn.memoryMb;
       }
       const bindMs = performance.now() - t0;
