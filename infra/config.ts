@@ -49,6 +49,8 @@ export interface Config {
   stateDir: string;
   /** Runtime base images (shared by every worker on the host). */
   imagesDir: string;
+  /** Worker nodes the bring-up starts on this host (SKIFF_WORKERS). */
+  bringupWorkers: number;
   /** True when REDIS_URL / DATABASE_URL name existing servers: the bring-up then starts none. */
   external: { redis: boolean; database: boolean };
   redisUrl: string;
@@ -85,6 +87,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   const config: Config = {
     stateDir,
     imagesDir: resolve(str(env, 'SKIFF_IMAGES_DIR', `${stateDir}/images`)),
+    bringupWorkers: int(env, 'SKIFF_WORKERS', 1, 1, 16),
     external: { redis: Boolean(env.REDIS_URL), database: Boolean(env.DATABASE_URL) },
     redisUrl: str(env, 'REDIS_URL', 'redis://127.0.0.1:6390'),
     databaseUrl: str(env, 'DATABASE_URL', 'postgres://skiff@127.0.0.1:5440/skiff'),

@@ -49,7 +49,9 @@ async function stopAll(code: number): Promise<never> {
 }
 /** What a clean stop must not leave: the worker's containers and any mount under the state dir. */
 async function leftovers(): Promise<string[]> {
-  const containers = await new OciRuntime({ binary: config.worker.runcPath, root: join(config.worker.runDir, 'runc') }).list();
+  const ids = config.bringupWorkers === 1 ? [config.worker.id] : Array.from({ length: config.bringupWorkers }, (_, i) => `${config.worker.id.replace(/-1$/, '')}-${i + 1}`);
+  const roots = ids.map((id) => (config.bringupWorkers === 1 ? join(config.worker.runDir, 'runc') : `/run/skiff/${id}/runc`));
+  const containers = (await Promise.all(roots.map((root) => new OciRuntime({ binary: config.worker.runcPath, root }).list()))).flat();
   const mounts = await mountPointsUnder([config.stateDir]);
   return [...containers.map((c) => `container ${c.id}`), ...mounts.map((m) => `mount ${m}`)];
 }
@@ -92,12 +94,25 @@ try {
   say(`nodejs20 image ${image.digest} ready`);
 
   const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, SKIFF_STATE_DIR: config.stateDir };
-  for (const name of ['worker', 'scheduler', 'gateway']) {
-    const proc = startProcess(process.execPath, [join(dist, name, 'main.js')], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  // SKIFF_WORKERS nodes on this host, each with its own id, uid range and metrics port.
+  const workers = Array.from({ length: config.bringupWorkers }, (_, i) => ({
+    name: config.bringupWorkers === 1 ? 'worker' : `worker ${config.worker.id.replace(/-1$/, '')}-${i + 1}`,
+    main: 'worker',
+    env:
+      config.bringupWorkers === 1
+        ? {}
+        : {
+            SKIFF_WORKER_ID: `${config.worker.id.replace(/-1$/, '')}-${i + 1}`,
+            SKIFF_UID_BASE: String(config.worker.uidBase + i * 2 ** 26),
+            SKIFF_WORKER_METRICS_PORT: config.workerMetrics.port === 0 ? '0' : String(config.workerMetrics.port + i),
+          },
+  }));
+  for (const { name, main, env: own } of [...workers, { name: 'scheduler', main: 'scheduler', env: {} }, { name: 'gateway', main: 'gateway', env: {} }]) {
+    const proc = startProcess(process.execPath, [join(dist, main, 'main.js')], { env: { ...env, ...own }, stdio: ['ignore', 'inherit', 'inherit'] });
     components.unshift({ name, proc });
     void proc.exited.then((code) => {
-      if (name === 'worker' && code === 0 && !stopping) {
-        say('the worker was drained and left; the gateway and scheduler keep running (start a worker to serve calls)');
+      if (main === 'worker' && code === 0 && !stopping) {
+        say(`${name} was drained and left; the rest keeps running`);
         return;
       }
       if (!stopping) {
