@@ -62,7 +62,7 @@ export interface Config {
   logLevel: string;
   gateway: GatewayConfig;
   worker: WorkerConfig;
-  scheduler: { concurrency: number; heartbeatTtlMs: number };
+  scheduler: { concurrency: number; heartbeatTtlMs: number; retentionHours: number };
   /** Where a worker serves its Prometheus metrics (GET /metrics); port 0: not served over HTTP. */
   workerMetrics: { host: string; port: number };
   /** Asynchronous calls that fail are run again this many times, after backoffMs, 2×, 4×... */
@@ -121,6 +121,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     scheduler: {
       concurrency: int(env, 'SKIFF_SCHEDULER_CONCURRENCY', 256, 1),
       heartbeatTtlMs: int(env, 'SKIFF_HEARTBEAT_TTL_MS', 5000, 100),
+      retentionHours: int(env, 'SKIFF_RETENTION_HOURS', 168, 1),
     },
     workerMetrics: {
       host: str(env, 'SKIFF_WORKER_METRICS_HOST', '127.0.0.1'),

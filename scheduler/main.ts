@@ -8,6 +8,7 @@ import { keySpace } from '../infra/queue/names.js';
 import { startTelemetry } from '../infra/telemetry.js';
 import { openAsyncCalls } from '../infra/queue/async-calls.js';
 import { Failover } from './failover.js';
+import { Retention } from './retention.js';
 import { Fleet } from './fleet.js';
 import { Scheduler } from './scheduler.js';
 
@@ -34,6 +35,8 @@ const scheduler = new Scheduler({
 await scheduler.start();
 const failover = new Failover({ redis, keys, records, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 1000, log });
 failover.start();
+const retention = new Retention(db, config.scheduler.retentionHours, log);
+retention.start();
 log.info('scheduler ready');
 
 let stopping = false;
@@ -43,6 +46,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     if (stopping) return;
     stopping = true;
+    retention.stop();
     failover
       .stop()
       .then(() => scheduler.stop())

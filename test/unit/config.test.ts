@@ -55,7 +55,7 @@ t.test('defaults', async (t) => {
     tmpSizeMb: 64,
     logLimitBytes: 1024 * 1024,
   });
-  t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000 });
+  t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000, retentionHours: 168 });
   t.same(c.asyncRetries, { retries: 2, backoffMs: 1000 });
   t.same(c.telemetry, { enabled: false });
 });
