@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from '../infra/log.js';
 import type { GatewayContext } from './context.js';
 import { registerErrorMapping } from './errors.js';
+import { registerOpenApi } from './openapi.js';
 import { functionRoutes } from './routes/functions.js';
 import { functionUrlRoutes } from './routes/function-url.js';
 import { healthRoutes } from './routes/health.js';
@@ -22,6 +23,7 @@ export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
   });
   registerErrorMapping(app);
+  registerOpenApi(app);
   // Everything that manages the platform needs an API key (gateway/auth.ts).
   app.register(async (admin) => {
     admin.addHook('onRequest', async (request) => {
