@@ -3,11 +3,12 @@
  * a burst from zero to many concurrent instances of one function.
  */
 import { readdir } from 'node:fs/promises';
+import { freemem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { cgroupVersion, memoryCharged } from '../worker/sandbox/cgroups.js';
 import type { Sandbox } from '../worker/sandbox/sandbox.js';
-import { deploy, invoke, noop, type Reply } from './http.js';
+import { deploy, invoke, newAgent, noop, type Reply } from './http.js';
 import { poolSize, sleep, waitForFullPool, waitUntil, type Platform } from './harness.js';
 import { mean, round } from './stats.js';
 
@@ -121,4 +122,140 @@ export async function burst(platform: Platform, calls: number, sleepMs: number):
   const non2xx = replies.filter((r) => !r || r.status < 200 || r.status > 299).length;
   const sec = (value: number): number => round(value, 3);
   return { calls, toAllSec: toAllSec === null ? null : sec(toAllSec), maxInstances, toMaxSec: sec(toMaxSec), answeredSec: sec(answeredSec), non2xx, statuses };
+}
+
+export interface Density {
+  at: string;
+  target: number;
+  /** Most instances of the function that existed at once. */
+  held: number;
+  /** Seconds from the first call until `target` instances existed; null if never. */
+  toTargetSec: number | null;
+  /** Instances made per second: the most held ÷ seconds until that many first existed. */
+  createdPerSec: number;
+  /** The first calls: answered 200, and what else. */
+  firstStatuses: Record<string, number>;
+  /** The second round of calls to the held instances. */
+  second: { calls: number; ok: number; warm: number; cold: number; distinctInstances: number; statuses: Record<string, number> };
+  /** Mean memory cgroup charge of the idle instances. */
+  instanceMiB: number | null;
+  freeMemMiB: { before: number; held: number };
+  /** Processes and threads (tasks) on the host: /proc entries and the thread count of every one. */
+  pids: { before: number; held: number };
+  threads: { before: number; held: number };
+  notes: string[];
+}
+
+async function tasks(): Promise<{ pids: number; threads: number }> {
+  const entries = (await readdir('/proc')).filter((e) => /^\d+$/.test(e));
+  let threads = 0;
+  for (const pid of entries) threads += await readdir(`/proc/${pid}/task`).then((t) => t.length, () => 0);
+  return { pids: entries.length, threads };
+}
+
+/**
+ * Holds `target` warm instances of ONE function at once: `target` concurrent calls whose handler
+ * waits until a shared deadline (so each needs its own instance, concurrency 1), fired no faster
+ * than creation keeps up (at most `ahead` calls waiting for an instance). Then calls it `target`
+ * more times, `inFlight` at a time, and checks every answer is 200 and warm.
+ */
+export async function holdIdle(platform: Platform, target: number, report: (line: string) => void, inFlight = 32, ahead = 64): Promise<Density> {
+  const name = 'dense';
+  // Each instance's module is loaded once: its id tells instances apart in the answers.
+  const source = `const id = require('node:crypto').randomUUID();
+exports.handler = async (event) => {
+  const wait = (event && event.until ? event.until : 0) - Date.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  return { id };
+};
+`;
+  const notes: string[] = [];
+  // Assumes at least 5 creations a second; the handler's timeout covers the wait.
+  const holdMs = Math.ceil(target / 5) * 1000 + 10_000;
+  await deploy(platform, { name, source, memoryMb: 64, concurrency: 1, maxInstances: target, idleTimeoutMs: 3_600_000, timeoutMs: Math.min(900_000, holdMs + 60_000) });
+  const before = await tasks();
+  const freeBefore = freemem() / MiB;
+  const agent = newAgent(target + 16);
+  const count = (): number => platform.worker.instances.list().filter((i) => i.fn.name === name).length;
+
+  const started = performance.now();
+  const until = Date.now() + holdMs;
+  let held = 0;
+  let toHeldSec = 0;
+  let toTargetSec: number | null = null;
+  let lastReport = started;
+  const watcher = setInterval(() => {
+    const now = count();
+    if (now > held) [held, toHeldSec] = [now, (performance.now() - started) / 1000];
+    if (now >= target && toTargetSec === null) toTargetSec = (performance.now() - started) / 1000;
+    if (performance.now() - lastReport > 10_000) {
+      lastReport = performance.now();
+      report(`  ${now}/${target} instances after ${((lastReport - started) / 1000).toFixed(0)} s`);
+    }
+  }, 20);
+  const calls: Array<Promise<Reply | undefined>> = [];
+  try {
+    for (let i = 0; i < target; i++) {
+      while (i - count() >= ahead && Date.now() < until) await sleep(20);
+      calls.push(invoke(platform.url, name, { until }, agent).catch(() => undefined));
+    }
+    await waitUntil(`${target} instances`, () => toTargetSec !== null || Date.now() > until, holdMs + 5000, 100);
+  } catch (error) {
+    notes.push((error as Error).message);
+  }
+  const heldThreads = await tasks();
+  const freeHeld = freemem() / MiB;
+  const first = await Promise.all(calls);
+  clearInterval(watcher);
+  const firstStatuses = statusesOf(first);
+  const failures = new Set(first.filter((r) => r && r.status !== 200).map((r) => `${r?.status}: ${r?.body.slice(0, 200)}`));
+  if (failures.size > 0) notes.push(`first calls not answered 200: ${[...failures].slice(0, 3).join(' | ')}`);
+  const heldNow = count();
+  if (heldNow < held) notes.push(`${held - heldNow} instances were gone by the end of the first round`);
+
+  const parent = `/skiff/${platform.config.worker.id}`;
+  const idle = platform.worker.instances.list().filter((i) => i.fn.name === name && i.inFlight === 0);
+  const charges = await Promise.all(idle.map((i) => memoryCharged(`${parent}/${i.sandbox.id}`).then((b) => b / MiB, () => undefined)));
+  const measured = charges.filter((c): c is number => c !== undefined);
+  const instanceMiB = measured.length > 0 ? round(mean(measured), 2) : null;
+
+  const second: Array<Reply | undefined> = [];
+  let next = 0;
+  const caller = async (): Promise<void> => {
+    while (next++ < target) second.push(await invoke(platform.url, name, {}, agent).catch(() => undefined));
+  };
+  await Promise.all(Array.from({ length: inFlight }, caller));
+  agent.destroy();
+  const ids = new Set(second.map((r) => (r?.status === 200 ? (JSON.parse(r.body) as { id?: string }).id : undefined)).filter(Boolean));
+  const elapsed = toTargetSec ?? toHeldSec;
+  return {
+    at: new Date().toISOString(),
+    target,
+    held,
+    toTargetSec: toTargetSec === null ? null : round(toTargetSec, 2),
+    createdPerSec: round(held / elapsed, 2),
+    firstStatuses,
+    second: {
+      calls: second.length,
+      ok: second.filter((r) => r?.status === 200).length,
+      warm: second.filter((r) => r?.cold === false).length,
+      cold: second.filter((r) => r?.cold === true).length,
+      distinctInstances: ids.size,
+      statuses: statusesOf(second),
+    },
+    instanceMiB,
+    freeMemMiB: { before: round(freeBefore, 0), held: round(freeHeld, 0) },
+    pids: { before: before.pids, held: heldThreads.pids },
+    threads: { before: before.threads, held: heldThreads.threads },
+    notes,
+  };
+}
+
+function statusesOf(replies: Array<Reply | undefined>): Record<string, number> {
+  const statuses: Record<string, number> = {};
+  for (const reply of replies) {
+    const key = reply ? String(reply.status) : 'no answer';
+    statuses[key] = (statuses[key] ?? 0) + 1;
+  }
+  return statuses;
 }

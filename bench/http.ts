@@ -16,13 +16,18 @@ export interface Reply {
   ms: number;
 }
 
-export function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+/** A keep-alive agent of its own, for a run that needs more sockets than the shared one's 512. */
+export function newAgent(maxSockets: number): Agent {
+  return new Agent({ keepAlive: true, maxSockets });
+}
+
+export function post(url: string, body: unknown, headers: Record<string, string> = {}, via: Agent = agent): Promise<Reply> {
   const payload = Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const req = request(
       url,
-      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': payload.length, ...headers } },
+      { method: 'POST', agent: via, headers: { 'content-type': 'application/json', 'content-length': payload.length, ...headers } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -43,8 +48,27 @@ export function post(url: string, body: unknown, headers: Record<string, string>
   });
 }
 
-export function invoke(baseUrl: string, name: string, event: unknown = {}): Promise<Reply> {
-  return post(`${baseUrl}/v1/functions/${name}/invoke`, event);
+export function invoke(baseUrl: string, name: string, event: unknown = {}, via: Agent = agent): Promise<Reply> {
+  return post(`${baseUrl}/v1/functions/${name}/invoke`, event, {}, via);
+}
+
+/** An asynchronous call (X-Skiff-Invocation-Type: async): answered 202 with an id to poll. */
+export function invokeAsync(baseUrl: string, name: string, event: unknown = {}): Promise<Reply> {
+  return post(`${baseUrl}/v1/functions/${name}/invoke`, event, { 'x-skiff-invocation-type': 'async' });
+}
+
+/** GET on the shared agent, for polling (GET /v1/invocations/:id). */
+export function get(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'GET', agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 export interface FunctionToDeploy {
@@ -54,6 +78,8 @@ export interface FunctionToDeploy {
   memoryMb?: number;
   concurrency?: number;
   timeoutMs?: number;
+  /** Keep-alive of the function's idle instances (the platform's default when absent). */
+  idleTimeoutMs?: number;
   /** Most instances of the function at once (the platform's default when absent). */
   maxInstances?: number;
 }
@@ -70,6 +96,7 @@ export async function deploy(platform: { url: string; auth: { authorization: str
     concurrency: fn.concurrency ?? 1,
     timeoutMs: fn.timeoutMs ?? 30_000,
     ...(fn.maxInstances === undefined ? {} : { maxInstances: fn.maxInstances }),
+    ...(fn.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: fn.idleTimeoutMs }),
   }, platform.auth);
   if (reply.status !== 201) throw new Error(`deploying ${fn.name} answered ${reply.status}: ${reply.body}`);
 }

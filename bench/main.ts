@@ -8,17 +8,19 @@
  * (cold starts that make the container on the call path). Everything is removed at the end, on
  * failure and on Ctrl-C too. A figure that could not be measured is null, with a note saying why.
  */
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { cpus, loadavg, release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureNodeImage } from '../infra/images/nodejs-rootfs.js';
 import { mountPointsUnder } from '../worker/sandbox/mounts.js';
 import { directSocketCalls, directSocketThroughput, nodeSpawnPerCall, runcPerCall } from './baselines.js';
-import { burst, createdPerSec, idleMemory } from './density.js';
+import { burst, createdPerSec, holdIdle, idleMemory, type Density } from './density.js';
 import { closeClient, deploy, invoke, noop } from './http.js';
 import { progress, startBenchPlatform, startServices, stopPlatform, waitForFullPool, type Platform } from './harness.js';
 import { coldStarts, httpThroughput, warmCalls } from './latency.js';
+import { noisyNeighbour } from './noisy.js';
+import { tracingOverhead } from './tracing.js';
 import { table, writeResults, type Results } from './report.js';
 import { mean, percentiles, round } from './stats.js';
 
@@ -40,7 +42,23 @@ const N = {
   /** Ready sandboxes the pooled platform keeps: enough for the burst to take one each. */
   pool: 200,
   burstSleepMs: 5000,
+  /** Sequential calls to the noisy neighbours' victim, alone and under attack. */
+  victimCalls: 500,
+  /** Asynchronous calls each attacker keeps going. */
+  attackersInFlight: 3,
+  tracingMs: 5000,
 };
+
+/** `--density N`: only hold N idle warm instances of one function (minutes; not in the default run). */
+const densityArg = process.argv.indexOf('--density');
+const densityTarget = densityArg === -1 ? undefined : Number(process.argv[densityArg + 1]);
+if (densityTarget !== undefined && !(Number.isInteger(densityTarget) && densityTarget > 0)) {
+  console.error('usage: npm run bench [-- --density N]');
+  process.exit(2);
+}
+
+/** The last results written, to carry a `--density` figure over a default run and back. */
+const previous = await readFile(RESULTS_FILE, 'utf8').then((text) => JSON.parse(text) as Partial<Results>, () => undefined);
 
 const results: Results = {
   at: new Date().toISOString(),
@@ -54,6 +72,9 @@ const results: Results = {
   createdPerSec: null,
   burst200Sec: null,
   burst: null,
+  noisyNeighbour: null,
+  tracingOverhead: null,
+  ...(previous?.density ? { density: previous.density } : {}),
   baselines: { runcRunPerCallMs: null, nodeSpawnPerCallMs: null, directSocketMs: null, directSocketPerSec: null, pooledSandboxMiB: null, runcRunPerSec: null },
   samples: {},
   notes: [
@@ -202,6 +223,51 @@ async function unpooledPlatform(): Promise<void> {
   await stop?.();
 }
 
+async function noisyPlatform(): Promise<void> {
+  let stop: (() => Promise<void>) | undefined;
+  const platform = await phase('platform for the noisy neighbours (pool of 8, no async retries): starting', async () => {
+    const started = await startBenchPlatform({ SKIFF_POOL_SIZE: '8', SKIFF_WORKER_CAPACITY_MB: '8192', SKIFF_ASYNC_RETRIES: '0' });
+    stop = onCleanup(() => stopPlatform(started));
+    await waitForFullPool(started, 120_000);
+    return started;
+  });
+  if (!platform) return;
+  const noisy = await phase(`noisy neighbour: ${N.victimCalls} calls to a no-op alone, then beside a fork bomb, a memory bomb and a CPU burner (${N.attackersInFlight} async calls each)`, () =>
+    noisyNeighbour(platform, N.victimCalls, N.attackersInFlight),
+  );
+  if (noisy) results.noisyNeighbour = noisy;
+  progress('stopping the noisy neighbours\' platform');
+  await stop?.();
+}
+
+async function densityRun(target: number): Promise<void> {
+  let stop: (() => Promise<void>) | undefined;
+  const platform = await phase(`platform for ${target} instances: starting`, async () => {
+    const headroom = String(target + 64);
+    const started = await startBenchPlatform({
+      SKIFF_POOL_SIZE: '0',
+      SKIFF_WORKER_CAPACITY_MB: String(target * 64 + 4096),
+      SKIFF_WORKER_CONCURRENCY: headroom,
+      SKIFF_SCHEDULER_CONCURRENCY: headroom,
+      SKIFF_MAX_PENDING_PER_FUNCTION: headroom,
+      SKIFF_QUEUE_WAIT_MS: '900000',
+      SKIFF_IDLE_TIMEOUT_MS: '3600000',
+    });
+    stop = onCleanup(() => stopPlatform(started));
+    return started;
+  });
+  if (!platform) return;
+  const held: Density | undefined = await phase(`density: ${target} concurrent calls to one function (memoryMb 64, concurrency 1), then ${target} more to the held instances`, () =>
+    holdIdle(platform, target, progress),
+  );
+  if (held) {
+    results.density = held;
+    progress(`  ${JSON.stringify(held)}`);
+  }
+  progress(`stopping the platform of ${target} instances`);
+  await stop?.();
+}
+
 async function main(): Promise<void> {
   progress('starting Redis and PostgreSQL');
   const services = await startServices();
@@ -211,9 +277,18 @@ async function main(): Promise<void> {
     await rm(services.root, { recursive: true, force: true });
   });
   onCleanup(() => services.stop());
+  if (densityTarget !== undefined) {
+    await densityRun(densityTarget);
+    return;
+  }
   await perCallBaselines(services.root);
   await pooledPlatform();
   await unpooledPlatform();
+  await noisyPlatform();
+  const traced = await phase(`tracing overhead: warm throughput at ${N.inFlight} in flight, ${N.tracingMs / 1000} s, exported over OTLP/HTTP vs not (a child process each)`, () =>
+    tracingOverhead(N.inFlight, N.tracingMs),
+  );
+  if (traced) results.tracingOverhead = traced;
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -246,6 +321,12 @@ results.samples = {
   created: N.created,
   burst: N.burst,
   burstSleepMs: N.burstSleepMs,
+  victimCalls: N.victimCalls,
+  attackersInFlight: N.attackersInFlight,
+  tracingMs: N.tracingMs,
 };
-await writeResults(RESULTS_FILE, results);
-console.log(`\n${table(results)}\n\nwritten to ${RESULTS_FILE}`);
+// A `--density` run changes only the density figure of the last results (its own `at` says when).
+const written: Results = densityTarget !== undefined && previous?.at ? { ...(previous as Results), ...(results.density ? { density: results.density } : {}) } : results;
+if (densityTarget !== undefined && !results.density) written.notes = [...written.notes, ...results.notes.filter((n) => n.startsWith('density') || n.startsWith('platform for'))];
+await writeResults(RESULTS_FILE, written);
+console.log(`\n${table(written)}\n\nwritten to ${RESULTS_FILE}`);

@@ -1,7 +1,9 @@
 /** The bench's results: their shape (bench/results/latest.json) and the table printed at the end. */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Burst } from './density.js';
+import type { Burst, Density } from './density.js';
+import type { NoisyNeighbour } from './noisy.js';
+import type { TracingOverhead } from './tracing.js';
 import { round, type Percentiles } from './stats.js';
 
 export interface Results {
@@ -17,6 +19,10 @@ export interface Results {
   createdPerSec: number | null;
   burst200Sec: number | null;
   burst: Burst | null;
+  noisyNeighbour: NoisyNeighbour | null;
+  tracingOverhead: TracingOverhead | null;
+  /** From `--density N`, which the default run does not do: kept from the last such run (its own `at`). */
+  density?: Density;
   baselines: {
     runcRunPerCallMs: Percentiles | null;
     nodeSpawnPerCallMs: Percentiles | null;
@@ -67,7 +73,23 @@ export function table(r: Results): string {
       `burst 0 → ${r.burst?.calls ?? 200} instances (s)`, burstCell(r), `no pool: N ÷ created/s ${num(burstBaseline, 1)} (derived)`, ratio(r.burst200Sec, burstBaseline),
       '≤ 5, no 5xx', met(r.burst === null ? null : r.burst200Sec !== null && r.burst200Sec <= 5 && r.burst.non2xx === 0),
     ],
+    [
+      'noisy neighbour: victim p99 under attack', noisyCell(r.noisyNeighbour), `victim alone ${pct(r.noisyNeighbour?.aloneMs)}`, r.noisyNeighbour ? `${r.noisyNeighbour.p99Ratio.toFixed(2)}× (p99)` : 'n/a',
+      '≤ 2× p99, 0 errors', met(r.noisyNeighbour ? r.noisyNeighbour.p99Ratio <= 2 && r.noisyNeighbour.errors === 0 : null),
+    ],
+    [
+      'calls/s with traces exported', r.tracingOverhead ? `${num(r.tracingOverhead.withPerSec, 0)} (−${num(r.tracingOverhead.overheadPct, 1)}%)` : 'n/a',
+      `no export ${num(r.tracingOverhead?.withoutPerSec, 0)}`, ratio(r.tracingOverhead?.withPerSec, r.tracingOverhead?.withoutPerSec), '≤ 5% fewer',
+      met(r.tracingOverhead ? r.tracingOverhead.overheadPct <= 5 : null),
+    ],
   ];
+  if (r.density) {
+    const d = r.density;
+    rows.push([
+      `idle instances held (--density ${d.target}, ${d.at.slice(0, 10)})`, `${d.held} in ${d.toTargetSec === null ? 'n/a' : num(d.toTargetSec, 0)} s`, `${num(d.instanceMiB, 2)} MiB charged each`,
+      'n/a', `${d.target} held, ≤ 8 MiB`, met(d.held >= d.target && d.second.ok === d.second.calls && d.second.warm === d.second.calls && (d.instanceMiB ?? Infinity) <= 8),
+    ]);
+  }
   const header: Row = ['figure', 'Skiff', 'baseline (same run)', 'ratio', 'aim', 'met'];
   const lines = [render([header, ...rows]), '', 'ratio = Skiff ÷ baseline (p50 for latencies)', '', 'baselines measured in this run:'];
   lines.push(`  runc run per call (overlay, config, run, cleanup) ${pct(b.runcRunPerCallMs)} ms`);
@@ -78,8 +100,24 @@ export function table(r: Results): string {
     const s = r.burst;
     lines.push('', `burst: ${s.calls} calls, most instances at once ${s.maxInstances} (at ${num(s.toMaxSec, 2)} s), all answered in ${num(s.answeredSec, 2)} s, non-2xx ${s.non2xx}, statuses ${JSON.stringify(s.statuses)}`);
   }
+  if (r.noisyNeighbour) {
+    lines.push('', `noisy neighbour: victim alone ${pct(r.noisyNeighbour.aloneMs)} ms, under attack ${pct(r.noisyNeighbour.underAttackMs)} ms, errors ${r.noisyNeighbour.errors}, attackers' async calls ${JSON.stringify(r.noisyNeighbour.attackCalls)}`);
+  }
+  if (r.tracingOverhead) {
+    const t = r.tracingOverhead;
+    lines.push('', `tracing: ${num(t.withoutPerSec, 0)} calls/s without export, ${num(t.withPerSec, 0)} with, overhead ${num(t.overheadPct, 1)}%, ${t.spansReceived} spans received by the sink`);
+  }
+  if (r.density) {
+    const d = r.density;
+    lines.push('', `density (${d.at}): ${d.held}/${d.target} held, ${num(d.createdPerSec, 2)} created/s, first calls ${JSON.stringify(d.firstStatuses)}; second round ${d.second.ok}/${d.second.calls} 200, ${d.second.warm} warm, ${d.second.distinctInstances} distinct instances`);
+    lines.push(`  free memory ${d.freeMemMiB.before} → ${d.freeMemMiB.held} MiB, pids ${d.pids.before} → ${d.pids.held}, threads ${d.threads.before} → ${d.threads.held} (kernel.pid_max 32768)`);
+  }
   if (r.notes.length > 0) lines.push('', 'notes:', ...r.notes.map((n) => `  - ${n}`));
   return lines.join('\n');
+}
+
+function noisyCell(n: NoisyNeighbour | null): string {
+  return n ? `${pct(n.underAttackMs)} (${n.errors} errors)` : 'n/a';
 }
 
 function burstCell(r: Results): string {
