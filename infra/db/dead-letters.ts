@@ -26,30 +26,25 @@ export class DeadLetters {
 
   async list(functionName: string, limit = 1000): Promise<DeadLetter[]> {
     const { rows } = await this.db.query('SELECT * FROM dead_letters WHERE function_name = $1 ORDER BY created_at LIMIT $2', [functionName, limit]);
-    return (rows as Array<Record<string, unknown>>).map((r) => ({
-      id: r.id as string,
-      functionName: r.function_name as string,
-      functionVersion: r.function_version as number,
-      event: r.event,
-      error: r.error as ErrorBody,
-      attempts: r.attempts as number,
-      createdAt: (r.created_at as Date).toISOString(),
-    }));
+    return (rows as Array<Record<string, unknown>>).map(toLetter);
   }
 
   /** Removes and returns the letter (to re-drive it); undefined if there is none. */
   async take(functionName: string, id: string): Promise<DeadLetter | undefined> {
     const { rows } = await this.db.query('DELETE FROM dead_letters WHERE function_name = $1 AND id = $2 RETURNING *', [functionName, id]);
     const r = rows[0] as Record<string, unknown> | undefined;
-    if (!r) return undefined;
-    return {
-      id: r.id as string,
-      functionName: r.function_name as string,
-      functionVersion: r.function_version as number,
-      event: r.event,
-      error: r.error as ErrorBody,
-      attempts: r.attempts as number,
-      createdAt: (r.created_at as Date).toISOString(),
-    };
+    return r ? toLetter(r) : undefined;
   }
+}
+
+function toLetter(r: Record<string, unknown>): DeadLetter {
+  return {
+    id: r.id as string,
+    functionName: r.function_name as string,
+    functionVersion: r.function_version as number,
+    event: r.event,
+    error: r.error as ErrorBody,
+    attempts: r.attempts as number,
+    createdAt: (r.created_at as Date).toISOString(),
+  };
 }
