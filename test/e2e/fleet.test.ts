@@ -1,16 +1,32 @@
 /**
  * A fleet of three worker nodes under steady load: one is SIGKILLed, one is drained by an
- * operator. Every accepted call is answered exactly once; calls running on the killed node are
+ * operator. The two that go away each run as their own host: a network namespace made here,
+ * joined to this host by a bridge, reaching Redis and PostgreSQL through it. Every accepted call is answered exactly once; calls running on the killed node are
  * answered Unavailable (sync) or run again elsewhere (async); the drained node finishes its calls
  * and leaves; the fleet API shows it all.
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer, connect, type Server } from 'node:net';
 import { client, eventually, sleep } from '../support/api.js';
 import { startPlatform, type Platform } from '../support/platform.js';
 
 const WORKER_MAIN = 'dist/worker/main.js';
+
+/** A TCP relay on `host` to a loopback port: how nodes in their own namespaces reach Redis and PostgreSQL. */
+async function relay(host: string, to: number): Promise<{ port: number; server: Server }> {
+  const server = createServer((inbound) => {
+    const outbound = connect(to, '127.0.0.1');
+    inbound.pipe(outbound).pipe(inbound);
+    inbound.on('error', () => outbound.destroy());
+    outbound.on('error', () => inbound.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  return { port: (server.address() as { port: number }).port, server };
+}
+
+const sh = (script: string): void => void execFileSync('sh', ['-ec', script]);
 
 interface WorkerView {
   id: string;
@@ -21,9 +37,40 @@ interface WorkerView {
 t.test('SIGKILL one node and drain another under load: no call lost or answered twice', async (t) => {
   const platform: Platform = await startPlatform({ SKIFF_HEARTBEAT_MS: '200', SKIFF_HEARTBEAT_TTL_MS: '1200', SKIFF_QUEUE_WAIT_MS: '10000' });
   const children = new Map<string, ChildProcess>();
+  // The hosts' network: a bridge on this host (198.19.<n>.1) and a namespace per node (.2, .3).
+  const net = `skf${process.pid % 100000}`;
+  const subnet = `198.19.${process.pid % 250}`;
+  t.teardown(() => sh(`ip netns del ${net}b 2>/dev/null || true; ip netns del ${net}c 2>/dev/null || true; ip link del ${net} 2>/dev/null || true`));
+  sh(`ip link add ${net} type bridge && ip addr add ${subnet}.1/24 dev ${net} && ip link set ${net} up`);
+  for (const [node, n] of [['b', 2], ['c', 3]] as const) {
+    sh(`ip netns add ${net}${node}
+      ip link add ${net}${node}h type veth peer name ${net}${node}n
+      ip link set ${net}${node}h master ${net} up
+      ip link set ${net}${node}n netns ${net}${node}
+      ip netns exec ${net}${node} ip addr add ${subnet}.${n}/24 dev ${net}${node}n
+      ip netns exec ${net}${node} ip link set ${net}${node}n up
+      ip netns exec ${net}${node} ip link set lo up`);
+  }
+  const redisRelay = await relay(`${subnet}.1`, Number(new URL(platform.config.redisUrl).port));
+  const postgresRelay = await relay(`${subnet}.1`, Number(new URL(platform.config.databaseUrl).port));
+  t.teardown(() => {
+    redisRelay.server.close();
+    postgresRelay.server.close();
+  });
   const startNode = (suffix: string, uidBase: number): ChildProcess => {
     const env = platform.workerEnv(suffix, uidBase);
-    const child = spawn(process.execPath, [WORKER_MAIN], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+    const redisUrl = new URL(platform.config.redisUrl);
+    redisUrl.hostname = `${subnet}.1`;
+    redisUrl.port = String(redisRelay.port);
+    const databaseUrl = new URL(platform.config.databaseUrl);
+    databaseUrl.hostname = `${subnet}.1`;
+    databaseUrl.port = String(postgresRelay.port);
+    // nsenter joins only the node's network namespace: it is its own host on the network, and
+    // shares this host's file systems (mounts, runc state), so its leftovers are checked as usual.
+    const child = spawn('nsenter', [`--net=/run/netns/${net}${suffix}`, process.execPath, WORKER_MAIN], {
+      env: { ...process.env, ...env, REDIS_URL: redisUrl.toString(), DATABASE_URL: databaseUrl.toString() },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     children.set(env.SKIFF_WORKER_ID ?? suffix, child);
     return child;
   };
