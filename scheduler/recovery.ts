@@ -1,9 +1,10 @@
 /**
  * Taking calls back from a worker node's queue:
  *  - calls placed on it but not started go back to the shared queue, to be placed again;
- *  - calls it started, if the node is gone: asynchronous ones are placed again (they are
- *    retried: async calls count as idempotent), synchronous ones are answered `Unavailable`
- *    (running a call twice that a caller waits on is worse than an honest error).
+ *  - calls it started, if the node is gone: asynchronous ones, and synchronous ones of functions
+ *    deployed as idempotent, are placed again (run once more: async calls count as idempotent);
+ *    other synchronous ones are answered `Unavailable` (running a call twice behind its
+ *    caller's back is worse than an honest error).
  * Used by a draining worker for its own queue (waiting calls only) and by the scheduler for a
  * node whose heartbeat stopped or that an operator removed. The node must already be out of the
  * fleet's placements (an order or a draining state); a scheduler with an older view may still
@@ -48,7 +49,8 @@ export async function takeBackCalls(
     if (!includeStarted) return result;
     for (const job of await nodeQueue.getJobs(['active'])) {
       const data = job.data;
-      if (data.replyTo === null) {
+      if (data.replyTo === null || data.fn.idempotent) {
+        // The waiting gateway still waits on the same reply channel.
         await shared.add('invoke', data, { jobId: backId(data) });
         result.replaced++;
       } else {

@@ -22,6 +22,7 @@ interface DeployBody {
   maxInstances?: number;
   auth?: 'none' | 'key';
   network?: 'none' | 'egress';
+  idempotent?: boolean;
   env?: Record<string, string>;
 }
 
@@ -48,6 +49,7 @@ const deploySchema = {
       maxInstances: { type: 'integer', minimum: 1, maximum: 10000 },
       auth: { type: 'string', enum: ['none', 'key'] },
       network: { type: 'string', enum: ['none', 'egress'] },
+      idempotent: { type: 'boolean' },
       env: {
         type: 'object',
         maxProperties: 256,
@@ -95,6 +97,7 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       maxInstances: body.maxInstances ?? 100,
       auth: body.auth ?? 'none',
       network: body.network ?? 'none',
+      idempotent: body.idempotent ?? false,
       env: body.env ?? {},
       zip,
       codeSha256: summary.sha256,
@@ -172,6 +175,7 @@ function describe(info: FunctionInfo): Record<string, unknown> {
     maxInstances: info.maxInstances,
     auth: info.auth,
     network: info.network,
+    idempotent: info.idempotent,
     env: info.env,
     codeSha256: info.codeSha256,
     codeSize: info.codeSize,

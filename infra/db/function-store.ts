@@ -20,6 +20,7 @@ export interface DeployInput {
   maxInstances: number;
   auth: 'none' | 'key';
   network: 'none' | 'egress';
+  idempotent: boolean;
   env: Record<string, string>;
   zip: Buffer;
   codeSha256: string;
@@ -32,7 +33,7 @@ export interface FunctionInfo extends FunctionVersion {
 }
 
 const VERSION_COLUMNS = `v.version_id, v.name, v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency,
-  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.env, v.code_sha256, c.size_bytes, f.created_at, v.created_at AS updated_at`;
+  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.env, v.code_sha256, c.size_bytes, f.created_at, v.created_at AS updated_at`;
 
 const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
   JOIN function_versions v ON v.name = f.name AND v.version = f.current_version
@@ -87,11 +88,11 @@ export class FunctionStore {
       if (version === undefined) throw new Error('deploy returned no version');
       await client.query(
         `INSERT INTO function_versions (version_id, name, version, runtime, handler, memory_mb, timeout_ms, concurrency,
-           idle_timeout_ms, min_warm, max_instances, auth, network, env, code_sha256)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+           idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
         [
           nanoid(), input.name, version, input.runtime, input.handler, input.memoryMb, input.timeoutMs, input.concurrency,
-          input.idleTimeoutMs, input.minWarm, input.maxInstances, input.auth, input.network, JSON.stringify(input.env), input.codeSha256,
+          input.idleTimeoutMs, input.minWarm, input.maxInstances, input.auth, input.network, input.idempotent, JSON.stringify(input.env), input.codeSha256,
         ],
       );
       await client.query('COMMIT');
@@ -216,6 +217,7 @@ interface Row {
   max_instances: number;
   auth: 'none' | 'key';
   network: 'none' | 'egress';
+  idempotent: boolean;
   env: Record<string, string>;
   code_sha256: string;
   size_bytes: number;
@@ -260,6 +262,7 @@ function toInfo(row: Row): FunctionInfo {
     maxInstances: row.max_instances,
     auth: row.auth,
     network: row.network,
+    idempotent: row.idempotent,
     env: row.env,
     codeSha256: row.code_sha256,
     codeSize: row.size_bytes,

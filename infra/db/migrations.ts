@@ -116,4 +116,9 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'network egress per function',
     sql: `ALTER TABLE function_versions ADD COLUMN network text NOT NULL DEFAULT 'none' CHECK (network IN ('none', 'egress'));`,
   },
+  {
+    id: 7,
+    name: 'idempotent functions',
+    sql: `ALTER TABLE function_versions ADD COLUMN idempotent boolean NOT NULL DEFAULT false;`,
+  },
 ];

@@ -28,6 +28,8 @@ export interface FunctionVersion extends FunctionSpec {
   auth: 'none' | 'key';
   /** 'egress': its containers get a way out to the internet; 'none': loopback only. */
   network: 'none' | 'egress';
+  /** Safe to run twice: a synchronous call lost with its node is run again elsewhere, not answered 503. */
+  idempotent: boolean;
 }
 
 export interface InvocationJob {
