@@ -146,6 +146,8 @@ class RuncSandbox implements Sandbox {
   private outputBytes = 0;
   private readonly outputListeners: Array<(line: OutputLine) => void> = [];
   private readonly inFlight = new Set<string>();
+  /** Set by teardown: the memory cgroup's OOM killer had killed a process of this sandbox. */
+  private oomKilled = false;
   /** Whether an egress interface was (or was being) attached: teardown removes it. */
   private networked = false;
   /** Resolves when the container's stdout and stderr have both ended (its processes are gone). */
@@ -263,9 +265,9 @@ class RuncSandbox implements Sandbox {
     // The runtime's last words may still be in the pipes: read them while the call is in flight,
     // so they are kept as this invocation's log lines.
     await Promise.race([this.outputEnded, new Promise((resolve) => setTimeout(resolve, 500))]);
-    const oom = await oomKills(this.cgroupPath);
+    // Teardown reads the OOM count before removing the cgroup (it may already be under way).
     await this.destroy('runtime exited');
-    if (oom > 0) return new SkiffError('FunctionOutOfMemory', `function exceeded its memory limit of ${this.memoryMb} MiB`);
+    if (this.oomKilled) return new SkiffError('FunctionOutOfMemory', `function exceeded its memory limit of ${this.memoryMb} MiB`);
     const tail = this.output.trim().split('\n').slice(-5).join('\n');
     return new SkiffError('FunctionError', `runtime exited during the call${tail ? `: ${tail}` : ''}`, { errorType: 'Runtime.ExitError' });
   }
@@ -292,6 +294,11 @@ class RuncSandbox implements Sandbox {
     this.state = 'dead';
     this.channel.close();
     const errors: unknown[] = [];
+    // Whether the OOM killer struck, read while the cgroup still exists: deathError reports it.
+    this.oomKilled = await oomKills(this.cgroupPath).then(
+      (kills) => kills > 0,
+      (error: unknown) => (errors.push(error), false),
+    );
     // Each step runs even if an earlier one failed, so one failure leaks as little as possible.
     if (this.networked) await this.options.egress?.detach(this.id).catch((error: unknown) => errors.push(error));
     let containerGone = true;
