@@ -91,3 +91,23 @@ export async function setCpuLimits(cgroupPath: string, limits: CpuLimits): Promi
     await writeFile(join(ROOT, cgroupPath, 'cpu.max'), `${limits.quotaUs} ${limits.periodUs}`);
   }
 }
+
+/**
+ * Removes a container's cgroup in every controller, if the OCI runtime left it: a memory cgroup
+ * whose process the OOM killer just took may refuse removal (EBUSY) for a moment, so it is tried
+ * again for up to a second.
+ */
+export async function removeCgroup(cgroupPath: string): Promise<void> {
+  const dirs = cgroupVersion() === 1 ? V1_CONTROLLERS.map((c) => join(ROOT, c, cgroupPath)) : [join(ROOT, cgroupPath)];
+  for (const dir of dirs) {
+    for (let attempt = 0; ; attempt++) {
+      const error = await rmdir(dir).then(
+        () => undefined,
+        (e: NodeJS.ErrnoException) => e,
+      );
+      if (!error || error.code === 'ENOENT') break;
+      if (error.code !== 'EBUSY' || attempt >= 20) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}

@@ -9,7 +9,7 @@ import { SkiffError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/log.js';
 import { RUNTIME_SOCKET_NAME, type FunctionSpec, type InvokeMessage } from '../../runtime/protocol/messages.js';
 import { availableParallelism } from 'node:os';
-import { memoryCharged, oomKills, setCpuLimits, setMemoryLimit } from './cgroups.js';
+import { memoryCharged, oomKills, removeCgroup, setCpuLimits, setMemoryLimit } from './cgroups.js';
 import { cpuLimits } from './cpu-limits.js';
 import type { IdRanges } from './id-ranges.js';
 import { bindReadOnly, makeSharedMountPoint, mountOverlay, unmountTree } from './mounts.js';
@@ -307,6 +307,7 @@ class RuncSandbox implements Sandbox {
       containerGone = false;
       errors.push(error);
     });
+    if (containerGone) await removeCgroup(this.cgroupPath).catch((error: unknown) => errors.push(error));
     await unmountTree(join(this.dir, 'task'), join(this.dir, 'rootfs')).catch((error: unknown) => errors.push(error));
     if (errors.length === 0) await rm(this.dir, { recursive: true, force: true }).catch((error: unknown) => errors.push(error));
     await rm(this.socketDir, { recursive: true, force: true }).catch((error: unknown) => errors.push(error));
