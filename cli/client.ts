@@ -8,6 +8,8 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { VersionSummary } from '../infra/db/function-store.js';
+import type { DeployBody, FunctionDescription } from '../gateway/routes/functions.js';
 
 /** The error body the gateway sends with every non-2xx answer. */
 export interface ErrorBody {
@@ -60,62 +62,13 @@ export class ConnectionError extends Error {
   }
 }
 
+// The API's own types: one definition for the server and this client.
 /** What GET /v1/functions/:name and POST /v1/functions answer. */
-export interface FunctionInfo {
-  name: string;
-  version: number;
-  runtime: string;
-  handler: string;
-  memoryMb: number;
-  timeoutMs: number;
-  concurrency: number;
-  idleTimeoutMs: number;
-  minWarm: number;
-  maxInstances: number;
-  /** `key`: calling it needs an API key too. */
-  auth: 'none' | 'key';
-  env: Record<string, string>;
-  codeSha256: string;
-  codeSize: number;
-  /** `/fn/<name>`, relative to the gateway. */
-  url: string;
-  createdAt: string;
-  updatedAt: string;
-}
-
+export type FunctionInfo = FunctionDescription;
 /** The body of POST /v1/functions. */
-export interface DeployRequest {
-  name: string;
-  runtime: string;
-  handler: string;
-  code: { zip: string };
-  memoryMb?: number;
-  timeoutMs?: number;
-  concurrency?: number;
-  idleTimeoutMs?: number;
-  minWarm?: number;
-  maxInstances?: number;
-  auth?: string;
-  env?: Record<string, string>;
-}
-
+export type DeployRequest = DeployBody;
 /** One element of GET /v1/functions/:name/versions, newest first. */
-export interface VersionInfo {
-  version: number;
-  runtime: string;
-  handler: string;
-  memoryMb: number;
-  timeoutMs: number;
-  concurrency: number;
-  idleTimeoutMs: number;
-  minWarm: number;
-  maxInstances: number;
-  auth: 'none' | 'key';
-  codeSha256: string;
-  createdAt: string;
-  /** Whether calls run this version now. */
-  current: boolean;
-}
+export type VersionInfo = VersionSummary;
 
 /** One line of a function's output, as GET /v1/functions/:name/logs gives it. */
 export interface LogLine {

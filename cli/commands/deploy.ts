@@ -74,7 +74,8 @@ Examples:
     }
     const request: Omit<DeployRequest, 'code'> = {
       name,
-      runtime: str(values, 'runtime') ?? manifest.runtime ?? 'nodejs20',
+      // The gateway checks the runtime and answers 400 naming it; the CLI does not keep a list.
+      runtime: (str(values, 'runtime') ?? manifest.runtime ?? 'nodejs20') as DeployRequest['runtime'],
       handler: str(values, 'handler') ?? manifest.handler ?? 'index.handler',
     };
     for (const [field, flag] of NUMBER_FLAGS) {
@@ -84,7 +85,7 @@ Examples:
     const auth = str(values, 'auth') ?? manifest.auth;
     if (auth !== undefined) {
       if (!(AUTH_VALUES as readonly string[]).includes(auth)) throw new UsageError(`--auth must be none or key, not ${JSON.stringify(auth)}`, 'deploy');
-      request.auth = auth;
+      request.auth = auth as 'none' | 'key';
     }
     const env = { ...manifest.env, ...envPairs(strs(values, 'env'), 'deploy') };
     if (Object.keys(env).length > 0) request.env = env;

@@ -9,7 +9,8 @@ import type { FunctionInfo } from '../../infra/db/function-store.js';
 export const FUNCTION_NAME = '^[a-z][a-z0-9-]{0,62}$';
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-interface DeployBody {
+/** The body of POST /v1/functions (the CLI sends it too). */
+export interface DeployBody {
   name: string;
   runtime: Runtime;
   handler: string;
@@ -161,26 +162,10 @@ async function publish(ctx: GatewayContext, event: FunctionEvent): Promise<void>
   await ctx.redis.publish(ctx.keys.functionEvents, JSON.stringify(event));
 }
 
-function describe(info: FunctionInfo): Record<string, unknown> {
-  return {
-    name: info.name,
-    version: info.version,
-    runtime: info.runtime,
-    handler: info.handler,
-    memoryMb: info.memoryMb,
-    timeoutMs: info.timeoutMs,
-    concurrency: info.concurrency,
-    idleTimeoutMs: info.idleTimeoutMs,
-    minWarm: info.minWarm,
-    maxInstances: info.maxInstances,
-    auth: info.auth,
-    network: info.network,
-    idempotent: info.idempotent,
-    env: info.env,
-    codeSha256: info.codeSha256,
-    codeSize: info.codeSize,
-    url: `/fn/${info.name}`,
-    createdAt: info.createdAt,
-    updatedAt: info.updatedAt,
-  };
+/** A function as the API shows it: its current version, and the URL that calls it. */
+export type FunctionDescription = Omit<FunctionInfo, 'versionId'> & { url: string };
+
+function describe(info: FunctionInfo): FunctionDescription {
+  const { versionId: _versionId, ...shown } = info;
+  return { ...shown, url: `/fn/${info.name}` };
 }

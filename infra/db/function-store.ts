@@ -39,23 +39,11 @@ const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
   JOIN function_versions v ON v.name = f.name AND v.version = f.current_version
   JOIN code_blobs c ON c.sha256 = v.code_sha256`;
 
-/** One version as GET /v1/functions/:name/versions lists it. */
-export interface VersionSummary {
-  version: number;
-  runtime: Runtime;
-  handler: string;
-  memoryMb: number;
-  timeoutMs: number;
-  concurrency: number;
-  idleTimeoutMs: number;
-  minWarm: number;
-  maxInstances: number;
-  auth: 'none' | 'key';
-  codeSha256: string;
-  createdAt: string;
+/** One version as GET /v1/functions/:name/versions lists it: the version, without its env. */
+export type VersionSummary = Omit<FunctionInfo, 'versionId' | 'name' | 'env' | 'codeSize' | 'updatedAt'> & {
   /** Whether calls run this version now. */
   current: boolean;
-}
+};
 
 export type RollbackResult = { ok: true; info: FunctionInfo } | { ok: false; missing: 'function' | 'version' };
 
@@ -126,30 +114,19 @@ export class FunctionStore {
 
   /** Every version of `name`, newest first, marking the current one; undefined if there is no such function. */
   async versions(name: string): Promise<VersionSummary[] | undefined> {
-    const { rows } = await this.db.query<VersionRow>(
-      `SELECT v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency, v.idle_timeout_ms, v.min_warm,
-         v.max_instances, v.auth, v.code_sha256, v.created_at, v.version = f.current_version AS current
-       FROM functions f JOIN function_versions v ON v.name = f.name
+    const { rows } = await this.db.query(
+      `SELECT ${VERSION_COLUMNS}, v.version = f.current_version AS current FROM functions f
+       JOIN function_versions v ON v.name = f.name
+       JOIN code_blobs c ON c.sha256 = v.code_sha256
        WHERE f.name = $1 ORDER BY v.version DESC`,
       [name],
     );
     // A function always has a version: none means no function.
     if (rows.length === 0) return undefined;
-    return rows.map((row) => ({
-      version: row.version,
-      runtime: row.runtime,
-      handler: row.handler,
-      memoryMb: row.memory_mb,
-      timeoutMs: row.timeout_ms,
-      concurrency: row.concurrency,
-      idleTimeoutMs: row.idle_timeout_ms,
-      minWarm: row.min_warm,
-      maxInstances: row.max_instances,
-      auth: row.auth,
-      codeSha256: row.code_sha256,
-      createdAt: row.created_at.toISOString(),
-      current: row.current,
-    }));
+    return (rows as Array<Row & { current: boolean }>).map((row) => {
+      const { versionId: _id, name: _name, env: _env, codeSize: _size, updatedAt: _updated, ...summary } = toInfo(row);
+      return { ...summary, current: row.current };
+    });
   }
 
   /**
@@ -223,22 +200,6 @@ interface Row {
   size_bytes: number;
   created_at: Date;
   updated_at: Date;
-}
-
-interface VersionRow {
-  version: number;
-  runtime: Runtime;
-  handler: string;
-  memory_mb: number;
-  timeout_ms: number;
-  concurrency: number;
-  idle_timeout_ms: number;
-  min_warm: number;
-  max_instances: number;
-  auth: 'none' | 'key';
-  code_sha256: string;
-  created_at: Date;
-  current: boolean;
 }
 
 /** The version as it travels in jobs: without the metadata only the API shows. */
