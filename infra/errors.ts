@@ -15,6 +15,12 @@ export const ERROR_STATUS = {
   FunctionOutOfMemory: 502,
   Unavailable: 503,
   FunctionTimeout: 504,
+  /** An image (or a layer of it) the registry does not have. */
+  ImageNotFound: 404,
+  /** A registry served bytes that do not match their digest, or a layer that cannot be unpacked safely. */
+  ImageCorrupt: 502,
+  /** The image registry cannot be reached or refused the credentials. */
+  RegistryUnavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -15,6 +15,8 @@ declare -A NEEDED=(
   [iptables]=iptables
   [ip]=iproute2
   [bridge]=iproute2
+  [docker-registry]=docker-registry
+  [setfattr]=attr
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do

@@ -17,6 +17,9 @@ const EXPECTED_STATUS: Record<ErrorCode, number> = {
   FunctionOutOfMemory: 502,
   Unavailable: 503,
   FunctionTimeout: 504,
+  ImageNotFound: 404,
+  ImageCorrupt: 502,
+  RegistryUnavailable: 503,
 };
 
 /** A fastify schema-validation error, as fastify hands it to the error handler. */
