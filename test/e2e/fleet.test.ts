@@ -32,6 +32,7 @@ interface WorkerView {
   id: string;
   state: string;
   alive: boolean;
+  busy?: Record<string, number>;
 }
 
 t.test('SIGKILL one node and drain another under load: no call lost or answered twice', async (t) => {
@@ -101,6 +102,14 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
   // The same code, declared safe to run twice: its calls lost with a node run again instead.
   await api.deploy({ name: 'work-again', maxInstances: 50, concurrency: 8, idempotent: true }, WORK);
 
+  // A call surely running on the node when it dies (the steady load alone may be between calls).
+  await api.deploy({ name: 'hold', timeoutMs: 60_000 }, WORK);
+  const held = api.invoke('hold', { n: 0, ms: 30_000 }).then(async (res) => ({ status: res.status, body: await res.text() }));
+  t.ok(
+    await eventually(async () => Object.keys((await workers()).find((w) => w.id === killedId)?.busy ?? {}).length > 0, 20_000),
+    'a long call is running on the node to be killed',
+  );
+
   // Steady load: 6 callers (3 per function), each making calls of 60 ms one after another for ~5 s.
   const answers = new Map<number, number[]>();
   const idempotentAnswers: number[] = [];
@@ -146,7 +155,10 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
   t.equal(statuses.length, answers.size, 'every call was answered exactly once');
   const unavailable = statuses.filter((s) => s === 503).length;
   t.equal(statuses.filter((s) => s !== 200 && s !== 503).length, 0, 'no other error');
-  t.ok(unavailable > 0 && unavailable <= 3, `only the calls running on the killed node are Unavailable (${unavailable} of ${statuses.length})`);
+  t.ok(unavailable <= 3, `only the calls running on the killed node are Unavailable (${unavailable} of ${statuses.length})`);
+  const heldAnswer = await held;
+  t.equal(heldAnswer.status, 503, 'the long call running on the killed node is answered Unavailable');
+  t.match(JSON.parse(heldAnswer.body), { error: { code: 'Unavailable' } });
   t.ok(idempotentAnswers.length > 30 && idempotentAnswers.every((s) => s === 200), `an idempotent function's lost calls ran again: all ${idempotentAnswers.length} answered 200`);
   t.ok(statuses.length > 100, `the load ran (${statuses.length} calls)`);
 
@@ -159,12 +171,13 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
   );
   const records = await Promise.all(
     asyncIds.map(async (id) => {
+      let status = '';
       for (let i = 0; i < 100; i++) {
-        const record = (await (await fetch(`${platform.url}/v1/invocations/${id}`)).json()) as { status: string };
-        if (record.status === 'succeeded' || record.status === 'failed') return record.status;
+        status = ((await (await fetch(`${platform.url}/v1/invocations/${id}`)).json()) as { status: string }).status;
+        if (status === 'succeeded' || status === 'failed') return status;
         await sleep(100);
       }
-      return 'unfinished';
+      return `unfinished (${id}: ${status})`;
     }),
   );
   t.same([...new Set(records)], ['succeeded'], `every async call succeeded, on another node if need be (${records.length} calls)`);
