@@ -6,6 +6,7 @@
  * containers use is never mutated and a half-built one is never used.
  */
 import { execFile } from 'node:child_process';
+import { processAlive } from '../services/process.js';
 import { existsSync, realpathSync } from 'node:fs';
 import { cp, lstat, mkdir, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -68,14 +69,6 @@ async function removeStaleBuilds(runtimeDir: string, digest: string): Promise<vo
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** The shared libraries the binaries link, by the paths ldd prints (the dynamic loader included). */
 export async function sharedLibraries(...binaries: string[]): Promise<string[]> {

@@ -1,0 +1,535 @@
+/**
+ * The worker's unpacked image layers, by digest: `<dir>/sha256/<hex>` holds a layer's tree in
+ * overlayfs form, usable as it is as a lowerdir. OCI whiteouts become what overlayfs reads:
+ * `.wh.<name>` a 0/0 character device at `<name>`, `.wh..wh..opq` the xattr
+ * `trusted.overlay.opaque=y` on its directory.
+ *
+ * A layer appears whole or not at all: it is unpacked into a temporary directory beside its
+ * final place and renamed into place. Its size is kept in `<hex>.json` beside it, so listing the
+ * store does not walk the trees.
+ *
+ * A layer is untrusted input even with a verified digest, so unpacking never follows a symlink:
+ * entries are refused (ImageCorrupt) when their path is absolute, leaves the layer through `..`,
+ * or goes through a symlink; a hard link must name a file this layer already holds. Files keep
+ * their owner, mode (less setuid/setgid) and mtime. Sockets, fifos, devices and xattrs of the tar
+ * are left out.
+ *
+ * Operations on one digest run one at a time, in call order; a call repeating the pending one
+ * (an unpack while an unpack runs, a remove while a remove runs) shares it. Removing a layer a
+ * mount still uses as lowerdir is the caller's mistake to avoid.
+ */
+import { execFile } from 'node:child_process';
+import { processAlive } from '../../infra/services/process.js';
+import { drained } from '../../infra/images/oci/layer.js';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { link, lstat, lutimes, lchown, mkdir, open, readdir, readFile, rename, rm, symlink, chmod, utimes, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { pipeline } from 'node:stream';
+import { promisify } from 'node:util';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import type { Extract, Headers } from 'tar-stream';
+import { SkiffError, isSkiffError } from '../../infra/errors.js';
+import { digestHex } from '../../infra/images/oci/types.js';
+
+const run = promisify(execFile);
+
+export interface UnpackedLayer {
+  /** The unpacked tree: a lowerdir. */
+  path: string;
+  /** Apparent size of its regular files, each hard-linked file counted once. */
+  bytes: number;
+}
+
+export interface StoredLayer {
+  digest: string;
+  bytes: number;
+}
+
+const HEX = /^[a-f0-9]{64}$/;
+/** Names of the work in progress beside a layer: `<hex>.<what>-<pid>-<random>`. */
+const WORK = /^([a-f0-9]{64})\.(?:unpacking|removing|json\.writing)-(\d+)-[a-f0-9]+$/;
+
+export class LayerStore {
+  /** `<dir>/sha256`: each layer's tree is `<root>/<hex>`. */
+  readonly root: string;
+  private readonly pending = new Map<string, { kind: 'unpack' | 'remove'; done: Promise<unknown> }>();
+
+  constructor(dir: string) {
+    this.root = join(dir, 'sha256');
+  }
+
+  /** Where the layer with this digest is (or would be) unpacked. */
+  path(digest: string): string {
+    return join(this.root, digestHex(digest));
+  }
+
+  has(digest: string): boolean {
+    return existsSync(this.path(digest));
+  }
+
+  /**
+   * Unpacks the layer in `blobFile` (a gzip or plain tar, whose digest the caller has verified),
+   * unless it already is. A corrupt or unsafe layer (ImageCorrupt) leaves nothing behind.
+   */
+  unpack(digest: string, blobFile: string): Promise<UnpackedLayer> {
+    const hex = digestHex(digest);
+    return this.serial(hex, 'unpack', () => this.unpackOnce(hex, blobFile));
+  }
+
+  async remove(digest: string): Promise<void> {
+    const hex = digestHex(digest);
+    await this.serial(hex, 'remove', async () => {
+      const doomed = this.workPath(hex, 'removing');
+      try {
+        // Renamed first: the layer is gone at once, however long deleting its files takes.
+        await rename(join(this.root, hex), doomed);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
+      await rm(this.sidecar(hex), { force: true });
+      await rm(doomed, { recursive: true, force: true });
+    });
+  }
+
+  async list(): Promise<StoredLayer[]> {
+    let entries;
+    try {
+      entries = await readdir(this.root, { withFileTypes: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const layers: StoredLayer[] = [];
+    for (const entry of entries) {
+      if (entry.isDirectory() && HEX.test(entry.name)) layers.push({ digest: `sha256:${entry.name}`, bytes: await this.bytesOf(entry.name) });
+    }
+    return layers.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
+  }
+
+  private serial<T>(hex: string, kind: 'unpack' | 'remove', work: () => Promise<T>): Promise<T> {
+    const last = this.pending.get(hex);
+    if (last?.kind === kind) return last.done as Promise<T>;
+    const done = (last?.done ?? Promise.resolve()).then(
+      () => work(),
+      () => work(),
+    );
+    this.pending.set(hex, { kind, done });
+    const forget = () => {
+      if (this.pending.get(hex)?.done === done) this.pending.delete(hex);
+    };
+    done.then(forget, forget);
+    return done;
+  }
+
+  private async unpackOnce(hex: string, blobFile: string): Promise<UnpackedLayer> {
+    const target = join(this.root, hex);
+    if (existsSync(target)) return { path: target, bytes: await this.bytesOf(hex) };
+    await mkdir(this.root, { recursive: true });
+    await this.removeLeftovers(hex);
+    const temporary = this.workPath(hex, 'unpacking');
+    try {
+      const bytes = await unpackLayer(blobFile, temporary);
+      await this.writeSidecar(hex, bytes);
+      await rename(temporary, target);
+      return { path: target, bytes };
+    } catch (error) {
+      await rm(temporary, { recursive: true, force: true });
+      // Another process (sharing this directory) put the same layer in place first.
+      const code = (error as NodeJS.ErrnoException).code;
+      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && existsSync(target)) return { path: target, bytes: await this.bytesOf(hex) };
+      throw error;
+    }
+  }
+
+  /** Work left beside this layer by a process that died (or by this one, which is past it). */
+  private async removeLeftovers(hex: string): Promise<void> {
+    for (const name of await readdir(this.root)) {
+      const work = WORK.exec(name);
+      if (work?.[1] !== hex) continue;
+      const pid = Number(work[2]);
+      if (pid === process.pid || !processAlive(pid)) await rm(join(this.root, name), { recursive: true, force: true });
+    }
+  }
+
+  private workPath(hex: string, what: 'unpacking' | 'removing' | 'json.writing'): string {
+    return join(this.root, `${hex}.${what}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  }
+
+  private sidecar(hex: string): string {
+    return join(this.root, `${hex}.json`);
+  }
+
+  private async writeSidecar(hex: string, bytes: number): Promise<void> {
+    const temporary = this.workPath(hex, 'json.writing');
+    await writeFile(temporary, `${JSON.stringify({ digest: `sha256:${hex}`, bytes })}\n`);
+    await rename(temporary, this.sidecar(hex));
+  }
+
+  /** The size kept beside the layer; measured again (and kept) if that is missing or unreadable. */
+  private async bytesOf(hex: string): Promise<number> {
+    try {
+      const { bytes } = JSON.parse(await readFile(this.sidecar(hex), 'utf8')) as { bytes?: unknown };
+      if (typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0) return bytes;
+    } catch {
+      // Missing or unreadable: measured below.
+    }
+    const bytes = await treeBytes(join(this.root, hex));
+    await this.writeSidecar(hex, bytes);
+    return bytes;
+  }
+}
+
+
+async function treeBytes(dir: string): Promise<number> {
+  const seen = new Set<string>();
+  let bytes = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    const stats = await lstat(join(entry.parentPath, entry.name));
+    const inode = `${stats.dev}:${stats.ino}`;
+    if (seen.has(inode)) continue;
+    seen.add(inode);
+    bytes += stats.size;
+  }
+  return bytes;
+}
+
+function corrupt(message: string, cause?: unknown): SkiffError {
+  return new SkiffError('ImageCorrupt', message, cause === undefined ? {} : { cause });
+}
+
+/** Unpacks the layer in `blobFile` into `target` (which must not exist); the apparent size. */
+async function unpackLayer(blobFile: string, target: string): Promise<number> {
+  await mkdir(target, { mode: 0o755 });
+  const content = await layerContent(blobFile);
+  const tree = new LayerTree(target);
+  const extract = tar.extract();
+  /** Why the source failed (a corrupt gzip), which the tar parser and the entry being read see only as their end. */
+  let sourceError: unknown;
+  const feeding = feed(content, extract, (error) => (sourceError = error));
+  const entries = extract[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const next = await entries.next();
+      if (next.done) break;
+      const entry = next.value;
+      await tree.add(entry.header, entry);
+      for await (const _chunk of entry) {
+        // Drains what `add` did not read: the body of a skipped entry.
+      }
+    }
+  } catch (error) {
+    throw readError(blobFile, sourceError ?? error);
+  } finally {
+    extract.destroy();
+    await feeding;
+    // Nothing may still be writing into `target` once this returns: a failed unpack removes it.
+    await tree.idle();
+  }
+  await tree.finish();
+  return tree.bytes;
+}
+
+/** The tar stream of a layer file: gunzipped if it starts with gzip's magic, else a plain tar. */
+async function layerContent(blobFile: string): Promise<AsyncIterable<Buffer>> {
+  const head = Buffer.alloc(512);
+  const handle = await open(blobFile, 'r');
+  let length;
+  try {
+    ({ bytesRead: length } = await handle.read(head, 0, head.length, 0));
+  } finally {
+    await handle.close();
+  }
+  const file = createReadStream(blobFile);
+  if (length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
+    // Errors of either stream end the iteration of the last.
+    return pipeline(file, createGunzip(), () => undefined);
+  }
+  if (length === 512 && head.subarray(257, 262).toString('latin1') === 'ustar') return file;
+  file.destroy();
+  throw corrupt(`layer ${blobFile} is neither a gzip nor a tar`);
+}
+
+/** Writes `source` into `extract`, ending it; a source that fails (corrupt gzip) destroys it. */
+async function feed(source: AsyncIterable<Buffer>, extract: Extract, failed: (error: unknown) => void): Promise<void> {
+  try {
+    for await (const chunk of source) {
+      if (extract.destroyed) return;
+      if (!extract.write(chunk)) await drained(extract);
+    }
+    extract.end();
+  } catch (error) {
+    failed(error);
+    extract.destroy(error as Error);
+  }
+}
+
+/**
+ * What an error while unpacking means: ours (typed, or a bug) and the system's (a failed read or
+ * write) stand as they are; any other comes from gzip or the tar parser: the layer is corrupt.
+ */
+function readError(blobFile: string, error: unknown): unknown {
+  const ours = isSkiffError(error) || error instanceof TypeError || error instanceof RangeError;
+  if (ours || (error instanceof Error && 'syscall' in error)) return error;
+  return corrupt(`layer ${blobFile} is not a valid gzip tar: ${(error as Error).message}`, error);
+}
+
+
+type Kind = 'directory' | 'file' | 'symlink' | 'whiteout';
+
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+/** Mode bits a layer's file keeps: no setuid or setgid, whatever the layer says. */
+const MODE_KEPT = 0o7777 & ~0o6000;
+/**
+ * Files up to this size are read from the tar and written in the background, up to WRITERS at a
+ * time: a layer is mostly small files, and each takes six round trips to the thread pool.
+ */
+const BUFFERED_FILE_MAX = 1024 * 1024;
+const WRITERS = 16;
+
+/**
+ * A layer's tree as it is written. It knows the kind of everything it made (the tree starts
+ * empty, so that is everything there is): a path is checked against it, not against the disk,
+ * and nothing is ever written through a symlink.
+ */
+class LayerTree {
+  /** `''` is the root. */
+  private readonly kinds = new Map<string, Kind>([['', 'directory']]);
+  /** Sizes of the regular files written (not hard links), for `bytes`. */
+  private readonly sizes = new Map<string, number>();
+  /** Small files being written, by path (see inBackground). */
+  private readonly writing = new Map<string, Promise<void>>();
+  /** The first failure of a file written in the background. */
+  private failed: { error: unknown } | undefined;
+  /** Set once all entries are written: adding an entry to a directory changes its mtime. */
+  private readonly directoryTimes = new Map<string, Date>();
+  bytes = 0;
+
+  constructor(private readonly root: string) {}
+
+  async add(header: Headers, body: AsyncIterable<Buffer>): Promise<void> {
+    this.throwIfFailed();
+    const path = layerPath(header.name);
+    const name = posix.basename(path);
+    const parent = parentOf(path);
+    if (name.startsWith(WHITEOUT)) return this.whiteout(parent, name);
+    const owner: Owner = { uid: header.uid ?? 0, gid: header.gid ?? 0 };
+    const mtime = header.mtime ?? new Date(0);
+    switch (header.type) {
+      case 'directory':
+        await this.directory(parent);
+        if (this.kinds.get(path) !== 'directory') {
+          await this.clear(path);
+          await mkdir(this.abs(path));
+          this.kinds.set(path, 'directory');
+        }
+        await lchown(this.abs(path), owner.uid, owner.gid);
+        await chmod(this.abs(path), (header.mode ?? 0o755) & MODE_KEPT);
+        this.directoryTimes.set(path, mtime);
+        return;
+      case 'file':
+      case 'contiguous-file':
+      case null:
+      case undefined:
+        await this.place(path, 'file');
+        return this.file(path, header, owner, mtime, body);
+      case 'symlink':
+        if (!header.linkname) throw corrupt(`symlink ${path} has no target`);
+        await this.place(path, 'symlink');
+        await symlink(header.linkname, this.abs(path));
+        await lchown(this.abs(path), owner.uid, owner.gid);
+        await lutimes(this.abs(path), mtime, mtime);
+        return;
+      case 'link': {
+        const target = layerPath(header.linkname ?? '');
+        // The kind map holds only what this layer made, and no path below a symlink.
+        if (this.kinds.get(target) !== 'file') throw corrupt(`hard link ${path} points to ${target}, which is not a file of this layer`);
+        if (target === path) throw corrupt(`hard link ${path} points to itself`);
+        await this.writing.get(target);
+        this.throwIfFailed();
+        await this.place(path, 'file');
+        await link(this.abs(target), this.abs(path));
+        return;
+      }
+      default:
+        // Sockets, fifos and devices have no place in a function's image.
+        return;
+    }
+  }
+
+  /** Sets the directories' mtimes, now that nothing more is added to them. */
+  async finish(): Promise<void> {
+    await this.idle();
+    this.throwIfFailed();
+    for (const [path, mtime] of this.directoryTimes) {
+      if (this.kinds.get(path) === 'directory') await utimes(this.abs(path), mtime, mtime);
+    }
+  }
+
+  private async file(path: string, header: Headers, owner: Owner, mtime: Date, body: AsyncIterable<Buffer>): Promise<void> {
+    const mode = (header.mode ?? 0o644) & MODE_KEPT;
+    const abs = this.abs(path);
+    let size: number;
+    if ((header.size ?? 0) <= BUFFERED_FILE_MAX) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of body) chunks.push(chunk);
+      const data = Buffer.concat(chunks);
+      size = data.length;
+      await this.inBackground(path, () => writeFileWhole(abs, data, owner, mode, mtime));
+    } else {
+      size = await writeFileStreamed(abs, body, owner, mode, mtime);
+    }
+    this.sizes.set(path, size);
+    this.bytes += size;
+  }
+
+  /** Starts `write` (of the file at `path`) once fewer than WRITERS are running. */
+  private async inBackground(path: string, write: () => Promise<void>): Promise<void> {
+    while (this.writing.size >= WRITERS) await Promise.race(this.writing.values());
+    this.throwIfFailed();
+    const job: Promise<void> = write()
+      .catch((error: unknown) => {
+        this.failed ??= { error };
+      })
+      .then(() => {
+        if (this.writing.get(path) === job) this.writing.delete(path);
+      });
+    this.writing.set(path, job);
+  }
+
+  /** Waits for the files being written; their failure is thrown by `throwIfFailed`. */
+  async idle(): Promise<void> {
+    while (this.writing.size > 0) await Promise.all(this.writing.values());
+  }
+
+  private throwIfFailed(): void {
+    if (this.failed) throw this.failed.error;
+  }
+
+  /** `.wh..wh..opq` makes its directory opaque; `.wh.<name>` hides `<name>` of lower layers. */
+  private async whiteout(parent: string, name: string): Promise<void> {
+    await this.directory(parent);
+    if (name === OPAQUE) {
+      await command('setfattr', ['-h', '-n', 'trusted.overlay.opaque', '-v', 'y', this.abs(parent)]);
+      return;
+    }
+    // Other `.wh..wh.` names are aufs' bookkeeping, not content.
+    if (name.startsWith(WHITEOUT + WHITEOUT)) return;
+    const hidden = name.slice(WHITEOUT.length);
+    if (hidden === '' || hidden === '.' || hidden === '..') throw corrupt(`whiteout ${posix.join(parent, name)} names no file`);
+    const path = parent === '' ? hidden : `${parent}/${hidden}`;
+    await this.place(path, 'whiteout');
+    await command('mknod', [this.abs(path), 'c', '0', '0']);
+  }
+
+  /** Makes `path` free for a new entry of `kind` below a real directory. */
+  private async place(path: string, kind: Kind): Promise<void> {
+    if (path === '') throw corrupt(`the root of a layer cannot be a ${kind}`);
+    await this.directory(parentOf(path));
+    await this.clear(path);
+    this.kinds.set(path, kind);
+  }
+
+  /** Makes sure `path` is a directory, making it and its parents as needed; refuses to pass a symlink or a file. */
+  private async directory(path: string): Promise<void> {
+    if (path === '') return;
+    let at = '';
+    for (const part of path.split('/')) {
+      at = at === '' ? part : `${at}/${part}`;
+      const kind = this.kinds.get(at);
+      if (kind === 'directory') continue;
+      if (kind !== undefined) throw corrupt(`${path} goes through ${at}, a ${kind} of this layer`);
+      await mkdir(this.abs(at), { mode: 0o755 });
+      this.kinds.set(at, 'directory');
+    }
+  }
+
+  /** Removes what this layer put at `path` (a later entry for a path replaces the earlier). */
+  private async clear(path: string): Promise<void> {
+    if (!this.kinds.has(path)) return;
+    // A file being written at or below `path` must be done before it goes. Rare: a layer seldom
+    // holds one path twice.
+    await this.idle();
+    this.throwIfFailed();
+    await rm(this.abs(path), { recursive: true, force: true });
+    const below = `${path}/`;
+    for (const known of [...this.kinds.keys()]) {
+      if (known !== path && !known.startsWith(below)) continue;
+      this.kinds.delete(known);
+      this.directoryTimes.delete(known);
+      this.bytes -= this.sizes.get(known) ?? 0;
+      this.sizes.delete(known);
+    }
+  }
+
+  private abs(path: string): string {
+    return path === '' ? this.root : join(this.root, path);
+  }
+}
+
+interface Owner {
+  uid: number;
+  gid: number;
+}
+
+// `wx`: a new file, never an existing one or the target of a symlink.
+
+async function writeFileWhole(abs: string, data: Buffer, owner: Owner, mode: number, mtime: Date): Promise<void> {
+  const handle = await open(abs, 'wx', 0o600);
+  try {
+    await handle.writeFile(data);
+    await settleFile(handle, owner, mode, mtime);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes the file as its body comes; its size. */
+async function writeFileStreamed(abs: string, body: AsyncIterable<Buffer>, owner: Owner, mode: number, mtime: Date): Promise<number> {
+  const handle = await open(abs, 'wx', 0o600);
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      for (let offset = 0; offset < chunk.length; ) offset += (await handle.write(chunk, offset)).bytesWritten;
+      size += chunk.length;
+    }
+    await settleFile(handle, owner, mode, mtime);
+  } finally {
+    await handle.close();
+  }
+  return size;
+}
+
+/** Owner before mode: chown would clear setuid bits anyway, were they kept. */
+async function settleFile(handle: FileHandle, owner: Owner, mode: number, mtime: Date): Promise<void> {
+  await handle.chown(owner.uid, owner.gid);
+  await handle.chmod(mode);
+  await handle.utimes(mtime, mtime);
+}
+
+/** An entry's name as a normalized path inside the layer (`''` for its root). */
+function layerPath(name: string): string {
+  if (name.includes('\0')) throw corrupt(`entry ${JSON.stringify(name)} has a NUL in its name`);
+  if (name.startsWith('/')) throw corrupt(`entry ${name} has an absolute path`);
+  const path = posix.normalize(name).replace(/\/+$/, '');
+  if (path === '..' || path.startsWith('../')) throw corrupt(`entry ${name} leaves the layer`);
+  return path === '.' || path === '' ? '' : path;
+}
+
+function parentOf(path: string): string {
+  const parent = posix.dirname(path);
+  return parent === '.' ? '' : parent;
+}
+
+async function command(binary: string, args: string[]): Promise<void> {
+  try {
+    await run(binary, args);
+  } catch (cause) {
+    const stderr = (cause as { stderr?: string }).stderr?.trim();
+    throw new SkiffError('Internal', `${binary} ${args.join(' ')} failed${stderr ? `: ${stderr}` : ''}`, { cause });
+  }
+}
