@@ -23,6 +23,7 @@ export async function startServices(): Promise<BenchServices> {
   const services = await startBenchServices();
   process.env.REDIS_URL = services.redisUrl;
   process.env.DATABASE_URL = services.databaseUrl;
+  process.env.REGISTRY_URL = services.registryUrl;
   process.env.SKIFF_TEST_STATE = services.root;
   return services;
 }

@@ -11,6 +11,7 @@ import type { FunctionStore } from '../infra/db/function-store.js';
 import type { Dispatcher } from './invocations/dispatcher.js';
 import type { FunctionCache } from './invocations/function-cache.js';
 import type { GatewayMetrics } from './metrics.js';
+import type { FunctionImages } from './images/function-images.js';
 
 export interface GatewayContext {
   config: Readonly<Config>;
@@ -27,4 +28,6 @@ export interface GatewayContext {
   redis: Redis;
   tracer: Tracer;
   metrics: GatewayMetrics;
+  /** Builds or resolves the image of each deploy. */
+  images: FunctionImages;
 }

@@ -20,6 +20,8 @@ import { Dispatcher } from './invocations/dispatcher.js';
 import { FunctionCache } from './invocations/function-cache.js';
 import type { FunctionEvent } from '../infra/queue/jobs.js';
 import { createGatewayMetrics } from './metrics.js';
+import { FunctionImages } from './images/function-images.js';
+import { RegistryClient } from '../infra/registry/client.js';
 
 export interface Gateway {
   app: FastifyInstance;
@@ -62,6 +64,10 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
       redis,
       tracer: deps.tracer,
       metrics: createGatewayMetrics(),
+      images: new FunctionImages(new RegistryClient(config.registry), {
+        maxEntries: config.gateway.maxZipEntries,
+        maxUnpackedBytes: config.gateway.maxUnpackedBytes,
+      }),
     },
     db,
     deps.log,

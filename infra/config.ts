@@ -2,7 +2,7 @@
  * Skiff's configuration: parsed once per process from the environment into a frozen, validated
  * object that is passed to constructors. No other module reads process.env.
  */
-import { hostname, totalmem } from 'node:os';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 
 export interface GatewayConfig {
@@ -42,17 +42,32 @@ export interface WorkerConfig {
   tmpSizeMb: number;
   /** Bytes of a container's stdout/stderr kept per sandbox. */
   logLimitBytes: number;
+  /** Disk the layer cache may use before layers no container uses are removed, in MiB. */
+  imageCacheMb: number;
+  /** How long the code of a version no instance runs stays mounted (a call may come back soon). */
+  imageGraceMs: number;
+  /** Sandboxes made at once; more wait their turn. */
+  maxConcurrentCreates: number;
+}
+
+export interface RegistryConfig {
+  url: string;
+  username: string | undefined;
+  password: string | undefined;
 }
 
 export interface Config {
   /** Where Skiff keeps its state: databases of the bring-up, images, sandboxes, code. */
   stateDir: string;
-  /** Runtime base images (shared by every worker on the host). */
+  /** Images on this host: built base root file systems, and the layer cache every worker of the
+   *  host shares (each layer unpacked once). */
   imagesDir: string;
+  /** The OCI registry holding runtime and function images. */
+  registry: RegistryConfig;
   /** Worker nodes the bring-up starts on this host (SKIFF_WORKERS). */
   bringupWorkers: number;
-  /** True when REDIS_URL / DATABASE_URL name existing servers: the bring-up then starts none. */
-  external: { redis: boolean; database: boolean };
+  /** True when REDIS_URL / DATABASE_URL / REGISTRY_URL name existing servers: the bring-up then starts none. */
+  external: { redis: boolean; database: boolean; registry: boolean };
   redisUrl: string;
   databaseUrl: string;
   /** PostgreSQL schema holding Skiff's tables (tests use one per run). */
@@ -87,8 +102,13 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   const config: Config = {
     stateDir,
     imagesDir: resolve(str(env, 'SKIFF_IMAGES_DIR', `${stateDir}/images`)),
+    registry: {
+      url: registryUrl(env),
+      username: env.REGISTRY_USERNAME || undefined,
+      password: env.REGISTRY_PASSWORD || undefined,
+    },
     bringupWorkers: int(env, 'SKIFF_WORKERS', 1, 1, 16),
-    external: { redis: Boolean(env.REDIS_URL), database: Boolean(env.DATABASE_URL) },
+    external: { redis: Boolean(env.REDIS_URL), database: Boolean(env.DATABASE_URL), registry: Boolean(env.REGISTRY_URL) },
     redisUrl: str(env, 'REDIS_URL', 'redis://127.0.0.1:6390'),
     databaseUrl: str(env, 'DATABASE_URL', 'postgres://skiff@127.0.0.1:5440/skiff'),
     databaseSchema: ident(env, 'SKIFF_DB_SCHEMA', 'public'),
@@ -117,6 +137,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       pidsLimit: int(env, 'SKIFF_PIDS_LIMIT', 64, 8),
       tmpSizeMb: int(env, 'SKIFF_TMP_SIZE_MB', 64, 1),
       logLimitBytes: int(env, 'SKIFF_LOG_LIMIT_BYTES', 1024 * 1024, 1024),
+      imageCacheMb: int(env, 'SKIFF_IMAGE_CACHE_MB', 10 * 1024, 64),
+      imageGraceMs: int(env, 'SKIFF_IMAGE_GRACE_MS', 60_000, 0),
+      maxConcurrentCreates: int(env, 'SKIFF_MAX_CONCURRENT_CREATES', 2 * availableParallelism(), 1, 1000),
     },
     scheduler: {
       concurrency: int(env, 'SKIFF_SCHEDULER_CONCURRENCY', 256, 1),
@@ -141,6 +164,21 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     },
   };
   return deepFreeze(config);
+}
+
+/** REGISTRY_URL: http(s)://host[:port] with nothing after it (the API's /v2/ is added by the client). */
+function registryUrl(env: Env): string {
+  const raw = str(env, 'REGISTRY_URL', 'http://127.0.0.1:5050').replace(/\/+$/, '');
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`REGISTRY_URL must be a URL such as http://127.0.0.1:5050, got "${raw}"`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search || url.username) {
+    throw new ConfigError(`REGISTRY_URL must be http(s)://host[:port] (credentials go in REGISTRY_USERNAME/REGISTRY_PASSWORD), got "${raw}"`);
+  }
+  return raw;
 }
 
 function str(env: Env, name: string, fallback: string): string {

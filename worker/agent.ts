@@ -10,7 +10,7 @@ import { SkiffError, isSkiffError, type ErrorBody } from '../infra/errors.js';
 import type { Logger } from '../infra/log.js';
 import type { InvocationRecord, InvocationRecords } from '../infra/db/invocation-records.js';
 import type { KeySpace } from '../infra/queue/names.js';
-import type { FunctionEvent, InvocationJob, InvocationOutcome, WorkerHeartbeat, WorkerOrder, WorkerState } from '../infra/queue/jobs.js';
+import type { CachedImage, FunctionEvent, InvocationJob, InvocationOutcome, WorkerHeartbeat, WorkerOrder, WorkerState } from '../infra/queue/jobs.js';
 import { takeBackCalls } from '../scheduler/recovery.js';
 import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
@@ -20,6 +20,10 @@ import { anchoredClock, coldStartSteps, type ColdStartStep, type WorkerMetrics }
 
 export interface WorkerAgentOptions {
   id: string;
+  /** Images the node holds ready, for its heartbeat. */
+  images?: () => CachedImage[];
+  /** Pulls a newly deployed version's image ahead of its first call. */
+  prefetch?: (image: string) => void;
   keys: KeySpace;
   /** Connection for commands (publish, heartbeat). */
   redis: Redis;
@@ -95,6 +99,7 @@ export class WorkerAgent {
       idle,
       busy,
       pool: this.o.pool.sizes(),
+      images: this.o.images?.() ?? [],
     };
   }
 
@@ -124,6 +129,7 @@ export class WorkerAgent {
       // A new version: instances of older versions get no new calls; retire them.
       this.o.instances.retireFunction(event.name, event.version);
       this.o.warmKeeper.check();
+      if (event.image) this.o.prefetch?.(event.image);
     }
   }
 

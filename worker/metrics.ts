@@ -102,6 +102,8 @@ export interface WorkerMetricsSources {
   capacityMb: number;
   instances: { counts(): { idle: Record<string, number>; busy: Record<string, number> }; usedMb(): number; reclaimableMb(): number };
   pool: { sizes(): Record<string, number> };
+  /** Bytes of unpacked image layers on this host; absent: not reported. */
+  imageCacheBytes?: () => Promise<number>;
 }
 
 const COLD_START_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -115,6 +117,8 @@ export class WorkerMetrics {
   private readonly sandboxesCreated: Counter<'runtime'>;
   private readonly sandboxCreateFailures: Counter<'runtime'>;
   private readonly sandboxCreate: Histogram<'phase' | 'runtime'>;
+  private readonly imagePull: Histogram;
+  private readonly imagePullBytes: Counter;
 
   constructor(workerId: string, sources: WorkerMetricsSources) {
     const registers = [this.registry];
@@ -142,6 +146,24 @@ export class WorkerMetrics {
       buckets: COLD_START_BUCKETS,
       registers,
     });
+    this.imagePull = new Histogram({
+      name: 'skiff_image_pull_seconds',
+      help: 'Pulls of an image that fetched something from the registry: manifest, config and missing layers, unpacked.',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    });
+    this.imagePullBytes = new Counter({ name: 'skiff_image_pull_bytes_total', help: 'Bytes fetched from the registry.', registers });
+    const imageCacheBytes = sources.imageCacheBytes;
+    if (imageCacheBytes) {
+      new Gauge({
+        name: 'skiff_image_cache_bytes',
+        help: 'Unpacked image layers on this host (shared by its workers).',
+        registers,
+        async collect() {
+          this.set(await imageCacheBytes());
+        },
+      });
+    }
     new Gauge({
       name: 'skiff_instances',
       help: 'Warm instances by state: busy (serving at least one call) or idle.',
@@ -178,6 +200,11 @@ export class WorkerMetrics {
 
   observeColdStart(kind: ColdStartKind, steps: readonly ColdStartStep[]): void {
     for (const s of steps) this.coldStart.observe({ phase: s.phase, kind }, (s.endMs - s.startMs) / 1000);
+  }
+
+  imagePulled(seconds: number, bytes: number): void {
+    this.imagePull.observe(seconds);
+    this.imagePullBytes.inc(bytes);
   }
 
   observeQueueWait(ms: number): void {

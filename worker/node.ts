@@ -4,16 +4,17 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
+import { isSkiffError } from '../infra/errors.js';
 import { openDatabase } from '../infra/db/database.js';
 import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { LogStore } from '../infra/db/log-store.js';
-import { ensureNodeImage } from '../infra/images/nodejs-rootfs.js';
-import { ensurePythonImage, pythonAvailable, PYTHON_BINARY, PYTHON_COMMAND, PYTHON_RUNTIME, PYTHON_RUNTIME_DIR } from '../infra/images/python-rootfs.js';
+import { RUNTIMES } from '../infra/queue/jobs.js';
+import { CURRENT_TAG, runtimeRepository } from '../infra/images/names.js';
+import { RegistryClient } from '../infra/registry/client.js';
 import type { Logger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
 import { FunctionStore } from '../infra/db/function-store.js';
@@ -21,7 +22,9 @@ import type { WorkerHeartbeat } from '../infra/queue/jobs.js';
 import { openAsyncCalls } from '../infra/queue/async-calls.js';
 import { WorkerAgent } from './agent.js';
 import { WarmKeeper } from './instances/warm-keeper.js';
-import { CodeCache } from './code/code-cache.js';
+import { CodeCache, rootOf } from './code/code-cache.js';
+import { ImageCache } from './images/image-cache.js';
+import { LayerStore } from './images/layer-store.js';
 import { InstanceSet } from './instances/instance-set.js';
 import { removeEmptyParents } from './sandbox/cgroups.js';
 import { assertReachableByContainers } from './sandbox/host-checks.js';
@@ -40,17 +43,20 @@ export interface WorkerNode {
   drained: Promise<void>;
   instances: InstanceSet;
   pool: SandboxPool;
+  images: ImageCache;
+  /** Unmounts code no instance runs (after SKIFF_IMAGE_GRACE_MS) and removes layers over the disk
+   *  budget that nothing uses; runs every 30 s by itself. Returns the removed layers. */
+  collectImages(): Promise<string[]>;
   /** This node's Prometheus metrics; served over HTTP when SKIFF_WORKER_METRICS_PORT is not 0. */
   metrics: { registry: WorkerMetrics['registry']; server: MetricsServer | undefined };
   stop(): Promise<void>;
 }
 
-/** Compiled runtime/ directory (bootstraps and protocol), packaged into the runtime images. */
-const RUNTIME_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
 /** Memory limit of a pooled sandbox before specialization; raised or lowered to the function's. */
 const POOL_SANDBOX_MB = 128;
 /** Where Debian's containernetworking-plugins are. */
 const CNI_PATH = '/usr/lib/cni';
+const IMAGE_GC_EVERY_MS = 30_000;
 /** Open files per container: under this host's hard limit (DESIGN.md). */
 const NOFILE_LIMIT = 4096;
 
@@ -77,6 +83,7 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
     noFileLimit: NOFILE_LIMIT,
     logLimitBytes: w.logLimitBytes,
     bootTimeoutMs: 10_000,
+    maxConcurrentCreates: w.maxConcurrentCreates,
     log,
   });
   await removeLeftovers(oci, [sandboxesDir, join(w.runDir, 'sockets')], factory.cgroupParent(), log);
@@ -85,31 +92,24 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   await mkdir(sandboxesDir, { recursive: true, mode: 0o755 });
   assertReachableByContainers(sandboxesDir);
 
-  const node = await ensureNodeImage({ nodeBinary: process.execPath, runtimeDir: RUNTIME_DIR, imagesDir: config.imagesDir });
-  const images = new Map<string, RuntimeImage>([
-    ['nodejs20', { runtime: 'nodejs20', rootfs: node.rootfs, command: ['/usr/bin/node', '--v8-pool-size=1', '/opt/skiff/runtime/nodejs/bootstrap.js'] }],
-  ]);
-  // Python is offered only where Debian's interpreter is installed (infra/system/prepare.sh does it).
-  if (!(await pythonAvailable())) {
-    log.warn({ runtime: PYTHON_RUNTIME, binary: PYTHON_BINARY }, `${PYTHON_BINARY} not found: this worker does not offer ${PYTHON_RUNTIME}`);
-  } else {
-    try {
-      const python = await ensurePythonImage({ pythonBinary: PYTHON_BINARY, runtimeDir: PYTHON_RUNTIME_DIR, imagesDir: config.imagesDir });
-      images.set(PYTHON_RUNTIME, { runtime: PYTHON_RUNTIME, rootfs: python.rootfs, command: PYTHON_COMMAND });
-    } catch (error) {
-      log.error({ err: error, runtime: PYTHON_RUNTIME }, `could not build the ${PYTHON_RUNTIME} image: this worker does not offer it`);
-    }
-  }
-
   const db = openDatabase(config.databaseUrl, config.databaseSchema, 4);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'could not record invocations'));
-  const code = new CodeCache(db, join(home, 'code'), {
-    maxEntries: config.gateway.maxZipEntries,
-    maxUnpackedBytes: config.gateway.maxUnpackedBytes,
+  // Layers are shared by every worker of the host; manifests, configs and code mounts are per worker.
+  const imageCache = new ImageCache({
+    registry: new RegistryClient(config.registry),
+    layers: new LayerStore(join(config.imagesDir, 'layers')),
+    dir: join(home, 'images'),
+    budgetBytes: w.imageCacheMb * 1024 * 1024,
+    log,
+    // The metrics are made after the pool, which needs the runtime images: pulls report through this.
+    observer: { pulled: (seconds, bytes) => onPull(seconds, bytes) },
   });
+  let onPull = (seconds: number, bytes: number): void => void log.debug({ seconds, bytes }, 'image pull before metrics');
+  const code = new CodeCache(imageCache, join(home, 'code'));
+  const images = await runtimeImages(imageCache, log);
   // The pool only fills while the worker has memory to spare (instances are served first).
   let freeMb = (): number => w.capacityMb;
   const pool = new SandboxPool(factory, images, { target: w.poolSize, memoryMb: POOL_SANDBOX_MB, freeMb: () => freeMb(), log });
@@ -122,8 +122,9 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   });
   freeMb = () => instances.freeMb();
   instances.start();
-  const metrics = new WorkerMetrics(w.id, { capacityMb: w.capacityMb, instances, pool });
+  const metrics = new WorkerMetrics(w.id, { capacityMb: w.capacityMb, instances, pool, imageCacheBytes: () => imageCache.bytes() });
   metrics.measure(factory);
+  onPull = (seconds, bytes) => metrics.imagePulled(seconds, bytes);
   const warmKeeper = new WarmKeeper({
     selfId: w.id,
     instances,
@@ -137,6 +138,8 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   });
   const asyncCalls = openAsyncCalls(config, redis, records, db);
   const agent = new WorkerAgent({
+    images: () => imageCache.ready(),
+    prefetch: (image) => void imageCache.image(image).catch((error: unknown) => log.warn({ err: error, image }, 'could not pull a deployed image ahead of its calls')),
     asyncCalls,
     id: w.id,
     keys,
@@ -157,6 +160,16 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   });
   await agent.start();
   warmKeeper.start();
+  // Code of versions no longer run is unmounted after a grace time; then layers over the disk
+  // budget that nothing mounts are removed.
+  const collectImages = async (): Promise<string[]> => {
+    await code.releaseUnused(w.imageGraceMs, new Set(instances.list().map((i) => i.fn.image)));
+    return imageCache.collect();
+  };
+  const imageGc = setInterval(() => {
+    void collectImages().catch((error: unknown) => log.error({ err: error }, 'image cache collection failed'));
+  }, IMAGE_GC_EVERY_MS);
+  imageGc.unref();
   const metricsServer = await startMetricsServer(metrics, config, log);
 
   return {
@@ -164,8 +177,11 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
     drained: agent.drained,
     instances,
     pool,
+    images: imageCache,
+    collectImages,
     metrics: { registry: metrics.registry, server: metricsServer },
     async stop() {
+      clearInterval(imageGc);
       await metricsServer?.close();
       await warmKeeper.stop();
       await agent.stop();
@@ -182,6 +198,25 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
       await db.end();
     },
   };
+}
+
+/**
+ * The runtime images this worker pools sandboxes of: each runtime's current base image, pulled if
+ * missing. A runtime the registry does not have is not pooled (its functions still run, from their
+ * own images' layers); an unreachable registry stops the start.
+ */
+async function runtimeImages(cache: ImageCache, log: Logger): Promise<Map<string, RuntimeImage>> {
+  const images = new Map<string, RuntimeImage>();
+  for (const runtime of RUNTIMES) {
+    const reference = `${runtimeRepository(runtime)}:${CURRENT_TAG}`;
+    try {
+      images.set(runtime, rootOf(await cache.image(reference), cache, true));
+    } catch (error) {
+      if (!isSkiffError(error) || error.code !== 'ImageNotFound') throw error;
+      log.warn({ runtime, image: reference }, `no ${runtime} base image in the registry: ${runtime} sandboxes are not pooled on this worker`);
+    }
+  }
+  return images;
 }
 
 /**

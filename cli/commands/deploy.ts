@@ -98,9 +98,10 @@ Examples:
     progress.done(`zipped ${packed.files} files (${formatBytes(packed.bytes)}) into ${formatBytes(packed.zip.length)} in ${formatDuration(Date.now() - zipStarted)}`);
     for (const warning of packed.warnings) ctx.out.note(`warning: ${warning}`);
 
-    const body: DeployRequest = { ...request, code: { zip: packed.zip.toString('base64') } };
+    const zipBase64 = packed.zip.toString('base64');
+    const body: DeployRequest = { ...request, code: { zip: zipBase64 } };
     const uploadStarted = Date.now();
-    progress.done(`uploading ${formatBytes(packed.zip.length)} (${formatBytes(body.code.zip.length)} as base64) to ${ctx.client.gateway}`);
+    progress.done(`uploading ${formatBytes(packed.zip.length)} (${formatBytes(zipBase64.length)} as base64) to ${ctx.client.gateway}`);
     let uploaded = false;
     const info = await ctx.client.deploy(body, (sent, total) => {
       if (uploaded) return;
@@ -109,7 +110,7 @@ Examples:
         return;
       }
       uploaded = true;
-      progress.update(`uploaded in ${formatDuration(Date.now() - uploadStarted)}; the gateway is checking and storing the code`, true);
+      progress.update(`uploaded in ${formatDuration(Date.now() - uploadStarted)}; the gateway is checking the code and building and pushing the image`, true);
     });
     progress.done(`deployed in ${formatDuration(Date.now() - uploadStarted)}`);
 
@@ -118,6 +119,7 @@ Examples:
       return;
     }
     ctx.out.line(`deployed ${info.name} version ${info.version}`);
+    ctx.out.line(`image: ${info.image}`);
     ctx.out.line(`url: ${ctx.client.functionUrl(info.name)}`);
   },
 };

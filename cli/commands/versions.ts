@@ -22,7 +22,7 @@ another one current. With --json: {"versions":[...]}, as the gateway answers.`,
       return;
     }
     ctx.out.table([
-      ['VERSION', 'CURRENT', 'RUNTIME', 'HANDLER', 'MEMORY', 'TIMEOUT', 'AUTH', 'CODE', 'DEPLOYED'],
+      ['VERSION', 'CURRENT', 'RUNTIME', 'HANDLER', 'MEMORY', 'TIMEOUT', 'AUTH', 'IMAGE', 'DEPLOYED'],
       ...list.map((v) => [
         String(v.version),
         v.current ? '*' : '',
@@ -31,9 +31,15 @@ another one current. With --json: {"versions":[...]}, as the gateway answers.`,
         `${v.memoryMb} MB`,
         `${v.timeoutMs} ms`,
         v.auth,
-        v.codeSha256.slice(0, 12),
+        shortImage(v.image),
         formatTime(v.createdAt),
       ]),
     ]);
   },
 };
+
+/** The first 12 hex digits of the image digest: enough to tell versions apart in a table. */
+function shortImage(image: string): string {
+  const at = image.indexOf('@sha256:');
+  return at < 0 ? image : image.slice(at + '@sha256:'.length, at + '@sha256:'.length + 12);
+}

@@ -14,7 +14,10 @@ export interface DeployBody {
   name: string;
   runtime: Runtime;
   handler: string;
-  code: { zip: string };
+  /** The code as a zip; or else `image`. */
+  code?: { zip: string };
+  /** An image in Skiff's registry built on a runtime image (docs/RUNTIMES.md); or else `code`. */
+  image?: string;
   memoryMb?: number;
   timeoutMs?: number;
   concurrency?: number;
@@ -30,7 +33,7 @@ export interface DeployBody {
 const deploySchema = {
   body: {
     type: 'object',
-    required: ['name', 'runtime', 'handler', 'code'],
+    required: ['name', 'runtime', 'handler'],
     additionalProperties: false,
     properties: {
       name: { type: 'string', pattern: FUNCTION_NAME },
@@ -42,6 +45,7 @@ const deploySchema = {
         additionalProperties: false,
         properties: { zip: { type: 'string', minLength: 1 } },
       },
+      image: { type: 'string', minLength: 1, maxLength: 512 },
       memoryMb: { type: 'integer', minimum: 64, maximum: 10240 },
       timeoutMs: { type: 'integer', minimum: 1, maximum: 900000 },
       concurrency: { type: 'integer', minimum: 1, maximum: 1000 },
@@ -79,13 +83,24 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
   app.post<{ Body: DeployBody }>('/v1/functions', { schema: deploySchema }, async (request, reply) => {
     const body = request.body;
     if ((body.minWarm ?? 0) > (body.maxInstances ?? 100)) throw invalidRequest('minWarm', 'minWarm cannot exceed maxInstances');
-    const zip = decodeZip(body.code.zip, ctx.config.gateway.maxZipBytes);
-    const summary = await inspectZip(
-      zip,
-      { maxEntries: ctx.config.gateway.maxZipEntries, maxUnpackedBytes: ctx.config.gateway.maxUnpackedBytes },
-      body.handler,
-      body.runtime,
-    );
+    if ((body.code === undefined) === (body.image === undefined)) {
+      throw invalidRequest(body.code ? 'image' : 'code', 'give the code either as code.zip or as an image reference in image, not both');
+    }
+    let code: { zip: Buffer; sha256: string } | null = null;
+    let image;
+    if (body.code) {
+      const zip = decodeZip(body.code.zip, ctx.config.gateway.maxZipBytes);
+      const summary = await inspectZip(
+        zip,
+        { maxEntries: ctx.config.gateway.maxZipEntries, maxUnpackedBytes: ctx.config.gateway.maxUnpackedBytes },
+        body.handler,
+        body.runtime,
+      );
+      code = { zip, sha256: summary.sha256 };
+      image = await ctx.images.fromZip(body.name, body.runtime, zip);
+    } else {
+      image = await ctx.images.fromReference(body.image ?? '', body.runtime);
+    }
     const info = await ctx.functions.deploy({
       name: body.name,
       runtime: body.runtime,
@@ -100,11 +115,11 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       network: body.network ?? 'none',
       idempotent: body.idempotent ?? false,
       env: body.env ?? {},
-      zip,
-      codeSha256: summary.sha256,
+      code,
+      image: image.reference,
     });
-    await publish(ctx, { type: 'deployed', name: info.name, version: info.version });
-    request.log.info({ function: info.name, version: info.version, codeBytes: zip.length }, 'function deployed');
+    await publish(ctx, { type: 'deployed', name: info.name, version: info.version, image: info.image });
+    request.log.info({ function: info.name, version: info.version, image: info.image, codeLayerBytes: image.codeLayerBytes }, 'function deployed');
     return reply.status(201).send(describe(info));
   });
 
@@ -132,7 +147,7 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       if (result.missing === 'function') throw notFound(name);
       throw new SkiffError('NotFound', `function ${name} has no version ${version}; GET /v1/functions/${name}/versions lists them`, { field: 'version' });
     }
-    await publish(ctx, { type: 'deployed', name, version: result.info.version });
+    await publish(ctx, { type: 'deployed', name, version: result.info.version, image: result.info.image });
     request.log.info({ function: name, version: result.info.version }, 'function rolled back');
     return describe(result.info);
   });

@@ -1,19 +1,25 @@
 /**
  * The private services a bench run stands on, as `npm test` starts them (infra/test/run-tests.ts):
- * Redis and PostgreSQL on free loopback ports, with their data in a fresh state directory.
+ * Redis, PostgreSQL and the image registry on free loopback ports, with their data in a fresh
+ * state directory, and the runtime base images published to the registry.
  */
 import { chmod, mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freePort } from '../services/process.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPostgres } from '../services/postgres-server.js';
 import { startRedis } from '../services/redis-server.js';
+import { startRegistry } from '../services/registry-server.js';
+import { publishRuntimeImages } from '../images/base-images.js';
+import { RegistryClient } from '../registry/client.js';
+import { createLogger } from '../log.js';
 
 export interface BenchServices {
   /** State of the run: databases, images, platforms. */
   root: string;
   redisUrl: string;
   databaseUrl: string;
+  registryUrl: string;
   stop(): Promise<void>;
 }
 
@@ -28,24 +34,21 @@ export async function startBenchServices(): Promise<BenchServices> {
       throw error;
     },
   );
+  const registry = await startRegistry({ dir: join(root, 'registry'), port: await freePort() }).catch(async (error: unknown) => {
+    await postgres.stop();
+    await redis.stop();
+    throw error;
+  });
+  await publishRuntimeImages(new RegistryClient({ url: registry.url }), join(root, 'images'), createLogger('bench', 'warn'));
   return {
     root,
     redisUrl: redis.url,
     databaseUrl: postgres.url,
+    registryUrl: registry.url,
     async stop() {
+      await registry.stop();
       await postgres.stop();
       await redis.stop();
     },
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }

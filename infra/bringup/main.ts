@@ -1,7 +1,8 @@
 /**
  * `npm start`, after infra/system/prepare.sh: brings the whole platform up on this machine —
- * private Redis and PostgreSQL under the state directory (unless REDIS_URL / DATABASE_URL name
- * existing servers), the schema, the nodejs20 base image, then a gateway, a scheduler and a worker
+ * private Redis, PostgreSQL and image registry under the state directory (unless REDIS_URL /
+ * DATABASE_URL / REGISTRY_URL name existing ones), the schema, the runtime base images built and
+ * published to the registry, then a gateway, a scheduler and workers
  * as child processes — and prints the gateway's URL. SIGINT/SIGTERM stops all of it and leaves no
  * container, mount, cgroup or process behind. A second start reuses the state.
  */
@@ -12,7 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config.js';
 import { ApiKeys } from '../db/api-keys.js';
 import { migrate, openDatabase } from '../db/database.js';
-import { ensureNodeImage } from '../images/nodejs-rootfs.js';
+import { publishRuntimeImages } from '../images/base-images.js';
+import { RegistryClient } from '../registry/client.js';
+import { createLogger } from '../log.js';
+import { startRegistry, type LocalRegistry } from '../services/registry-server.js';
 import { startPostgres, type LocalPostgres } from '../services/postgres-server.js';
 import { startProcess, waitFor, type OwnedProcess } from '../services/process.js';
 import { startRedis, type LocalRedis } from '../services/redis-server.js';
@@ -28,6 +32,7 @@ say(`state in ${config.stateDir}`);
 
 let redis: LocalRedis | undefined;
 let postgres: LocalPostgres | undefined;
+let registry: LocalRegistry | undefined;
 const components: Array<{ name: string; proc: OwnedProcess }> = [];
 let stopping = false;
 
@@ -40,6 +45,7 @@ async function stopAll(code: number): Promise<never> {
     await proc.stop('SIGTERM', 30000);
     say(`${name} stopped`);
   }
+  await registry?.stop();
   await postgres?.stop();
   await redis?.stop();
   const left = await leftovers();
@@ -74,6 +80,13 @@ try {
     postgres = await startPostgres({ dir: join(config.stateDir, 'postgres'), port, database: url.pathname.slice(1) || 'skiff', user: url.username || 'skiff', durable: true });
     databaseUrl = postgres.url;
   }
+  let registryUrl = config.registry.url;
+  if (!config.external.registry) {
+    const port = Number(new URL(registryUrl).port || 80);
+    say(`starting the image registry on 127.0.0.1:${port}`);
+    registry = await startRegistry({ dir: join(config.stateDir, 'registry'), port });
+    registryUrl = registry.url;
+  }
   const db = openDatabase(databaseUrl, config.databaseSchema, 1);
   const applied = await migrate(db, config.databaseSchema);
   say(applied.length > 0 ? `database schema migrated (${applied.join(', ')})` : 'database schema up to date');
@@ -89,11 +102,11 @@ try {
 
   await db.end();
 
-  say('preparing the nodejs20 base image');
-  const image = await ensureNodeImage({ nodeBinary: process.execPath, runtimeDir: join(dist, 'runtime'), imagesDir: config.imagesDir });
-  say(`nodejs20 image ${image.digest} ready`);
+  say('building and publishing the runtime base images (the first time takes a minute)');
+  const published = await publishRuntimeImages(new RegistryClient({ ...config.registry, url: registryUrl }), config.imagesDir, createLogger('bring-up', config.logLevel));
+  for (const base of published) say(`${base.runtime} image ${base.repository}@${base.digest.slice(0, 19)}… ready`);
 
-  const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, SKIFF_STATE_DIR: config.stateDir };
+  const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, REGISTRY_URL: registryUrl, SKIFF_STATE_DIR: config.stateDir };
   // SKIFF_WORKERS nodes on this host, each with its own id, uid range and metrics port.
   const workers = Array.from({ length: config.bringupWorkers }, (_, i) => ({
     name: config.bringupWorkers === 1 ? 'worker' : `worker ${config.worker.id.replace(/-1$/, '')}-${i + 1}`,

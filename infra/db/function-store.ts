@@ -22,8 +22,10 @@ export interface DeployInput {
   network: 'none' | 'egress';
   idempotent: boolean;
   env: Record<string, string>;
-  zip: Buffer;
-  codeSha256: string;
+  /** The uploaded zip, for zip deploys; null when the function was deployed by image reference. */
+  code: { zip: Buffer; sha256: string } | null;
+  /** The image the version runs, by digest (gateway/images/function-images.ts). */
+  image: string;
 }
 
 export interface FunctionInfo extends FunctionVersion {
@@ -33,11 +35,11 @@ export interface FunctionInfo extends FunctionVersion {
 }
 
 const VERSION_COLUMNS = `v.version_id, v.name, v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency,
-  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.env, v.code_sha256, c.size_bytes, f.created_at, v.created_at AS updated_at`;
+  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.env, v.code_sha256, v.image, coalesce(c.size_bytes, 0) AS size_bytes, f.created_at, v.created_at AS updated_at`;
 
 const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
   JOIN function_versions v ON v.name = f.name AND v.version = f.current_version
-  JOIN code_blobs c ON c.sha256 = v.code_sha256`;
+  LEFT JOIN code_blobs c ON c.sha256 = v.code_sha256`;
 
 /** One version as GET /v1/functions/:name/versions lists it: the version, without its env. */
 export type VersionSummary = Omit<FunctionInfo, 'versionId' | 'name' | 'env' | 'codeSize' | 'updatedAt'> & {
@@ -54,10 +56,12 @@ export class FunctionStore {
     const client = await this.db.connect();
     try {
       await client.query('BEGIN');
-      await client.query(
-        'INSERT INTO code_blobs (sha256, zip, size_bytes) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING',
-        [input.codeSha256, input.zip, input.zip.length],
-      );
+      if (input.code) {
+        await client.query(
+          'INSERT INTO code_blobs (sha256, zip, size_bytes) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING',
+          [input.code.sha256, input.code.zip, input.code.zip.length],
+        );
+      }
       // The row lock serializes concurrent deploys (and rollbacks) of one name, so versions never
       // collide. The new version is one past the highest there is, not past the current one: after
       // a rollback the current version is an older one. The version query is a statement of its
@@ -76,11 +80,11 @@ export class FunctionStore {
       if (version === undefined) throw new Error('deploy returned no version');
       await client.query(
         `INSERT INTO function_versions (version_id, name, version, runtime, handler, memory_mb, timeout_ms, concurrency,
-           idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+           idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256, image)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
         [
           nanoid(), input.name, version, input.runtime, input.handler, input.memoryMb, input.timeoutMs, input.concurrency,
-          input.idleTimeoutMs, input.minWarm, input.maxInstances, input.auth, input.network, input.idempotent, JSON.stringify(input.env), input.codeSha256,
+          input.idleTimeoutMs, input.minWarm, input.maxInstances, input.auth, input.network, input.idempotent, JSON.stringify(input.env), input.code?.sha256 ?? null, input.image,
         ],
       );
       await client.query('COMMIT');
@@ -117,7 +121,7 @@ export class FunctionStore {
     const { rows } = await this.db.query(
       `SELECT ${VERSION_COLUMNS}, v.version = f.current_version AS current FROM functions f
        JOIN function_versions v ON v.name = f.name
-       JOIN code_blobs c ON c.sha256 = v.code_sha256
+       LEFT JOIN code_blobs c ON c.sha256 = v.code_sha256
        WHERE f.name = $1 ORDER BY v.version DESC`,
       [name],
     );
@@ -196,7 +200,8 @@ interface Row {
   network: 'none' | 'egress';
   idempotent: boolean;
   env: Record<string, string>;
-  code_sha256: string;
+  code_sha256: string | null;
+  image: string | null;
   size_bytes: number;
   created_at: Date;
   updated_at: Date;
@@ -226,6 +231,8 @@ function toInfo(row: Row): FunctionInfo {
     idempotent: row.idempotent,
     env: row.env,
     codeSha256: row.code_sha256,
+    // Versions deployed before images existed have none; the worker refuses them with a clear error.
+    image: row.image ?? '',
     codeSize: row.size_bytes,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),

@@ -121,4 +121,12 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'idempotent functions',
     sql: `ALTER TABLE function_versions ADD COLUMN idempotent boolean NOT NULL DEFAULT false;`,
   },
+  {
+    id: 8,
+    name: 'function images: each version runs an OCI image by digest; a zip is kept only for zip deploys',
+    sql: `
+      ALTER TABLE function_versions ADD COLUMN image text;
+      ALTER TABLE function_versions ALTER COLUMN code_sha256 DROP NOT NULL;
+    `,
+  },
 ];

@@ -10,7 +10,8 @@
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { cp, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { copyPreservingPath, ensureImage, hashFileStats, listFiles, sharedLibraries, type BaseImage } from './rootfs-builder.js';
 
 export type { BaseImage } from './rootfs-builder.js';
@@ -23,6 +24,12 @@ export interface NodeImageInputs {
   /** Where images live: `<imagesDir>/nodejs20/<digest>/rootfs`. */
   imagesDir: string;
 }
+
+export const NODE_RUNTIME = 'nodejs20';
+/** How a nodejs20 container starts: the bootstrap (one V8 platform thread: containers are many, cores few). */
+export const NODE_COMMAND = ['/usr/bin/node', '--v8-pool-size=1', '/opt/skiff/runtime/nodejs/bootstrap.js'];
+/** Compiled runtime/ directory (bootstraps and protocol) beside this module's build. */
+export const NODE_RUNTIME_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'runtime');
 
 const notSourceMap = (path: string, isDirectory: boolean): boolean => isDirectory || !path.endsWith('.map');
 

@@ -15,7 +15,10 @@ export interface FunctionVersion extends FunctionSpec {
   /** Unique across all functions and all time: a deleted and re-created function never reuses one. */
   versionId: string;
   runtime: Runtime;
-  codeSha256: string;
+  /** sha256 of the deployed zip; null for a version deployed by image reference. */
+  codeSha256: string | null;
+  /** The OCI image the version runs, by digest: `skiff/functions/<name>@sha256:...` in Skiff's registry. */
+  image: string;
   /** Calls one instance serves at once. */
   concurrency: number;
   /** An idle instance is destroyed after this long. */
@@ -57,7 +60,8 @@ export type InvocationOutcome =
   | { id: string; ok: true; value: unknown; cold: boolean; workerId: string; timings: InvocationTimings }
   | { id: string; ok: false; error: ErrorBody; cold?: boolean; workerId?: string };
 
-export type FunctionEvent = { type: 'deployed'; name: string; version: number } | { type: 'deleted'; name: string };
+/** `image`: the version's image, which workers pull ahead of its first call. */
+export type FunctionEvent = { type: 'deployed'; name: string; version: number; image?: string } | { type: 'deleted'; name: string };
 
 /**
  * active: takes new calls. cordoned: takes none, keeps serving its instances' running calls.
@@ -83,4 +87,12 @@ export interface WorkerHeartbeat {
   busy: Record<string, number>;
   /** Ready pre-created sandboxes by runtime. */
   pool: Record<string, number>;
+  /** Images this node has pulled and holds ready (every layer unpacked). */
+  images?: CachedImage[];
+}
+
+export interface CachedImage {
+  reference: string;
+  digest: string;
+  runtime: string | undefined;
 }

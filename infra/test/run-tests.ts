@@ -1,16 +1,21 @@
 /**
- * `npm test`, after install and build: starts a private Redis and PostgreSQL on free loopback
- * ports, runs every test file with tap against them (REDIS_URL, DATABASE_URL), stops them, and
- * fails if the run left a container, a mount or a cgroup behind.
+ * `npm test`, after install and build: starts a private Redis, PostgreSQL and image registry on
+ * free loopback ports, publishes the runtime base images to the registry, runs every test file
+ * with tap against them (REDIS_URL, DATABASE_URL, REGISTRY_URL), stops them, and fails if the run
+ * left a container, a mount or a cgroup behind.
  */
 import { chmod, mkdtemp, rm, readdir } from 'node:fs/promises';
+import { freePort } from '../services/process.js';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { startPostgres } from '../services/postgres-server.js';
 import { startRedis } from '../services/redis-server.js';
+import { startRegistry, type LocalRegistry } from '../services/registry-server.js';
+import { publishRuntimeImages } from '../images/base-images.js';
+import { RegistryClient } from '../registry/client.js';
+import { createLogger } from '../log.js';
 import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
 
 const root = await mkdtemp(join(tmpdir(), 'skiff-test-'));
@@ -25,18 +30,24 @@ const postgres = await startPostgres({ dir: join(root, 'postgres'), port: await 
   await redis.stop();
   throw error;
 });
-console.log(`skiff tests: redis ${redis.url}, postgres ${postgres.url}`);
-
+let registry: LocalRegistry | undefined;
 let code = 1;
 try {
+  registry = await startRegistry({ dir: join(root, 'registry'), port: await freePort() });
+  console.log(`skiff tests: redis ${redis.url}, postgres ${postgres.url}, registry ${registry.url}`);
+  const started = performance.now();
+  const published = await publishRuntimeImages(new RegistryClient({ url: registry.url }), join(root, 'images'), createLogger('test-runner', 'warn'));
+  console.log(`skiff tests: runtime images ${published.map((p) => p.runtime).join(', ')} published in ${Math.round(performance.now() - started)} ms`);
   code = await runTap(files.length > 0 ? files : await testFiles('dist/test'), {
     ...process.env,
     REDIS_URL: redis.url,
     DATABASE_URL: postgres.url,
+    REGISTRY_URL: registry.url,
     SKIFF_TEST_STATE: root,
     SKIFF_TEST_RUN: run,
   });
 } finally {
+  await registry?.stop();
   await postgres.stop();
   await redis.stop();
 }
@@ -102,15 +113,4 @@ async function leftovers(stateRoot: string): Promise<string[]> {
     }
   }
   return found;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }

@@ -116,10 +116,12 @@ interface Described {
   memoryMb: number;
   env: Record<string, string>;
   codeSha256: string;
+  image: string;
   url: string;
 }
 
 let firstSha = '';
+let firstImage = '';
 
 t.test('deploy: skiff.json gives defaults, flags win, the name is the directory, node_modules goes along and .git does not', async (t) => {
   const run = await skiff(['deploy', 'cli-app', '--memory', '256', '--env', 'WHERE=flag', '--env', 'STAGE=test']);
@@ -135,6 +137,7 @@ t.test('deploy: skiff.json gives defaults, flags win, the name is the directory,
   t.match(described, { name: 'cli-app', version: 1, handler: 'app.handler', memoryMb: 256, url: `${platform.url}/fn/cli-app` });
   t.same(described.env, { GREETING: 'hello', WHERE: 'flag', STAGE: 'test' }, 'env: skiff.json merged under --env');
   firstSha = described.codeSha256;
+  firstImage = described.image;
 });
 
 t.test('invoke: --data as JSON, @file and @- (stdin); --json prints one line', async (t) => {
@@ -219,6 +222,7 @@ t.test('redeploy: a new version; the same code zips to the same bytes', async (t
   const described = JSON.parse(run.stdout) as Described;
   t.match(described, { name: 'cli-app', version: 2, memoryMb: 192, url: `${platform.url}/fn/cli-app` }, 'skiff.json alone this time');
   t.equal(described.codeSha256, firstSha, 'reproducible zip: same code, same sha256');
+  t.equal(described.image, firstImage, 'same code, same runtime image: the same image');
   const invoked = await skiff(['invoke', 'cli-app', '--data', '{"who":"v2"}']);
   t.equal((JSON.parse(invoked.stdout) as { where: string }).where, 'manifest');
 });
@@ -226,10 +230,10 @@ t.test('redeploy: a new version; the same code zips to the same bytes', async (t
 t.test('versions lists them newest first; rollback makes one current again and calls run it', async (t) => {
   const table = await skiff(['versions', 'cli-app']);
   t.equal(table.code, 0, table.stderr);
-  t.match(table.stdout, /^VERSION\s+CURRENT\s+RUNTIME\s+HANDLER\s+MEMORY\s+TIMEOUT\s+AUTH\s+CODE\s+DEPLOYED$/m);
+  t.match(table.stdout, /^VERSION\s+CURRENT\s+RUNTIME\s+HANDLER\s+MEMORY\s+TIMEOUT\s+AUTH\s+IMAGE\s+DEPLOYED$/m);
   const rows = table.stdout.trim().split('\n').slice(1);
   t.equal(rows.length, 2, 'two versions');
-  t.match(rows[0], new RegExp(`^2\\s+\\*\\s+nodejs20\\s+app\\.handler\\s+192 MB\\s+30000 ms\\s+none\\s+${firstSha.slice(0, 12)}\\s+\\d{4}-`), 'version 2 first, current');
+  t.match(rows[0], new RegExp(`^2\\s+\\*\\s+nodejs20\\s+app\\.handler\\s+192 MB\\s+30000 ms\\s+none\\s+${firstImage.split('@sha256:')[1]?.slice(0, 12)}\\s+\\d{4}-`), 'version 2 first, current');
   t.match(rows[1], /^1\s+nodejs20\s+app\.handler\s+256 MB\s/, 'then version 1, not current');
 
   const back = await skiff(['rollback', 'cli-app', '1']);

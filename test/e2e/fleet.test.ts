@@ -1,7 +1,7 @@
 /**
  * A fleet of three worker nodes under steady load: one is SIGKILLed, one is drained by an
  * operator. The two that go away each run as their own host: a network namespace made here,
- * joined to this host by a bridge, reaching Redis and PostgreSQL through it. Every accepted call is answered exactly once; calls running on the killed node are
+ * joined to this host by a bridge, reaching Redis, PostgreSQL and the registry through it. Every accepted call is answered exactly once; calls running on the killed node are
  * answered Unavailable (sync) or run again elsewhere (async); the drained node finishes its calls
  * and leaves; the fleet API shows it all.
  */
@@ -54,9 +54,11 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
   }
   const redisRelay = await relay(`${subnet}.1`, Number(new URL(platform.config.redisUrl).port));
   const postgresRelay = await relay(`${subnet}.1`, Number(new URL(platform.config.databaseUrl).port));
+  const registryRelay = await relay(`${subnet}.1`, Number(new URL(platform.config.registry.url).port));
   t.teardown(() => {
     redisRelay.server.close();
     postgresRelay.server.close();
+    registryRelay.server.close();
   });
   const startNode = (suffix: string, uidBase: number): ChildProcess => {
     const env = platform.workerEnv(suffix, uidBase);
@@ -66,10 +68,13 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
     const databaseUrl = new URL(platform.config.databaseUrl);
     databaseUrl.hostname = `${subnet}.1`;
     databaseUrl.port = String(postgresRelay.port);
+    const registryUrl = new URL(platform.config.registry.url);
+    registryUrl.hostname = `${subnet}.1`;
+    registryUrl.port = String(registryRelay.port);
     // nsenter joins only the node's network namespace: it is its own host on the network, and
     // shares this host's file systems (mounts, runc state), so its leftovers are checked as usual.
     const child = spawn('nsenter', [`--net=/run/netns/${net}${suffix}`, process.execPath, WORKER_MAIN], {
-      env: { ...process.env, ...env, REDIS_URL: redisUrl.toString(), DATABASE_URL: databaseUrl.toString() },
+      env: { ...process.env, ...env, REDIS_URL: redisUrl.toString(), DATABASE_URL: databaseUrl.toString(), REGISTRY_URL: registryUrl.origin },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     children.set(env.SKIFF_WORKER_ID ?? suffix, child);

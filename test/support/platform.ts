@@ -32,6 +32,8 @@ export interface Platform {
   config: Readonly<Config>;
   gateway: Gateway;
   worker: WorkerNode;
+  /** Stops the in-process worker, runs `whileStopped`, and starts it again with the same id and state. */
+  restartWorker(whileStopped?: () => Promise<void>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const config = loadConfig({
     REDIS_URL: requireEnv('REDIS_URL'),
     DATABASE_URL: requireEnv('DATABASE_URL'),
+    REGISTRY_URL: requireEnv('REGISTRY_URL'),
     SKIFF_STATE_DIR: stateDir,
     SKIFF_IMAGES_DIR: join(process.env.SKIFF_TEST_STATE ?? tmpdir(), 'images'),
     SKIFF_DB_SCHEMA: `test_${tag}`,
@@ -68,7 +71,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   await migrate(db, config.databaseSchema);
   const { key } = await new ApiKeys(db).create('test admin');
 
-  const worker = await startWorker(config, { log, tracer });
+  let worker = await startWorker(config, { log, tracer });
   const keys = keySpace(config.keyPrefix);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
@@ -94,6 +97,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     workerEnv: (id, uidBase) => ({
       REDIS_URL: config.redisUrl,
       DATABASE_URL: config.databaseUrl,
+      REGISTRY_URL: config.registry.url,
       SKIFF_STATE_DIR: stateDir,
       SKIFF_IMAGES_DIR: config.imagesDir,
       SKIFF_DB_SCHEMA: config.databaseSchema,
@@ -110,7 +114,14 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     }),
     config,
     gateway,
-    worker,
+    get worker() {
+      return worker;
+    },
+    async restartWorker(whileStopped) {
+      await worker.stop();
+      await whileStopped?.();
+      worker = await startWorker(config, { log, tracer });
+    },
     async stop() {
       await gateway.stop();
       await failover.stop();
@@ -127,6 +138,6 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
 
 function requireEnv(name: string): string {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run the tests with \`npm test\`, which starts Redis and PostgreSQL`);
+  if (!value) throw new Error(`${name} is not set: run the tests with \`npm test\`, which starts Redis, PostgreSQL and the registry`);
   return value;
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { hostname, totalmem } from 'node:os';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig } from '../../infra/config.js';
 
@@ -24,7 +24,7 @@ t.test('defaults', async (t) => {
   const stateDir = process.getuid?.() === 0 ? '/var/lib/skiff' : resolve('.skiff');
   t.equal(c.stateDir, stateDir);
   t.equal(c.imagesDir, `${stateDir}/images`);
-  t.same(c.external, { redis: false, database: false });
+  t.same(c.external, { redis: false, database: false, registry: false });
   t.equal(c.redisUrl, 'redis://127.0.0.1:6390');
   t.equal(c.databaseUrl, 'postgres://skiff@127.0.0.1:5440/skiff');
   t.equal(c.databaseSchema, 'public');
@@ -54,7 +54,11 @@ t.test('defaults', async (t) => {
     pidsLimit: 64,
     tmpSizeMb: 64,
     logLimitBytes: 1024 * 1024,
+    imageCacheMb: 10 * 1024,
+    imageGraceMs: 60_000,
+    maxConcurrentCreates: 2 * availableParallelism(),
   });
+  t.same(c.registry, { url: 'http://127.0.0.1:5050', username: undefined, password: undefined });
   t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000, retentionHours: 168 });
   t.same(c.asyncRetries, { retries: 2, backoffMs: 1000 });
   t.same(c.telemetry, { enabled: false });
@@ -113,6 +117,16 @@ t.test('integers: anything else is a ConfigError naming the variable', async (t)
   rejects(t, { SKIFF_HEARTBEAT_TTL_MS: 'soon' }, 'SKIFF_HEARTBEAT_TTL_MS');
   rejects(t, { SKIFF_BODY_LIMIT_BYTES: 'Infinity' }, 'SKIFF_BODY_LIMIT_BYTES');
   rejects(t, { SKIFF_IDLE_TIMEOUT_MS: 'NaN' }, 'SKIFF_IDLE_TIMEOUT_MS');
+});
+
+t.test('registry: REGISTRY_URL, REGISTRY_USERNAME, REGISTRY_PASSWORD', async (t) => {
+  const c = loadConfig({ REGISTRY_URL: 'https://registry.example.com:5000/', REGISTRY_USERNAME: 'ci', REGISTRY_PASSWORD: 's3cret' });
+  t.same(c.registry, { url: 'https://registry.example.com:5000', username: 'ci', password: 's3cret' }, 'a trailing slash is dropped');
+  rejects(t, { REGISTRY_URL: 'registry:5000' }, 'REGISTRY_URL');
+  rejects(t, { REGISTRY_URL: 'ftp://registry' }, 'REGISTRY_URL');
+  rejects(t, { REGISTRY_URL: 'http://user:pw@registry' }, 'REGISTRY_URL');
+  rejects(t, { REGISTRY_URL: 'http://registry/v2' }, 'REGISTRY_URL');
+  rejects(t, { SKIFF_IMAGE_CACHE_MB: '10' }, 'SKIFF_IMAGE_CACHE_MB');
 });
 
 t.test('integers: the message shows the bad value', async (t) => {
@@ -189,16 +203,17 @@ t.test('telemetry: an empty variable counts as unset', async (t) => {
   t.equal(enabled({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '' }), false, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=""');
 });
 
-t.test('external services are those named by REDIS_URL and DATABASE_URL', async (t) => {
+t.test('external services are those named by REDIS_URL, DATABASE_URL and REGISTRY_URL', async (t) => {
   const redis = loadConfig({ REDIS_URL: 'redis://10.0.0.5:6379' });
-  t.same(redis.external, { redis: true, database: false });
+  t.same(redis.external, { redis: true, database: false, registry: false });
   t.equal(redis.redisUrl, 'redis://10.0.0.5:6379');
   t.equal(redis.databaseUrl, 'postgres://skiff@127.0.0.1:5440/skiff');
 
   const database = loadConfig({ DATABASE_URL: 'postgres://u@db:5432/skiff' });
-  t.same(database.external, { redis: false, database: true });
+  t.same(database.external, { redis: false, database: true, registry: false });
   t.equal(database.databaseUrl, 'postgres://u@db:5432/skiff');
   t.equal(database.redisUrl, 'redis://127.0.0.1:6390');
 
-  t.same(loadConfig({ REDIS_URL: 'redis://r', DATABASE_URL: 'postgres://p' }).external, { redis: true, database: true });
+  t.same(loadConfig({ REDIS_URL: 'redis://r', DATABASE_URL: 'postgres://p' }).external, { redis: true, database: true, registry: false });
+  t.same(loadConfig({ REGISTRY_URL: 'http://registry:5000' }).external, { redis: false, database: false, registry: true });
 });

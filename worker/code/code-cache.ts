@@ -1,57 +1,100 @@
 /**
- * The worker's cache of function code: each code zip (by sha256) unpacked once into a directory
- * that every instance of that code binds read-only at /var/task. A miss reads the zip from the
- * metadata database; concurrent misses for the same code share one fetch. Each directory is made
- * a read-only mount point of itself once, so the binds made from it are read-only inside the
- * containers too; `close` unmounts them.
+ * A function version's files on this worker: its image pulled (ImageCache), and the image's top
+ * layer — the function's own, holding /var/task — made a read-only mount point of this worker,
+ * which every instance of the version binds at /var/task. The layers beneath are the container's
+ * root (the runtime image), shared by every function built on it.
+ *
+ * The mount point is per worker (several workers on one host share the layers, not their mounts),
+ * and read-only at its source, so the binds made from it are read-only inside containers too.
+ * Code mounts of versions this worker has not used for a while are released, so that their layers
+ * can be collected.
  */
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SkiffError } from '../../infra/errors.js';
-import type { Database } from '../../infra/db/database.js';
-import { extractZip, type ZipLimits } from '../../gateway/code/zip-archive.js';
-import { makeReadOnlyMountPoint, unmountTree } from '../sandbox/mounts.js';
+import { digestHex } from '../../infra/images/oci/types.js';
+import type { FunctionVersion } from '../../infra/queue/jobs.js';
+import type { ImageCache, LocalImage } from '../images/image-cache.js';
+import { makeReadOnlyBind, unmountTree } from '../sandbox/mounts.js';
+import type { RuntimeImage } from '../sandbox/runc-sandbox.js';
+
+export interface PreparedCode {
+  /** Read-only directory to bind at /var/task. */
+  codeDir: string;
+  image: LocalImage;
+  /** The container's root: the image without its top layer. */
+  root: RuntimeImage;
+}
+
+/** The root a container of `image` runs on: every layer but the top one (the function's). */
+export function rootOf(image: LocalImage, images: Pick<ImageCache, 'layerPath'>, withTop = false): RuntimeImage {
+  const layers = withTop ? image.layers : image.layers.slice(0, -1);
+  return {
+    runtime: image.runtime ?? 'unknown',
+    layers,
+    lowerDirs: layers.map((layer) => images.layerPath(layer)).reverse(),
+    command: image.command,
+  };
+}
 
 export class CodeCache {
-  private readonly inflight = new Map<string, Promise<string>>();
-  private readonly ready = new Set<string>();
+  private readonly mounts = new Map<string, Promise<string>>();
+  private readonly lastUsed = new Map<string, number>();
+  /** The image each mounted layer was prepared for (an image's top layer is its own). */
+  private readonly imageOf = new Map<string, string>();
 
   constructor(
-    private readonly db: Database,
+    private readonly images: ImageCache,
+    /** Where this worker's code mount points are. */
     private readonly dir: string,
-    private readonly limits: ZipLimits,
   ) {}
 
-  /** Directory holding the unpacked code with this digest. */
-  ensure(sha256: string): Promise<string> {
-    const target = join(this.dir, sha256);
-    if (this.ready.has(sha256)) return Promise.resolve(target);
-    let pending = this.inflight.get(sha256);
-    if (!pending) {
-      pending = this.fetch(sha256, target).finally(() => this.inflight.delete(sha256));
-      this.inflight.set(sha256, pending);
+  async prepare(fn: FunctionVersion): Promise<PreparedCode> {
+    const image = await this.images.image(fn.image);
+    if (fn.runtime !== image.runtime) {
+      throw new SkiffError('ImageCorrupt', `image ${fn.image} is a ${image.runtime ?? 'non-Skiff'} image, not ${fn.runtime}`);
     }
-    return pending;
+    const top = image.layers.at(-1);
+    if (!top || image.layers.length < 2) throw new SkiffError('ImageCorrupt', `image ${fn.image} has no function layer above its runtime`);
+    this.lastUsed.set(top, Date.now());
+    this.imageOf.set(top, fn.image);
+    let mounted = this.mounts.get(top);
+    if (!mounted) {
+      mounted = this.mount(top, fn.image);
+      this.mounts.set(top, mounted);
+      mounted.catch(() => this.mounts.delete(top));
+    }
+    return { codeDir: await mounted, image, root: rootOf(image, this.images) };
   }
 
-  private async fetch(sha256: string, target: string): Promise<string> {
-    if (!existsSync(target)) {
-      const { rows } = await this.db.query<{ zip: Buffer }>('SELECT zip FROM code_blobs WHERE sha256 = $1', [sha256]);
-      const zip = rows[0]?.zip;
-      if (!zip) throw new SkiffError('FunctionNotFound', `code ${sha256} is not stored (was the function deleted?)`);
-      await mkdir(this.dir, { recursive: true });
-      await extractZip(zip, target, this.limits);
-    }
-    await makeReadOnlyMountPoint(target);
-    this.ready.add(sha256);
+  private async mount(layer: string, reference: string): Promise<string> {
+    const source = join(this.images.layerPath(layer), 'var', 'task');
+    if (!existsSync(source)) throw new SkiffError('ImageCorrupt', `the top layer of image ${reference} has no /var/task: the function's files go there`);
+    const target = join(this.dir, digestHex(layer));
+    await mkdir(target, { recursive: true });
+    await makeReadOnlyBind(source, target);
     return target;
   }
 
-  /** Unmounts the code directories (their files stay, for the next start). */
+  /** Unmounts code not prepared for `idleMs` whose image no live instance runs (`liveImages`). */
+  async releaseUnused(idleMs: number, liveImages: ReadonlySet<string>): Promise<void> {
+    for (const [layer, mounted] of this.mounts) {
+      if (liveImages.has(this.imageOf.get(layer) ?? '') || Date.now() - (this.lastUsed.get(layer) ?? 0) < idleMs) continue;
+      this.mounts.delete(layer);
+      this.imageOf.delete(layer);
+      const target = await mounted.catch(() => undefined);
+      if (target) {
+        await unmountTree(target);
+        await rmdir(target).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Unmounts every code mount point of this worker. */
   async close(): Promise<void> {
-    await Promise.all(this.inflight.values());
+    await Promise.allSettled(this.mounts.values());
+    this.mounts.clear();
     await unmountTree(this.dir);
-    this.ready.clear();
   }
 }

@@ -12,7 +12,7 @@ import { SkiffError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/log.js';
 import type { FunctionVersion } from '../../infra/queue/jobs.js';
 import type { CodeCache } from '../code/code-cache.js';
-import type { RuntimeImage, SandboxFactory } from '../sandbox/runc-sandbox.js';
+import { sameRoot, type RuntimeImage, type SandboxFactory } from '../sandbox/runc-sandbox.js';
 import type { OutputLine, Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxPool } from '../sandbox/sandbox-pool.js';
 import { expired, reclaimableMb, toFreeMemory, type InstanceView } from './eviction.js';
@@ -201,15 +201,13 @@ export class InstanceSet {
 
   private async make(fn: FunctionVersion, inFlight: number): Promise<Acquired> {
     const t0 = performance.now();
-    const codeDir = await this.code.ensure(fn.codeSha256);
+    const { codeDir, root } = await this.code.prepare(fn);
     const t1 = performance.now();
-    let sandbox = this.pool.take(fn.runtime);
+    // A pooled sandbox runs the runtime image this worker pooled; a function built on another one
+    // (deployed before the runtime was updated) gets a container of its own image's root.
+    let sandbox = sameRoot(this.images.get(fn.runtime), root) ? this.pool.take(fn.runtime) : undefined;
     const kind: StartKind = sandbox ? 'pooled' : 'created';
-    if (!sandbox) {
-      const image = this.images.get(fn.runtime);
-      if (!image) throw new SkiffError('Unavailable', `this worker has no ${fn.runtime} runtime`);
-      sandbox = await this.factory.create(image, fn.memoryMb);
-    }
+    sandbox ??= await this.factory.create(root, fn.memoryMb);
     const t2 = performance.now();
     const id = sandbox.id;
     sandbox.onOutput((line) => this.options.onOutput(fn, id, line));

@@ -33,15 +33,16 @@ export function makeSharedMountPoint(dir: string): Promise<void> {
 }
 
 /**
- * Makes `dir` a read-only mount point of itself. A bind of it then carries the read-only flag
- * into containers: the flag of a later remount would not propagate, the flag of the source does.
+ * Binds `source` onto `target`, read-only at the mount point itself. A bind of `target` then
+ * carries the read-only flag into containers: the flag of a later remount would not propagate,
+ * the flag of the source does.
  */
-export async function makeReadOnlyMountPoint(dir: string): Promise<void> {
-  await mountCommand('mount', ['--bind', dir, dir]);
-  await mountCommand('mount', ['-o', 'remount,bind,ro', dir]);
+export async function makeReadOnlyBind(source: string, target: string): Promise<void> {
+  await mountCommand('mount', ['--bind', source, target]);
+  await mountCommand('mount', ['-o', 'remount,bind,ro', target]);
 }
 
-/** Binds `source` (a read-only mount point, see makeReadOnlyMountPoint) onto `target`. */
+/** Binds `source` (a read-only mount point, see makeReadOnlyBind) onto `target`. */
 export function bindReadOnly(source: string, target: string): Promise<void> {
   return mountCommand('mount', ['--bind', '-o', 'ro', source, target]);
 }
@@ -65,4 +66,25 @@ export async function mountPointsUnder(roots: string[]): Promise<string[]> {
     if (roots.some((root) => decoded === root || decoded.startsWith(`${root}/`))) points.push(decoded);
   }
   return points.reverse().sort((a, b) => b.split('/').length - a.split('/').length);
+}
+
+/**
+ * Every mount of this mount namespace: its mount point, and what it is made from (a bind's source
+ * path within its file system, and the super options, which hold an overlay's lowerdir).
+ */
+export async function mountPointsAndSources(): Promise<Array<{ point: string; source: string }>> {
+  const table = await readFile('/proc/self/mountinfo', 'utf8');
+  const out: Array<{ point: string; source: string }> = [];
+  for (const line of table.split('\n')) {
+    const fields = line.split(' ');
+    const point = fields[4];
+    if (point === undefined) continue;
+    const dash = fields.indexOf('-');
+    out.push({ point: unescapeMountPath(point), source: unescapeMountPath(`${fields[3] ?? ''} ${dash >= 0 ? fields.slice(dash + 1).join(' ') : ''}`) });
+  }
+  return out;
+}
+
+function unescapeMountPath(text: string): string {
+  return text.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }

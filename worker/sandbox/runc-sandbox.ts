@@ -17,13 +17,21 @@ import type { EgressNetwork } from './egress-network.js';
 import { buildSandboxSpec } from './oci-spec.js';
 import type { OciRuntime } from './runc.js';
 import { RuntimeChannel } from './runtime-channel.js';
+import { Turns } from './turns.js';
 import type { CreationTimings, InvokeOutcome, OutputLine, Sandbox, SandboxState } from './sandbox.js';
 
-/** A runtime the worker can start sandboxes of: its image and the command that starts its bootstrap. */
+/** What a container's root is made of: an image's layers and the command that starts its bootstrap. */
 export interface RuntimeImage {
   runtime: string;
-  rootfs: string;
+  /** Layer digests, bottom first: two roots with the same layers are the same root. */
+  layers: string[];
+  /** The unpacked layers as overlayfs lower directories, top first. */
+  lowerDirs: string[];
   command: string[];
+}
+
+export function sameRoot(a: RuntimeImage | undefined, b: RuntimeImage): boolean {
+  return a !== undefined && a.runtime === b.runtime && a.layers.length === b.layers.length && a.layers.every((layer, i) => layer === b.layers[i]);
 }
 
 export interface SandboxFactoryOptions {
@@ -39,6 +47,8 @@ export interface SandboxFactoryOptions {
   noFileLimit: number;
   logLimitBytes: number;
   bootTimeoutMs: number;
+  /** Creations under way at once; more wait their turn (worker/sandbox/turns.ts). */
+  maxConcurrentCreates: number;
   /** Network egress for functions that ask for it; absent: no sandbox ever gets a network. */
   egress?: EgressNetwork;
   log: Logger;
@@ -55,7 +65,10 @@ export class SandboxFactory {
   private counter = 0;
   /** Every sandbox made and not yet fully destroyed, wherever it is (pool, instance, teardown). */
   private readonly live = new Set<Sandbox>();
-  constructor(private readonly options: SandboxFactoryOptions) {}
+  private readonly turns: Turns;
+  constructor(private readonly options: SandboxFactoryOptions) {
+    this.turns = new Turns(options.maxConcurrentCreates);
+  }
 
   private readonly creationListeners: Array<(event: CreationEvent) => void> = [];
 
@@ -73,8 +86,12 @@ export class SandboxFactory {
     return `/skiff/${this.options.workerId}`;
   }
 
-  /** Makes a container of `image` and waits until its bootstrap says hello. */
+  /** Makes a container of `image` and waits until its bootstrap says hello; waits for a turn first. */
   async create(image: RuntimeImage, memoryMb: number): Promise<Sandbox> {
+    return this.turns.run(() => this.createNow(image, memoryMb));
+  }
+
+  private async createNow(image: RuntimeImage, memoryMb: number): Promise<Sandbox> {
     const started = performance.now();
     try {
       const sandbox = await this.make(image, memoryMb);
@@ -101,7 +118,7 @@ export class SandboxFactory {
       const t0 = performance.now();
       for (const sub of ['upper', 'work', 'rootfs', 'task']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
       await mkdir(socketDir, { recursive: true, mode: 0o755 });
-      await mountOverlay(image.rootfs, join(dir, 'upper'), join(dir, 'work'), join(dir, 'rootfs'));
+      await mountOverlay(image.lowerDirs.join(':'), join(dir, 'upper'), join(dir, 'work'), join(dir, 'rootfs'));
       await makeSharedMountPoint(join(dir, 'task'));
       const spec = buildSandboxSpec({
         hostname: 'skiff',
