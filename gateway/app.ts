@@ -13,8 +13,13 @@ import { keyRoutes } from './routes/keys.js';
 import { deadLetterRoutes } from './routes/dead-letters.js';
 import { workerRoutes } from './routes/workers.js';
 import { logRoutes } from './routes/logs.js';
+import { imageRoutes } from './routes/images.js';
+import { statsRoutes } from './routes/stats.js';
+import { uiRoutes } from './routes/ui.js';
+import type { Database } from '../infra/db/database.js';
+import { InvocationStats } from '../infra/db/invocation-stats.js';
 
-export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<unknown> }, log: Logger): FastifyInstance {
+export function buildApp(ctx: GatewayContext, db: Database, log: Logger): FastifyInstance {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: ctx.config.gateway.bodyLimitBytes,
@@ -34,7 +39,11 @@ export function buildApp(ctx: GatewayContext, db: { query(sql: string): Promise<
     keyRoutes(admin, ctx);
     workerRoutes(admin, ctx);
     deadLetterRoutes(admin, ctx);
+    imageRoutes(admin, ctx);
+    statsRoutes(admin, ctx, new InvocationStats(db));
   });
+  // The dashboard's page is public; the data it shows comes from the routes above, with a key.
+  uiRoutes(app);
   invokeRoutes(app, ctx);
   functionUrlRoutes(app, ctx);
   healthRoutes(app, ctx, db);
