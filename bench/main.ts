@@ -21,6 +21,7 @@ import { progress, startBenchPlatform, startServices, stopPlatform, waitForFullP
 import { coldStarts, httpThroughput, warmCalls } from './latency.js';
 import { noisyNeighbour } from './noisy.js';
 import { tracingOverhead } from './tracing.js';
+import { imageFigures } from './images.js';
 import { table, writeResults, type Results } from './report.js';
 import { mean, percentiles, round } from './stats.js';
 
@@ -47,6 +48,7 @@ const N = {
   /** Asynchronous calls each attacker keeps going. */
   attackersInFlight: 3,
   tracingMs: 5000,
+  imagePulls: 3,
 };
 
 /** `--density N`: only hold N idle warm instances of one function (minutes; not in the default run). */
@@ -74,6 +76,7 @@ const results: Results = {
   burst: null,
   noisyNeighbour: null,
   tracingOverhead: null,
+  images: null,
   ...(previous?.density ? { density: previous.density } : {}),
   baselines: { runcRunPerCallMs: null, nodeSpawnPerCallMs: null, directSocketMs: null, directSocketPerSec: null, pooledSandboxMiB: null, runcRunPerSec: null },
   samples: {},
@@ -223,6 +226,22 @@ async function unpooledPlatform(): Promise<void> {
   await stop?.();
 }
 
+async function imagePlatform(root: string): Promise<void> {
+  let stop: (() => Promise<void>) | undefined;
+  const platform = await phase('platform for images: starting', async () => {
+    const started = await startBenchPlatform({ SKIFF_POOL_SIZE: '0' });
+    stop = onCleanup(() => stopPlatform(started));
+    return started;
+  });
+  if (!platform) return;
+  const figures = await phase(`images: cold pull of a function image into an empty cache (${N.imagePulls}), beside downloading its blobs alone; a second function`, () =>
+    imageFigures(platform, root, N.imagePulls),
+  );
+  if (figures) results.images = figures;
+  progress('stopping the images platform');
+  await stop?.();
+}
+
 async function noisyPlatform(): Promise<void> {
   let stop: (() => Promise<void>) | undefined;
   const platform = await phase('platform for the noisy neighbours (pool of 8, no async retries): starting', async () => {
@@ -284,6 +303,7 @@ async function main(): Promise<void> {
   await perCallBaselines(services.root);
   await pooledPlatform();
   await unpooledPlatform();
+  await imagePlatform(services.root);
   await noisyPlatform();
   const traced = await phase(`tracing overhead: warm throughput at ${N.inFlight} in flight, ${N.tracingMs / 1000} s, exported over OTLP/HTTP vs not (a child process each)`, () =>
     tracingOverhead(N.inFlight, N.tracingMs),
@@ -324,6 +344,7 @@ results.samples = {
   victimCalls: N.victimCalls,
   attackersInFlight: N.attackersInFlight,
   tracingMs: N.tracingMs,
+  imagePulls: N.imagePulls,
 };
 // A `--density` run changes only the density figure of the last results (its own `at` says when).
 const written: Results = densityTarget !== undefined && previous?.at ? { ...(previous as Results), ...(results.density ? { density: results.density } : {}) } : results;

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import type { Burst, Density } from './density.js';
 import type { NoisyNeighbour } from './noisy.js';
 import type { TracingOverhead } from './tracing.js';
+import type { ImageFigures } from './images.js';
 import { round, type Percentiles } from './stats.js';
 
 export interface Results {
@@ -21,6 +22,7 @@ export interface Results {
   burst: Burst | null;
   noisyNeighbour: NoisyNeighbour | null;
   tracingOverhead: TracingOverhead | null;
+  images: ImageFigures | null;
   /** From `--density N`, which the default run does not do: kept from the last such run (its own `at`). */
   density?: Density;
   baselines: {
@@ -72,6 +74,14 @@ export function table(r: Results): string {
     [
       `burst 0 → ${r.burst?.calls ?? 200} instances (s)`, burstCell(r), `no pool: N ÷ created/s ${num(burstBaseline, 1)} (derived)`, ratio(r.burst200Sec, burstBaseline),
       '≤ 5, no 5xx', met(r.burst === null ? null : r.burst200Sec !== null && r.burst200Sec <= 5 && r.burst.non2xx === 0),
+    ],
+    [
+      `cold image pull, ${r.images?.pulledMiB ?? '?'} MiB (ms)`, pct(r.images?.coldPullMs ?? null), `download only ${pct(r.images?.downloadOnlyMs ?? null)}`,
+      ratio(r.images?.coldPullMs.p50, r.images?.downloadOnlyMs.p50), 'once per host and image', '',
+    ],
+    [
+      'another function of that runtime', r.images ? `${num(r.images.additionalPullMs, 1)} ms, ${r.images.additionalDiskKiB} KiB disk` : 'n/a',
+      r.images ? `base layers ${num(r.images.baseLayersMiB, 1)} MiB, once` : 'n/a', '', 'code layer only', '',
     ],
     [
       'noisy neighbour: victim p99 under attack', noisyCell(r.noisyNeighbour), `victim alone ${pct(r.noisyNeighbour?.aloneMs)}`, r.noisyNeighbour ? `${r.noisyNeighbour.p99Ratio.toFixed(2)}× (p99)` : 'n/a',
