@@ -199,8 +199,10 @@ export class WorkerAgent {
         .invoke({ id: data.id, event: data.event, deadlineMs: acquiredAt + data.fn.timeoutMs, ...(traceparent ? { traceparent } : {}) }, data.fn.timeoutMs)
         .catch((error: unknown) => {
           handlerSpan.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+          if (isSkiffError(error) && error.code === 'FunctionOutOfMemory') this.o.instances.outcome(data.fn, true);
           throw error;
         });
+      this.o.instances.outcome(data.fn, false);
       handlerSpan.setAttribute('skiff.handler_ms', result.durationMs);
       if (!result.ok) handlerSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.error.message });
       const cold = kind !== 'warm';

@@ -176,13 +176,13 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
   );
   const records = await Promise.all(
     asyncIds.map(async (id) => {
-      let status = '';
+      let record: { status: string; error?: unknown } = { status: '' };
       for (let i = 0; i < 100; i++) {
-        status = ((await (await fetch(`${platform.url}/v1/invocations/${id}`)).json()) as { status: string }).status;
-        if (status === 'succeeded' || status === 'failed') return status;
+        record = (await (await fetch(`${platform.url}/v1/invocations/${id}`)).json()) as { status: string; error?: unknown };
+        if (record.status === 'succeeded' || record.status === 'failed') return record.status;
         await sleep(100);
       }
-      return `unfinished (${id}: ${status})`;
+      return `unfinished (${id}: ${JSON.stringify(record)})`;
     }),
   );
   t.same([...new Set(records)], ['succeeded'], `every async call succeeded, on another node if need be (${records.length} calls)`);

@@ -161,6 +161,16 @@ t.test('a function past its memory limit is killed and answered 502 FunctionOutO
   t.notOk(platform.worker.instances.list().some((i) => i.fn.name === 'hog'), 'the killed container is gone');
   await deploy({ name: 'after-hog' }, { 'index.js': 'exports.handler = async () => "still serving";' });
   t.equal(await (await invoke('after-hog', {})).json(), 'still serving', 'the worker keeps serving');
+
+  // Crash backoff: after three kills in a row, no container is made for it for a while.
+  for (let i = 2; i <= 3; i++) t.equal((await invoke('hog', {})).status, 502, `killed again (${i})`);
+  const refused = await invoke('hog', {});
+  t.equal(refused.status, 429, 'the fourth call in a row is refused at once');
+  t.equal(refused.headers.get('retry-after'), '1');
+  t.match(await refused.json(), { error: { code: 'TooManyRequests', message: /ran out of memory 3 times in a row.*crash backoff/ } });
+  t.equal(await (await invoke('after-hog', {})).json(), 'still serving', 'other functions are not refused');
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  t.equal((await invoke('hog', {})).status, 502, 'after the backoff it is tried again');
 });
 
 t.test("the caller's trace continues through the platform into the function", async (t) => {

@@ -15,7 +15,11 @@ import type { CodeCache } from '../code/code-cache.js';
 import { sameRoot, type RuntimeImage, type SandboxFactory } from '../sandbox/runc-sandbox.js';
 import type { OutputLine, Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxPool } from '../sandbox/sandbox-pool.js';
+import { CrashBackoff } from './crash-backoff.js';
 import { expired, reclaimableMb, toFreeMemory, type InstanceView } from './eviction.js';
+
+/** Out-of-memory kills in a row after which a version gets no new instance for a while. */
+const CRASH_STREAK = 3;
 
 export interface Instance {
   readonly sandbox: Sandbox;
@@ -58,6 +62,7 @@ export class InstanceSet {
   private pendingMb = 0;
   /** Calls waiting for an instance to free up; woken on every release or destroy. */
   private waiters = new Set<() => void>();
+  private readonly crashes = new CrashBackoff({ streak: CRASH_STREAK });
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -81,6 +86,10 @@ export class InstanceSet {
         warm.inFlight++;
         return { instance: warm, kind: 'warm', timings: NO_TIMINGS };
       }
+      const refusedMs = this.crashes.refusedFor(fn.versionId);
+      if (refusedMs > 0) {
+        throw new SkiffError('TooManyRequests', `${fn.name} ran out of memory ${CRASH_STREAK} times in a row: no new instance of it for ${Math.ceil(refusedMs / 1000)} s (crash backoff)`);
+      }
       if (this.countOf(fn.versionId) < fn.maxInstances && (await this.reserve(fn.memoryMb))) {
         return this.makeReserved(fn, 1);
       }
@@ -90,6 +99,12 @@ export class InstanceSet {
       }
       await this.changed(left);
     }
+  }
+
+  /** How a call on `fn` ended, for the crash backoff: killed for memory, or not. */
+  outcome(fn: FunctionVersion, outOfMemory: boolean): void {
+    if (outOfMemory) this.crashes.crashed(fn.versionId);
+    else this.crashes.succeeded(fn.versionId);
   }
 
   release(instance: Instance): void {
