@@ -176,8 +176,10 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
   );
   const records = await Promise.all(
     asyncIds.map(async (id) => {
+      // A call that failed on a node as it went away waits for its retry (1 s, then 2 s) and then,
+      // like any call, up to SKIFF_QUEUE_WAIT_MS for an instance: give it that long.
       let record: { status: string; error?: unknown } = { status: '' };
-      for (let i = 0; i < 100; i++) {
+      for (let i = 0; i < 300; i++) {
         record = (await (await fetch(`${platform.url}/v1/invocations/${id}`)).json()) as { status: string; error?: unknown };
         if (record.status === 'succeeded' || record.status === 'failed') return record.status;
         await sleep(100);
