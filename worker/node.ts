@@ -33,6 +33,7 @@ import { EgressNetwork } from './sandbox/egress-network.js';
 import { removeLeftovers } from './sandbox/leftovers.js';
 import { unmountTree } from './sandbox/mounts.js';
 import { OciRuntime } from './sandbox/runc.js';
+import { Launcher } from './process/launcher.js';
 import { SandboxFactory, type RuntimeImage } from './sandbox/runc-sandbox.js';
 import { SandboxPool } from './sandbox/sandbox-pool.js';
 import { WorkerMetrics, serveMetrics, type MetricsServer } from './metrics.js';
@@ -65,10 +66,13 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   const w = config.worker;
   const home = join(config.stateDir, 'workers', w.id);
   const sandboxesDir = join(home, 'sandboxes');
-  const oci = new OciRuntime({ binary: w.runcPath, root: join(w.runDir, 'runc') });
+  // Spawns the host commands (runc, mount, CNI, iptables): the worker does not fork for them.
+  const launcher = new Launcher({ log });
+  await launcher.start();
+  const oci = new OciRuntime({ binary: w.runcPath, root: join(w.runDir, 'runc'), launcher });
   // Egress needs the CNI plugins; without them functions asking for it fail with a clear error.
   const egress = existsSync(join(CNI_PATH, 'bridge'))
-    ? new EgressNetwork({ workerId: w.id, cniPath: CNI_PATH, dataDir: join(w.runDir, 'cni'), log })
+    ? new EgressNetwork({ workerId: w.id, cniPath: CNI_PATH, dataDir: join(w.runDir, 'cni'), log, launcher })
     : undefined;
   if (!egress) log.warn({ cniPath: CNI_PATH }, 'CNI plugins not found: no network egress for functions');
   const factory = new SandboxFactory({
@@ -196,6 +200,7 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
       await asyncCalls.close();
       await Promise.all([redis.quit(), subscriber.quit(), queueConnection.quit()]);
       await db.end();
+      await launcher.stop();
     },
   };
 }

@@ -7,13 +7,11 @@
  *
  * Every other container keeps an empty network namespace (loopback only).
  */
-import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import type { Logger } from '../../infra/log.js';
-
-const run = promisify(execFile);
+import type { CommandOptions, CommandRunner } from '../process/command-runner.js';
+import { processLauncher } from '../process/launcher.js';
 
 export class NetworkError extends Error {
   readonly code = 'NetworkFailed';
@@ -28,6 +26,8 @@ export interface EgressNetworkOptions {
   /** host-local IPAM state. */
   dataDir: string;
   log: Logger;
+  /** Runs the CNI plugin, ip, bridge, sysctl and iptables; by default the process's launcher. */
+  launcher?: CommandRunner;
 }
 
 export class EgressNetwork {
@@ -53,7 +53,7 @@ export class EgressNetwork {
     const hostVeth = result.interfaces?.find((i) => !i.sandbox && i.name !== this.bridge)?.name;
     if (!hostVeth) throw new NetworkError(`CNI gave sandbox ${sandboxId} no host-side interface`);
     // Isolated bridge ports cannot talk to each other, only to the bridge (the way out).
-    await run('bridge', ['link', 'set', 'dev', hostVeth, 'isolated', 'on']);
+    await this.exec('bridge', ['link', 'set', 'dev', hostVeth, 'isolated', 'on']);
     return { address: result.ips?.[0]?.address ?? '' };
   }
 
@@ -66,17 +66,17 @@ export class EgressNetwork {
   async tearDown(): Promise<void> {
     if (!this.ready) return;
     await this.ready.catch(() => undefined); // a failed set-up still leaves rules to remove
-    for (const rule of this.rules()) await iptables(['-D', ...rule]).catch(() => undefined);
-    await run('ip', ['link', 'del', this.bridge]).catch(() => undefined);
+    for (const rule of this.rules()) await this.iptables(['-D', ...rule]).catch(() => undefined);
+    await this.exec('ip', ['link', 'del', this.bridge]).catch(() => undefined);
   }
 
   private async setUp(): Promise<void> {
     await mkdir(this.o.dataDir, { recursive: true });
-    await run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+    await this.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
     // Inserted in reverse so they end up in this order at the top of their chains.
     for (const rule of [...this.rules()].reverse()) {
-      const exists = await iptables(['-C', ...rule]).then(() => true, () => false);
-      if (!exists) await iptables(['-I', ...rule]);
+      const exists = await this.iptables(['-C', ...rule]).then(() => true, () => false);
+      if (!exists) await this.iptables(['-I', ...rule]);
     }
     this.o.log.info({ bridge: this.bridge, subnet: this.subnet }, 'egress network ready');
   }
@@ -102,22 +102,21 @@ export class EgressNetwork {
   }
 
   private cni(command: 'ADD' | 'DEL', containerId: string, netns: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(`${this.o.cniPath}/bridge`, [], {
-        env: { CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: this.o.cniPath, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-      child.on('error', (error) => reject(new NetworkError(`CNI bridge plugin could not start (${this.o.cniPath})`, { cause: error })));
-      child.on('close', (code) => (code === 0 ? resolve(out) : reject(new NetworkError(`CNI ${command} for ${containerId} failed: ${out.trim()} ${err.trim()}`))));
-      child.stdin.end(this.config());
-    });
+    const env = { CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: this.o.cniPath, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+    return this.exec(`${this.o.cniPath}/bridge`, [], { env, stdin: this.config() }, `CNI ${command} for ${containerId}`);
   }
-}
 
-async function iptables(args: string[]): Promise<void> {
-  await run('iptables', ['-w', ...args]);
+  private async iptables(args: string[]): Promise<void> {
+    await this.exec('iptables', ['-w', ...args]);
+  }
+
+  /** Runs a command in the launcher: its stdout, or a NetworkError with what it printed. */
+  private async exec(command: string, args: string[], options: CommandOptions = {}, what = [command, ...args].join(' ')): Promise<string> {
+    const result = await (this.o.launcher ?? processLauncher()).run(command, args, options).catch((error: unknown) => {
+      throw new NetworkError(`${what}: ${command} could not run (${(error as Error).message})`, { cause: error });
+    });
+    if (result.code === 0) return result.stdout;
+    const printed = `${result.stdout.trim()} ${result.stderr.trim()}`.trim();
+    throw new NetworkError(`${what} failed: ${printed || `exit ${result.code ?? result.signal}`}`);
+  }
 }

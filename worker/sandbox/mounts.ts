@@ -3,24 +3,25 @@
  *  - its root: overlayfs with the runtime image as the shared read-only lower and a private upper;
  *  - its task directory: a shared mount point, so that the code bound onto it later (when a pooled
  *    sandbox is specialized) propagates into the container, which holds it as an rslave mount.
+ * The commands run in the process's launcher (worker/process/launcher.ts), the worker's when it runs:
+ * these functions are called from places that are given no launcher.
  */
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
+import { processLauncher } from '../process/launcher.js';
 
 export class MountError extends Error {
   readonly code = 'MountFailed';
 }
 
 async function mountCommand(binary: 'mount' | 'umount', args: string[]): Promise<void> {
-  try {
-    await run(binary, args);
-  } catch (cause) {
-    const stderr = (cause as { stderr?: string }).stderr?.trim();
-    throw new MountError(`${binary} ${args.join(' ')} failed${stderr ? `: ${stderr}` : ''}`, { cause });
-  }
+  const result = await processLauncher()
+    .run(binary, args)
+    .catch((cause: unknown) => {
+      throw new MountError(`${binary} ${args.join(' ')} failed: ${(cause as Error).message}`, { cause });
+    });
+  if (result.code === 0) return;
+  const stderr = result.stderr.trim();
+  throw new MountError(`${binary} ${args.join(' ')} failed${stderr ? `: ${stderr}` : ` (${result.code === null ? result.signal : `exit ${result.code}`})`}`);
 }
 
 export function mountOverlay(lower: string, upper: string, work: string, target: string): Promise<void> {

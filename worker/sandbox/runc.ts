@@ -1,14 +1,18 @@
 /**
  * The OCI runtime, driven through its command line: runc (crun takes the same commands where the
- * cgroup layout allows it). Every call is a child process; errors carry runc's own stderr.
+ * cgroup layout allows it). Every call is a command run by the worker's launcher (never forked
+ * from the worker itself); errors carry runc's own stderr.
  */
-import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
+import type { CommandRunner } from '../process/command-runner.js';
+import { processLauncher } from '../process/launcher.js';
 
 export interface OciRuntimeOptions {
   binary: string;
   /** State directory (`--root`): each worker keeps its containers apart from everyone else's. */
   root: string;
+  /** Runs runc; by default the process's launcher (worker/process/launcher.ts). */
+  launcher?: CommandRunner;
 }
 
 export interface ContainerState {
@@ -27,32 +31,21 @@ export class OciRuntime {
 
   /**
    * Creates the container (namespaces, cgroup, root file system) and starts its process at once
-   * (`runc run --detach`): one runc invocation instead of create + start. The process's stdio are
-   * the given file descriptors. `--no-new-keyring`: a session keyring per container would count
+   * (`runc run --detach`): one runc invocation instead of create + start. The process's stdout and
+   * stderr are pipes, returned; they end when its last process exits. `--no-new-keyring`: a session keyring per container would count
    * against the kernel's per-uid key quota (DESIGN.md).
    */
-  run(id: string, bundle: string): Promise<{ stdout: Readable; stderr: Readable }> {
-    return new Promise((resolve, reject) => {
-      const args = ['--root', this.options.root, 'run', '--detach', '--no-new-keyring', '--bundle', bundle, id];
-      // The container inherits these pipes and keeps writing to them after runc exits, so wait
-      // for runc's 'exit', not 'close' (which would wait for the container to end).
-      const child = spawn(this.options.binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      let early = '';
-      const collect = (chunk: Buffer): void => {
-        if (early.length < 4096) early += chunk.toString();
-      };
-      child.stderr.on('data', collect);
-      child.on('error', (error) => reject(new OciRuntimeError(`${this.options.binary} run could not start`, { cause: error })));
-      child.on('exit', (code) => {
-        child.stderr.off('data', collect);
-        if (code === 0) resolve({ stdout: child.stdout, stderr: child.stderr });
-        else {
-          child.stdout.destroy();
-          child.stderr.destroy();
-          reject(new OciRuntimeError(`${this.options.binary} run ${id} exited ${code}: ${early.trim()}`));
-        }
+  async run(id: string, bundle: string): Promise<{ stdout: Readable; stderr: Readable }> {
+    const args = ['--root', this.options.root, 'run', '--detach', '--no-new-keyring', '--bundle', bundle, id];
+    // The container keeps writing to runc's stdout and stderr after runc exits: the launcher
+    // answers at runc's exit and hands those pipes over.
+    const result = await this.launcher()
+      .runKeepingPipes(this.options.binary, args)
+      .catch((error: unknown) => {
+        throw new OciRuntimeError(`${this.options.binary} run ${id}: ${(error as Error).message}`, { cause: error });
       });
-    });
+    if (result.code === 0 && result.pipes) return result.pipes;
+    throw new OciRuntimeError(`${this.options.binary} run ${id} exited ${exitText(result)}: ${result.stderr.trim()}`);
   }
 
   async kill(id: string, signal = 'KILL'): Promise<void> {
@@ -74,18 +67,22 @@ export class OciRuntime {
     return parsed ?? [];
   }
 
-  private exec(args: string[], stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe']): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(this.options.binary, ['--root', this.options.root, ...args], { stdio: stdio as never });
-      let stdout = '';
-      let stderr = '';
-      child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      child.on('error', (error) => reject(new OciRuntimeError(`${this.options.binary} ${args[0]} could not start`, { cause: error })));
-      child.on('close', (code) => {
-        if (code === 0) resolve(stdout);
-        else reject(new OciRuntimeError(`${this.options.binary} ${args.join(' ')} exited ${code}: ${stderr.trim()}`));
+  private async exec(args: string[]): Promise<string> {
+    const result = await this.launcher()
+      .run(this.options.binary, ['--root', this.options.root, ...args])
+      .catch((error: unknown) => {
+        throw new OciRuntimeError(`${this.options.binary} ${args.join(' ')}: ${(error as Error).message}`, { cause: error });
       });
-    });
+    if (result.code === 0 && result.truncated) throw new OciRuntimeError(`${this.options.binary} ${args.join(' ')}: output too large`);
+    if (result.code === 0) return result.stdout;
+    throw new OciRuntimeError(`${this.options.binary} ${args.join(' ')} exited ${exitText(result)}: ${result.stderr.trim()}`);
   }
+
+  private launcher(): CommandRunner {
+    return this.options.launcher ?? processLauncher();
+  }
+}
+
+function exitText(result: { code: number | null; signal: string | null }): string {
+  return result.code === null ? `on ${result.signal}` : `${result.code}`;
 }

@@ -1,0 +1,152 @@
+import t, { type Test } from 'tap';
+import type { Readable } from 'node:stream';
+import { Launcher, LauncherError, processLauncher } from '../../worker/process/launcher.js';
+
+/** Everything a stream carries until it closes. */
+function readAll(stream: Readable): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    stream.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    stream.on('error', reject);
+    stream.on('close', () => resolve(text));
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function started(t: Test, options: ConstructorParameters<typeof Launcher>[0] = {}): Launcher {
+  const launcher = new Launcher(options);
+  t.teardown(() => launcher.stop());
+  return launcher;
+}
+
+t.test('a command runs and reports its code, stdout and stderr', async (t) => {
+  const launcher = started(t);
+  t.same(await launcher.run('sh', ['-c', 'echo out; echo err >&2']), { code: 0, signal: null, stdout: 'out\n', stderr: 'err\n', truncated: false });
+  const piped = await launcher.run('tr', ['a-z', 'A-Z'], { stdin: 'hello' });
+  t.equal(piped.stdout, 'HELLO', 'stdin is written and closed');
+  const env = await launcher.run('/bin/sh', ['-c', 'echo "$ONLY:$HOME"'], { env: { ONLY: 'this' } });
+  t.equal(env.stdout, 'this:\n', 'env is the whole environment');
+});
+
+t.test('a failing command reports how it ended; one that cannot start rejects', async (t) => {
+  const launcher = started(t);
+  const failed = await launcher.run('sh', ['-c', 'echo why >&2; exit 3']);
+  t.equal(failed.code, 3);
+  t.equal(failed.stderr, 'why\n');
+  const killed = await launcher.run('sh', ['-c', 'kill -TERM $$']);
+  t.same([killed.code, killed.signal], [null, 'SIGTERM']);
+  await t.rejects(launcher.run('/nonexistent/command', []), { name: 'LauncherError', code: 'CommandNotStarted', message: /nonexistent.*ENOENT/ });
+  await t.rejects(launcher.runKeepingPipes('/nonexistent/command', []), { code: 'CommandNotStarted' });
+  t.equal((await launcher.run('true', [])).code, 0, 'the launcher goes on');
+});
+
+t.test('commands run concurrently, each answered with its own output', async (t) => {
+  const launcher = started(t);
+  const began = performance.now();
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => launcher.run('sh', ['-c', `sleep 0.2; echo ${i}`])));
+  t.same(
+    results.map((r) => r.stdout),
+    results.map((_, i) => `${i}\n`),
+  );
+  t.ok(performance.now() - began < 2000, 'the sleeps overlap');
+});
+
+t.test('large output is bounded, and the command is not blocked by it', async (t) => {
+  const launcher = started(t, { maxOutputBytes: 64 * 1024 });
+  const big = await launcher.run('head', ['-c', '5000000', '/dev/zero']);
+  t.equal(big.code, 0);
+  t.equal(big.stdout.length, 64 * 1024);
+  t.ok(big.truncated);
+  const small = await launcher.run('head', ['-c', '5000000', '/dev/zero'], { maxOutputBytes: 10 });
+  t.equal(small.stdout.length, 10);
+  t.notOk((await launcher.run('echo', ['x'])).truncated);
+});
+
+t.test('pipes that outlive their command are handed over whole', async (t) => {
+  const launcher = started(t);
+  const result = await launcher.runKeepingPipes('sh', ['-c', 'echo runc-says >&2; echo early; (sleep 0.2; echo late; echo late-err >&2) &']);
+  t.equal(result.code, 0);
+  t.equal(result.stderr, 'runc-says\n', "what the command wrote before it exited is its own");
+  if (!result.pipes) throw new Error('no pipes');
+  const [stdout, stderr] = await Promise.all([readAll(result.pipes.stdout), readAll(result.pipes.stderr)]);
+  t.equal(stdout, 'early\nlate\n', 'both lines, the one written before the hand-over too');
+  t.equal(stderr, 'late-err\n');
+});
+
+t.test('many commands keeping their pipes at once each get their own', async (t) => {
+  const launcher = started(t);
+  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => launcher.runKeepingPipes('sh', ['-c', `echo a${i}; (sleep 0.1; echo b${i}; echo c${i} >&2) &`])));
+  const texts = await Promise.all(results.map((r) => Promise.all([readAll(r.pipes!.stdout), readAll(r.pipes!.stderr)])));
+  t.same(
+    texts,
+    texts.map((_, i) => [`a${i}\nb${i}\n`, `c${i}\n`]),
+  );
+});
+
+t.test('a command keeping its pipes that fails gives its error and no pipes', async (t) => {
+  const launcher = started(t);
+  const result = await launcher.runKeepingPipes('sh', ['-c', 'echo container not created >&2; exit 1']);
+  t.equal(result.code, 1);
+  t.equal(result.stderr, 'container not created\n');
+  t.equal(result.pipes, undefined);
+});
+
+t.test('a launcher that dies rejects what it was running; the next command starts a new one', async (t) => {
+  const launcher = started(t);
+  const first = await launcher.pid();
+  if (first === undefined) throw new Error('no pid');
+  const running = launcher.run('sleep', ['10']);
+  const alsoRunning = launcher.runKeepingPipes('sleep', ['10']);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  process.kill(first, 'SIGKILL');
+  await t.rejects(running, { name: 'LauncherError', code: 'LauncherDied', message: /exited \(signal SIGKILL\) while running `sleep 10`/ });
+  await t.rejects(alsoRunning, { code: 'LauncherDied' });
+  t.same(await launcher.run('echo', ['again']), { code: 0, signal: null, stdout: 'again\n', stderr: '', truncated: false });
+  const second = await launcher.pid();
+  t.not(second, first, 'a new launcher');
+});
+
+t.test('stop ends the launcher; later commands reject', async (t) => {
+  const launcher = new Launcher();
+  await launcher.start();
+  const pid = await launcher.pid();
+  await launcher.stop();
+  t.notOk(alive(pid!), 'the launcher has exited');
+  await t.rejects(launcher.run('true', []), new LauncherError('LauncherStopped', 'the command launcher is stopped'));
+  await launcher.stop(); // twice is fine
+});
+
+t.test('stop lets the commands under way finish', async (t) => {
+  const launcher = new Launcher();
+  const running = launcher.run('sh', ['-c', 'sleep 0.3; echo finished']);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await launcher.stop();
+  t.equal((await running).stdout, 'finished\n');
+});
+
+t.test('the launcher ignores SIGTERM and SIGINT, so a stopping worker can still use it', async (t) => {
+  const launcher = started(t);
+  const pid = (await launcher.pid())!;
+  process.kill(pid, 'SIGTERM');
+  process.kill(pid, 'SIGINT');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.equal((await launcher.run('echo', ['still here'])).stdout, 'still here\n');
+});
+
+t.test('code given no launcher uses the latest one running', async (t) => {
+  const launcher = started(t);
+  await launcher.start();
+  t.equal(processLauncher(), launcher);
+  await launcher.stop();
+  const shared = processLauncher();
+  t.not(shared, launcher, 'a stopped launcher is not used');
+  t.equal((await shared.run('echo', ['shared'])).stdout, 'shared\n');
+});

@@ -1,0 +1,285 @@
+/**
+ * The worker's side of the command launcher (launcher-main.ts). The worker is a big process, and
+ * spawning from it means forking it: copying its page tables costs tens of milliseconds per command
+ * under load, all of it on the event loop, which every call the worker serves then waits for. The
+ * launcher is a small process forked once; it spawns each command and answers over IPC, and hands
+ * over the pipes of commands that leave processes behind (`runc run --detach`).
+ *
+ * Contract:
+ *  - Every command sent is answered or rejected: if the launcher dies, the commands it was running
+ *    reject with a `LauncherError` (`LauncherDied`), and the next command starts a new launcher.
+ *    A launcher that does not come up rejects the commands waiting for it (`LauncherUnavailable`).
+ *  - After `stop`, the launcher has exited and every command rejects (`LauncherStopped`).
+ *  - The launcher keeps this process alive only while commands are under way.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../../infra/log.js';
+import type { CommandOptions, CommandResult, CommandRunner, PipedResult } from './command-runner.js';
+import type { LaunchReply, LaunchRequest } from './protocol.js';
+
+const MAIN = fileURLToPath(new URL('./launcher-main.js', import.meta.url));
+
+export type LauncherErrorCode = 'LauncherDied' | 'LauncherUnavailable' | 'LauncherStopped' | 'CommandNotStarted';
+
+export class LauncherError extends Error {
+  constructor(
+    readonly code: LauncherErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'LauncherError';
+  }
+}
+
+export interface LauncherOptions {
+  log?: Logger;
+  /** Bytes of stdout and of stderr kept per command unless it asks otherwise. */
+  maxOutputBytes?: number;
+  /** How long the launcher may take to come up before its commands reject. */
+  readyTimeoutMs?: number;
+  /** How long `stop` waits for the launcher to exit before killing it. */
+  stopTimeoutMs?: number;
+}
+
+type Done = Extract<LaunchReply, { kind: 'done' }>;
+
+interface Pending {
+  child: ChildProcess;
+  request: LaunchRequest;
+  resolve(answer: { done: Done; stdout: Socket | undefined; stderr: Socket | undefined }): void;
+  reject(error: Error): void;
+  /** A `keepPipes` command's stderr, handed over before its `done`. */
+  stderr?: Socket | undefined;
+}
+
+interface Running {
+  child: ChildProcess;
+  /** Resolves when the launcher has exited and its channel is closed. */
+  closed: Promise<void>;
+}
+
+export class Launcher implements CommandRunner {
+  /** The launcher being started or running; undefined before the first command and after it died. */
+  private current: Promise<Running> | undefined;
+  private live: ChildProcess | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private starts = 0;
+  private stopped = false;
+  /** Commands asked for and not yet answered, including those waiting for the launcher to be up. */
+  private outstanding = 0;
+  /** Wakes `stop` when the last command under way is answered. */
+  private drained: ((value: unknown) => void) | undefined;
+  private readonly maxOutputBytes: number;
+
+  constructor(private readonly options: LauncherOptions = {}) {
+    this.maxOutputBytes = options.maxOutputBytes ?? 1024 * 1024;
+  }
+
+  /** Starts the launcher and waits until it is ready. Commands start it themselves if needed. */
+  async start(): Promise<void> {
+    await this.running();
+  }
+
+  /** The launcher's pid (starting it if it is not running). */
+  async pid(): Promise<number | undefined> {
+    return (await this.running()).child.pid;
+  }
+
+  async run(command: string, args: string[], options: CommandOptions = {}): Promise<CommandResult> {
+    const request: Omit<LaunchRequest, 'id'> = { command, args, maxOutputBytes: options.maxOutputBytes ?? this.maxOutputBytes };
+    if (options.stdin !== undefined) request.stdin = options.stdin;
+    if (options.env !== undefined) request.env = options.env;
+    const { done } = await this.send(request);
+    return result(done);
+  }
+
+  async runKeepingPipes(command: string, args: string[]): Promise<PipedResult> {
+    const { done, stdout, stderr } = await this.send({ command, args, maxOutputBytes: this.maxOutputBytes, keepPipes: true });
+    if (done.code !== 0) {
+      stdout?.destroy();
+      stderr?.destroy();
+      return { ...result(done), pipes: undefined };
+    }
+    // A pipe the command's processes had already closed comes without a handle: it has ended.
+    return { ...result(done), pipes: { stdout: stdout ?? Readable.from([]), stderr: stderr ?? Readable.from([]) } };
+  }
+
+  /**
+   * Takes no more commands, lets those under way finish, then closes the launcher's channel and
+   * waits for it to exit. After `stopTimeoutMs` it is killed (what still runs rejects).
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    registered.delete(this);
+    const running = await this.current?.catch(() => undefined);
+    if (!running) return;
+    const { child, closed } = running;
+    const timer = setTimeout(() => child.kill('SIGKILL'), this.options.stopTimeoutMs ?? 5000);
+    while (this.outstanding > 0 && child.connected) await new Promise((resolve) => (this.drained = resolve));
+    this.busy(child); // this process waits for the exit
+    if (child.connected) child.disconnect();
+    await closed;
+    clearTimeout(timer);
+  }
+
+  private running(): Promise<Running> {
+    if (this.stopped) return Promise.reject(new LauncherError('LauncherStopped', 'the command launcher is stopped'));
+    if (!this.current) {
+      const starting = this.fork();
+      this.current = starting;
+      // A launcher that did not come up is tried again by the next command.
+      starting.catch(() => {
+        if (this.current === starting) this.current = undefined;
+      });
+    }
+    return this.current;
+  }
+
+  private fork(): Promise<Running> {
+    return new Promise((resolve, reject) => {
+      const restart = this.starts++ > 0;
+      // No inherited flags or NODE_OPTIONS (inspector, preloaded agents, loaders): the launcher is
+      // plain and small. The rest of the environment passes through to the commands it runs.
+      // eslint-disable-next-line no-restricted-properties -- passed on, not read as configuration
+      const env = { ...process.env, NODE_OPTIONS: '' };
+      const child = fork(MAIN, [], { execArgv: [], env, serialization: 'json', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      let ready = false;
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new LauncherError('LauncherUnavailable', `the command launcher did not come up in ${this.options.readyTimeoutMs ?? 10_000} ms`));
+      }, this.options.readyTimeoutMs ?? 10_000);
+      // Ended: exited, and its channel closed (answers sent before the exit have been read). Not
+      // 'close', which does not come after a disconnect from this side.
+      const closed = new Promise<void>((resolveClosed) => {
+        const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolveExit) => child.once('exit', (code, signal) => resolveExit([code, signal])));
+        const disconnected = new Promise<void>((resolveDisconnect) => child.once('disconnect', resolveDisconnect));
+        void Promise.all([exited, disconnected]).then(([[code, signal]]) => {
+          clearTimeout(timer);
+          this.closed(child, code, signal);
+          if (!ready) reject(new LauncherError('LauncherUnavailable', `the command launcher exited before it was ready (${exitText(code, signal)})`));
+          resolveClosed();
+        });
+      });
+      child.on('error', (error) => {
+        // Fork failures, and sends after the channel closed (answered per command, see send).
+        if (ready) return;
+        clearTimeout(timer);
+        child.kill('SIGKILL');
+        reject(new LauncherError('LauncherUnavailable', 'the command launcher could not be started', { cause: error }));
+      });
+      child.on('message', (reply: LaunchReply, handle?: Socket) => {
+        if (reply.kind !== 'ready') return this.answer(reply, handle);
+        ready = true;
+        clearTimeout(timer);
+        this.live = child;
+        this.idle(child);
+        if (!this.stopped) registered.add(this);
+        if (restart) this.options.log?.warn({ pid: reply.pid }, 'command launcher restarted');
+        resolve({ child, closed });
+      });
+    });
+  }
+
+  private async send(partial: Omit<LaunchRequest, 'id'>): Promise<{ done: Done; stdout: Socket | undefined; stderr: Socket | undefined }> {
+    this.outstanding++;
+    try {
+      const { child } = await this.running();
+      const request: LaunchRequest = { id: this.nextId++, ...partial };
+      return await new Promise((resolve, reject) => {
+        this.pending.set(request.id, { child, request, resolve, reject });
+        this.busy(child);
+        child.send(request, (error) => {
+          if (error) this.settle(request.id)?.reject(new LauncherError('LauncherDied', `could not send ${describe(request)} to the command launcher`, { cause: error }));
+        });
+      });
+    } finally {
+      if (--this.outstanding === 0) this.drained?.(undefined);
+    }
+  }
+
+  private answer(reply: Exclude<LaunchReply, { kind: 'ready' }>, handle: Socket | undefined): void {
+    if (reply.kind === 'pipe') {
+      const pending = this.pending.get(reply.id);
+      if (pending) pending.stderr = handle;
+      else handle?.destroy();
+      return;
+    }
+    const pending = this.settle(reply.id);
+    if (!pending) {
+      handle?.destroy();
+      return;
+    }
+    if (reply.kind === 'failed') {
+      const cause = Object.assign(new Error(reply.message), { code: reply.errno });
+      pending.reject(new LauncherError('CommandNotStarted', `${pending.request.command} could not be started: ${reply.message}`, { cause }));
+    } else pending.resolve({ done: reply, stdout: handle, stderr: pending.stderr });
+  }
+
+  /** Takes a command off the pending list; the launcher stops holding this process up when none is left. */
+  private settle(id: number): Pending | undefined {
+    const pending = this.pending.get(id);
+    if (!pending) return undefined;
+    this.pending.delete(id);
+    if (![...this.pending.values()].some((p) => p.child === pending.child)) this.idle(pending.child);
+    return pending;
+  }
+
+  private closed(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    const kind = this.stopped ? 'LauncherStopped' : 'LauncherDied';
+    const lost = [...this.pending.values()].filter((p) => p.child === child);
+    for (const pending of lost) {
+      this.settle(pending.request.id);
+      pending.stderr?.destroy();
+      pending.reject(new LauncherError(kind, `the command launcher (pid ${child.pid}) exited (${exitText(code, signal)}) while running ${describe(pending.request)}`));
+    }
+    if (this.live === child) {
+      this.live = undefined;
+      this.current = undefined;
+    }
+    if (!this.stopped) this.options.log?.error({ pid: child.pid, code, signal, lost: lost.length }, 'command launcher exited; the next command starts a new one');
+  }
+
+  private busy(child: ChildProcess): void {
+    child.ref();
+    child.channel?.ref();
+  }
+
+  private idle(child: ChildProcess): void {
+    child.unref();
+    child.channel?.unref();
+  }
+}
+
+/**
+ * The launcher for code that is given none (the free functions of mounts.ts): the most recently
+ * started one that still runs (the worker's), else one for the whole process, started on first use
+ * and ending with the process.
+ */
+export function processLauncher(): Launcher {
+  let latest: Launcher | undefined;
+  for (const launcher of registered) latest = launcher;
+  shared ??= new Launcher();
+  return latest ?? shared;
+}
+
+/** Launchers that are up and not stopped, oldest first. */
+const registered = new Set<Launcher>();
+let shared: Launcher | undefined;
+
+function result(done: Done): CommandResult {
+  return { code: done.code, signal: done.signal, stdout: done.stdout, stderr: done.stderr, truncated: done.truncated };
+}
+
+function describe(request: LaunchRequest): string {
+  const text = [request.command, ...request.args].join(' ');
+  return `\`${text.length > 200 ? `${text.slice(0, 200)}...` : text}\``;
+}
+
+function exitText(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `signal ${signal}` : `code ${code}`;
+}
