@@ -54,8 +54,10 @@ const N = {
 /** `--density N`: only hold N idle warm instances of one function (minutes; not in the default run). */
 const densityArg = process.argv.indexOf('--density');
 const densityTarget = densityArg === -1 ? undefined : Number(process.argv[densityArg + 1]);
-if (densityTarget !== undefined && !(Number.isInteger(densityTarget) && densityTarget > 0)) {
-  console.error('usage: npm run bench [-- --density N]');
+/** `--noisy`: only the noisy-neighbour measurement (a minute), to repeat it on a noisy machine. */
+const noisyOnly = process.argv.includes('--noisy');
+if ((densityTarget !== undefined && !(Number.isInteger(densityTarget) && densityTarget > 0)) || (noisyOnly && densityTarget !== undefined)) {
+  console.error('usage: npm run bench [-- --density N | --noisy]');
   process.exit(2);
 }
 
@@ -300,6 +302,10 @@ async function main(): Promise<void> {
     await densityRun(densityTarget);
     return;
   }
+  if (noisyOnly) {
+    await noisyPlatform();
+    return;
+  }
   await perCallBaselines(services.root);
   await pooledPlatform();
   await unpooledPlatform();
@@ -347,7 +353,13 @@ results.samples = {
   imagePulls: N.imagePulls,
 };
 // A `--density` run changes only the density figure of the last results (its own `at` says when).
-const written: Results = densityTarget !== undefined && previous?.at ? { ...(previous as Results), ...(results.density ? { density: results.density } : {}) } : results;
+// A `--noisy` run changes only the noisy-neighbour figure.
+const written: Results =
+  densityTarget !== undefined && previous?.at
+    ? { ...(previous as Results), ...(results.density ? { density: results.density } : {}) }
+    : noisyOnly && previous?.at
+      ? { ...(previous as Results), ...(results.noisyNeighbour ? { noisyNeighbour: results.noisyNeighbour } : {}) }
+      : results;
 if (densityTarget !== undefined && !results.density) written.notes = [...written.notes, ...results.notes.filter((n) => n.startsWith('density') || n.startsWith('platform for'))];
 await writeResults(RESULTS_FILE, written);
 console.log(`\n${table(written)}\n\nwritten to ${RESULTS_FILE}`);

@@ -88,7 +88,7 @@ export function table(r: Results): string {
       '≤ 2× p99, 0 errors', met(r.noisyNeighbour ? r.noisyNeighbour.p99Ratio <= 2 && r.noisyNeighbour.errors === 0 : null),
     ],
     [
-      'calls/s with traces exported', r.tracingOverhead ? `${num(r.tracingOverhead.withPerSec, 0)} (−${num(r.tracingOverhead.overheadPct, 1)}%)` : 'n/a',
+      'calls/s with traces exported', r.tracingOverhead ? `${num(r.tracingOverhead.withPerSec, 0)} (${r.tracingOverhead.overheadPct >= 0 ? '−' : '+'}${num(Math.abs(r.tracingOverhead.overheadPct), 1)}%)` : 'n/a',
       `no export ${num(r.tracingOverhead?.withoutPerSec, 0)}`, ratio(r.tracingOverhead?.withPerSec, r.tracingOverhead?.withoutPerSec), '≤ 5% fewer',
       met(r.tracingOverhead ? r.tracingOverhead.overheadPct <= 5 : null),
     ],
