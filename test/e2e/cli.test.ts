@@ -267,6 +267,21 @@ t.test('versions lists them newest first; rollback makes one current again and c
   t.match(noKey.stderr, /^error: Unauthorized: /m);
 });
 
+t.test('deploy --image: a function from an image already in the registry, with no directory', async (t) => {
+  const run = await skiff(['deploy', '--image', firstImage, '--name', 'cli-image', '--handler', 'app.handler', '--env', 'WHERE=image']);
+  t.equal(run.code, 0, run.stderr);
+  t.match(run.stdout, new RegExp(`^image: ${firstImage.replace(/[/@]/g, '\\$&')}$`, 'm'), 'runs the very image, by digest');
+  const invoked = await skiff(['invoke', 'cli-image']);
+  t.equal(invoked.code, 0, invoked.stderr);
+  t.match(JSON.parse(invoked.stdout), { where: 'image' }, "the image's code, with this deploy's env");
+  const noName = await skiff(['deploy', '--image', firstImage]);
+  t.equal(noName.code, 2, 'usage error');
+  t.match(noName.stderr, /--image needs --name/);
+  const missing = await skiff(['deploy', '--image', 'team/not-there:1', '--name', 'cli-missing', '--handler', 'app.handler']);
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /^error: InvalidRequest: image team\/not-there:1 is not in the registry.*\(field: image\)$/m);
+});
+
 t.test('deploy --auth key: calls need a key; info says so', async (t) => {
   const dir = join(work, 'locked');
   await mkdir(dir);
