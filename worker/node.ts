@@ -143,7 +143,7 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   const asyncCalls = openAsyncCalls(config, redis, records, db);
   const agent = new WorkerAgent({
     images: () => imageCache.ready(),
-    prefetch: (image) => void imageCache.image(image).catch((error: unknown) => log.warn({ err: error, image }, 'could not pull a deployed image ahead of its calls')),
+    prefetch: (image) => void code.prepareImage(image).catch((error: unknown) => log.warn({ err: error, image }, 'could not prepare a deployed image ahead of its calls')),
     asyncCalls,
     id: w.id,
     keys,

@@ -51,21 +51,30 @@ export class CodeCache {
   ) {}
 
   async prepare(fn: FunctionVersion): Promise<PreparedCode> {
-    const image = await this.images.image(fn.image);
+    const { codeDir, image } = await this.prepareImage(fn.image);
     if (fn.runtime !== image.runtime) {
       throw new SkiffError('ImageCorrupt', `image ${fn.image} is a ${image.runtime ?? 'non-Skiff'} image, not ${fn.runtime}`);
     }
+    return { codeDir, image, root: rootOf(image, this.images) };
+  }
+
+  /**
+   * Pulls `reference` and mounts its code: what a call's cold start would do, done ahead of it
+   * when a version is deployed (a prefetch), so its first call only binds the code.
+   */
+  async prepareImage(reference: string): Promise<{ codeDir: string; image: LocalImage }> {
+    const image = await this.images.image(reference);
     const top = image.layers.at(-1);
-    if (!top || image.layers.length < 2) throw new SkiffError('ImageCorrupt', `image ${fn.image} has no function layer above its runtime`);
+    if (!top || image.layers.length < 2) throw new SkiffError('ImageCorrupt', `image ${reference} has no function layer above its runtime`);
     this.lastUsed.set(top, Date.now());
-    this.imageOf.set(top, fn.image);
+    this.imageOf.set(top, reference);
     let mounted = this.mounts.get(top);
     if (!mounted) {
-      mounted = this.mount(top, fn.image);
+      mounted = this.mount(top, reference);
       this.mounts.set(top, mounted);
       mounted.catch(() => this.mounts.delete(top));
     }
-    return { codeDir: await mounted, image, root: rootOf(image, this.images) };
+    return { codeDir: await mounted, image };
   }
 
   private async mount(layer: string, reference: string): Promise<string> {
