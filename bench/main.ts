@@ -253,7 +253,7 @@ async function noisyPlatform(): Promise<void> {
     return started;
   });
   if (!platform) return;
-  const noisy = await phase(`noisy neighbour: ${N.victimCalls} calls to a no-op alone, then beside a fork bomb, a memory bomb and a CPU burner (${N.attackersInFlight} async calls each)`, () =>
+  const noisy = await phase(`noisy neighbour: ${N.victimCalls} calls to a no-op alone, then beside a fork bomb and a memory bomb, then a CPU burner too (${N.attackersInFlight} async calls each)`, () =>
     noisyNeighbour(platform, N.victimCalls, N.attackersInFlight),
   );
   if (noisy) results.noisyNeighbour = noisy;
