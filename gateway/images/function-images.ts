@@ -31,6 +31,9 @@ export interface BuiltImage {
 
 /** Where the image of a function version comes from. */
 export class FunctionImages {
+  /** Runtime base images by manifest digest: manifest and config, read once. */
+  private readonly bases = new Map<string, { manifest: ImageManifest; config: ImageConfig }>();
+
   constructor(
     private readonly registry: RegistryClient,
     private readonly limits: ZipLimits,
@@ -121,6 +124,4 @@ export class FunctionImages {
     this.bases.set(current.digest, base);
     return base;
   }
-
-  private readonly bases = new Map<string, { manifest: ImageManifest; config: ImageConfig }>();
 }

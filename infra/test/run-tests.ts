@@ -5,16 +5,11 @@
  * left a container, a mount or a cgroup behind.
  */
 import { chmod, mkdtemp, rm, readdir } from 'node:fs/promises';
-import { freePort } from '../services/process.js';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { startPostgres } from '../services/postgres-server.js';
-import { startRedis } from '../services/redis-server.js';
-import { startRegistry, type LocalRegistry } from '../services/registry-server.js';
-import { publishRuntimeImages } from '../images/base-images.js';
-import { RegistryClient } from '../registry/client.js';
+import { startScratchServices } from '../services/scratch-services.js';
 import { createLogger } from '../log.js';
 import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
 
@@ -25,31 +20,23 @@ const run = `r${root.slice(-4).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
 await chmod(root, 0o755);
 const files = process.argv.slice(2);
 console.log(`skiff tests: state in ${root}`);
-const redis = await startRedis({ dir: join(root, 'redis'), port: await freePort(), persist: false });
-const postgres = await startPostgres({ dir: join(root, 'postgres'), port: await freePort(), database: 'skiff', user: 'skiff', durable: false }).catch(async (error: unknown) => {
-  await redis.stop();
-  throw error;
-});
-let registry: LocalRegistry | undefined;
+const started = performance.now();
+const services = await startScratchServices(root, createLogger('test-runner', 'warn'));
+console.log(`skiff tests: redis ${services.redisUrl}, postgres ${services.databaseUrl}, registry ${services.registryUrl}`);
+console.log(`skiff tests: runtime images ${services.published.map((p) => p.runtime).join(', ')} published (${Math.round(performance.now() - started)} ms for all services)`);
+
 let code = 1;
 try {
-  registry = await startRegistry({ dir: join(root, 'registry'), port: await freePort() });
-  console.log(`skiff tests: redis ${redis.url}, postgres ${postgres.url}, registry ${registry.url}`);
-  const started = performance.now();
-  const published = await publishRuntimeImages(new RegistryClient({ url: registry.url }), join(root, 'images'), createLogger('test-runner', 'warn'));
-  console.log(`skiff tests: runtime images ${published.map((p) => p.runtime).join(', ')} published in ${Math.round(performance.now() - started)} ms`);
   code = await runTap(files.length > 0 ? files : await testFiles('dist/test'), {
     ...process.env,
-    REDIS_URL: redis.url,
-    DATABASE_URL: postgres.url,
-    REGISTRY_URL: registry.url,
+    REDIS_URL: services.redisUrl,
+    DATABASE_URL: services.databaseUrl,
+    REGISTRY_URL: services.registryUrl,
     SKIFF_TEST_STATE: root,
     SKIFF_TEST_RUN: run,
   });
 } finally {
-  await registry?.stop();
-  await postgres.stop();
-  await redis.stop();
+  await services.stop();
 }
 const leaks = await leftovers(root);
 if (leaks.length > 0) {

@@ -20,6 +20,7 @@ import { layerFromFiles } from '../../infra/images/oci/layer.js';
 import { MediaType, digestHex, sha256Digest, type ImageConfig, type ImageManifest } from '../../infra/images/oci/types.js';
 import { functionRepository, runtimeRepository } from '../../infra/images/names.js';
 import { RUNTIMES } from '../../infra/queue/jobs.js';
+import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
 
 const scratch = process.env.SKIFF_TEST_STATE ?? '/tmp';
 let registry: LocalRegistry;
@@ -59,7 +60,7 @@ async function manifestOf(image: string): Promise<ImageManifest> {
 }
 
 async function layersOnDisk(): Promise<Map<string, number>> {
-  return new Map((await platform.worker.images.list()).layers.map((l) => [l.digest, l.bytes]));
+  return new Map((await platform.worker.images.layers()).map((l) => [l.digest, l.bytes]));
 }
 
 t.test('two functions of one runtime share every base layer; the second adds only its code layer', async (t) => {
@@ -227,6 +228,19 @@ t.test('past the disk budget, layers no instance uses are removed; those in use 
   const base = (await manifestOf(kept.image)).layers.slice(0, -1);
   t.ok(base.every((l) => onDisk.has(l.digest)), 'the base layers, in use, stay');
   t.same(await (await api.invoke('gc-b', {})).json(), { word: 'gc-b' }, 'gc-b keeps answering');
+});
+
+t.test('a deploy makes the workers pull its image and mount its code before any call', async (t) => {
+  const { image } = await deployed({ name: 'ahead' }, hello('ahead'));
+  const held = await eventually(async () => {
+    const res = await fetch(`${platform.url}/v1/images`, { headers: platform.auth });
+    const { images } = (await res.json()) as { images: Array<{ reference: string; workers: string[] }> };
+    return images.some((i) => i.reference === image && i.workers.includes(platform.config.worker.id));
+  }, 10_000);
+  t.ok(held, 'the worker holds the image though nothing called the function');
+  const code = join(platform.config.stateDir, 'workers', platform.config.worker.id, 'code', digestHex((await manifestOf(image)).layers.at(-1)?.digest ?? ''));
+  t.ok(await eventually(async () => (await mountPointsUnder([code])).length > 0, 5000), 'its code is mounted, ready to bind');
+  t.same(await (await api.invoke('ahead', {})).json(), { word: 'ahead' });
 });
 
 t.test('GET /v1/images lists what the workers hold; a Python function deployed by zip answers through /fn/', async (t) => {

@@ -16,7 +16,7 @@ import { SkiffError } from '../../infra/errors.js';
 import { digestHex } from '../../infra/images/oci/types.js';
 import type { FunctionVersion } from '../../infra/queue/jobs.js';
 import type { ImageCache, LocalImage } from '../images/image-cache.js';
-import { makeReadOnlyBind, unmountTree } from '../sandbox/mounts.js';
+import { bindReadOnly, unmountTree } from '../sandbox/mounts.js';
 import type { RuntimeImage } from '../sandbox/runc-sandbox.js';
 
 export interface PreparedCode {
@@ -82,7 +82,7 @@ export class CodeCache {
     if (!existsSync(source)) throw new SkiffError('ImageCorrupt', `the top layer of image ${reference} has no /var/task: the function's files go there`);
     const target = join(this.dir, digestHex(layer));
     await mkdir(target, { recursive: true });
-    await makeReadOnlyBind(source, target);
+    await bindReadOnly(source, target);
     return target;
   }
 

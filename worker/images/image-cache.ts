@@ -24,7 +24,6 @@ import { mountPointsAndSources } from '../sandbox/mounts.js';
 export interface LocalImage {
   /** Digest of the image manifest. */
   digest: string;
-  repository: string;
   runtime: string | undefined;
   /** Entrypoint + Cmd of the image config: how its container starts. */
   command: string[];
@@ -86,14 +85,9 @@ export class ImageCache {
     return this.o.layers.path(digest);
   }
 
-  /** What is cached: images this worker has loaded, and every layer on the host with its size. */
-  async list(): Promise<{ images: Array<{ reference: string; digest: string; runtime: string | undefined; layers: string[] }>; layers: Array<{ digest: string; bytes: number }> }> {
-    const images = [];
-    for (const [reference, pending] of this.images) {
-      const image = await pending.catch(() => undefined);
-      if (image) images.push({ reference, digest: image.digest, runtime: image.runtime, layers: image.layers });
-    }
-    return { images, layers: await this.o.layers.list() };
+  /** Every layer unpacked on this host, with its size. */
+  layers(): Promise<Array<{ digest: string; bytes: number }>> {
+    return this.o.layers.list();
   }
 
   async bytes(): Promise<number> {
@@ -120,7 +114,8 @@ export class ImageCache {
       this.lastUsed.delete(layer.digest);
       total -= layer.bytes;
       removed.push(layer.digest);
-      // An image one of whose layers is gone must be checked again before its next use.
+      // An image one of whose layers is gone must be checked again before its next use (one
+      // still loading too: it may have found the layer before it went).
       for (const [reference, pending] of this.images) {
         const image = await pending.catch(() => undefined);
         if (image?.layers.includes(layer.digest)) {
@@ -172,7 +167,6 @@ export class ImageCache {
     if (command.length === 0) throw new SkiffError('ImageCorrupt', `image ${reference} has no entrypoint: build it FROM a Skiff runtime image`);
     return {
       digest: manifest.digest,
-      repository: ref.repository,
       runtime: config.config?.Labels?.[RUNTIME_LABEL],
       command,
       layers: layers.map((layer) => layer.digest),

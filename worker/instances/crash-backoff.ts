@@ -14,7 +14,7 @@ export interface CrashBackoffOptions {
   now: () => number;
 }
 
-interface Record {
+interface Streak {
   crashes: number;
   refusedUntil: number;
   nextMs: number;
@@ -22,33 +22,29 @@ interface Record {
 
 export class CrashBackoff {
   private readonly o: CrashBackoffOptions;
-  private readonly records = new Map<string, Record>();
+  private readonly streaks = new Map<string, Streak>();
 
   constructor(options: Partial<CrashBackoffOptions> = {}) {
     this.o = { streak: 3, firstMs: 500, maxMs: 30_000, now: Date.now, ...options };
   }
 
   crashed(key: string): void {
-    const record = this.records.get(key) ?? { crashes: 0, refusedUntil: 0, nextMs: this.o.firstMs };
+    const record = this.streaks.get(key) ?? { crashes: 0, refusedUntil: 0, nextMs: this.o.firstMs };
     record.crashes++;
     if (record.crashes >= this.o.streak) {
       record.refusedUntil = this.o.now() + record.nextMs;
       record.nextMs = Math.min(record.nextMs * 2, this.o.maxMs);
     }
-    this.records.set(key, record);
+    this.streaks.set(key, record);
   }
 
   succeeded(key: string): void {
-    this.records.delete(key);
+    this.streaks.delete(key);
   }
 
   /** How long new containers of `key` are still refused, in ms (0: not refused). */
   refusedFor(key: string): number {
-    const record = this.records.get(key);
+    const record = this.streaks.get(key);
     return record ? Math.max(0, record.refusedUntil - this.o.now()) : 0;
-  }
-
-  forget(key: string): void {
-    this.records.delete(key);
   }
 }

@@ -34,16 +34,11 @@ export function makeSharedMountPoint(dir: string): Promise<void> {
 }
 
 /**
- * Binds `source` onto `target`, read-only at the mount point itself. A bind of `target` then
- * carries the read-only flag into containers: the flag of a later remount would not propagate,
- * the flag of the source does.
+ * Binds `source` onto `target`, read-only (util-linux binds, then remounts the new mount read-only).
+ * A mount propagated into a container takes its flags when the bind is made, before that remount:
+ * so what is bound into a running container must come from a source that is read-only itself
+ * (a bind made by this function), whose flag every bind of it carries.
  */
-export async function makeReadOnlyBind(source: string, target: string): Promise<void> {
-  await mountCommand('mount', ['--bind', source, target]);
-  await mountCommand('mount', ['-o', 'remount,bind,ro', target]);
-}
-
-/** Binds `source` (a read-only mount point, see makeReadOnlyBind) onto `target`. */
 export function bindReadOnly(source: string, target: string): Promise<void> {
   return mountCommand('mount', ['--bind', '-o', 'ro', source, target]);
 }
@@ -58,14 +53,9 @@ export async function unmountTree(...targets: string[]): Promise<void> {
 
 /** Mount points at or below any of `roots`, deepest (and most recent) first. */
 export async function mountPointsUnder(roots: string[]): Promise<string[]> {
-  const table = await readFile('/proc/self/mountinfo', 'utf8');
-  const points: string[] = [];
-  for (const line of table.split('\n')) {
-    const point = line.split(' ')[4];
-    if (point === undefined) continue;
-    const decoded = point.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-    if (roots.some((root) => decoded === root || decoded.startsWith(`${root}/`))) points.push(decoded);
-  }
+  const points = (await mountPointsAndSources())
+    .map((m) => m.point)
+    .filter((point) => roots.some((root) => point === root || point.startsWith(`${root}/`)));
   return points.reverse().sort((a, b) => b.split('/').length - a.split('/').length);
 }
 
