@@ -14,7 +14,6 @@ import type { KeySpace } from '../infra/queue/names.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
 import type { Fleet } from './fleet.js';
-import { place } from './placement.js';
 
 export interface SchedulerOptions {
   keys: KeySpace;
@@ -66,9 +65,8 @@ export class Scheduler {
       await otelContext.with(trace.setSpan(otelContext.active(), span), async () => {
         const demand = { versionId: data.fn.versionId, runtime: data.fn.runtime, memoryMb: data.fn.memoryMb };
         for (;;) {
-          const placement = place(await this.o.fleet.view(), demand);
+          const placement = await this.o.fleet.place(demand);
           if (placement) {
-            this.o.fleet.placed(demand, placement);
             span.setAttributes({ 'skiff.worker': placement.nodeId, 'skiff.start': placement.start });
             // One node job per attempt of the call: a placement repeated by another scheduler is a no-op.
             await this.nodeQueue(placement.nodeId).add('invoke', { ...data, trace: carrierOf(span) }, { jobId: nodeJobId(data) });
