@@ -43,8 +43,8 @@ const N = {
   /** Ready sandboxes the pooled platform keeps: enough for the burst to take one each. */
   pool: 200,
   burstSleepMs: 5000,
-  /** Sequential calls to the noisy neighbours' victim, alone and under attack. */
-  victimCalls: 500,
+  /** Sequential calls to the noisy neighbours' victim, alone and under attack: enough that the p99 is not a handful of calls. */
+  victimCalls: 2000,
   /** Asynchronous calls each attacker keeps going. */
   attackersInFlight: 3,
   tracingMs: 5000,
