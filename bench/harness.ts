@@ -51,16 +51,22 @@ export function poolSize(platform: Platform): number {
   return platform.worker.pool.sizes().nodejs20 ?? 0;
 }
 
-/** Waits until the worker's pool holds its target of ready nodejs20 sandboxes (no creation running). */
+/**
+ * Waits until the worker's pool holds its target of ready sandboxes of every runtime. Every one:
+ * the pool fills nodejs20 first and then python3.11, and a figure measured while the second is
+ * still filling pays for those creations (the pooled platform's warm throughput did, 1,230 calls/s
+ * against 1,880 with the pool full).
+ */
 export async function waitForFullPool(platform: Platform, timeoutMs = 60_000, report = false): Promise<void> {
   const target = platform.config.worker.poolSize;
+  const sizes = (): number[] => Object.values(platform.worker.pool.sizes());
   let last = performance.now();
-  await waitUntil(`a full pool of ${target}`, () => {
+  await waitUntil(`a full pool of ${target} per runtime`, () => {
     if (report && performance.now() - last > 5000) {
       last = performance.now();
-      progress(`  pool ${poolSize(platform)}/${target}`);
+      progress(`  pool ${JSON.stringify(platform.worker.pool.sizes())}, ${target} each`);
     }
-    return poolSize(platform) >= target;
+    return sizes().every((size) => size >= target);
   }, timeoutMs);
 }
 

@@ -176,6 +176,8 @@ async function pooledPlatform(): Promise<void> {
     await deploy(platform, { name: 'tput', source: noop('tput'), concurrency: N.inFlight });
     await invoke(platform.url, 'tput');
     await waitForFullPool(platform);
+    // As the tracing figure does: the path's code JIT-compiled and the sockets open, unmeasured.
+    await httpThroughput(platform, 'tput', N.inFlight, 1500);
     return httpThroughput(platform, 'tput', N.inFlight, N.throughputMs);
   });
   if (tput) {
