@@ -83,6 +83,7 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
     socketsDir: join(w.runDir, 'sockets'),
     idRanges: new IdRanges(w.uidBase),
     pidsLimit: w.pidsLimit,
+    cpuFloorCores: w.cpuFloorCores,
     tmpSizeMb: w.tmpSizeMb,
     noFileLimit: NOFILE_LIMIT,
     logLimitBytes: w.logLimitBytes,

@@ -478,6 +478,31 @@ exports.handler = async (event) => {
   t.same(cleanup, { status: 200, body: { after: 7 } }, 'once its processes are gone, the same sandbox can start a process again');
 });
 
+t.test('busy loops on every core are held to the function\'s CPU ceiling; the platform keeps serving', async (t) => {
+  // 128 MiB is far below a core's 1,769 MiB: the ceiling is the floor (SKIFF_CPU_FLOOR_MILLICORES).
+  const floor = platform.config.worker.cpuFloorCores;
+  await deploy(
+    'spinner',
+    `const { Worker } = require('worker_threads');
+const spin = 'const end = Date.now() + ' + 1500 + '; while (Date.now() < end);';
+exports.handler = async () => {
+  const cpu0 = process.cpuUsage();
+  const t0 = Date.now();
+  const threads = [0, 1, 2].map(() => new Worker(spin, { eval: true }));
+  eval(spin);
+  await Promise.all(threads.map((w) => new Promise((resolve) => w.on('exit', resolve))));
+  const cpu = process.cpuUsage(cpu0);
+  return { cpuMs: (cpu.user + cpu.system) / 1000, wallMs: Date.now() - t0 };
+};`,
+    { memoryMb: 128, timeoutMs: 20_000 },
+  );
+  const { status, body } = await call<{ cpuMs: number; wallMs: number }>('spinner');
+  t.equal(status, 200);
+  const cores = body.cpuMs / body.wallMs;
+  t.ok(cores <= floor + 0.25, `four threads spinning used ${cores.toFixed(2)} cores over ${body.wallMs} ms (ceiling ${floor})`);
+  await othersStillServed(t);
+});
+
 t.test('filling /tmp stops at its size; the platform keeps serving', async (t) => {
   const sizeMb = platform.config.worker.tmpSizeMb;
   await deploy(

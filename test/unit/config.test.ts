@@ -52,6 +52,7 @@ t.test('defaults', async (t) => {
     heartbeatMs: 1000,
     concurrency: 256,
     pidsLimit: 64,
+    cpuFloorCores: 0.5,
     tmpSizeMb: 64,
     logLimitBytes: 1024 * 1024,
     imageCacheMb: 10 * 1024,
@@ -103,6 +104,7 @@ t.test('integers: bounds are inclusive', async (t) => {
   t.equal(loadConfig({ SKIFF_GATEWAY_PORT: '65535' }).gateway.port, 65535);
   t.equal(loadConfig({ SKIFF_POOL_SIZE: '1000' }).worker.poolSize, 1000);
   t.equal(loadConfig({ SKIFF_PIDS_LIMIT: '8' }).worker.pidsLimit, 8);
+  t.equal(loadConfig({ SKIFF_CPU_FLOOR_MILLICORES: '250' }).worker.cpuFloorCores, 0.25);
 });
 
 t.test('integers: anything else is a ConfigError naming the variable', async (t) => {

@@ -10,7 +10,7 @@ import type { Logger } from '../../infra/log.js';
 import { RUNTIME_SOCKET_NAME, type FunctionSpec, type InvokeMessage } from '../../runtime/protocol/messages.js';
 import { availableParallelism } from 'node:os';
 import { memoryCharged, oomKills, removeCgroup, setCpuLimits, setMemoryLimit } from './cgroups.js';
-import { cpuLimits } from './cpu-limits.js';
+import { bootCpuLimits, cpuLimits } from './cpu-limits.js';
 import type { IdRanges } from './id-ranges.js';
 import { bindReadOnly, makeSharedMountPoint, mountOverlay, unmountTree } from './mounts.js';
 import type { EgressNetwork } from './egress-network.js';
@@ -43,6 +43,8 @@ export interface SandboxFactoryOptions {
   socketsDir: string;
   idRanges: IdRanges;
   pidsLimit: number;
+  /** Least CPU ceiling of a function once specialized, in cores (cpu-limits.ts). */
+  cpuFloorCores: number;
   tmpSizeMb: number;
   noFileLimit: number;
   logLimitBytes: number;
@@ -127,7 +129,7 @@ export class SandboxFactory {
         hostIdBase,
         uid: SANDBOX_UID,
         memoryBytes: memoryMb * 1024 * 1024,
-        cpu: cpuLimits(memoryMb, availableParallelism()),
+        cpu: bootCpuLimits(memoryMb, availableParallelism()),
         pidsLimit: o.pidsLimit,
         tmpSizeMb: o.tmpSizeMb,
         noFileLimit: o.noFileLimit,
@@ -243,11 +245,13 @@ class RuncSandbox implements Sandbox {
       await bindReadOnly(codeDir, join(this.dir, 'task'));
       if (fn.memoryMb !== this.memoryMb) {
         await setMemoryLimit(this.cgroupPath, fn.memoryMb * 1024 * 1024);
-        await setCpuLimits(this.cgroupPath, cpuLimits(fn.memoryMb, availableParallelism()));
+        await setCpuLimits(this.cgroupPath, bootCpuLimits(fn.memoryMb, availableParallelism()));
         this.memoryMb = fn.memoryMb;
       }
       const bindMs = performance.now() - t0;
       const initMs = await this.channel.init(fn);
+      // The handler is loaded with the boot ceiling; its calls run under the function's own.
+      await setCpuLimits(this.cgroupPath, cpuLimits(fn.memoryMb, availableParallelism(), this.options.cpuFloorCores));
       return { bindMs, initMs };
     } catch (error) {
       await this.destroy('specialization failed');
