@@ -92,6 +92,12 @@ export async function setCpuLimits(cgroupPath: string, limits: CpuLimits): Promi
   }
 }
 
+/** Sets only a running container's CPU ceiling (its weight stays): one file, on the cold-start path. */
+export async function setCpuCeiling(cgroupPath: string, limits: CpuLimits): Promise<void> {
+  if (cgroupVersion() === 1) await writeFile(join(ROOT, 'cpu', cgroupPath, 'cpu.cfs_quota_us'), String(limits.quotaUs));
+  else await writeFile(join(ROOT, cgroupPath, 'cpu.max'), `${limits.quotaUs} ${limits.periodUs}`);
+}
+
 /**
  * Removes a container's cgroup in every controller, if the OCI runtime left it: a memory cgroup
  * whose process the OOM killer just took may refuse removal (EBUSY) for a moment, so it is tried

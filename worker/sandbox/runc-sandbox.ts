@@ -9,7 +9,7 @@ import { SkiffError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/log.js';
 import { RUNTIME_SOCKET_NAME, type FunctionSpec, type InvokeMessage } from '../../runtime/protocol/messages.js';
 import { availableParallelism } from 'node:os';
-import { memoryCharged, oomKills, removeCgroup, setCpuLimits, setMemoryLimit } from './cgroups.js';
+import { memoryCharged, oomKills, removeCgroup, setCpuCeiling, setCpuLimits, setMemoryLimit } from './cgroups.js';
 import { bootCpuLimits, cpuLimits } from './cpu-limits.js';
 import type { IdRanges } from './id-ranges.js';
 import { bindReadOnly, makeSharedMountPoint, mountOverlay, unmountTree } from './mounts.js';
@@ -251,7 +251,7 @@ class RuncSandbox implements Sandbox {
       const bindMs = performance.now() - t0;
       const initMs = await this.channel.init(fn);
       // The handler is loaded with the boot ceiling; its calls run under the function's own.
-      await setCpuLimits(this.cgroupPath, cpuLimits(fn.memoryMb, availableParallelism(), this.options.cpuFloorCores));
+      await setCpuCeiling(this.cgroupPath, cpuLimits(fn.memoryMb, availableParallelism(), this.options.cpuFloorCores));
       return { bindMs, initMs };
     } catch (error) {
       await this.destroy('specialization failed');
