@@ -137,7 +137,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       heartbeatMs: int(env, 'SKIFF_HEARTBEAT_MS', 1000, 50),
       concurrency: int(env, 'SKIFF_WORKER_CONCURRENCY', 256, 1),
       pidsLimit: int(env, 'SKIFF_PIDS_LIMIT', 64, 8),
-      cpuFloorCores: int(env, 'SKIFF_CPU_FLOOR_MILLICORES', 500, 10, 1_000_000) / 1000,
+      cpuFloorCores: int(env, 'SKIFF_CPU_FLOOR_MILLICORES', 1000, 10, 1_000_000) / 1000,
       tmpSizeMb: int(env, 'SKIFF_TMP_SIZE_MB', 64, 1),
       logLimitBytes: int(env, 'SKIFF_LOG_LIMIT_BYTES', 1024 * 1024, 1024),
       imageCacheMb: int(env, 'SKIFF_IMAGE_CACHE_MB', 10 * 1024, 64),

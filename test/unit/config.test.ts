@@ -52,7 +52,7 @@ t.test('defaults', async (t) => {
     heartbeatMs: 1000,
     concurrency: 256,
     pidsLimit: 64,
-    cpuFloorCores: 0.5,
+    cpuFloorCores: 1,
     tmpSizeMb: 64,
     logLimitBytes: 1024 * 1024,
     imageCacheMb: 10 * 1024,

@@ -1,10 +1,12 @@
 /**
  * CPU for a function, from its memory, as Lambda does: a weight in proportion to memory (busy
  * functions share the cores by it), and a ceiling of one core per 1,769 MiB, never below a floor
- * (SKIFF_CPU_FLOOR_MILLICORES, half a core by default) nor above the host, so a few small functions
- * spinning cannot take every core from the rest. While a container boots and loads its handler it
- * may use a whole core (Lambda's init boost too): a cold start is not slowed by a small function's
- * ceiling, which applies from its first call on.
+ * (SKIFF_CPU_FLOOR_MILLICORES) nor above the host, so no function can take every core of a host
+ * with more than one. The floor is a whole core by default: half a core measured no better for a
+ * neighbour's latency on 2 cores (docs/BENCHMARKS.md) and halves a small function's speed; an
+ * operator of a large host may lower it towards Lambda's 1/14 core at 128 MiB. While a container
+ * boots and loads its handler it may use at least a core (Lambda's init boost too), so a low floor
+ * does not slow cold starts; it applies from the first call on.
  */
 export interface CpuLimits {
   /** cgroup v1 cpu.shares (v2 weight is derived from it). */

@@ -251,7 +251,8 @@ class RuncSandbox implements Sandbox {
       const bindMs = performance.now() - t0;
       const initMs = await this.channel.init(fn);
       // The handler is loaded with the boot ceiling; its calls run under the function's own.
-      await setCpuCeiling(this.cgroupPath, cpuLimits(fn.memoryMb, availableParallelism(), this.options.cpuFloorCores));
+      const running = cpuLimits(fn.memoryMb, availableParallelism(), this.options.cpuFloorCores);
+      if (running.quotaUs !== bootCpuLimits(fn.memoryMb, availableParallelism()).quotaUs) await setCpuCeiling(this.cgroupPath, running);
       return { bindMs, initMs };
     } catch (error) {
       await this.destroy('specialization failed');
