@@ -10,10 +10,11 @@
  */
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPlatform, type Platform } from '../support/platform.js';
+import { cgroupVersion } from '../../worker/sandbox/cgroups.js';
 import { zipFiles } from '../support/zip.js';
 
 let platform: Platform;
@@ -502,6 +503,24 @@ exports.handler = async () => {
   t.equal(status, 200);
   const cores = body.cpuMs / body.wallMs;
   t.ok(cores <= floor + 0.25, `four threads spinning used ${cores.toFixed(2)} cores over ${body.wallMs} ms (ceiling ${floor})`);
+  // The ceiling in the cgroups: the function's own once its handler is loaded, a whole core for a
+  // sandbox still booting or waiting in the pool.
+  const quotaUs = async (id: string): Promise<number> => {
+    const parent = `skiff/${platform.config.worker.id}/${id}`;
+    return cgroupVersion() === 1
+      ? Number(await readFile(`/sys/fs/cgroup/cpu/${parent}/cpu.cfs_quota_us`, 'utf8'))
+      : Number((await readFile(`/sys/fs/cgroup/${parent}/cpu.max`, 'utf8')).split(' ')[0]);
+  };
+  const spinner = platform.worker.instances.list().find((i) => i.fn.name === 'spinner');
+  t.ok(spinner, 'the spinner is warm');
+  if (spinner) t.equal(await quotaUs(spinner.sandbox.id), floor * 100_000, "the spinner's cgroup has the function's ceiling");
+  for (let i = 0; i < 200 && !(platform.worker.pool.sizes().nodejs20 ?? 0); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  const pooled = platform.worker.pool.take('nodejs20');
+  t.ok(pooled, 'a pooled sandbox');
+  if (pooled) {
+    t.equal(await quotaUs(pooled.id), 100_000, 'a pooled sandbox has a whole core');
+    await pooled.destroy('test');
+  }
   await othersStillServed(t);
 });
 

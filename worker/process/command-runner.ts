@@ -33,6 +33,11 @@ export interface PipedResult extends CommandResult {
   pipes: { stdout: Readable; stderr: Readable } | undefined;
 }
 
+/** How a command (or the launcher) ended, for messages: `code 1`, `signal SIGKILL`. */
+export function exitText(ended: { code: number | null; signal: NodeJS.Signals | null }): string {
+  return ended.signal ? `signal ${ended.signal}` : `code ${ended.code}`;
+}
+
 export interface CommandRunner {
   /**
    * Runs a command to its end and reports how it ended, whatever its exit code. Rejects only when

@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../infra/log.js';
-import type { CommandOptions, CommandResult, CommandRunner, PipedResult } from './command-runner.js';
+import { exitText, type CommandOptions, type CommandResult, type CommandRunner, type PipedResult } from './command-runner.js';
 import type { LaunchReply, LaunchRequest } from './protocol.js';
 
 const MAIN = fileURLToPath(new URL('./launcher-main.js', import.meta.url));
@@ -161,7 +161,7 @@ export class Launcher implements CommandRunner {
         void Promise.all([exited, disconnected]).then(([[code, signal]]) => {
           clearTimeout(timer);
           this.closed(child, code, signal);
-          if (!ready) reject(new LauncherError('LauncherUnavailable', `the command launcher exited before it was ready (${exitText(code, signal)})`));
+          if (!ready) reject(new LauncherError('LauncherUnavailable', `the command launcher exited before it was ready (${exitText({ code, signal })})`));
           resolveClosed();
         });
       });
@@ -235,7 +235,7 @@ export class Launcher implements CommandRunner {
     for (const pending of lost) {
       this.settle(pending.request.id);
       pending.stderr?.destroy();
-      pending.reject(new LauncherError(kind, `the command launcher (pid ${child.pid}) exited (${exitText(code, signal)}) while running ${describe(pending.request)}`));
+      pending.reject(new LauncherError(kind, `the command launcher (pid ${child.pid}) exited (${exitText({ code, signal })}) while running ${describe(pending.request)}`));
     }
     if (this.live === child) {
       this.live = undefined;
@@ -278,8 +278,4 @@ function result(done: Done): CommandResult {
 function describe(request: LaunchRequest): string {
   const text = [request.command, ...request.args].join(' ');
   return `\`${text.length > 200 ? `${text.slice(0, 200)}...` : text}\``;
-}
-
-function exitText(code: number | null, signal: NodeJS.Signals | null): string {
-  return signal ? `signal ${signal}` : `code ${code}`;
 }

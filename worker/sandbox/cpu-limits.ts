@@ -21,18 +21,15 @@ const PERIOD_US = 100_000;
 
 /** The limits a function's handler runs under. */
 export function cpuLimits(memoryMb: number, hostCpus: number, floorCores: number): CpuLimits {
-  return limits(memoryMb, Math.min(Math.max(floorCores, memoryMb / MB_PER_CORE), Math.max(1, hostCpus)));
-}
-
-/** The limits while a container boots and loads its handler: at least one core. */
-export function bootCpuLimits(memoryMb: number, hostCpus: number): CpuLimits {
-  return limits(memoryMb, Math.min(Math.max(1, memoryMb / MB_PER_CORE), Math.max(1, hostCpus)));
-}
-
-function limits(memoryMb: number, cores: number): CpuLimits {
+  const cores = Math.min(Math.max(floorCores, memoryMb / MB_PER_CORE), Math.max(1, hostCpus));
   return {
     shares: Math.max(2, Math.round((memoryMb / 128) * SHARES_PER_128MB)),
     quotaUs: Math.round(cores * PERIOD_US),
     periodUs: PERIOD_US,
   };
+}
+
+/** The limits while a container boots and loads its handler: the same, with a floor of a core. */
+export function bootCpuLimits(memoryMb: number, hostCpus: number): CpuLimits {
+  return cpuLimits(memoryMb, hostCpus, 1);
 }

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../../infra/log.js';
-import type { CommandOptions, CommandRunner } from '../process/command-runner.js';
+import { exitText, type CommandOptions, type CommandRunner } from '../process/command-runner.js';
 import { processLauncher } from '../process/launcher.js';
 
 export class NetworkError extends Error {
@@ -117,6 +117,6 @@ export class EgressNetwork {
     });
     if (result.code === 0) return result.stdout;
     const printed = `${result.stdout.trim()} ${result.stderr.trim()}`.trim();
-    throw new NetworkError(`${what} failed: ${printed || `exit ${result.code ?? result.signal}`}`);
+    throw new NetworkError(`${what} failed: ${printed || exitText(result)}`);
   }
 }

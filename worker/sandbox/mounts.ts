@@ -7,6 +7,7 @@
  * these functions are called from places that are given no launcher.
  */
 import { readFile } from 'node:fs/promises';
+import { exitText } from '../process/command-runner.js';
 import { processLauncher } from '../process/launcher.js';
 
 export class MountError extends Error {
@@ -21,7 +22,7 @@ async function mountCommand(binary: 'mount' | 'umount', args: string[]): Promise
     });
   if (result.code === 0) return;
   const stderr = result.stderr.trim();
-  throw new MountError(`${binary} ${args.join(' ')} failed${stderr ? `: ${stderr}` : ` (${result.code === null ? result.signal : `exit ${result.code}`})`}`);
+  throw new MountError(`${binary} ${args.join(' ')} failed${stderr ? `: ${stderr}` : ` (${exitText(result)})`}`);
 }
 
 export function mountOverlay(lower: string, upper: string, work: string, target: string): Promise<void> {

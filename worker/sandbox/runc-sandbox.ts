@@ -243,16 +243,18 @@ class RuncSandbox implements Sandbox {
         await egress.attach(this.id, (await this.options.oci.state(this.id)).pid);
       }
       await bindReadOnly(codeDir, join(this.dir, 'task'));
+      const cpus = availableParallelism();
+      const boot = bootCpuLimits(fn.memoryMb, cpus);
       if (fn.memoryMb !== this.memoryMb) {
         await setMemoryLimit(this.cgroupPath, fn.memoryMb * 1024 * 1024);
-        await setCpuLimits(this.cgroupPath, bootCpuLimits(fn.memoryMb, availableParallelism()));
+        await setCpuLimits(this.cgroupPath, boot);
         this.memoryMb = fn.memoryMb;
       }
       const bindMs = performance.now() - t0;
       const initMs = await this.channel.init(fn);
       // The handler is loaded with the boot ceiling; its calls run under the function's own.
-      const running = cpuLimits(fn.memoryMb, availableParallelism(), this.options.cpuFloorCores);
-      if (running.quotaUs !== bootCpuLimits(fn.memoryMb, availableParallelism()).quotaUs) await setCpuCeiling(this.cgroupPath, running);
+      const running = cpuLimits(fn.memoryMb, cpus, this.options.cpuFloorCores);
+      if (running.quotaUs !== boot.quotaUs) await setCpuCeiling(this.cgroupPath, running);
       return { bindMs, initMs };
     } catch (error) {
       await this.destroy('specialization failed');

@@ -4,7 +4,7 @@
  * from the worker itself); errors carry runc's own stderr.
  */
 import type { Readable } from 'node:stream';
-import type { CommandRunner } from '../process/command-runner.js';
+import { exitText, type CommandRunner } from '../process/command-runner.js';
 import { processLauncher } from '../process/launcher.js';
 
 export interface OciRuntimeOptions {
@@ -45,7 +45,7 @@ export class OciRuntime {
         throw new OciRuntimeError(`${this.options.binary} run ${id}: ${(error as Error).message}`, { cause: error });
       });
     if (result.code === 0 && result.pipes) return result.pipes;
-    throw new OciRuntimeError(`${this.options.binary} run ${id} exited ${exitText(result)}: ${result.stderr.trim()}`);
+    throw new OciRuntimeError(`${this.options.binary} run ${id} exited (${exitText(result)}): ${result.stderr.trim()}`);
   }
 
   async kill(id: string, signal = 'KILL'): Promise<void> {
@@ -75,14 +75,10 @@ export class OciRuntime {
       });
     if (result.code === 0 && result.truncated) throw new OciRuntimeError(`${this.options.binary} ${args.join(' ')}: output too large`);
     if (result.code === 0) return result.stdout;
-    throw new OciRuntimeError(`${this.options.binary} ${args.join(' ')} exited ${exitText(result)}: ${result.stderr.trim()}`);
+    throw new OciRuntimeError(`${this.options.binary} ${args.join(' ')} exited (${exitText(result)}): ${result.stderr.trim()}`);
   }
 
   private launcher(): CommandRunner {
     return this.options.launcher ?? processLauncher();
   }
-}
-
-function exitText(result: { code: number | null; signal: string | null }): string {
-  return result.code === null ? `on ${result.signal}` : `${result.code}`;
 }
