@@ -1,8 +1,11 @@
 /**
  * Functions' log lines in PostgreSQL, written in batches off the call path, each batch also
- * published on the function's Redis channel for live followers (`logs?follow=1`).
+ * published on the function's Redis channel for live followers (`logs?follow=1`). A batch of any
+ * size is written in statements under PostgreSQL's parameter limit (chunks.ts), and published in
+ * the same pieces, so no pub/sub message grows with the batch.
  */
 import type { Redis } from 'ioredis';
+import { chunked, rowsPerStatement } from './chunks.js';
 import type { Database } from './database.js';
 
 export interface LogLine {
@@ -26,6 +29,9 @@ export interface LogQuery {
 }
 
 const COLUMNS = ['function_name', 'function_version', 'invocation_id', 'sandbox_id', 'stream', 'text', 'at'];
+const ROWS_PER_STATEMENT = rowsPerStatement(COLUMNS.length);
+/** Text per statement (and per published message); lines are cut at the log line limit before this. */
+const BYTES_PER_STATEMENT = 4 * 1024 * 1024;
 
 export class LogStore {
   private batch: LogLine[] = [];
@@ -85,6 +91,11 @@ export class LogStore {
   }
 
   private async write(lines: LogLine[]): Promise<void> {
+    // Characters, not bytes: a cheap bound that is close enough for sizing statements.
+    for (const chunk of chunked(lines, ROWS_PER_STATEMENT, BYTES_PER_STATEMENT, (l) => l.text.length + 64)) await this.writeChunk(chunk);
+  }
+
+  private async writeChunk(lines: LogLine[]): Promise<void> {
     const values: unknown[] = [];
     const tuples: string[] = [];
     for (const l of lines) {
@@ -96,7 +107,11 @@ export class LogStore {
     await this.db.query(`INSERT INTO function_logs (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}`, values);
     if (this.publisher) {
       const byFunction = new Map<string, LogLine[]>();
-      for (const l of lines) byFunction.set(l.functionName, [...(byFunction.get(l.functionName) ?? []), l]);
+      for (const l of lines) {
+        const group = byFunction.get(l.functionName);
+        if (group) group.push(l);
+        else byFunction.set(l.functionName, [l]);
+      }
       for (const [name, group] of byFunction) await this.publisher.redis.publish(this.publisher.channel(name), JSON.stringify(group));
     }
   }

@@ -16,9 +16,11 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
-import { readFrames, writeFrame } from '../protocol/framing.js';
+import { readFrames, writeFrame, writeFrameText } from '../protocol/framing.js';
 import {
+  DEFAULT_RUNTIME_LIMITS,
   PROTOCOL_VERSION,
+  RESULT_TOO_LARGE,
   RUNTIME_SOCKET_DIR,
   RUNTIME_SOCKET_NAME,
   TASK_ROOT,
@@ -27,6 +29,7 @@ import {
   type InitDoneMessage,
   type InitFailedMessage,
   type InvokeMessage,
+  type RuntimeLimits,
   type RuntimeMessage,
 } from '../protocol/messages.js';
 import { createContext, functionEnvironment, functionIdentity, type FunctionIdentity, type Handler } from './context.js';
@@ -69,9 +72,12 @@ class Session {
   /** Invocations without a result yet, with the time each arrived (for durationMs). */
   private readonly inFlight = new Map<string, number>();
   private crashing = false;
+  /** Set by init: the worker's bounds on what this sandbox sends. */
+  private limits: RuntimeLimits = DEFAULT_RUNTIME_LIMITS;
   private readonly logs = captureConsole(
     (id, stream, text) => this.send({ type: 'log', id, stream, text, at: Date.now() }),
     LOG_BYTES_PER_INVOCATION,
+    () => this.limits.maxLogLineBytes,
   );
 
   constructor(
@@ -100,6 +106,7 @@ class Session {
     const classified = classifyFrame(frame);
     switch (classified.kind) {
       case 'init':
+        if (this.loaded === undefined && classified.message.limits) this.limits = classified.message.limits;
         return this.init(classified.message.function);
       case 'invoke':
         return this.invoke(classified.message);
@@ -197,14 +204,26 @@ class Session {
     }
     const durationMs = this.settle(id);
     if (durationMs === undefined) return;
+    let json: string;
     try {
-      this.send({ type: 'result', id, ok: true, value: jsonValue(outcome.value), durationMs });
+      // `?? 'null'`: a toJSON may return undefined, which JSON.stringify answers with undefined.
+      json = JSON.stringify(jsonValue(outcome.value)) ?? 'null';
     } catch (error) {
-      // writeFrame stringifies before writing, so a value JSON rejects (cycles, BigInt, a throwing
+      // Stringified before anything is written, so a value JSON rejects (cycles, BigInt, a throwing
       // toJSON) leaves nothing half-sent and can still be reported as this invocation's failure.
       const message = error instanceof Error ? error.message : String(error);
       this.send({ type: 'result', id, ok: false, error: { type: 'Runtime.SerializationError', message }, durationMs });
+      return;
     }
+    // Measured here, where it is cheap, so a result the worker would refuse never crosses the socket.
+    const bytes = Buffer.byteLength(json);
+    const limit = this.limits.maxResultBytes;
+    if (bytes > limit) {
+      const message = `the function's result is ${bytes} bytes of JSON, over the limit of ${limit} bytes`;
+      this.send({ type: 'result', id, ok: false, error: { type: RESULT_TOO_LARGE, message }, durationMs });
+      return;
+    }
+    writeFrameText(this.socket, `{"type":"result","id":${JSON.stringify(id)},"ok":true,"value":${json},"durationMs":${JSON.stringify(durationMs)}}`);
   }
 
   private answerError(id: string, error: ErrorInfo): void {

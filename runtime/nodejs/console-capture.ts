@@ -3,10 +3,11 @@
  * that invocation's id (AsyncLocalStorage follows the handler's async work). Output made outside
  * any invocation (module top level, stray timers) goes to stdout/stderr as usual. Each invocation
  * may log up to a bound; past it one notice is sent and the rest dropped, so a runaway logger
- * cannot flood the worker.
+ * cannot flood the worker. Each line is cut at the line limit the worker gave in init.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
+import { cutLine } from '../protocol/log-lines.js';
 
 export const invocationScope = new AsyncLocalStorage<string>();
 
@@ -15,7 +16,11 @@ export type LogSink = (id: string, stream: 'stdout' | 'stderr', text: string) =>
 const STDOUT_METHODS = ['log', 'info', 'debug'] as const;
 const STDERR_METHODS = ['warn', 'error', 'trace'] as const;
 
-export function captureConsole(sink: LogSink, maxBytesPerInvocation: number): { forget(id: string): void } {
+export function captureConsole(
+  sink: LogSink,
+  maxBytesPerInvocation: number,
+  maxLineBytes: () => number,
+): { forget(id: string): void } {
   const used = new Map<string, number>();
   const emit = (stream: 'stdout' | 'stderr', original: (...args: unknown[]) => void, args: unknown[]): void => {
     const id = invocationScope.getStore();
@@ -23,7 +28,7 @@ export function captureConsole(sink: LogSink, maxBytesPerInvocation: number): { 
       original(...args);
       return;
     }
-    const text = format(...args);
+    const text = cutLine(format(...args), maxLineBytes());
     const before = used.get(id) ?? 0;
     if (before >= maxBytesPerInvocation) return;
     const after = before + Buffer.byteLength(text);

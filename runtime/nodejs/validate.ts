@@ -3,7 +3,7 @@
  * or a bug there should produce a clear answer (or a line on stderr), not a TypeError deep inside
  * the bootstrap that would take the whole sandbox down.
  */
-import type { FunctionSpec, InitMessage, InvokeMessage } from '../protocol/messages.js';
+import type { FunctionSpec, InitMessage, InvokeMessage, RuntimeLimits } from '../protocol/messages.js';
 
 export type Classified =
   | { kind: 'init'; message: InitMessage }
@@ -36,6 +36,16 @@ function functionSpecProblem(spec: unknown): string | undefined {
   return undefined;
 }
 
+function limitsProblem(limits: unknown): string | undefined {
+  if (limits === undefined) return undefined;
+  if (!isFields(limits)) return 'limits must be an object';
+  for (const key of ['maxResultBytes', 'maxLogLineBytes'] as const) {
+    const value = limits[key];
+    if (!isFiniteNumber(value) || value < 1) return `limits.${key} must be a positive number`;
+  }
+  return undefined;
+}
+
 function invokeProblem(frame: Fields): string | undefined {
   if (!isFiniteNumber(frame['deadlineMs'])) return 'deadlineMs must be a number';
   const traceparent = frame['traceparent'];
@@ -46,9 +56,14 @@ function invokeProblem(frame: Fields): string | undefined {
 export function classifyFrame(frame: unknown): Classified {
   if (!isFields(frame)) return { kind: 'unknown' };
   if (frame['type'] === 'init') {
-    const reason = functionSpecProblem(frame['function']);
+    const reason = functionSpecProblem(frame['function']) ?? limitsProblem(frame['limits']);
     if (reason !== undefined) return { kind: 'badInit', reason };
-    return { kind: 'init', message: { type: 'init', function: frame['function'] as FunctionSpec } };
+    const message: InitMessage = { type: 'init', function: frame['function'] as FunctionSpec };
+    if (frame['limits'] !== undefined) {
+      const { maxResultBytes, maxLogLineBytes } = frame['limits'] as RuntimeLimits;
+      message.limits = { maxResultBytes, maxLogLineBytes };
+    }
+    return { kind: 'init', message };
   }
   const id = frame['id'];
   if (frame['type'] === 'invoke' && typeof id === 'string' && id !== '') {

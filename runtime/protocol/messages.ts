@@ -12,6 +12,9 @@
  *   worker  → invoke (repeated)         possibly several at once when the function's concurrency > 1
  *   runtime → log (any number)          console output made while handling an invoke, before its result
  *   runtime → result                    exactly one per invoke, matched by id
+ * Every frame the runtime sends is bounded: a result over `limits.maxResultBytes` is answered with
+ * an error of type RESULT_TOO_LARGE instead, and log lines are cut at `limits.maxLogLineBytes`. The
+ * worker stops a sandbox that sends a frame longer than the result limit plus a small margin.
  * A sandbox is specialized once and never re-initialized for another function.
  */
 
@@ -41,9 +44,33 @@ export interface FunctionSpec {
   env: Record<string, string>;
 }
 
+/**
+ * Bounds the runtime applies itself (the worker checks them again, and does not trust it to). They
+ * come with init: a pooled sandbox is made before anyone knows its function.
+ */
+export interface RuntimeLimits {
+  /** Largest result, in bytes of its JSON; a larger one is answered with {@link RESULT_TOO_LARGE}. */
+  maxResultBytes: number;
+  /** Longest log line in bytes; a longer one is cut there and ends with {@link cutMarker}. */
+  maxLogLineBytes: number;
+}
+
+/** What a runtime applies when init names no limits (an older worker). */
+export const DEFAULT_RUNTIME_LIMITS: Readonly<RuntimeLimits> = { maxResultBytes: 6 * 1024 * 1024, maxLogLineBytes: 16 * 1024 };
+
+/** ErrorInfo.type of a result over maxResultBytes: the worker makes it FunctionResponseTooLarge. */
+export const RESULT_TOO_LARGE = 'Runtime.ResponseTooLarge';
+
+/** Ends a log line cut at `limitBytes` (the Python bootstrap writes the same text). */
+export function cutMarker(limitBytes: number): string {
+  return ` [skiff: line cut at ${limitBytes} bytes]`;
+}
+
 export interface InitMessage {
   type: 'init';
   function: FunctionSpec;
+  /** Absent: {@link DEFAULT_RUNTIME_LIMITS}. */
+  limits?: RuntimeLimits;
 }
 
 export interface InitDoneMessage {

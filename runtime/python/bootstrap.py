@@ -40,6 +40,10 @@ CONNECT_RETRY_S = 0.005
 CONNECT_TIMEOUT_S = 5.0
 # Output kept per invocation (the worker bounds it again).
 LOG_BYTES_PER_INVOCATION = 256 * 1024
+# What init's `limits` default to (runtime/protocol/messages.ts DEFAULT_RUNTIME_LIMITS).
+DEFAULT_LIMITS = {'maxResultBytes': 6 * 1024 * 1024, 'maxLogLineBytes': 16 * 1024}
+# ErrorInfo.type of a result over maxResultBytes (messages.ts RESULT_TOO_LARGE).
+RESULT_TOO_LARGE = 'Runtime.ResponseTooLarge'
 # Threads of the invocation pool; the worker never sends more calls at once than the function's
 # concurrency (at most 1000), so this only bounds a misbehaving worker.
 MAX_THREADS = 1000
@@ -106,6 +110,21 @@ def error_info(error):
 # ------------------------------------------------------------------------------------------------
 # Output capture: sys.stdout/sys.stderr writes made inside an invocation become `log` frames.
 
+def cut_marker(limit):
+    """Ends a line cut at `limit` bytes (messages.ts cutMarker writes the same text)."""
+    return ' [skiff: line cut at %d bytes]' % limit
+
+
+def cut_line(text, limit):
+    """`text` cut to at most `limit` bytes of UTF-8, never inside a character, marked when cut."""
+    if len(text) * 4 <= limit:
+        return text
+    encoded = text[:limit + 1].encode('utf-8', 'surrogatepass')
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode('utf-8', 'ignore') + cut_marker(limit)
+
+
 class Invocation:
     """One invoke in flight: its id, deadline, partial output lines and how much it has logged."""
 
@@ -136,12 +155,26 @@ class LogRouter:
         return self.session.sole_invocation()
 
     def write(self, invocation, stream, text):
+        # An unfinished line keeps at most one character past the limit (enough to know it is cut):
+        # a handler writing without newlines holds no more memory here than one line's worth.
+        keep = self.session.limits['maxLogLineBytes'] + 1
+        lines = []
         with invocation.lock:
             if invocation.finished:
                 return False
-            buffered = invocation.partial[stream] + text
-            *lines, rest = buffered.split('\n')
-            invocation.partial[stream] = rest
+            partial = invocation.partial[stream]
+            start = 0
+            while True:
+                newline = text.find('\n', start)
+                end = len(text) if newline == -1 else newline
+                if len(partial) < keep:
+                    partial += text[start:min(end, start + keep - len(partial))]
+                if newline == -1:
+                    break
+                lines.append(partial)
+                partial = ''
+                start = newline + 1
+            invocation.partial[stream] = partial
         for line in lines:
             self.emit(invocation, stream, line)
         return True
@@ -155,6 +188,7 @@ class LogRouter:
             self.emit(invocation, stream, text)
 
     def emit(self, invocation, stream, text):
+        text = cut_line(text, self.session.limits['maxLogLineBytes'])
         size = len(text.encode('utf-8', 'surrogatepass'))
         with invocation.lock:
             before = invocation.logged_bytes
@@ -387,6 +421,8 @@ class Session:
         self.in_flight = {}
         # None until init; then ('ok', handler, identity) or ('failed',).
         self.loaded = None
+        # Set by init: the worker's bounds on what this sandbox sends.
+        self.limits = dict(DEFAULT_LIMITS)
         self.pool = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix='invoke')
         self.router = LogRouter(self)
 
@@ -434,7 +470,10 @@ class Session:
     def on_frame(self, frame):
         kind, detail = classify(frame)
         if kind == 'init':
-            self.init(detail)
+            spec, limits = detail
+            if self.loaded is None and limits is not None:
+                self.limits = limits
+            self.init(spec)
         elif kind == 'badInit':
             warn('malformed init: %s' % detail)
             self.init(None, RuntimeFailure('Runtime.InvalidInit', detail))
@@ -542,12 +581,21 @@ class Session:
         if duration is None:
             return
         try:
-            frame = encode({'type': 'result', 'id': invocation.id, 'ok': True, 'value': value, 'durationMs': duration})
-        except (TypeError, ValueError, RecursionError) as error:
+            # ensure_ascii (the default): one byte a character, so the length is the size in bytes.
+            value_json = json.dumps(value, default=_json_default, allow_nan=False, separators=(',', ':'))
+        except (TypeError, ValueError, RecursionError, OverflowError) as error:
             # Encoded before anything is written: nothing half-sent, and the failure is this invocation's.
             info = {'type': 'Runtime.SerializationError', 'message': 'Unable to marshal response: %s' % error}
-            frame = encode({'type': 'result', 'id': invocation.id, 'ok': False, 'error': info, 'durationMs': duration})
-        self.send_bytes(frame)
+            self.send({'type': 'result', 'id': invocation.id, 'ok': False, 'error': info, 'durationMs': duration})
+            return
+        limit = self.limits['maxResultBytes']
+        if len(value_json) > limit:
+            # Refused here, where it is cheap: a result the worker would refuse never crosses the socket.
+            info = {'type': RESULT_TOO_LARGE, 'message': "the function's result is %d bytes of JSON, over the limit of %d bytes" % (len(value_json), limit)}
+            self.send({'type': 'result', 'id': invocation.id, 'ok': False, 'error': info, 'durationMs': duration})
+            return
+        frame = '{"type":"result","id":%s,"ok":true,"value":%s,"durationMs":%s}\n' % (json.dumps(invocation.id), value_json, json.dumps(duration))
+        self.send_bytes(frame.encode('ascii'))
 
     def answer_error(self, invocation, info):
         duration = self.settle(invocation)
@@ -585,14 +633,28 @@ def function_spec_problem(spec):
     return None
 
 
+def limits_problem(limits):
+    if limits is None:
+        return None
+    if not isinstance(limits, dict):
+        return 'limits must be an object'
+    for key in ('maxResultBytes', 'maxLogLineBytes'):
+        if not _is_number(limits.get(key)) or limits.get(key) < 1:
+            return 'limits.%s must be a positive number' % key
+    return None
+
+
 def classify(frame):
     if not isinstance(frame, dict):
         return 'unknown', None
     if frame.get('type') == 'init':
-        problem = function_spec_problem(frame.get('function'))
+        problem = function_spec_problem(frame.get('function')) or limits_problem(frame.get('limits'))
         if problem is not None:
             return 'badInit', problem
-        return 'init', frame['function']
+        limits = frame.get('limits')
+        if limits is not None:
+            limits = {'maxResultBytes': int(limits['maxResultBytes']), 'maxLogLineBytes': int(limits['maxLogLineBytes'])}
+        return 'init', (frame['function'], limits)
     invoke_id = frame.get('id')
     if frame.get('type') == 'invoke' and isinstance(invoke_id, str) and invoke_id != '':
         if not _is_number(frame.get('deadlineMs')):

@@ -14,6 +14,12 @@
  * their owner, mode (less setuid/setgid) and mtime. Sockets, fifos, devices and xattrs of the tar
  * are left out.
  *
+ * Unpacking is bounded: a layer whose files (or whose tar, once gunzipped) pass the store's byte
+ * budget, or with more entries than its entry budget, is refused as ImageCorrupt as soon as it
+ * passes it (a gzip bomb costs at most the budget). Owners are kept only inside a container's id
+ * range, 0..65535; any other id becomes 65534 (nobody): every sandbox's host ids lie above that
+ * range (worker/sandbox/id-ranges.ts), so no layer file is ever owned by some container's user.
+ *
  * Operations on one digest run one at a time, in call order; a call repeating the pending one
  * (an unpack while an unpack runs, a remove while a remove runs) shares it. Removing a layer a
  * mount still uses as lowerdir is the caller's mistake to avoid.
@@ -33,6 +39,7 @@ import tar from 'tar-stream';
 import type { Extract, Headers } from 'tar-stream';
 import { SkiffError, isSkiffError } from '../../infra/errors.js';
 import { digestHex } from '../../infra/images/oci/types.js';
+import { CONTAINER_ID_RANGE } from '../sandbox/oci-spec.js';
 
 const run = promisify(execFile);
 
@@ -49,6 +56,25 @@ export interface StoredLayer {
 }
 
 const HEX = /^[a-f0-9]{64}$/;
+
+export interface LayerStoreOptions {
+  /** Most bytes of files one layer may unpack to (its gunzipped tar may add its headers). Default 4 GiB. */
+  maxBytes?: number;
+  /** Most entries one layer may hold. Default 200,000. */
+  maxEntries?: number;
+}
+
+/** What one layer may cost to unpack. */
+interface Budget {
+  maxBytes: number;
+  maxEntries: number;
+}
+
+const DEFAULT_BUDGET: Budget = { maxBytes: 4 * 1024 ** 3, maxEntries: 200_000 };
+/** Room per entry in the tar stream beyond its content: a header, padding, perhaps a long name. */
+const TAR_BYTES_PER_ENTRY = 2048;
+/** The id an owner outside a container's range becomes (the kernel's overflow id, `nobody`). */
+const OVERFLOW_ID = 65534;
 /** Names of the work in progress beside a layer: `<hex>.<what>-<pid>-<random>`. */
 const WORK = /^([a-f0-9]{64})\.(?:unpacking|removing|json\.writing)-(\d+)-[a-f0-9]+$/;
 
@@ -56,9 +82,11 @@ export class LayerStore {
   /** `<dir>/sha256`: each layer's tree is `<root>/<hex>`. */
   readonly root: string;
   private readonly pending = new Map<string, { kind: 'unpack' | 'remove'; done: Promise<unknown> }>();
+  private readonly budget: Budget;
 
-  constructor(dir: string) {
+  constructor(dir: string, options: LayerStoreOptions = {}) {
     this.root = join(dir, 'sha256');
+    this.budget = { maxBytes: options.maxBytes ?? DEFAULT_BUDGET.maxBytes, maxEntries: options.maxEntries ?? DEFAULT_BUDGET.maxEntries };
   }
 
   /** Where the layer with this digest is (or would be) unpacked. */
@@ -131,7 +159,7 @@ export class LayerStore {
     await this.removeLeftovers(hex);
     const temporary = this.workPath(hex, 'unpacking');
     try {
-      const bytes = await unpackLayer(blobFile, temporary);
+      const bytes = await unpackLayer(blobFile, temporary, this.budget);
       await this.writeSidecar(hex, bytes);
       await rename(temporary, target);
       return { path: target, bytes };
@@ -201,15 +229,26 @@ function corrupt(message: string, cause?: unknown): SkiffError {
   return new SkiffError('ImageCorrupt', message, cause === undefined ? {} : { cause });
 }
 
+function overBudget(blobFile: string, what: string): SkiffError {
+  return corrupt(`layer ${blobFile} is refused: ${what}, past what a worker unpacks for one layer`);
+}
+
+/** A tar's uid or gid, kept only inside a container's id range. */
+function containerId(id: number | undefined): number {
+  if (id === undefined) return 0;
+  return Number.isInteger(id) && id >= 0 && id < CONTAINER_ID_RANGE ? id : OVERFLOW_ID;
+}
+
 /** Unpacks the layer in `blobFile` into `target` (which must not exist); the apparent size. */
-async function unpackLayer(blobFile: string, target: string): Promise<number> {
+async function unpackLayer(blobFile: string, target: string, budget: Budget): Promise<number> {
   await mkdir(target, { mode: 0o755 });
   const content = await layerContent(blobFile);
-  const tree = new LayerTree(target);
+  const tree = new LayerTree(target, budget, blobFile);
   const extract = tar.extract();
-  /** Why the source failed (a corrupt gzip), which the tar parser and the entry being read see only as their end. */
+  /** Why the source failed (a corrupt gzip, a tar over budget), which the tar parser and the entry being read see only as their end. */
   let sourceError: unknown;
-  const feeding = feed(content, extract, (error) => (sourceError = error));
+  const streamBudget = budget.maxBytes + budget.maxEntries * TAR_BYTES_PER_ENTRY;
+  const feeding = feed(content, extract, streamBudget, blobFile, (error) => (sourceError = error));
   const entries = extract[Symbol.asyncIterator]();
   try {
     for (;;) {
@@ -253,11 +292,17 @@ async function layerContent(blobFile: string): Promise<AsyncIterable<Buffer>> {
   throw corrupt(`layer ${blobFile} is neither a gzip nor a tar`);
 }
 
-/** Writes `source` into `extract`, ending it; a source that fails (corrupt gzip) destroys it. */
-async function feed(source: AsyncIterable<Buffer>, extract: Extract, failed: (error: unknown) => void): Promise<void> {
+/**
+ * Writes `source` into `extract`, ending it; a source that fails (corrupt gzip) or runs past
+ * `maxBytes` (gunzipped) destroys it.
+ */
+async function feed(source: AsyncIterable<Buffer>, extract: Extract, maxBytes: number, blobFile: string, failed: (error: unknown) => void): Promise<void> {
+  let bytes = 0;
   try {
     for await (const chunk of source) {
       if (extract.destroyed) return;
+      bytes += chunk.length;
+      if (bytes > maxBytes) throw overBudget(blobFile, `its tar is over ${maxBytes} bytes`);
       if (!extract.write(chunk)) await drained(extract);
     }
     extract.end();
@@ -308,16 +353,24 @@ class LayerTree {
   /** Set once all entries are written: adding an entry to a directory changes its mtime. */
   private readonly directoryTimes = new Map<string, Date>();
   bytes = 0;
+  /** What the budget counts: every entry seen, and the bytes of every file written (replaced ones too). */
+  private entries = 0;
+  private written = 0;
 
-  constructor(private readonly root: string) {}
+  constructor(
+    private readonly root: string,
+    private readonly budget: Budget,
+    private readonly blobFile: string,
+  ) {}
 
   async add(header: Headers, body: AsyncIterable<Buffer>): Promise<void> {
     this.throwIfFailed();
+    if (++this.entries > this.budget.maxEntries) throw overBudget(this.blobFile, `it has more than ${this.budget.maxEntries} entries`);
     const path = layerPath(header.name);
     const name = posix.basename(path);
     const parent = parentOf(path);
     if (name.startsWith(WHITEOUT)) return this.whiteout(parent, name);
-    const owner: Owner = { uid: header.uid ?? 0, gid: header.gid ?? 0 };
+    const owner: Owner = { uid: containerId(header.uid), gid: containerId(header.gid) };
     const mtime = header.mtime ?? new Date(0);
     switch (header.type) {
       case 'directory':
@@ -371,6 +424,9 @@ class LayerTree {
   }
 
   private async file(path: string, header: Headers, owner: Owner, mtime: Date, body: AsyncIterable<Buffer>): Promise<void> {
+    // Checked before a byte is written: the tar says how large the file is.
+    this.written += header.size ?? 0;
+    if (this.written > this.budget.maxBytes) throw overBudget(this.blobFile, `its files are over ${this.budget.maxBytes} bytes`);
     const mode = (header.mode ?? 0o644) & MODE_KEPT;
     const abs = this.abs(path);
     let size: number;

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { SkiffError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/log.js';
-import { RUNTIME_SOCKET_NAME, type FunctionSpec, type InvokeMessage } from '../../runtime/protocol/messages.js';
+import { RUNTIME_SOCKET_NAME, cutMarker, type FunctionSpec, type InvokeMessage } from '../../runtime/protocol/messages.js';
 import { availableParallelism } from 'node:os';
 import { memoryCharged, oomKills, removeCgroup, setCpuCeiling, setCpuLimits, setMemoryLimit } from './cgroups.js';
 import { bootCpuLimits, cpuLimits } from './cpu-limits.js';
@@ -16,7 +16,9 @@ import { bindReadOnly, makeSharedMountPoint, mountOverlay, unmountTree } from '.
 import type { EgressNetwork } from './egress-network.js';
 import { buildSandboxSpec } from './oci-spec.js';
 import type { OciRuntime } from './runc.js';
-import { RuntimeChannel } from './runtime-channel.js';
+import { cutLine } from '../../runtime/protocol/log-lines.js';
+import { LineCutter, OutputTail } from './output-lines.js';
+import { FRAME_MARGIN_BYTES, RuntimeChannel } from './runtime-channel.js';
 import { Turns } from './turns.js';
 import type { CreationTimings, InvokeOutcome, OutputLine, Sandbox, SandboxState } from './sandbox.js';
 
@@ -48,6 +50,10 @@ export interface SandboxFactoryOptions {
   tmpSizeMb: number;
   noFileLimit: number;
   logLimitBytes: number;
+  /** Largest result a runtime may send (told to it at init); a frame past it plus a margin stops the sandbox. */
+  maxResultBytes: number;
+  /** Longest log line kept; longer ones are cut (in the runtime, and again here for stdout/stderr). */
+  logLineLimitBytes: number;
   bootTimeoutMs: number;
   /** Creations under way at once; more wait their turn (worker/sandbox/turns.ts). */
   maxConcurrentCreates: number;
@@ -157,10 +163,10 @@ export class SandboxFactory {
 }
 
 class RuncSandbox implements Sandbox {
-  readonly channel = new RuntimeChannel();
+  readonly channel: RuntimeChannel;
   state: SandboxState = 'ready';
   created: CreationTimings = { mountMs: 0, runcMs: 0, bootstrapMs: 0 };
-  private output = '';
+  private readonly output: OutputTail;
   /** Bytes of stdout/stderr passed to output listeners; past logLimitBytes the rest is dropped. */
   private outputBytes = 0;
   private readonly outputListeners: Array<(line: OutputLine) => void> = [];
@@ -187,7 +193,14 @@ class RuncSandbox implements Sandbox {
     private readonly options: SandboxFactoryOptions,
     private readonly releaseIds: () => void,
   ) {
-    this.channel.onLog = (log) => this.emit({ invocationId: log.id, stream: log.stream, text: log.text, at: log.at });
+    this.output = new OutputTail(options.logLimitBytes);
+    this.channel = new RuntimeChannel({
+      limits: { maxResultBytes: options.maxResultBytes, maxLogLineBytes: options.logLineLimitBytes },
+      maxFrameBytes: options.maxResultBytes + FRAME_MARGIN_BYTES,
+    });
+    // Cut again here: the runtime is asked to cut its lines, not trusted to. Its marker fits.
+    const logLineBytes = options.logLineLimitBytes + cutMarker(options.logLineLimitBytes).length;
+    this.channel.onLog = (log) => this.emit({ invocationId: log.id, stream: log.stream, text: cutLine(String(log.text), logLineBytes), at: log.at });
   }
 
   markReady(): void {
@@ -197,16 +210,22 @@ class RuncSandbox implements Sandbox {
 
   attachOutput(stdout: Readable, stderr: Readable): void {
     this.outputEnded = Promise.all([stdout, stderr].map((s) => new Promise((resolve) => s.once('close', resolve))));
+    // A line is as long as the function makes it, but only its first logLineLimitBytes are kept;
+    // one that runs past the frame cap is an endless line, and the sandbox is stopped.
+    const runawayBytes = this.options.maxResultBytes + FRAME_MARGIN_BYTES;
     for (const [stream, source] of [['stdout', stdout], ['stderr', stderr]] as const) {
-      let partial = '';
-      source.on('data', (chunk: Buffer) => {
-        const text = chunk.toString();
-        this.output = (this.output + text).slice(-this.options.logLimitBytes);
-        const lines = (partial + text).split('\n');
-        partial = lines.pop() ?? '';
-        for (const line of lines) this.emitRaw(stream, line);
+      const lines = new LineCutter({
+        maxLineBytes: this.options.logLineLimitBytes,
+        runawayBytes,
+        onLine: (line) => {
+          this.output.append(`${line}\n`);
+          this.emitRaw(stream, line);
+        },
+        onRunaway: (limit) =>
+          this.channel.abort(new SkiffError('FunctionResponseTooLarge', `the function wrote a line over ${limit} bytes to its ${stream}; its sandbox was stopped`)),
       });
-      source.on('end', () => partial && this.emitRaw(stream, partial));
+      source.on('data', (chunk: Buffer) => lines.push(chunk));
+      source.on('end', () => lines.end());
     }
   }
 
@@ -228,7 +247,7 @@ class RuncSandbox implements Sandbox {
   }
 
   recentOutput(): string {
-    return this.output;
+    return this.output.toString();
   }
 
   async specialize(fn: FunctionSpec, codeDir: string, options: { egress?: boolean } = {}): Promise<{ bindMs: number; initMs: number }> {
@@ -274,7 +293,7 @@ class RuncSandbox implements Sandbox {
       return result.ok ? { ok: true, value: result.value, durationMs: result.durationMs } : { ok: false, error: result.error, durationMs: result.durationMs };
     } catch (error) {
       if (error instanceof SkiffError) {
-        await this.destroy('timeout');
+        await this.destroy(error.code === 'FunctionTimeout' ? 'timeout' : 'output over its limit');
         throw error;
       }
       throw await this.deathError();
@@ -292,7 +311,7 @@ class RuncSandbox implements Sandbox {
     // Teardown reads the OOM count before removing the cgroup (it may already be under way).
     await this.destroy('runtime exited');
     if (this.oomKilled) return new SkiffError('FunctionOutOfMemory', `function exceeded its memory limit of ${this.memoryMb} MiB`);
-    const tail = this.output.trim().split('\n').slice(-5).join('\n');
+    const tail = this.output.toString().trim().split('\n').slice(-5).join('\n');
     return new SkiffError('FunctionError', `runtime exited during the call${tail ? `: ${tail}` : ''}`, { errorType: 'Runtime.ExitError' });
   }
 

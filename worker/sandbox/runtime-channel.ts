@@ -1,10 +1,15 @@
 /**
  * The worker's end of the runtime protocol (runtime/protocol/messages.ts) for one sandbox: a unix
  * socket server that accepts the bootstrap's single connection, then matches results to invokes.
+ *
+ * The runtime is not trusted to keep its own limits: a frame longer than `maxFrameBytes` is never
+ * buffered past the cap; it fails every call waiting on this channel with FunctionResponseTooLarge
+ * and closes the channel (whose close listeners destroy the sandbox).
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmod, rm } from 'node:fs/promises';
-import { readFrames, writeFrame } from '../../runtime/protocol/framing.js';
+import { SkiffError } from '../../infra/errors.js';
+import { FrameTooLargeError, readFrames, writeFrame } from '../../runtime/protocol/framing.js';
 import type {
   ErrorInfo,
   FunctionSpec,
@@ -12,8 +17,19 @@ import type {
   InvokeMessage,
   LogMessage,
   ResultMessage,
+  RuntimeLimits,
   RuntimeMessage,
 } from '../../runtime/protocol/messages.js';
+
+export interface RuntimeChannelOptions {
+  /** Sent to the runtime with init. */
+  limits: RuntimeLimits;
+  /** Longest frame accepted from the runtime, in bytes. */
+  maxFrameBytes: number;
+}
+
+/** Room a result frame needs beyond the result itself: its id, type and duration, and some slack. */
+export const FRAME_MARGIN_BYTES = 64 * 1024;
 
 export class ChannelClosedError extends Error {
   readonly code = 'ChannelClosed';
@@ -35,9 +51,13 @@ export class RuntimeChannel {
   private initWaiter: Pending | undefined;
   private helloWaiter: { resolve: (hello: HelloMessage) => void; reject: (error: Error) => void } | undefined;
   private closed = false;
+  /** Why the channel was closed by this side, given to everyone still waiting. */
+  private failure: Error | undefined;
   private readonly closeListeners: Array<() => void> = [];
   /** Receives the runtime's `log` frames. */
   onLog: (message: LogMessage) => void = () => undefined;
+
+  constructor(private readonly options: RuntimeChannelOptions) {}
 
   /** Listens on `path`; resolves once listening (the socket file then exists). */
   async listen(path: string): Promise<void> {
@@ -69,7 +89,7 @@ export class RuntimeChannel {
   async init(fn: FunctionSpec): Promise<number> {
     const socket = this.requireSocket();
     const done = new Promise<ResultMessage>((resolve, reject) => (this.initWaiter = { resolve, reject }));
-    writeFrame(socket, { type: 'init', function: fn });
+    writeFrame(socket, { type: 'init', function: fn, limits: this.options.limits });
     const result = (await done) as unknown as { durationMs: number };
     return result.durationMs;
   }
@@ -86,6 +106,12 @@ export class RuntimeChannel {
   onClose(listener: () => void): void {
     if (this.closed) listener();
     else this.closeListeners.push(listener);
+  }
+
+  /** Fails every call waiting with `error`, then closes the channel. */
+  abort(error: Error): void {
+    this.failure ??= error;
+    this.close();
   }
 
   close(): void {
@@ -107,9 +133,18 @@ export class RuntimeChannel {
     this.socket = socket;
     this.server?.close(); // no further connections; the accepted one stays open
     socket.setNoDelay(true);
-    readFrames(socket, (frame) => this.receive(frame as RuntimeMessage), () => socket.destroy());
+    readFrames(socket, (frame) => this.receive(frame as RuntimeMessage), (error) => this.refuse(error), { maxFrameBytes: this.options.maxFrameBytes });
     socket.on('close', () => this.markClosed());
     socket.on('error', () => this.markClosed());
+  }
+
+  /** A frame over the cap, or one that is not JSON: the runtime is broken or hostile. */
+  private refuse(error: Error): void {
+    if (error instanceof FrameTooLargeError) {
+      this.abort(new SkiffError('FunctionResponseTooLarge', `the function wrote a frame over ${error.limitBytes} bytes to the runtime socket; its sandbox was stopped`));
+    } else {
+      this.socket?.destroy();
+    }
   }
 
   private receive(message: RuntimeMessage): void {
@@ -140,7 +175,7 @@ export class RuntimeChannel {
   private markClosed(): void {
     if (this.closed) return;
     this.closed = true;
-    const error = new ChannelClosedError('runtime exited');
+    const error = this.failure ?? new ChannelClosedError('runtime exited');
     this.helloWaiter?.reject(error);
     this.initWaiter?.reject(error);
     for (const waiter of this.pending.values()) waiter.reject(error);

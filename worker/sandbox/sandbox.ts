@@ -8,6 +8,11 @@
  *  - `invoke` on a dead sandbox rejects with SkiffError `Unavailable`; a handler error resolves
  *    with `ok: false` (the sandbox stays usable); a timeout or the runtime dying rejects with
  *    `FunctionTimeout` / `FunctionOutOfMemory` / `FunctionError`, and the sandbox is destroyed.
+ *  - Output is bounded: a result over the sandbox's result limit resolves `ok: false` with error
+ *    type RESULT_TOO_LARGE (the runtime refused it; the sandbox stays usable). A frame on the
+ *    runtime socket, or a stdout/stderr line, longer than the result limit plus a margin rejects
+ *    every call in flight with `FunctionResponseTooLarge` and destroys the sandbox; its bytes are
+ *    never held. Output lines are cut at the log line limit.
  *  - `destroy` is idempotent. Once it resolves, no process, mount, cgroup or directory of the
  *    sandbox remains.
  *  - `onDeath` listeners run once, when the sandbox dies for any reason (destroy included).
