@@ -58,9 +58,9 @@ export function invokeAsync(baseUrl: string, name: string, event: unknown = {}):
 }
 
 /** GET on the shared agent, for polling (GET /v1/invocations/:id). */
-export function get(url: string): Promise<{ status: number; body: string }> {
+export function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', agent }, (res) => {
+    const req = request(url, { method: 'GET', agent, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('error', reject);

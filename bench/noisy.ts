@@ -86,7 +86,7 @@ function attack(platform: Platform, name: string, inFlight: number, stopped: () 
       const giveUp = performance.now() + 15_000;
       while (!stopped() && performance.now() < giveUp) {
         await sleep(100);
-        const record = await get(`${platform.url}/v1/invocations/${id}`).catch(() => undefined);
+        const record = await get(`${platform.url}/v1/invocations/${id}`, platform.auth).catch(() => undefined);
         const status = record?.status === 200 ? (JSON.parse(record.body) as { status?: string }).status : undefined;
         if (status === 'succeeded' || status === 'failed') break;
       }

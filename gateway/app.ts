@@ -5,9 +5,11 @@ import type { GatewayContext } from './context.js';
 import { registerErrorMapping } from './errors.js';
 import { registerOpenApi } from './openapi.js';
 import { functionRoutes } from './routes/functions.js';
-import { functionUrlRoutes } from './routes/function-url.js';
+import { movedFunctionUrlRoutes } from './routes/moved-function-urls.js';
 import { healthRoutes } from './routes/health.js';
-import { requireKey } from './auth.js';
+import { registerAccess } from './access.js';
+import { tenantRoutes } from './routes/tenants.js';
+import { auditRoutes } from './routes/audit.js';
 import { invokeRoutes } from './routes/invoke.js';
 import { keyRoutes } from './routes/keys.js';
 import { deadLetterRoutes } from './routes/dead-letters.js';
@@ -23,29 +25,34 @@ export function buildApp(ctx: GatewayContext, db: Database, log: Logger): Fastif
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: ctx.config.gateway.bodyLimitBytes,
+    // A request must arrive whole in time, and idle connections are closed: slow clients cannot hold sockets.
+    requestTimeout: ctx.config.gateway.requestTimeoutMs,
+    keepAliveTimeout: ctx.config.gateway.keepAliveTimeoutMs,
     // Per-request lines only at debug: at thousands of calls a second they would cost more than the call.
     logController: new LogController({ disableRequestLogging: true }),
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
   });
   registerErrorMapping(app);
   registerOpenApi(app);
-  // Everything that manages the platform needs an API key (gateway/auth.ts).
-  app.register(async (admin) => {
-    admin.addHook('onRequest', async (request) => {
-      await requireKey(ctx.apiKeys, request);
-    });
-    functionRoutes(admin, ctx);
-    logRoutes(admin, ctx);
-    keyRoutes(admin, ctx);
-    workerRoutes(admin, ctx);
-    deadLetterRoutes(admin, ctx);
-    imageRoutes(admin, ctx);
-    statsRoutes(admin, ctx, new InvocationStats(db));
+  // Every API route names its action and goes through the tenant and role check (gateway/access.ts).
+  registerAccess(app, ctx.apiKeys);
+  // Registered as a plugin so that the OpenAPI plugin, loaded first, sees every route.
+  app.register(async (api) => {
+    functionRoutes(api, ctx);
+    logRoutes(api, ctx);
+    keyRoutes(api, ctx);
+    tenantRoutes(api, ctx);
+    auditRoutes(api, ctx);
+    workerRoutes(api, ctx);
+    deadLetterRoutes(api, ctx);
+    imageRoutes(api, ctx);
+    statsRoutes(api, ctx, new InvocationStats(db));
   });
   // The dashboard's page is public; the data it shows comes from the routes above, with a key.
   uiRoutes(app);
   invokeRoutes(app, ctx);
-  functionUrlRoutes(app, ctx);
+  // Function URLs have an origin of their own (gateway/functions-app.ts); here /fn/ says where.
+  movedFunctionUrlRoutes(app, ctx);
   healthRoutes(app, ctx, db);
   return app;
 }

@@ -12,6 +12,9 @@ import type { Dispatcher } from './invocations/dispatcher.js';
 import type { FunctionCache } from './invocations/function-cache.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { FunctionImages } from './images/function-images.js';
+import type { TenantStore } from '../infra/db/tenants.js';
+import type { AuditLog } from '../infra/db/audit-log.js';
+import type { TenantQuotaCache } from './invocations/tenant-quota-cache.js';
 
 export interface GatewayContext {
   config: Readonly<Config>;
@@ -30,4 +33,15 @@ export interface GatewayContext {
   metrics: GatewayMetrics;
   /** Builds or resolves the image of each deploy. */
   images: FunctionImages;
+  tenants: TenantStore;
+  audit: AuditLog;
+  /** Tenants' effective quotas for the call path, without a query per call. */
+  tenantQuotas: TenantQuotaCache;
+  /** The absolute URL that calls a function, on the functions' own origin. */
+  functionUrl(name: string): string;
+  /**
+   * The origin serving `/fn/<name>` (gateway/http/function-origin.ts), with the bound port once
+   * the functions listener listens (the configured port may be 0).
+   */
+  functionsOrigin(): string;
 }

@@ -9,7 +9,7 @@ import { SkiffError, isSkiffError } from '../infra/errors.js';
 export function registerErrorMapping(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const skiff = toSkiffError(error);
-    if (skiff.code === 'TooManyRequests') void reply.header('retry-after', '1');
+    if (skiff.code === 'TooManyRequests') void reply.header('retry-after', String(Math.max(1, Math.ceil(skiff.retryAfterSeconds ?? 1))));
     if (skiff.status >= 500 && skiff.code === 'Internal') request.log.error({ err: error }, 'request failed');
     void reply.status(skiff.status).send({ error: skiff.toBody() });
   });

@@ -8,6 +8,10 @@ export interface GatewayMetrics {
   registry: Registry;
   invocations: Counter<'function' | 'outcome' | 'start'>;
   latency: Histogram<'function' | 'outcome'>;
+  /** Calls refused because their tenant was over its calls per second. */
+  throttled: Counter<'tenant'>;
+  /** Reports what tenants' bounds removed, platform-wide (read from `totals` at every scrape). */
+  watchPruned(totals: () => Promise<Record<string, string>>): void;
   /** Reports the depth of queue `name` (read from `counts` at every scrape). */
   watchQueue(name: string, counts: QueueCounts): void;
 }
@@ -47,6 +51,26 @@ export function createGatewayMetrics(): GatewayMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
+    throttled: new Counter({
+      name: 'skiff_calls_throttled_total',
+      help: "Calls answered 429 because their tenant was over its callsPerSecond quota, by tenant.",
+      labelNames: ['tenant'],
+      registers: [registry],
+    }),
+    watchPruned(totals) {
+      // Counted in Redis by whichever process pruned (a gateway at deploy, a scheduler's retention sweep).
+      new Gauge({
+        name: 'skiff_pruned_total',
+        help: "Rows tenants' bounds removed, oldest first, since the platform's Redis began: versions (at deploy), invocations and logs (retention).",
+        labelNames: ['kind'],
+        registers: [registry],
+        async collect() {
+          this.reset();
+          const counts = await totals().catch(() => ({}) as Record<string, string>);
+          for (const [kind, rows] of Object.entries(counts)) this.set({ kind }, Number(rows));
+        },
+      });
+    },
     watchQueue(name, counts) {
       queues.set(name, counts);
     },

@@ -4,6 +4,7 @@
  */
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
+import type { TenantQuotas } from './tenancy/quotas.js';
 
 export interface GatewayConfig {
   host: string;
@@ -19,8 +20,39 @@ export interface GatewayConfig {
   queueWaitMs: number;
   /** Keep-alive of idle instances for functions deployed without `idleTimeoutMs`. */
   defaultIdleTimeoutMs: number;
+  /** Deploy defaults for what a deploy does not say. */
+  defaultMemoryMb: number;
+  defaultTimeoutMs: number;
+  defaultMaxInstances: number;
   /** Synchronous calls of one function a gateway holds at once; past it, 429. */
   maxPendingPerFunction: number;
+  /** Largest request body of a call (function URL, invoke): Lambda's 6 MiB. */
+  invokeBodyLimitBytes: number;
+  /** Largest event of an asynchronous call: Lambda's 256 KiB. */
+  asyncEventLimitBytes: number;
+  /** Largest result of a synchronous call; over it, 502 FunctionResponseTooLarge. */
+  resultLimitBytes: number;
+  /** Largest result kept in an asynchronous call's record. */
+  asyncResultLimitBytes: number;
+  /** Names of missing functions remembered (so a flood of unknown names costs no queries). */
+  notFoundCacheSize: number;
+  /** A request must have arrived whole within this long (slow-loris bound). */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this long. */
+  keepAliveTimeoutMs: number;
+  /** Where function URLs are served: an origin of their own, never the API's and dashboard's. */
+  functions: {
+    host: string;
+    /** 0: any free port (tests). */
+    port: number;
+    /** The origin users call functions at, for the `url` of a function (default: http://host:port). */
+    publicUrl: string | undefined;
+    /**
+     * Host-based routing for production: `<name>.<domain>` calls function `name` at path `/`.
+     * Undefined: only `/fn/<name>` paths.
+     */
+    domain: string | undefined;
+  };
 }
 
 export interface WorkerConfig {
@@ -50,6 +82,9 @@ export interface WorkerConfig {
   imageGraceMs: number;
   /** Sandboxes made at once; more wait their turn. */
   maxConcurrentCreates: number;
+  /** Longest log line kept; longer lines are cut, and a runtime frame longer than the result
+   *  limit plus a margin stops the sandbox (its memory stays bounded). */
+  logLineLimitBytes: number;
 }
 
 export interface RegistryConfig {
@@ -85,6 +120,8 @@ export interface Config {
   /** Asynchronous calls that fail are run again this many times, after backoffMs, 2×, 4×... */
   asyncRetries: { retries: number; backoffMs: number };
   telemetry: { enabled: boolean };
+  /** Quotas of a tenant that set none of its own (infra/tenancy/quotas.ts). */
+  tenantDefaults: TenantQuotas;
 }
 
 export class ConfigError extends Error {
@@ -125,7 +162,23 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxZipEntries: int(env, 'SKIFF_MAX_ZIP_ENTRIES', 20000, 1),
       queueWaitMs: int(env, 'SKIFF_QUEUE_WAIT_MS', 30000, 100),
       defaultIdleTimeoutMs: int(env, 'SKIFF_IDLE_TIMEOUT_MS', 5 * 60_000, 1000),
+      defaultMemoryMb: int(env, 'SKIFF_DEFAULT_MEMORY_MB', 128, 64, 10240),
+      defaultTimeoutMs: int(env, 'SKIFF_DEFAULT_TIMEOUT_MS', 30_000, 1, 900_000),
+      defaultMaxInstances: int(env, 'SKIFF_DEFAULT_MAX_INSTANCES', 100, 1, 10_000),
       maxPendingPerFunction: int(env, 'SKIFF_MAX_PENDING_PER_FUNCTION', 1000, 1),
+      invokeBodyLimitBytes: int(env, 'SKIFF_INVOKE_BODY_LIMIT_BYTES', 6 * 1024 * 1024, 1024),
+      asyncEventLimitBytes: int(env, 'SKIFF_ASYNC_EVENT_LIMIT_BYTES', 256 * 1024, 1024),
+      resultLimitBytes: int(env, 'SKIFF_RESULT_LIMIT_BYTES', 6 * 1024 * 1024, 1024),
+      asyncResultLimitBytes: int(env, 'SKIFF_ASYNC_RESULT_LIMIT_BYTES', 256 * 1024, 1024),
+      notFoundCacheSize: int(env, 'SKIFF_NOT_FOUND_CACHE_SIZE', 10_000, 1),
+      requestTimeoutMs: int(env, 'SKIFF_REQUEST_TIMEOUT_MS', 60_000, 1000),
+      keepAliveTimeoutMs: int(env, 'SKIFF_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1000),
+      functions: {
+        host: str(env, 'SKIFF_FUNCTIONS_HOST', str(env, 'SKIFF_GATEWAY_HOST', '127.0.0.1')),
+        port: int(env, 'SKIFF_FUNCTIONS_PORT', 8081, 0, 65535),
+        publicUrl: optionalUrl(env, 'SKIFF_FUNCTIONS_URL'),
+        domain: optionalDomain(env, 'SKIFF_FUNCTIONS_DOMAIN'),
+      },
     },
     worker: {
       id: workerId,
@@ -143,6 +196,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       imageCacheMb: int(env, 'SKIFF_IMAGE_CACHE_MB', 10 * 1024, 64),
       imageGraceMs: int(env, 'SKIFF_IMAGE_GRACE_MS', 60_000, 0),
       maxConcurrentCreates: int(env, 'SKIFF_MAX_CONCURRENT_CREATES', 2 * availableParallelism(), 1, 1000),
+      logLineLimitBytes: int(env, 'SKIFF_LOG_LINE_LIMIT_BYTES', 16 * 1024, 256),
     },
     scheduler: {
       concurrency: int(env, 'SKIFF_SCHEDULER_CONCURRENCY', 256, 1),
@@ -165,6 +219,15 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
           Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT) ||
           Boolean(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)),
     },
+    tenantDefaults: {
+      callsPerSecond: int(env, 'SKIFF_TENANT_CALLS_PER_SECOND', 1000, 1),
+      maxInstances: int(env, 'SKIFF_TENANT_MAX_INSTANCES', 200, 1),
+      maxMemoryMb: int(env, 'SKIFF_TENANT_MAX_MEMORY_MB', 32 * 1024, 64),
+      maxFunctions: int(env, 'SKIFF_TENANT_MAX_FUNCTIONS', 100, 1),
+      maxLogLines: int(env, 'SKIFF_TENANT_MAX_LOG_LINES', 1_000_000, 100),
+      maxInvocationRecords: int(env, 'SKIFF_TENANT_MAX_INVOCATION_RECORDS', 1_000_000, 100),
+      maxVersionsPerFunction: int(env, 'SKIFF_TENANT_MAX_VERSIONS', 50, 1),
+    },
   };
   return deepFreeze(config);
 }
@@ -182,6 +245,32 @@ function registryUrl(env: Env): string {
     throw new ConfigError(`REGISTRY_URL must be http(s)://host[:port] (credentials go in REGISTRY_USERNAME/REGISTRY_PASSWORD), got "${raw}"`);
   }
   return raw;
+}
+
+function optionalUrl(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const trimmed = raw.replace(/\/+$/, '');
+  let url: URL;
+  try {
+    url = new URL(trimmed);
+  } catch {
+    throw new ConfigError(`${name} must be an origin such as https://fn.example.com, got "${raw}"`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search || url.username) {
+    throw new ConfigError(`${name} must be http(s)://host[:port] with nothing after it, got "${raw}"`);
+  }
+  return trimmed;
+}
+
+function optionalDomain(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const domain = raw.toLowerCase();
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/.test(domain)) {
+    throw new ConfigError(`${name} must be a domain name such as fn.example.com, got "${raw}"`);
+  }
+  return domain;
 }
 
 function str(env: Env, name: string, fallback: string): string {

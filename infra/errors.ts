@@ -6,13 +6,23 @@
 export const ERROR_STATUS = {
   InvalidRequest: 400,
   Unauthorized: 401,
+  /** The key is valid but its role may not do this (or it is limited to other functions). */
+  Forbidden: 403,
+  /** A tenant quota (functions, instances, memory) does not allow this. */
+  QuotaExceeded: 403,
   FunctionNotFound: 404,
   NotFound: 404,
+  /** A function name another tenant owns: names are unique platform-wide, like bucket names. */
+  NameTaken: 409,
+  /** The request conflicts with what exists (a tenant that still owns functions, a name in use). */
+  Conflict: 409,
   PayloadTooLarge: 413,
   TooManyRequests: 429,
   Internal: 500,
   FunctionError: 502,
   FunctionOutOfMemory: 502,
+  /** The function's result (or one protocol frame or log line) is over its limit. */
+  FunctionResponseTooLarge: 502,
   Unavailable: 503,
   FunctionTimeout: 504,
   /** An image (or a layer of it) the registry does not have. */
@@ -43,8 +53,14 @@ export class SkiffError extends Error {
   readonly field: string | undefined;
   readonly errorType: string | undefined;
   readonly handlerStack: string[] | undefined;
+  /** For TooManyRequests: when to try again (the Retry-After header). */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; field?: string; errorType?: string; stack?: string[] } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; field?: string; errorType?: string; stack?: string[]; retryAfterSeconds?: number } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     // Not enumerable: a spread copy of an error must not pass for one.
     Object.defineProperty(this, BRAND, { value: true, enumerable: false });
@@ -53,6 +69,7 @@ export class SkiffError extends Error {
     this.field = options.field;
     this.errorType = options.errorType;
     this.handlerStack = options.stack;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   get status(): number {

@@ -14,7 +14,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { SkiffError } from '../infra/errors.js';
 import type { InvocationRecords } from '../infra/db/invocation-records.js';
-import type { InvocationJob, InvocationOutcome } from '../infra/queue/jobs.js';
+import { recordBase, type InvocationJob, type InvocationOutcome } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
 
 /** A fresh shared-queue id for a call taken back (its earlier jobs may still exist). */
@@ -57,7 +57,7 @@ export async function takeBackCalls(
         const error = new SkiffError('Unavailable', `the worker node running this call (${nodeId}) was lost; the call may not have run`);
         const outcome: InvocationOutcome = { id: data.id, ok: false, error: error.toBody() };
         await o.redis.publish(data.replyTo, JSON.stringify(outcome));
-        o.records.record({ id: data.id, functionName: data.fn.name, functionVersion: data.fn.version, async: false, status: 'failed', error: outcome.error });
+        o.records.record({ ...recordBase(data), async: false, status: 'failed', error: outcome.error });
         result.answered++;
       }
     }

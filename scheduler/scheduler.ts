@@ -9,7 +9,7 @@ import { context as otelContext, trace, type Tracer } from '@opentelemetry/api';
 import { SkiffError } from '../infra/errors.js';
 import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { Logger } from '../infra/log.js';
-import type { InvocationJob, InvocationOutcome } from '../infra/queue/jobs.js';
+import { recordBase, type InvocationJob, type InvocationOutcome } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
@@ -93,9 +93,7 @@ export class Scheduler {
     }
     await this.o.redis.publish(data.replyTo, JSON.stringify(outcome));
     this.o.records.record({
-      id: data.id,
-      functionName: data.fn.name,
-      functionVersion: data.fn.version,
+      ...recordBase(data),
       async: false,
       status: 'failed',
       error: outcome.error,

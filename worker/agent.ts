@@ -10,9 +10,11 @@ import { SkiffError, isSkiffError, type ErrorBody } from '../infra/errors.js';
 import type { Logger } from '../infra/log.js';
 import type { InvocationRecord, InvocationRecords } from '../infra/db/invocation-records.js';
 import type { KeySpace } from '../infra/queue/names.js';
-import type { CachedImage, FunctionEvent, InvocationJob, InvocationOutcome, WorkerHeartbeat, WorkerOrder, WorkerState } from '../infra/queue/jobs.js';
+import { recordBase, type CachedImage, type FunctionEvent, type InvocationJob, type InvocationOutcome, type WorkerHeartbeat, type WorkerOrder, type WorkerState } from '../infra/queue/jobs.js';
 import { takeBackCalls } from '../scheduler/recovery.js';
 import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
+import { publishOutcome } from '../infra/queue/replies.js';
+import { RESULT_TOO_LARGE } from '../runtime/protocol/messages.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import type { InstanceSet } from './instances/instance-set.js';
 import type { SandboxPool } from './sandbox/sandbox-pool.js';
@@ -40,6 +42,9 @@ export interface WorkerAgentOptions {
   /** Told about deploys, to make minWarm instances of a new version at once. */
   warmKeeper: { check(): void };
   records: InvocationRecords;
+  /** A synchronous call's result is kept in its record only while its outcome's JSON is at most
+   *  this many bytes (the caller got it whole either way); absent: always. */
+  recordResultLimitBytes?: number;
   asyncCalls: AsyncCallDeps;
   tracer: Tracer;
   /** Cold-start phases and queue wait are recorded here when given. */
@@ -164,14 +169,13 @@ export class WorkerAgent {
       await finishAsync(o.asyncCalls, data, outcome, Date.now() - startedAt);
       return;
     }
-    await o.redis.publish(data.replyTo, JSON.stringify(outcome));
+    // A large outcome waits in a key and the message points to it: never one big pub/sub message.
+    const bytes = await publishOutcome(o.redis, o.keys, data.replyTo, outcome);
     const record: InvocationRecord = {
-      id: data.id,
-      functionName: data.fn.name,
-      functionVersion: data.fn.version,
+      ...recordBase(data),
       async: false,
       status: outcome.ok ? 'succeeded' : 'failed',
-      ...(outcome.ok ? { result: outcome.value } : { error: outcome.error }),
+      ...(outcome.ok ? (bytes <= (o.recordResultLimitBytes ?? Infinity) ? { result: outcome.value } : {}) : { error: outcome.error }),
       ...(outcome.cold === undefined ? {} : { cold: outcome.cold }),
       workerId: o.id,
       durationMs: Date.now() - startedAt,
@@ -207,6 +211,11 @@ export class WorkerAgent {
       if (!result.ok) handlerSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.error.message });
       const cold = kind !== 'warm';
       if (cold) this.o.log.debug({ invocation: data.id, kind, ...timings }, 'cold start');
+      if (!result.ok && result.error.type === RESULT_TOO_LARGE) {
+        // The runtime measured the result and refused to send it; the instance stays usable.
+        const error = new SkiffError('FunctionResponseTooLarge', result.error.message);
+        return { id: data.id, ok: false, error: error.toBody(), cold, workerId: this.o.id };
+      }
       if (!result.ok) {
         const error = new SkiffError('FunctionError', result.error.message, { errorType: result.error.type, ...(result.error.stack ? { stack: result.error.stack } : {}) });
         return { id: data.id, ok: false, error: error.toBody(), cold, workerId: this.o.id };

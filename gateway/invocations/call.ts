@@ -11,14 +11,27 @@ import { contextOf, type TraceCarrier } from '../../infra/telemetry.js';
 import type { GatewayContext } from '../context.js';
 import { versionOf } from '../../infra/db/function-store.js';
 import { notFound } from '../routes/functions.js';
-import { requireKey } from '../auth.js';
+import { authenticate, authorizeFunction } from '../auth.js';
+import type { Principal } from '../../infra/tenancy/roles.js';
 
-/** The function's current version; checks the caller's API key if the function asks for one. */
-export async function lookUp(ctx: GatewayContext, name: string, request: FastifyRequest): Promise<FunctionVersion> {
+/** A function about to be called, and who calls it when the platform checked a key for it. */
+export interface CallTarget {
+  fn: FunctionVersion;
+  /** The verified caller of an `auth: "key"` function; undefined for `auth: "none"` ones. */
+  caller: Principal | undefined;
+}
+
+/**
+ * The function's current version; if the function asks for a key, checks it: a key of the
+ * function's tenant whose role may invoke (another tenant's key finds no such function).
+ */
+export async function lookUp(ctx: GatewayContext, name: string, request: FastifyRequest): Promise<CallTarget> {
   const fn = await ctx.current.get(name);
   if (!fn) throw notFound(name);
-  if (fn.auth === 'key') await requireKey(ctx.apiKeys, request);
-  return versionOf(fn);
+  if (fn.auth !== 'key') return { fn: versionOf(fn), caller: undefined };
+  const caller = await authenticate(ctx.apiKeys, request);
+  authorizeFunction(caller, 'functions:invoke', fn);
+  return { fn: versionOf(fn), caller };
 }
 
 /** Runs `work` inside a server span for the request; the reply carries the trace id. */
@@ -41,7 +54,8 @@ export async function traced<T>(ctx: GatewayContext, request: FastifyRequest, re
   }
 }
 
-export async function callFunction(ctx: GatewayContext, fn: FunctionVersion, event: unknown, span: Span, reply: FastifyReply): Promise<unknown> {
+export async function callFunction(ctx: GatewayContext, target: CallTarget, event: unknown, span: Span, reply: FastifyReply): Promise<unknown> {
+  const { fn } = target;
   span.setAttribute('skiff.version', fn.version);
   const started = process.hrtime.bigint();
   const count = (outcome: string, start: string): void => {
@@ -50,7 +64,7 @@ export async function callFunction(ctx: GatewayContext, fn: FunctionVersion, eve
   };
   let outcome: InvocationOutcome;
   try {
-    outcome = await ctx.dispatcher.call(fn, event, span);
+    outcome = await ctx.dispatcher.call(fn, event, span, target.caller?.keyId);
   } catch (error) {
     // Refused before any worker saw it (back-pressure, the queue unreachable): counted too.
     count(isSkiffError(error) ? error.code : 'Internal', 'none');

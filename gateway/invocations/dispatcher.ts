@@ -1,7 +1,8 @@
 /**
  * Sends invocations on their way and brings synchronous outcomes back. A call is one job on the
  * shared invocation queue; the worker that runs it publishes the outcome on this gateway's own
- * reply channel, where the waiting request picks it up. Asynchronous calls get a `queued` record
+ * reply channel, where the waiting request picks it up (a large outcome waits in a key, and the
+ * message only points to it: infra/queue/replies.ts). Asynchronous calls get a `queued` record
  * before the caller is answered, so `GET /v1/invocations/:id` always finds them.
  */
 import { Queue } from 'bullmq';
@@ -10,8 +11,9 @@ import { nanoid } from 'nanoid';
 import type { Span } from '@opentelemetry/api';
 import { SkiffError } from '../../infra/errors.js';
 import type { InvocationRecords } from '../../infra/db/invocation-records.js';
-import type { FunctionVersion, InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js';
+import { recordBase, type FunctionVersion, type InvocationJob, type InvocationOutcome } from '../../infra/queue/jobs.js';
 import type { KeySpace } from '../../infra/queue/names.js';
+import { dropStoredOutcome, isStoredReply, takeStoredOutcome, type ReplyMessage, type StoredReply } from '../../infra/queue/replies.js';
 import { carrierOf } from '../../infra/telemetry.js';
 
 export interface DispatcherOptions {
@@ -50,14 +52,42 @@ export class Dispatcher {
   async start(): Promise<void> {
     this.o.subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.replyChannel) return;
-      const outcome = JSON.parse(message) as InvocationOutcome;
-      const waiter = this.waiting.get(outcome.id);
-      if (!waiter) return; // the caller gave up already
-      this.waiting.delete(outcome.id);
-      clearTimeout(waiter.timer);
-      waiter.resolve(outcome);
+      const reply = JSON.parse(message) as ReplyMessage;
+      if (!isStoredReply(reply)) {
+        this.deliver(reply);
+        return;
+      }
+      if (!this.waiting.has(reply.id)) {
+        void dropStoredOutcome(this.o.redis, this.o.keys, reply).catch(() => undefined); // it expires anyway
+        return;
+      }
+      void this.takeStored(reply);
     });
     await this.o.subscriber.subscribe(this.replyChannel);
+  }
+
+  /** Hands `outcome` to its waiting call, if the caller has not given up. */
+  private deliver(outcome: InvocationOutcome): void {
+    const waiter = this.waiting.get(outcome.id);
+    if (!waiter) return; // the caller gave up already
+    this.waiting.delete(outcome.id);
+    clearTimeout(waiter.timer);
+    waiter.resolve(outcome);
+  }
+
+  /** Reads a large outcome from its key; on the command connection (the subscriber cannot GET). */
+  private async takeStored(reply: StoredReply): Promise<void> {
+    let outcome: InvocationOutcome;
+    try {
+      outcome = (await takeStoredOutcome(this.o.redis, this.o.keys, reply)) ?? {
+        id: reply.id,
+        ok: false,
+        error: { code: 'Unavailable', message: 'the outcome of the call expired before it was read' },
+      };
+    } catch (error) {
+      outcome = { id: reply.id, ok: false, error: { code: 'Unavailable', message: `could not read the outcome of the call: ${(error as Error).message}` } };
+    }
+    this.deliver(outcome);
   }
 
   async stop(): Promise<void> {
@@ -75,14 +105,14 @@ export class Dispatcher {
   }
 
   /** Runs the call and waits for its outcome. */
-  async call(fn: FunctionVersion, event: unknown, span: Span): Promise<InvocationOutcome> {
+  async call(fn: FunctionVersion, event: unknown, span: Span, callerKeyId?: string): Promise<InvocationOutcome> {
     const held = this.pending.get(fn.name) ?? 0;
     if (held >= this.o.maxPendingPerFunction) {
       throw new SkiffError('TooManyRequests', `${fn.name} has ${held} calls waiting already; try again`);
     }
     this.pending.set(fn.name, held + 1);
     try {
-      return await this.dispatch(fn, event, span);
+      return await this.dispatch(fn, event, span, callerKeyId);
     } finally {
       const left = (this.pending.get(fn.name) ?? 1) - 1;
       if (left === 0) this.pending.delete(fn.name);
@@ -90,7 +120,7 @@ export class Dispatcher {
     }
   }
 
-  private async dispatch(fn: FunctionVersion, event: unknown, span: Span): Promise<InvocationOutcome> {
+  private async dispatch(fn: FunctionVersion, event: unknown, span: Span, callerKeyId?: string): Promise<InvocationOutcome> {
     const id = nanoid();
     span.setAttribute('skiff.invocation_id', id);
     const outcome = new Promise<InvocationOutcome>((resolve) => {
@@ -101,7 +131,7 @@ export class Dispatcher {
       this.waiting.set(id, { resolve, timer });
     });
     try {
-      await this.queue.add('invoke', this.job(id, fn, event, this.replyChannel, span), { jobId: id });
+      await this.queue.add('invoke', this.job(id, fn, event, this.replyChannel, span, callerKeyId), { jobId: id });
     } catch (error) {
       const waiter = this.waiting.get(id);
       clearTimeout(waiter?.timer);
@@ -112,11 +142,12 @@ export class Dispatcher {
   }
 
   /** Queues the call and returns its id at once. */
-  async submit(fn: FunctionVersion, event: unknown, span: Span): Promise<string> {
+  async submit(fn: FunctionVersion, event: unknown, span: Span, callerKeyId?: string): Promise<string> {
     const id = nanoid();
     span.setAttribute('skiff.invocation_id', id);
-    await this.o.records.write({ id, functionName: fn.name, functionVersion: fn.version, async: true, status: 'queued' });
-    await this.queue.add('invoke', this.job(id, fn, event, null, span), { jobId: id });
+    const job = this.job(id, fn, event, null, span, callerKeyId);
+    await this.o.records.write({ ...recordBase(job), async: true, status: 'queued' });
+    await this.queue.add('invoke', job, { jobId: id });
     return id;
   }
 
@@ -127,7 +158,7 @@ export class Dispatcher {
     await this.queue.add('invoke', this.job(id, fn, event, null, span), { jobId: `${id}-redrive-${Date.now()}` });
   }
 
-  private job(id: string, fn: FunctionVersion, event: unknown, replyTo: string | null, span: Span): InvocationJob {
+  private job(id: string, fn: FunctionVersion, event: unknown, replyTo: string | null, span: Span, callerKeyId?: string): InvocationJob {
     const now = Date.now();
     return {
       id,
@@ -138,6 +169,7 @@ export class Dispatcher {
       startBy: now + this.o.queueWaitMs,
       attempt: 1,
       trace: carrierOf(span),
+      ...(callerKeyId === undefined ? {} : { callerKeyId }),
     };
   }
 }

@@ -2,7 +2,9 @@
  * The gateway's cache of current function versions, so the call path makes no database query.
  * Every deploy and delete is announced on the function-events channel; each gateway drops the
  * name from its cache on the announcement (the deploying gateway before it answers 201), and
- * entries also expire after a few seconds in case an announcement is missed.
+ * entries also expire after a few seconds in case an announcement is missed. The cache is bounded
+ * (names that do not exist are remembered too, and anyone may ask for any name): past its size the
+ * oldest entries go first.
  */
 import type { FunctionInfo, FunctionStore } from '../../infra/db/function-store.js';
 
@@ -11,14 +13,24 @@ const TTL_MS = 5000;
 export class FunctionCache {
   private readonly entries = new Map<string, { info: FunctionInfo | undefined; until: number }>();
 
-  constructor(private readonly store: Pick<FunctionStore, 'get'>) {}
+  constructor(
+    private readonly store: Pick<FunctionStore, 'get'>,
+    private readonly maxEntries = 10_000,
+  ) {}
 
   async get(name: string): Promise<FunctionInfo | undefined> {
     const hit = this.entries.get(name);
     if (hit && hit.until > Date.now()) return hit.info;
     const info = await this.store.get(name);
+    this.entries.delete(name);
+    // A Map keeps insertion order: the first key is the oldest entry.
+    while (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
     this.entries.set(name, { info, until: Date.now() + TTL_MS });
     return info;
+  }
+
+  get size(): number {
+    return this.entries.size;
   }
 
   forget(name: string): void {

@@ -6,8 +6,10 @@
 import type { FastifyInstance } from 'fastify';
 import { SkiffError } from '../../infra/errors.js';
 import type { GatewayContext } from '../context.js';
-import { lookUp, traced } from '../invocations/call.js';
-import { FUNCTION_NAME, notFound } from './functions.js';
+import { traced } from '../invocations/call.js';
+import { versionOf } from '../../infra/db/function-store.js';
+import { visibleFunction } from '../access.js';
+import { FUNCTION_NAME } from './functions.js';
 
 const params = {
   params: {
@@ -17,16 +19,20 @@ const params = {
 } as const;
 
 export function deadLetterRoutes(app: FastifyInstance, ctx: GatewayContext): void {
-  app.get<{ Params: { name: string } }>('/v1/functions/:name/dead-letters', { schema: params }, async (request) => {
-    if (!(await ctx.functions.get(request.params.name))) throw notFound(request.params.name);
-    return { deadLetters: await ctx.deadLetters.list(request.params.name) };
+  app.get<{ Params: { name: string } }>('/v1/functions/:name/dead-letters', { schema: params, config: { access: 'deadLetters:read' } }, async (request) => {
+    const fn = await visibleFunction(ctx.functions, request, request.params.name, 'deadLetters:read');
+    return { deadLetters: await ctx.deadLetters.list(fn.name) };
   });
 
-  app.post<{ Params: { name: string; id: string } }>('/v1/functions/:name/dead-letters/:id/redrive', { schema: params }, async (request, reply) => {
-    const fn = await lookUp(ctx, request.params.name, request);
+  app.post<{ Params: { name: string; id: string } }>(
+    '/v1/functions/:name/dead-letters/:id/redrive',
+    { schema: params, config: { access: 'deadLetters:redrive' } },
+    async (request, reply) => {
+    const fn = versionOf(await visibleFunction(ctx.current, request, request.params.name, 'deadLetters:redrive'));
     const letter = await ctx.deadLetters.take(fn.name, request.params.id);
     if (!letter) throw new SkiffError('NotFound', `no dead letter ${request.params.id} for ${fn.name}`);
     await traced(ctx, request, reply, fn.name, (span) => ctx.dispatcher.redrive(fn, letter.event, letter.id, span));
     return reply.status(202).send({ id: letter.id, status: 'queued' });
-  });
+    },
+  );
 }

@@ -5,6 +5,10 @@ import { RUNTIMES, type FunctionEvent, type Runtime } from '../../infra/queue/jo
 import { inspectZip } from '../code/zip-archive.js';
 import type { GatewayContext } from '../context.js';
 import type { FunctionInfo } from '../../infra/db/function-store.js';
+import { can, type Principal } from '../../infra/tenancy/roles.js';
+import { TENANT_NAME } from '../../infra/tenancy/quotas.js';
+import { listsFunction, principalOf, tenantFilter, visibleFunction } from '../access.js';
+import type { FastifyRequest } from 'fastify';
 
 export const FUNCTION_NAME = '^[a-z][a-z0-9-]{0,62}$';
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -12,6 +16,8 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** The body of POST /v1/functions (the CLI sends it too). */
 export interface DeployBody {
   name: string;
+  /** The tenant to deploy into: the key's own by default; only an admin key may name another. */
+  tenant?: string;
   runtime: Runtime;
   handler: string;
   /** The code as a zip; or else `image`. */
@@ -37,6 +43,7 @@ const deploySchema = {
     additionalProperties: false,
     properties: {
       name: { type: 'string', pattern: FUNCTION_NAME },
+      tenant: { type: 'string', pattern: TENANT_NAME },
       runtime: { type: 'string', enum: [...RUNTIMES] },
       handler: { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9_./-]*\\.[A-Za-z_$][A-Za-z0-9_$]*$', maxLength: 256 },
       code: {
@@ -69,6 +76,10 @@ const nameParams = {
   params: { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: FUNCTION_NAME } } },
 } as const;
 
+const listSchema = {
+  querystring: { type: 'object', additionalProperties: false, properties: { tenant: { type: 'string', pattern: TENANT_NAME } } },
+} as const;
+
 const rollbackSchema = {
   ...nameParams,
   body: {
@@ -80,12 +91,32 @@ const rollbackSchema = {
 } as const;
 
 export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void {
-  app.post<{ Body: DeployBody }>('/v1/functions', { schema: deploySchema }, async (request, reply) => {
+  app.post<{ Body: DeployBody }>('/v1/functions', { schema: deploySchema, config: { access: 'functions:write' } }, async (request, reply) => {
     const body = request.body;
-    if ((body.minWarm ?? 0) > (body.maxInstances ?? 100)) throw invalidRequest('minWarm', 'minWarm cannot exceed maxInstances');
+    const who = principalOf(request);
+    const tenantName = deployTenant(who, body);
+    if (who.functions !== null && !who.functions.includes(body.name)) {
+      throw new SkiffError('Forbidden', `this key is limited to other functions than ${body.name}`);
+    }
+    const tenant = await ctx.tenants.get(tenantName);
+    if (!tenant) throw invalidRequest('tenant', `tenant ${tenantName} does not exist`);
+    const memoryMb = body.memoryMb ?? ctx.config.gateway.defaultMemoryMb;
+    const maxInstances = body.maxInstances ?? ctx.config.gateway.defaultMaxInstances;
+    const minWarm = body.minWarm ?? 0;
+    if (minWarm > maxInstances) throw invalidRequest('minWarm', 'minWarm cannot exceed maxInstances');
+    // Instances kept warm count against the tenant's quotas even without calls: refuse what can never fit.
+    if (minWarm * memoryMb > tenant.quotas.maxMemoryMb) {
+      throw invalidRequest('minWarm', `minWarm × memoryMb is ${minWarm * memoryMb} MiB; tenant ${tenant.name} may use ${tenant.quotas.maxMemoryMb} MiB (maxMemoryMb)`);
+    }
+    if (minWarm > tenant.quotas.maxInstances) {
+      throw invalidRequest('minWarm', `minWarm is ${minWarm}; tenant ${tenant.name} may run ${tenant.quotas.maxInstances} instances (maxInstances)`);
+    }
     if ((body.code === undefined) === (body.image === undefined)) {
       throw invalidRequest(body.code ? 'image' : 'code', 'give the code either as code.zip or as an image reference in image, not both');
     }
+    // Fails early, before an image is built, when the name is another tenant's.
+    const existing = await ctx.functions.get(body.name);
+    if (existing && existing.tenant !== tenant.name) throw new SkiffError('NameTaken', `the function name ${body.name} is taken; choose another`, { field: 'name' });
     let code: { zip: Buffer; sha256: string } | null = null;
     let image;
     if (body.code) {
@@ -101,16 +132,18 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
     } else {
       image = await ctx.images.fromReference(body.image ?? '', body.runtime);
     }
-    const info = await ctx.functions.deploy({
+    const { info, prunedVersions } = await ctx.functions.deploy({
       name: body.name,
+      tenant: tenant.name,
+      limits: { maxFunctions: tenant.quotas.maxFunctions, maxVersionsPerFunction: tenant.quotas.maxVersionsPerFunction },
       runtime: body.runtime,
       handler: body.handler,
-      memoryMb: body.memoryMb ?? 128,
-      timeoutMs: body.timeoutMs ?? 30000,
+      memoryMb,
+      timeoutMs: body.timeoutMs ?? ctx.config.gateway.defaultTimeoutMs,
       concurrency: body.concurrency ?? 1,
       idleTimeoutMs: body.idleTimeoutMs ?? ctx.config.gateway.defaultIdleTimeoutMs,
-      minWarm: body.minWarm ?? 0,
-      maxInstances: body.maxInstances ?? 100,
+      minWarm,
+      maxInstances,
       auth: body.auth ?? 'none',
       network: body.network ?? 'none',
       idempotent: body.idempotent ?? false,
@@ -118,20 +151,25 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       code,
       image: image.reference,
     });
+    if (prunedVersions > 0) await ctx.redis.hincrby(ctx.keys.pruned, 'versions', prunedVersions);
     await publish(ctx, { type: 'deployed', name: info.name, version: info.version, image: info.image });
-    request.log.info({ function: info.name, version: info.version, image: info.image, codeLayerBytes: image.codeLayerBytes }, 'function deployed');
-    return reply.status(201).send(describe(info));
+    await ctx.audit.add({ keyId: who.keyId, tenant: info.tenant, action: 'function.deploy', target: info.name, detail: { version: info.version, image: info.image } });
+    request.log.info({ function: info.name, tenant: info.tenant, version: info.version, image: info.image, codeLayerBytes: image.codeLayerBytes }, 'function deployed');
+    return reply.status(201).send(describe(ctx, request, info));
   });
 
-  app.get('/v1/functions', async () => ({ functions: (await ctx.functions.list()).map(describe) }));
-
-  app.get<{ Params: { name: string } }>('/v1/functions/:name', { schema: nameParams }, async (request) => {
-    const info = await ctx.functions.get(request.params.name);
-    if (!info) throw notFound(request.params.name);
-    return describe(info);
+  app.get<{ Querystring: { tenant?: string } }>('/v1/functions', { schema: listSchema, config: { access: 'functions:read' } }, async (request) => {
+    const who = principalOf(request);
+    const all = await ctx.functions.list(tenantFilter(request, request.query.tenant));
+    return { functions: all.filter((fn) => listsFunction(who, fn)).map((fn) => describe(ctx, request, fn)) };
   });
 
-  app.get<{ Params: { name: string } }>('/v1/functions/:name/versions', { schema: nameParams }, async (request) => {
+  app.get<{ Params: { name: string } }>('/v1/functions/:name', { schema: nameParams, config: { access: 'functions:read' } }, async (request) => {
+    return describe(ctx, request, await visibleFunction(ctx.functions, request, request.params.name, 'functions:read'));
+  });
+
+  app.get<{ Params: { name: string } }>('/v1/functions/:name/versions', { schema: nameParams, config: { access: 'functions:read' } }, async (request) => {
+    await visibleFunction(ctx.functions, request, request.params.name, 'functions:read');
     const versions = await ctx.functions.versions(request.params.name);
     if (!versions) throw notFound(request.params.name);
     return { versions };
@@ -139,25 +177,40 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
 
   // Points the function back at one of its versions (no new version is made); calls after the
   // answer run it, and workers retire instances of every other version, as after a deploy.
-  app.post<{ Params: { name: string }; Body: { version: number } }>('/v1/functions/:name/rollback', { schema: rollbackSchema }, async (request) => {
-    const { name } = request.params;
-    const { version } = request.body;
-    const result = await ctx.functions.rollback(name, version);
-    if (!result.ok) {
-      if (result.missing === 'function') throw notFound(name);
-      throw new SkiffError('NotFound', `function ${name} has no version ${version}; GET /v1/functions/${name}/versions lists them`, { field: 'version' });
-    }
-    await publish(ctx, { type: 'deployed', name, version: result.info.version, image: result.info.image });
-    request.log.info({ function: name, version: result.info.version }, 'function rolled back');
-    return describe(result.info);
-  });
+  app.post<{ Params: { name: string }; Body: { version: number } }>(
+    '/v1/functions/:name/rollback',
+    { schema: rollbackSchema, config: { access: 'functions:write' } },
+    async (request) => {
+      const { name } = request.params;
+      const { version } = request.body;
+      const fn = await visibleFunction(ctx.functions, request, name, 'functions:write');
+      const result = await ctx.functions.rollback(name, version);
+      if (!result.ok) {
+        if (result.missing === 'function') throw notFound(name);
+        throw new SkiffError('NotFound', `function ${name} has no version ${version}; GET /v1/functions/${name}/versions lists them`, { field: 'version' });
+      }
+      await publish(ctx, { type: 'deployed', name, version: result.info.version, image: result.info.image });
+      await ctx.audit.add({ keyId: principalOf(request).keyId, tenant: fn.tenant, action: 'function.rollback', target: name, detail: { version: result.info.version } });
+      request.log.info({ function: name, version: result.info.version }, 'function rolled back');
+      return describe(ctx, request, result.info);
+    },
+  );
 
-  app.delete<{ Params: { name: string } }>('/v1/functions/:name', { schema: nameParams }, async (request) => {
+  app.delete<{ Params: { name: string } }>('/v1/functions/:name', { schema: nameParams, config: { access: 'functions:write' } }, async (request) => {
+    const fn = await visibleFunction(ctx.functions, request, request.params.name, 'functions:write');
     const deleted = await ctx.functions.delete(request.params.name);
     if (!deleted) throw notFound(request.params.name);
     await publish(ctx, { type: 'deleted', name: request.params.name });
+    await ctx.audit.add({ keyId: principalOf(request).keyId, tenant: fn.tenant, action: 'function.delete', target: fn.name, detail: { version: fn.version } });
     return { name: request.params.name, deleted: true };
   });
+}
+
+/** Where a deploy lands: the key's tenant; an admin key may name another, no other key may. */
+function deployTenant(who: Principal, body: DeployBody): string {
+  if (body.tenant === undefined || body.tenant === who.tenant) return who.tenant;
+  if (who.role !== 'admin') throw new SkiffError('Forbidden', `a ${who.role} key deploys into its own tenant (${who.tenant}) only`, { field: 'tenant' });
+  return body.tenant;
 }
 
 export function notFound(name: string): SkiffError {
@@ -177,10 +230,14 @@ async function publish(ctx: GatewayContext, event: FunctionEvent): Promise<void>
   await ctx.redis.publish(ctx.keys.functionEvents, JSON.stringify(event));
 }
 
-/** A function as the API shows it: its current version, and the URL that calls it. */
-export type FunctionDescription = Omit<FunctionInfo, 'versionId'> & { url: string };
+/**
+ * A function as the API shows it: its current version and the absolute URL that calls it. A key
+ * whose role may not read env values (a viewer) sees the variables' names only.
+ */
+export type FunctionDescription = Omit<FunctionInfo, 'versionId' | 'env'> & { url: string; env?: Record<string, string>; envNames: string[] };
 
-function describe(info: FunctionInfo): FunctionDescription {
-  const { versionId: _versionId, ...shown } = info;
-  return { ...shown, url: `/fn/${info.name}` };
+function describe(ctx: GatewayContext, request: FastifyRequest, info: FunctionInfo): FunctionDescription {
+  const { versionId: _versionId, env, ...shown } = info;
+  const withEnv = can(principalOf(request).role, 'functions:readEnv');
+  return { ...shown, ...(withEnv ? { env } : {}), envNames: Object.keys(env).sort(), url: ctx.functionUrl(info.name) };
 }

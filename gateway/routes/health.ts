@@ -4,7 +4,7 @@ import { SkiffError } from '../../infra/errors.js';
 import type { GatewayContext } from '../context.js';
 
 export function healthRoutes(app: FastifyInstance, ctx: GatewayContext, db: { query(sql: string): Promise<unknown> }): void {
-  app.get('/healthz', async () => {
+  app.get('/healthz', { config: { access: 'public' } }, async () => {
     try {
       await Promise.all([ctx.redis.ping(), db.query('SELECT 1')]);
     } catch (cause) {
@@ -15,7 +15,9 @@ export function healthRoutes(app: FastifyInstance, ctx: GatewayContext, db: { qu
 
   // The shared invocation queue's depth, read at each scrape.
   ctx.metrics.watchQueue('invocations', () => ctx.dispatcher.jobCounts());
-  app.get('/metrics', async (_request, reply) => {
+  ctx.metrics.watchPruned(() => ctx.redis.hgetall(ctx.keys.pruned));
+  // It names every tenant's functions: an admin key (Prometheus sends one in its scrape config).
+  app.get('/metrics', { config: { access: 'metrics:read' } }, async (_request, reply) => {
     return reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });
 }

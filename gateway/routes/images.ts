@@ -26,7 +26,7 @@ const imagesSchema = {
 } as const;
 
 export function imageRoutes(app: FastifyInstance, ctx: GatewayContext): void {
-  app.get('/v1/images', { schema: imagesSchema }, async () => {
+  app.get('/v1/images', { schema: imagesSchema, config: { access: 'images:read' } }, async () => {
     const beats = Object.values(await ctx.redis.hgetall(ctx.keys.workers)).map((json) => JSON.parse(json) as WorkerHeartbeat);
     const byDigest = new Map<string, { reference: string; digest: string; runtime?: string; workers: string[] }>();
     for (const beat of beats) {

@@ -1,36 +1,58 @@
 /**
  * POST /v1/functions/:name/invoke: the body is the event (JSON; empty means null). Synchronous by
  * default (200 with the handler's value as JSON); `X-Skiff-Invocation-Type: async` answers 202 with
- * an id to poll at GET /v1/invocations/:id.
+ * an id to poll at GET /v1/invocations/:id (with a key of the function's tenant; an invoker key
+ * reads only the calls it made). The handler's value is served as JSON that runs nothing, even
+ * opened in a browser: this is the API's origin.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SkiffError, invalidRequest } from '../../infra/errors.js';
+import type { InvocationRecord } from '../../infra/db/invocation-records.js';
+import { functionAccess } from '../../infra/tenancy/roles.js';
 import type { GatewayContext } from '../context.js';
 import { callFunction, lookUp, traced } from '../invocations/call.js';
+import { registerCallLimit } from '../invocations/call-limit.js';
+import { principalOf } from '../access.js';
 import { FUNCTION_NAME } from './functions.js';
+
+/** Function output on the API's origin: never sniffed as HTML, never allowed to run or load anything. */
+export const OUTPUT_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
+export function outputHeaders(reply: FastifyReply): FastifyReply {
+  return reply.header('x-content-type-options', 'nosniff').header('content-security-policy', OUTPUT_CSP);
+}
 
 export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.register(async (scope) => {
+    // Counted per tenant before the body is read: a tenant over its rate costs nobody else a thing.
+    await registerCallLimit(scope, ctx, (request) => (request.params as { name?: string }).name);
     // The event is whatever JSON the caller sent, under any content type, or null when empty.
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: ctx.config.gateway.bodyLimitBytes }, (_request, body, done) => done(null, body));
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: ctx.config.gateway.invokeBodyLimitBytes }, (_request, body, done) => done(null, body));
 
     scope.post<{ Params: { name: string }; Body: Buffer | undefined }>(
       '/v1/functions/:name/invoke',
-      { schema: { params: { type: 'object', properties: { name: { type: 'string', pattern: FUNCTION_NAME } } } } },
+      { schema: { params: { type: 'object', properties: { name: { type: 'string', pattern: FUNCTION_NAME } } } }, config: { access: 'call' } },
       async (request, reply) => {
-        const event = parseEvent(request.body);
         const mode = String(request.headers['x-skiff-invocation-type'] ?? 'sync').toLowerCase();
         if (mode !== 'sync' && mode !== 'async' && mode !== 'requestresponse' && mode !== 'event') {
           throw invalidRequest('x-skiff-invocation-type', 'X-Skiff-Invocation-Type must be sync or async');
         }
-        const fn = await lookUp(ctx, request.params.name, request);
+        const async = mode === 'async' || mode === 'event';
+        const size = request.body?.length ?? 0;
+        if (async && size > ctx.config.gateway.asyncEventLimitBytes) {
+          throw new SkiffError('PayloadTooLarge', `an asynchronous event is at most ${ctx.config.gateway.asyncEventLimitBytes} bytes; this one is ${size}`, { field: 'body' });
+        }
+        const event = parseEvent(request.body);
+        const target = await lookUp(ctx, request.params.name, request);
+        const { fn } = target;
+        outputHeaders(reply);
         return traced(ctx, request, reply, fn.name, async (span) => {
-          if (mode === 'async' || mode === 'event') {
-            const id = await ctx.dispatcher.submit(fn, event, span);
+          if (async) {
+            const id = await ctx.dispatcher.submit(fn, event, span, target.caller?.keyId);
             return reply.status(202).send({ id, status: 'queued' });
           }
-          const value = await callFunction(ctx, fn, event, span, reply);
+          const value = await callFunction(ctx, target, event, span, reply);
           return reply.type('application/json').send(JSON.stringify(value ?? null));
         });
       },
@@ -39,13 +61,21 @@ export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
 
   app.get<{ Params: { id: string } }>(
     '/v1/invocations/:id',
-    { schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } } } },
-    async (request) => {
+    { schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } } }, config: { access: 'invocations:read' } },
+    async (request, reply) => {
       const record = await ctx.records.get(request.params.id);
-      if (!record) throw new SkiffError('NotFound', `invocation ${request.params.id} does not exist`);
+      if (!record || !readable(request, record)) throw new SkiffError('NotFound', `invocation ${request.params.id} does not exist`);
+      outputHeaders(reply);
       return record;
     },
   );
+}
+
+/** Another tenant's record, or (for an invoker) another key's call, is answered as a missing one. */
+function readable(request: FastifyRequest, record: InvocationRecord): boolean {
+  const who = principalOf(request);
+  if (functionAccess(who, { name: record.functionName, tenant: record.tenant ?? '' }) !== 'ok') return false;
+  return who.role !== 'invoker' || record.callerKeyId === who.keyId;
 }
 
 function parseEvent(body: Buffer | undefined): unknown {

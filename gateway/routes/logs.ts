@@ -8,7 +8,8 @@ import type { FastifyInstance } from 'fastify';
 import { invalidRequest } from '../../infra/errors.js';
 import type { LogLine, LogQuery } from '../../infra/db/log-store.js';
 import type { GatewayContext } from '../context.js';
-import { FUNCTION_NAME, notFound } from './functions.js';
+import { FUNCTION_NAME } from './functions.js';
+import { visibleFunction } from '../access.js';
 
 interface LogsQuery {
   since?: string;
@@ -39,9 +40,9 @@ export function logRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.addHook('preClose', async () => {
     for (const res of following) res.destroy();
   });
-  app.get<{ Params: { name: string }; Querystring: LogsQuery }>('/v1/functions/:name/logs', { schema }, async (request, reply) => {
+  app.get<{ Params: { name: string }; Querystring: LogsQuery }>('/v1/functions/:name/logs', { schema, config: { access: 'logs:read' } }, async (request, reply) => {
     const name = request.params.name;
-    if (!(await ctx.functions.get(name))) throw notFound(name);
+    await visibleFunction(ctx.functions, request, name, 'logs:read');
     const query: LogQuery = { functionName: name, limit: request.query.limit === undefined ? 1000 : Number(request.query.limit) };
     if (request.query.invocation !== undefined) query.invocationId = request.query.invocation;
     if (request.query.since !== undefined) query.since = parseSince(request.query.since);

@@ -7,11 +7,12 @@
  * The invocation numbers are computed in PostgreSQL (infra/db/invocation-stats.ts).
  */
 import type { FastifyInstance } from 'fastify';
-import { invalidRequest } from '../../infra/errors.js';
+import { SkiffError, invalidRequest } from '../../infra/errors.js';
 import { InvocationStats, MAX_INVOCATIONS, MAX_WINDOW_MINUTES, type FunctionStats } from '../../infra/db/invocation-stats.js';
 import type { WorkerHeartbeat } from '../../infra/queue/jobs.js';
 import type { GatewayContext } from '../context.js';
 import { FUNCTION_NAME, notFound } from './functions.js';
+import { listsFunction, principalOf, tenantFilter, visibleFunction } from '../access.js';
 
 const DEFAULT_WINDOW_MINUTES = 60;
 const DEFAULT_INVOCATIONS = 50;
@@ -188,24 +189,35 @@ export function statsRoutes(app: FastifyInstance, ctx: GatewayContext, stats: In
   };
   const withInstances = (f: FunctionStats, all: Map<string, { busy: number; idle: number }>) => ({ ...f, instances: all.get(f.name) ?? { busy: 0, idle: 0 } });
 
-  app.get<{ Querystring: { windowMinutes?: string } }>('/v1/stats/functions', { schema: listSchema }, async (request) => {
+  const access = { access: 'stats:read' } as const;
+  app.get<{ Querystring: { windowMinutes?: string } }>('/v1/stats/functions', { schema: listSchema, config: access }, async (request) => {
     const windowMinutes = bounded('windowMinutes', request.query.windowMinutes, MAX_WINDOW_MINUTES, DEFAULT_WINDOW_MINUTES);
-    const [functions, all] = await Promise.all([stats.functions(windowMinutes), instances()]);
-    return { windowMinutes, functions: functions.map((f) => withInstances(f, all)) };
+    const who = principalOf(request);
+    const tenant = tenantFilter(request);
+    const [functions, all] = await Promise.all([stats.functions(windowMinutes, undefined, tenant), instances()]);
+    const shown = who.functions === null ? functions : functions.filter((f) => listsFunction(who, { name: f.name, tenant: who.tenant }));
+    return { windowMinutes, functions: shown.map((f) => withInstances(f, all)) };
   });
 
-  app.get<{ Params: { name: string }; Querystring: { windowMinutes?: string } }>('/v1/stats/functions/:name', { schema: oneSchema }, async (request) => {
+  app.get<{ Params: { name: string }; Querystring: { windowMinutes?: string } }>('/v1/stats/functions/:name', { schema: oneSchema, config: access }, async (request) => {
     const { name } = request.params;
     const windowMinutes = bounded('windowMinutes', request.query.windowMinutes, MAX_WINDOW_MINUTES, DEFAULT_WINDOW_MINUTES);
-    const [[summary], minutes, all] = await Promise.all([stats.functions(windowMinutes, name), stats.perMinute(name, windowMinutes), instances()]);
+    const fn = await visibleFunction(ctx.functions, request, name, 'stats:read');
+    const [[summary], minutes, all] = await Promise.all([stats.functions(windowMinutes, name, fn.tenant), stats.perMinute(name, fn.tenant, windowMinutes), instances()]);
     if (!summary) throw notFound(name);
     return { windowMinutes, function: withInstances(summary, all), minutes };
   });
 
-  app.get<{ Params: { name: string }; Querystring: { limit?: string } }>('/v1/functions/:name/invocations', { schema: invocationsSchema }, async (request) => {
-    const { name } = request.params;
-    const limit = bounded('limit', request.query.limit, MAX_INVOCATIONS, DEFAULT_INVOCATIONS);
-    if (!(await ctx.functions.get(name))) throw notFound(name);
-    return { invocations: await stats.recent(name, limit) };
-  });
+  app.get<{ Params: { name: string }; Querystring: { limit?: string } }>(
+    '/v1/functions/:name/invocations',
+    { schema: invocationsSchema, config: { access: 'invocations:read' } },
+    async (request) => {
+      const { name } = request.params;
+      const limit = bounded('limit', request.query.limit, MAX_INVOCATIONS, DEFAULT_INVOCATIONS);
+      // An invoker reads single records of its own calls (GET /v1/invocations/:id), not a function's list.
+      if (principalOf(request).role === 'invoker') throw new SkiffError('Forbidden', 'an invoker key reads the records of its own calls only: GET /v1/invocations/{id}');
+      const fn = await visibleFunction(ctx.functions, request, name, 'invocations:read');
+      return { invocations: await stats.recent(name, fn.tenant, limit) };
+    },
+  );
 }

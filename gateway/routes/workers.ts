@@ -25,7 +25,7 @@ export function workerRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     else await ctx.redis.hset(ctx.keys.workerOrders, id, value);
   };
 
-  app.get('/v1/workers', async () => {
+  app.get('/v1/workers', { config: { access: 'workers:manage' } }, async () => {
     const [all, orders] = await Promise.all([beats(), ctx.redis.hgetall(ctx.keys.workerOrders)]);
     const now = Date.now();
     return {
@@ -38,26 +38,26 @@ export function workerRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     };
   });
 
-  app.post<{ Params: { id: string } }>('/v1/workers/:id/cordon', { schema: idParams }, async (request) => {
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/cordon', { schema: idParams, config: { access: 'workers:manage' } }, async (request) => {
     await known(request.params.id);
     await order(request.params.id, 'cordoned');
     return { id: request.params.id, order: 'cordoned' };
   });
 
-  app.post<{ Params: { id: string } }>('/v1/workers/:id/uncordon', { schema: idParams }, async (request) => {
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/uncordon', { schema: idParams, config: { access: 'workers:manage' } }, async (request) => {
     const beat = await known(request.params.id);
     if (beat.state === 'draining') throw new SkiffError('InvalidRequest', `worker ${beat.id} is draining; it cannot be uncordoned`);
     await order(request.params.id, null);
     return { id: request.params.id, order: null };
   });
 
-  app.post<{ Params: { id: string } }>('/v1/workers/:id/drain', { schema: idParams }, async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/v1/workers/:id/drain', { schema: idParams, config: { access: 'workers:manage' } }, async (request, reply) => {
     await known(request.params.id);
     await order(request.params.id, 'draining');
     return reply.status(202).send({ id: request.params.id, order: 'draining' });
   });
 
-  app.delete<{ Params: { id: string } }>('/v1/workers/:id', { schema: idParams }, async (request, reply) => {
+  app.delete<{ Params: { id: string } }>('/v1/workers/:id', { schema: idParams, config: { access: 'workers:manage' } }, async (request, reply) => {
     const beat = await known(request.params.id);
     if (Date.now() - beat.at <= ctx.config.scheduler.heartbeatTtlMs) {
       throw new SkiffError('InvalidRequest', `worker ${beat.id} is alive; drain it instead (POST /v1/workers/${beat.id}/drain)`);

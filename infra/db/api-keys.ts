@@ -1,62 +1,113 @@
 /**
- * API keys: `sk_<id>_<secret>`. Only a SHA-256 of the secret is stored (the secret is 32 random
- * bytes, so a slow hash adds nothing); the id finds the row, a constant-time comparison checks
- * the secret. Verified keys are remembered for a short while so the check costs no query on the
- * hot path; a deleted key stops working within that time on every gateway.
+ * API keys: `sk_<id>_<secret>`. Each names a tenant and a role (infra/tenancy/roles.ts), may expire
+ * and may be limited to some functions. Only a SHA-256 of the secret is stored (the secret is 32
+ * random bytes, so a slow hash adds nothing); the id finds the row, a constant-time comparison
+ * checks the secret, and only then is the key's use recorded. Verified keys are remembered for a
+ * short while (a bounded map) so the check costs no query on the hot path; a deleted key stops
+ * working within that time on every gateway, at once on the one that deleted it.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { nanoid } from 'nanoid';
 import type { Database } from './database.js';
+import type { Principal, Role } from '../tenancy/roles.js';
 
 export interface ApiKeyInfo {
   id: string;
   name: string;
+  tenant: string;
+  role: Role;
+  expiresAt: string | null;
+  functions: string[] | null;
   createdAt: string;
   lastUsedAt: string | null;
 }
 
+export interface NewKey {
+  name: string;
+  tenant: string;
+  role: Role;
+  expiresAt?: Date | null;
+  functions?: string[] | null;
+}
+
 const KEY = /^sk_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 const CACHE_MS = 10_000;
+/** Verified keys remembered at once: a flood of distinct valid keys cannot grow the map past it. */
+const CACHE_ENTRIES = 10_000;
+/** Use is written at most this often per key: a hot key is not an UPDATE per call. */
+const LAST_USED_EVERY_MS = 60_000;
+
+interface Row {
+  id: string;
+  name: string;
+  tenant: string;
+  role: Role;
+  expires_at: Date | null;
+  functions: string[] | null;
+  created_at: Date;
+  last_used_at: Date | null;
+}
 
 export class ApiKeys {
-  private readonly verified = new Map<string, { id: string; until: number }>();
+  private readonly verified = new Map<string, { who: Principal; until: number; expiresAt: number }>();
+  private readonly usedAt = new Map<string, number>();
 
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly onError: (error: unknown) => void = () => undefined,
+  ) {}
 
   /** Makes a key; the returned `key` is shown once and never stored. */
-  async create(name: string): Promise<{ id: string; key: string }> {
+  async create(input: NewKey): Promise<{ id: string; key: string; info: ApiKeyInfo }> {
     const id = nanoid(12).replace(/[^A-Za-z0-9]/g, 'x');
     const secret = randomBytes(32).toString('base64url');
-    await this.db.query('INSERT INTO api_keys (id, name, secret_hash) VALUES ($1, $2, $3)', [id, name, digest(secret)]);
-    return { id, key: `sk_${id}_${secret}` };
+    const { rows } = await this.db.query<Row>(
+      `INSERT INTO api_keys (id, name, secret_hash, tenant, role, expires_at, functions) VALUES ($1, $2, $3, $4, $5, $6, $7)
+       RETURNING id, name, tenant, role, expires_at, functions, created_at, last_used_at`,
+      [id, input.name, digest(secret), input.tenant, input.role, input.expiresAt ?? null, input.functions ?? null],
+    );
+    const row = rows[0];
+    if (!row) throw new Error('key insert returned no row');
+    return { id, key: `sk_${id}_${secret}`, info: toInfo(row) };
   }
 
-  /** The id of the key if it is valid, else undefined. */
-  async verify(key: string): Promise<string | undefined> {
+  /** The caller the key names if it is valid and not expired, else undefined. */
+  async verify(key: string): Promise<Principal | undefined> {
+    const now = Date.now();
     const cached = this.verified.get(key);
-    if (cached && cached.until > Date.now()) return cached.id;
+    if (cached && cached.until > now && cached.expiresAt > now) {
+      this.noteUse(cached.who.keyId, now);
+      return cached.who;
+    }
     const match = KEY.exec(key);
     if (!match?.[1] || !match[2]) return undefined;
-    const { rows } = await this.db.query<{ secret_hash: string }>(
-      'UPDATE api_keys SET last_used_at = now() WHERE id = $1 RETURNING secret_hash',
-      [match[1]],
+    const { rows } = await this.db.query<Row & { secret_hash: string }>(
+      { name: 'skiff-key-verify', text: 'SELECT id, name, tenant, role, expires_at, functions, created_at, last_used_at, secret_hash FROM api_keys WHERE id = $1', values: [match[1]] },
     );
-    const stored = rows[0]?.secret_hash;
-    if (!stored) return undefined;
-    const given = Buffer.from(digest(match[2]), 'hex');
-    if (!timingSafeEqual(given, Buffer.from(stored, 'hex'))) return undefined;
-    this.verified.set(key, { id: match[1], until: Date.now() + CACHE_MS });
-    return match[1];
+    const row = rows[0];
+    if (!row) return undefined;
+    if (!timingSafeEqual(Buffer.from(digest(match[2]), 'hex'), Buffer.from(row.secret_hash, 'hex'))) return undefined;
+    const expiresAt = row.expires_at?.getTime() ?? Number.POSITIVE_INFINITY;
+    if (expiresAt <= now) return undefined;
+    const who: Principal = { keyId: row.id, tenant: row.tenant, role: row.role, functions: row.functions };
+    if (this.verified.size >= CACHE_ENTRIES) this.verified.delete(this.verified.keys().next().value as string);
+    this.verified.set(key, { who, until: now + CACHE_MS, expiresAt });
+    this.noteUse(row.id, now);
+    return who;
   }
 
-  async list(): Promise<ApiKeyInfo[]> {
-    const { rows } = await this.db.query('SELECT id, name, created_at, last_used_at FROM api_keys ORDER BY created_at');
-    return (rows as Array<{ id: string; name: string; created_at: Date; last_used_at: Date | null }>).map((r) => ({
-      id: r.id,
-      name: r.name,
-      createdAt: r.created_at.toISOString(),
-      lastUsedAt: r.last_used_at?.toISOString() ?? null,
-    }));
+  async list(tenant?: string): Promise<ApiKeyInfo[]> {
+    const { rows } = await this.db.query<Row>(
+      `SELECT id, name, tenant, role, expires_at, functions, created_at, last_used_at FROM api_keys
+       WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id`,
+      [tenant ?? null],
+    );
+    return rows.map(toInfo);
+  }
+
+  async get(id: string): Promise<ApiKeyInfo | undefined> {
+    const { rows } = await this.db.query<Row>('SELECT id, name, tenant, role, expires_at, functions, created_at, last_used_at FROM api_keys WHERE id = $1', [id]);
+    return rows[0] ? toInfo(rows[0]) : undefined;
   }
 
   async count(): Promise<number> {
@@ -65,10 +116,37 @@ export class ApiKeys {
   }
 
   async delete(id: string): Promise<boolean> {
-    for (const [key, entry] of this.verified) if (entry.id === id) this.verified.delete(key);
+    for (const [key, entry] of this.verified) if (entry.who.keyId === id) this.verified.delete(key);
     const { rowCount } = await this.db.query('DELETE FROM api_keys WHERE id = $1', [id]);
     return (rowCount ?? 0) > 0;
   }
+
+  /** Forgets the verified keys of a deleted tenant at once (its rows went with it). */
+  forgetTenant(tenant: string): void {
+    for (const [key, entry] of this.verified) if (entry.who.tenant === tenant) this.verified.delete(key);
+  }
+
+  /** Records that the key was used (after its secret matched), off the call path and throttled. */
+  private noteUse(id: string, now: number): void {
+    const last = this.usedAt.get(id);
+    if (last !== undefined && now - last < LAST_USED_EVERY_MS) return;
+    if (this.usedAt.size >= CACHE_ENTRIES) this.usedAt.clear();
+    this.usedAt.set(id, now);
+    this.db.query('UPDATE api_keys SET last_used_at = now() WHERE id = $1', [id]).catch(this.onError);
+  }
+}
+
+function toInfo(r: Row): ApiKeyInfo {
+  return {
+    id: r.id,
+    name: r.name,
+    tenant: r.tenant,
+    role: r.role,
+    expiresAt: r.expires_at?.toISOString() ?? null,
+    functions: r.functions,
+    createdAt: r.created_at.toISOString(),
+    lastUsedAt: r.last_used_at?.toISOString() ?? null,
+  };
 }
 
 function digest(secret: string): string {

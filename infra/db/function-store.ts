@@ -10,6 +10,10 @@ import type { FunctionVersion, Runtime } from '../queue/jobs.js';
 
 export interface DeployInput {
   name: string;
+  /** The tenant the function lands in; a name another tenant owns is NameTaken. */
+  tenant: string;
+  /** The tenant's quotas that a deploy checks: functions it may own, versions kept per function. */
+  limits: { maxFunctions: number; maxVersionsPerFunction: number };
   runtime: Runtime;
   handler: string;
   memoryMb: number;
@@ -34,7 +38,7 @@ export interface FunctionInfo extends FunctionVersion {
   updatedAt: string;
 }
 
-const VERSION_COLUMNS = `v.version_id, v.name, v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency,
+const VERSION_COLUMNS = `v.version_id, v.name, f.tenant, v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency,
   v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.env, v.code_sha256, v.image, coalesce(c.size_bytes, 0) AS size_bytes, f.created_at, v.created_at AS updated_at`;
 
 const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
@@ -42,20 +46,42 @@ const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
   LEFT JOIN code_blobs c ON c.sha256 = v.code_sha256`;
 
 /** One version as GET /v1/functions/:name/versions lists it: the version, without its env. */
-export type VersionSummary = Omit<FunctionInfo, 'versionId' | 'name' | 'env' | 'codeSize' | 'updatedAt'> & {
+export type VersionSummary = Omit<FunctionInfo, 'versionId' | 'name' | 'tenant' | 'env' | 'codeSize' | 'updatedAt'> & {
   /** Whether calls run this version now. */
   current: boolean;
 };
 
 export type RollbackResult = { ok: true; info: FunctionInfo } | { ok: false; missing: 'function' | 'version' };
 
+export interface DeployResult {
+  info: FunctionInfo;
+  /** Old versions removed to keep the tenant's maxVersionsPerFunction. */
+  prunedVersions: number;
+}
+
 export class FunctionStore {
   constructor(private readonly db: Database) {}
 
-  async deploy(input: DeployInput): Promise<FunctionInfo> {
+  async deploy(input: DeployInput): Promise<DeployResult> {
     const client = await this.db.connect();
+    let prunedVersions = 0;
+    let deployed: FunctionInfo;
     try {
       await client.query('BEGIN');
+      // The tenant's row lock serializes its deploys, so two new functions cannot both pass the
+      // maxFunctions check; a tenant that does not exist is the caller's mistake.
+      const tenant = await client.query('SELECT 1 FROM tenants WHERE name = $1 FOR UPDATE', [input.tenant]);
+      if ((tenant.rowCount ?? 0) === 0) throw new SkiffError('InvalidRequest', `tenant ${input.tenant} does not exist`, { field: 'tenant' });
+      const existing = await client.query<{ tenant: string }>('SELECT tenant FROM functions WHERE name = $1', [input.name]);
+      const owner = existing.rows[0]?.tenant;
+      // Reveals only that the name is taken, not by whom.
+      if (owner !== undefined && owner !== input.tenant) throw new SkiffError('NameTaken', `the function name ${input.name} is taken; choose another`, { field: 'name' });
+      if (owner === undefined) {
+        const { rows: owned } = await client.query<{ n: string }>('SELECT count(*) AS n FROM functions WHERE tenant = $1', [input.tenant]);
+        if (Number(owned[0]?.n ?? 0) >= input.limits.maxFunctions) {
+          throw new SkiffError('QuotaExceeded', `tenant ${input.tenant} owns ${input.limits.maxFunctions} functions, its maxFunctions quota`);
+        }
+      }
       if (input.code) {
         await client.query(
           'INSERT INTO code_blobs (sha256, zip, size_bytes) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING',
@@ -66,11 +92,13 @@ export class FunctionStore {
       // collide. The new version is one past the highest there is, not past the current one: after
       // a rollback the current version is an older one. The version query is a statement of its
       // own so that it runs after the lock is held and sees every version committed before it.
-      await client.query(
-        `INSERT INTO functions (name, current_version) VALUES ($1, 0)
-         ON CONFLICT (name) DO UPDATE SET updated_at = now()`,
-        [input.name],
+      // ON CONFLICT: a concurrent first deploy of the same name by another tenant loses here.
+      const { rows: claimed } = await client.query(
+        `INSERT INTO functions (name, current_version, tenant) VALUES ($1, 0, $2)
+         ON CONFLICT (name) DO UPDATE SET updated_at = now() WHERE functions.tenant = EXCLUDED.tenant RETURNING name`,
+        [input.name, input.tenant],
       );
+      if (claimed.length === 0) throw new SkiffError('NameTaken', `the function name ${input.name} is taken; choose another`, { field: 'name' });
       const { rows } = await client.query<{ version: number }>(
         `UPDATE functions SET current_version = (SELECT coalesce(max(version), 0) + 1 FROM function_versions WHERE name = $1)
          WHERE name = $1 RETURNING current_version AS version`,
@@ -87,6 +115,25 @@ export class FunctionStore {
           input.idleTimeoutMs, input.minWarm, input.maxInstances, input.auth, input.network, input.idempotent, JSON.stringify(input.env), input.code?.sha256 ?? null, input.image,
         ],
       );
+      // Versions past the tenant's bound go, oldest first; the current one never does.
+      const pruned = await client.query(
+        `DELETE FROM function_versions WHERE name = $1 AND version <> $2 AND version NOT IN
+           (SELECT version FROM function_versions WHERE name = $1 ORDER BY version DESC LIMIT $3)`,
+        [input.name, version, input.limits.maxVersionsPerFunction],
+      );
+      prunedVersions = pruned.rowCount ?? 0;
+      if (prunedVersions > 0) {
+        await client.query('DELETE FROM code_blobs c WHERE NOT EXISTS (SELECT 1 FROM function_versions v WHERE v.code_sha256 = c.sha256)');
+      }
+      // The version this deploy made, read before the commit: a concurrent deploy committing
+      // right after may make its own version current before this one answers.
+      const { rows: made } = await client.query(
+        `SELECT ${VERSION_COLUMNS} FROM functions f JOIN function_versions v ON v.name = f.name
+         LEFT JOIN code_blobs c ON c.sha256 = v.code_sha256 WHERE f.name = $1 AND v.version = $2`,
+        [input.name, version],
+      );
+      if (!made[0]) throw new SkiffError('Internal', `function ${input.name} has no version ${version} after deploy`);
+      deployed = toInfo(made[0] as Row);
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK');
@@ -94,9 +141,7 @@ export class FunctionStore {
     } finally {
       client.release();
     }
-    const info = await this.get(input.name);
-    if (!info) throw new SkiffError('Internal', `function ${input.name} vanished after deploy`);
-    return info;
+    return { info: deployed, prunedVersions };
   }
 
   /** The current version of `name`, or undefined. On the invocation path: one indexed query. */
@@ -105,8 +150,11 @@ export class FunctionStore {
     return rows[0] ? toInfo(rows[0] as Row) : undefined;
   }
 
-  async list(): Promise<FunctionInfo[]> {
-    const { rows } = await this.db.query(`${CURRENT} ORDER BY f.name`);
+  /** Every function, or a tenant's. */
+  async list(tenant?: string): Promise<FunctionInfo[]> {
+    const { rows } = tenant === undefined
+      ? await this.db.query(`${CURRENT} ORDER BY f.name`)
+      : await this.db.query(`${CURRENT} WHERE f.tenant = $1 ORDER BY f.name`, [tenant]);
     return (rows as Row[]).map(toInfo);
   }
 
@@ -128,7 +176,7 @@ export class FunctionStore {
     // A function always has a version: none means no function.
     if (rows.length === 0) return undefined;
     return (rows as Array<Row & { current: boolean }>).map((row) => {
-      const { versionId: _id, name: _name, env: _env, codeSize: _size, updatedAt: _updated, ...summary } = toInfo(row);
+      const { versionId: _id, name: _name, tenant: _tenant, env: _env, codeSize: _size, updatedAt: _updated, ...summary } = toInfo(row);
       return { ...summary, current: row.current };
     });
   }
@@ -172,6 +220,8 @@ export class FunctionStore {
       await client.query('BEGIN');
       const { rowCount } = await client.query('DELETE FROM functions WHERE name = $1', [name]);
       await client.query('DELETE FROM function_logs WHERE function_name = $1', [name]);
+      // A name may be taken by another tenant next: nothing of this function may pass to it.
+      await client.query('DELETE FROM dead_letters WHERE function_name = $1', [name]);
       await client.query('DELETE FROM code_blobs c WHERE NOT EXISTS (SELECT 1 FROM function_versions v WHERE v.code_sha256 = c.sha256)');
       await client.query('COMMIT');
       return (rowCount ?? 0) > 0;
@@ -187,6 +237,7 @@ export class FunctionStore {
 interface Row {
   version_id: string;
   name: string;
+  tenant: string;
   version: number;
   runtime: Runtime;
   handler: string;
@@ -217,6 +268,7 @@ function toInfo(row: Row): FunctionInfo {
   return {
     versionId: row.version_id,
     name: row.name,
+    tenant: row.tenant,
     version: row.version,
     runtime: row.runtime,
     handler: row.handler,

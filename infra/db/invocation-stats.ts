@@ -78,14 +78,15 @@ export class InvocationStats {
    * Every deployed function (or only `name`: none if it does not exist), with its calls of the
    * last `windowMinutes` (zeros when it had none), by name.
    */
-  async functions(windowMinutes: number, name?: string): Promise<FunctionStats[]> {
+  async functions(windowMinutes: number, name?: string, tenant?: string): Promise<FunctionStats[]> {
+    // Only calls made while the function was its tenant's: a name taken over brings no old calls.
     const { rows } = await this.db.query(
       `SELECT f.name, ${AGGREGATES}, max(i.created_at) AS last_call
        FROM functions f
-       LEFT JOIN invocations i ON i.function_name = f.name AND i.created_at > now() - make_interval(mins => $1::int)
-       WHERE $2::text IS NULL OR f.name = $2
+       LEFT JOIN invocations i ON i.function_name = f.name AND i.tenant = f.tenant AND i.created_at > now() - make_interval(mins => $1::int)
+       WHERE ($2::text IS NULL OR f.name = $2) AND ($3::text IS NULL OR f.tenant = $3)
        GROUP BY f.name ORDER BY f.name`,
-      [windowMinutes, name ?? null],
+      [windowMinutes, name ?? null, tenant ?? null],
     );
     return (rows as Array<Record<string, unknown>>).map((row) => {
       const calls = row.calls as number;
@@ -105,16 +106,16 @@ export class InvocationStats {
   }
 
   /** One function's calls per minute: `windowMinutes` minutes, oldest first, the current minute last; empty minutes included. */
-  async perMinute(name: string, windowMinutes: number): Promise<MinuteStats[]> {
+  async perMinute(name: string, tenant: string, windowMinutes: number): Promise<MinuteStats[]> {
     const { rows } = await this.db.query(
       `WITH minutes AS (
          SELECT generate_series(date_trunc('minute', now()) - make_interval(mins => $2::int - 1), date_trunc('minute', now()), interval '1 minute') AS minute
        )
        SELECT m.minute, ${AGGREGATES}
        FROM minutes m
-       LEFT JOIN invocations i ON i.function_name = $1 AND i.created_at >= m.minute AND i.created_at < m.minute + interval '1 minute'
+       LEFT JOIN invocations i ON i.function_name = $1 AND i.tenant = $3 AND i.created_at >= m.minute AND i.created_at < m.minute + interval '1 minute'
        GROUP BY m.minute ORDER BY m.minute`,
-      [name, windowMinutes],
+      [name, windowMinutes, tenant],
     );
     return (rows as Array<Record<string, unknown>>).map((row) => ({
       minute: (row.minute as Date).toISOString(),
@@ -127,11 +128,11 @@ export class InvocationStats {
   }
 
   /** A function's latest `limit` invocations, newest first. */
-  async recent(name: string, limit: number): Promise<InvocationSummary[]> {
+  async recent(name: string, tenant: string, limit: number): Promise<InvocationSummary[]> {
     const { rows } = await this.db.query(
       `SELECT id, function_version, async, status, cold, duration_ms, worker_id, created_at, finished_at, error
-       FROM invocations WHERE function_name = $1 ORDER BY created_at DESC, id LIMIT $2`,
-      [name, limit],
+       FROM invocations WHERE function_name = $1 AND tenant = $3 ORDER BY created_at DESC, id LIMIT $2`,
+      [name, limit, tenant],
     );
     return (rows as Array<Record<string, unknown>>).map((row) => {
       const error = row.error as ErrorBody | null;

@@ -129,4 +129,60 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE function_versions ALTER COLUMN code_sha256 DROP NOT NULL;
     `,
   },
+  {
+    id: 9,
+    name: 'tenants: functions, keys and invocation records belong to a tenant; keys have a role; audit',
+    sql: `
+      CREATE TABLE tenants (
+        name        text PRIMARY KEY,
+        -- Only the quotas an admin set for this tenant; the rest are the platform's defaults.
+        quotas      jsonb NOT NULL DEFAULT '{}',
+        created_at  timestamptz NOT NULL DEFAULT now()
+      );
+      INSERT INTO tenants (name) VALUES ('default');
+
+      ALTER TABLE functions ADD COLUMN tenant text NOT NULL DEFAULT 'default' REFERENCES tenants(name);
+      ALTER TABLE functions ALTER COLUMN tenant DROP DEFAULT;
+      CREATE INDEX functions_tenant ON functions (tenant, name);
+
+      -- Today's keys stay admin keys, in tenant default.
+      ALTER TABLE api_keys
+        ADD COLUMN tenant text NOT NULL DEFAULT 'default' REFERENCES tenants(name) ON DELETE CASCADE,
+        ADD COLUMN role text NOT NULL DEFAULT 'admin' CHECK (role IN ('admin', 'owner', 'developer', 'invoker', 'viewer')),
+        ADD COLUMN expires_at timestamptz,
+        ADD COLUMN functions text[];
+      ALTER TABLE api_keys ALTER COLUMN tenant DROP DEFAULT, ALTER COLUMN role DROP DEFAULT;
+      CREATE INDEX api_keys_tenant ON api_keys (tenant);
+
+      -- A record keeps the tenant its function had when the call was made, so a name deleted and
+      -- taken by another tenant does not hand the new owner the old one's records. Writers that
+      -- know the tenant give it; the trigger fills it in for those that do not.
+      ALTER TABLE invocations ADD COLUMN tenant text, ADD COLUMN caller_key_id text;
+      UPDATE invocations SET tenant = 'default';
+      CREATE INDEX invocations_tenant_created ON invocations (tenant, created_at);
+      CREATE FUNCTION invocation_tenant() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.tenant IS NULL THEN
+          NEW.tenant := (SELECT tenant FROM functions WHERE name = NEW.function_name);
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER invocations_tenant BEFORE INSERT ON invocations FOR EACH ROW EXECUTE FUNCTION invocation_tenant();
+
+      ALTER TABLE dead_letters ADD COLUMN tenant text;
+      UPDATE dead_letters SET tenant = 'default';
+      CREATE TRIGGER dead_letters_tenant BEFORE INSERT ON dead_letters FOR EACH ROW EXECUTE FUNCTION invocation_tenant();
+
+      CREATE TABLE audit_events (
+        id          bigserial PRIMARY KEY,
+        at          timestamptz NOT NULL DEFAULT now(),
+        key_id      text,
+        tenant      text NOT NULL,
+        action      text NOT NULL,
+        target      text NOT NULL,
+        detail      jsonb NOT NULL DEFAULT '{}'
+      );
+      CREATE INDEX audit_events_tenant_at ON audit_events (tenant, at);
+    `,
+  },
 ];

@@ -14,6 +14,8 @@ export type Runtime = (typeof RUNTIMES)[number];
 export interface FunctionVersion extends FunctionSpec {
   /** Unique across all functions and all time: a deleted and re-created function never reuses one. */
   versionId: string;
+  /** The tenant that owns the function (infra/tenancy). */
+  tenant: string;
   runtime: Runtime;
   /** sha256 of the deployed zip; null for a version deployed by image reference. */
   codeSha256: string | null;
@@ -47,6 +49,19 @@ export interface InvocationJob {
   /** 1 for the first run of an asynchronous call, 2 for its first retry, ... */
   attempt: number;
   trace: TraceCarrier;
+  /** The key that made the call, when the gateway checked one (its record names it). */
+  callerKeyId?: string;
+}
+
+/** What every record of a job's outcome names: the call, its function and tenant, and its caller. */
+export function recordBase(job: InvocationJob): { id: string; functionName: string; functionVersion: number; tenant: string; callerKeyId?: string } {
+  return {
+    id: job.id,
+    functionName: job.fn.name,
+    functionVersion: job.fn.version,
+    tenant: job.fn.tenant,
+    ...(job.callerKeyId === undefined ? {} : { callerKeyId: job.callerKeyId }),
+  };
 }
 
 export interface InvocationTimings {

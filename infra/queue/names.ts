@@ -15,10 +15,16 @@ export interface KeySpace {
   workerOrders: string;
   /** Pub/sub channel a gateway waits on for the outcomes of its synchronous calls. */
   replies(gatewayId: string): string;
+  /** Key holding one large outcome for a short while; its reply message only points here (replies.ts). */
+  reply(invocationId: string): string;
   /** Pub/sub channel announcing function changes (deploy, delete) to workers. */
   functionEvents: string;
   /** Pub/sub channel of a function's new log lines, for `logs?follow=1`. */
   logs(functionName: string): string;
+  /** Prefix of the per-tenant counters of calls per second (gateway/invocations/call-limit.ts). */
+  callsPerSecond: string;
+  /** Hash of kind (versions, invocations, logs) → rows tenants' bounds removed, for /metrics. */
+  pruned: string;
 }
 
 export function keySpace(prefix: string): KeySpace {
@@ -29,7 +35,10 @@ export function keySpace(prefix: string): KeySpace {
     workers: `${prefix}:workers`,
     workerOrders: `${prefix}:worker-orders`,
     replies: (gatewayId) => `${prefix}:replies:${gatewayId}`,
+    reply: (invocationId) => `${prefix}:reply:${invocationId}`,
     functionEvents: `${prefix}:function-events`,
     logs: (functionName) => `${prefix}:logs:${functionName}`,
+    callsPerSecond: `${prefix}:calls-per-second:`,
+    pruned: `${prefix}:pruned`,
   };
 }

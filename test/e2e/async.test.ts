@@ -11,7 +11,7 @@ t.test('failures are retried, dead-lettered, and re-driven', async (t) => {
   t.teardown(() => platform.stop());
   const api = client(() => platform);
   const record = async (id: string): Promise<{ status: string; result?: unknown; error?: { code: string; message: string } }> =>
-    (await (await fetch(`${platform.url}/v1/invocations/${id}`)).json()) as { status: string };
+    (await (await fetch(`${platform.url}/v1/invocations/${id}`, { headers: platform.auth })).json()) as { status: string };
 
   await api.deploy({ name: 'flaky' }, { 'index.js': 'exports.handler = async (e) => { console.log("attempt for", e.order); throw new Error("down for maintenance"); };' });
   const res = await api.invoke('flaky', { order: 7 }, { 'x-skiff-invocation-type': 'async' });

@@ -22,14 +22,14 @@ t.test('management needs a valid key; calls by URL do not', async (t) => {
     t.equal(bad.status, 401, `${method} ${path} with a wrong key: 401`);
   }
   t.equal((await api.deploy({ name: 'open' }, { 'index.js': 'exports.handler = async () => "open";' })).status, 201);
-  t.equal((await fetch(`${platform.url}/fn/open`)).status, 200, 'a public function answers without a key');
+  t.equal((await fetch(`${platform.fnUrl}/fn/open`)).status, 200, 'a public function answers without a key');
   t.equal((await api.invoke('open', {})).status, 200);
   t.equal((await fetch(`${platform.url}/healthz`)).status, 200);
 });
 
 t.test('a function deployed with auth "key" needs a key to be called', async (t) => {
   t.equal((await api.deploy({ name: 'private', auth: 'key' }, { 'index.js': 'exports.handler = async () => "secret";' })).status, 201);
-  t.equal((await fetch(`${platform.url}/fn/private`)).status, 401);
+  t.equal((await fetch(`${platform.fnUrl}/fn/private`)).status, 401);
   t.equal((await api.invoke('private', {})).status, 401);
   const ok = await api.invoke('private', {}, platform.auth);
   t.equal(ok.status, 200);
@@ -40,7 +40,7 @@ t.test('keys are made, listed without their secret, and deleted', async (t) => {
   const made = await fetch(`${platform.url}/v1/keys`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...platform.auth },
-    body: JSON.stringify({ name: 'ci' }),
+    body: JSON.stringify({ name: 'ci', role: 'owner' }),
   });
   t.equal(made.status, 201);
   const { id, key } = (await made.json()) as { id: string; key: string };

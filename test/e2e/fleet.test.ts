@@ -180,7 +180,7 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
       // like any call, up to SKIFF_QUEUE_WAIT_MS for an instance: give it that long.
       let record: { status: string; error?: unknown } = { status: '' };
       for (let i = 0; i < 300; i++) {
-        record = (await (await fetch(`${platform.url}/v1/invocations/${id}`)).json()) as { status: string; error?: unknown };
+        record = (await (await fetch(`${platform.url}/v1/invocations/${id}`, { headers: platform.auth })).json()) as { status: string; error?: unknown };
         if (record.status === 'succeeded' || record.status === 'failed') return record.status;
         await sleep(100);
       }

@@ -27,14 +27,14 @@ t.test('deploy, then call by URL and by invoke; the second call reuses the conta
   const info = (await res.json()) as { name: string; version: number };
   t.match(info, { name: 'hello', version: 1 });
 
-  const first = await fetch(`${platform.url}/fn/hello/greet?name=x`);
+  const first = await fetch(`${platform.fnUrl}/fn/hello/greet?name=x`);
   t.equal(first.status, 200);
   t.equal(await first.text(), 'hello x from /greet');
   t.equal(first.headers.get('x-skiff-cold-start'), 'true', 'first call is a cold start');
   t.equal(platform.worker.instances.list().length, 1, 'one instance exists');
   const sandboxId = platform.worker.instances.list()[0]?.sandbox.id;
 
-  const second = await fetch(`${platform.url}/fn/hello/again?name=y`);
+  const second = await fetch(`${platform.fnUrl}/fn/hello/again?name=y`);
   t.equal(await second.text(), 'hello y from /again');
   t.equal(second.headers.get('x-skiff-cold-start'), 'false', 'second call is warm');
   t.equal(platform.worker.instances.list().length, 1, 'no second instance was made');
@@ -97,7 +97,7 @@ t.test('errors: handler throws, timeout, unknown function', async (t) => {
   const missing = await invoke('nope', {});
   t.equal(missing.status, 404);
   t.match(await missing.json(), { error: { code: 'FunctionNotFound' } });
-  t.equal((await fetch(`${platform.url}/fn/nope/x`)).status, 404);
+  t.equal((await fetch(`${platform.fnUrl}/fn/nope/x`)).status, 404);
 });
 
 t.test('bad deploys answer 400 naming the field and leave nothing behind', async (t) => {
@@ -133,7 +133,7 @@ t.test('async invocation: 202, then the record', async (t) => {
   let record: { status: string; result?: unknown } = { status: 'queued' };
   for (let i = 0; i < 100 && (record.status === 'queued' || record.status === 'running'); i++) {
     await new Promise((r) => setTimeout(r, 100));
-    record = (await (await fetch(`${platform.url}/v1/invocations/${id}`)).json()) as typeof record;
+    record = (await (await fetch(`${platform.url}/v1/invocations/${id}`, { headers: platform.auth })).json()) as typeof record;
   }
   t.match(record, { status: 'succeeded', result: { doubled: 8 } });
 });

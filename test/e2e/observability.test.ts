@@ -221,7 +221,7 @@ t.test("the worker serves its metrics at GET /metrics on SKIFF_WORKER_METRICS_PO
 });
 
 t.test("the gateway's GET /metrics counts the calls", async (t) => {
-  const res = await fetch(`${platform.url}/metrics`);
+  const res = await fetch(`${platform.url}/metrics`, { headers: platform.auth });
   t.equal(res.status, 200);
   const text = await res.text();
   t.match(text, /skiff_invocations_total\{function="traced",outcome="ok",start="cold"\} 1\n/);
@@ -249,7 +249,7 @@ t.test('a real Prometheus server scrapes the gateway and the worker', { skip: no
     [
       'global: { scrape_interval: 1s, evaluation_interval: 1s }',
       'scrape_configs:',
-      `  - { job_name: skiff-gateway, metrics_path: /metrics, static_configs: [{ targets: ['${gateway}'] }] }`,
+      `  - { job_name: skiff-gateway, metrics_path: /metrics, authorization: { credentials: '${platform.key}' }, static_configs: [{ targets: ['${gateway}'] }] }`,
       `  - { job_name: skiff-worker, metrics_path: /metrics, static_configs: [{ targets: ['127.0.0.1:${workerMetricsPort}'] }] }`,
       '',
     ].join('\n'),

@@ -39,7 +39,18 @@ t.test('defaults', async (t) => {
     maxZipEntries: 20000,
     queueWaitMs: 30000,
     defaultIdleTimeoutMs: 300_000,
+    defaultMemoryMb: 128,
+    defaultTimeoutMs: 30_000,
+    defaultMaxInstances: 100,
     maxPendingPerFunction: 1000,
+    invokeBodyLimitBytes: 6 * 1024 * 1024,
+    asyncEventLimitBytes: 256 * 1024,
+    resultLimitBytes: 6 * 1024 * 1024,
+    asyncResultLimitBytes: 256 * 1024,
+    notFoundCacheSize: 10_000,
+    requestTimeoutMs: 60_000,
+    keepAliveTimeoutMs: 72_000,
+    functions: { host: '127.0.0.1', port: 8081, publicUrl: undefined, domain: undefined },
   });
   const workerId = `${hostname()}-1`;
   t.same(c.worker, {
@@ -58,11 +69,29 @@ t.test('defaults', async (t) => {
     imageCacheMb: 10 * 1024,
     imageGraceMs: 60_000,
     maxConcurrentCreates: 2 * availableParallelism(),
+    logLineLimitBytes: 16 * 1024,
   });
   t.same(c.registry, { url: 'http://127.0.0.1:5050', username: undefined, password: undefined });
   t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000, retentionHours: 168 });
   t.same(c.asyncRetries, { retries: 2, backoffMs: 1000 });
   t.same(c.telemetry, { enabled: false });
+  t.same(c.tenantDefaults, {
+    callsPerSecond: 1000,
+    maxInstances: 200,
+    maxMemoryMb: 32 * 1024,
+    maxFunctions: 100,
+    maxLogLines: 1_000_000,
+    maxInvocationRecords: 1_000_000,
+    maxVersionsPerFunction: 50,
+  });
+});
+
+t.test('the functions origin: its own port, a public URL and a domain for host names', async (t) => {
+  const c = loadConfig({ SKIFF_FUNCTIONS_PORT: '9001', SKIFF_FUNCTIONS_URL: 'https://fn.example.com/', SKIFF_FUNCTIONS_DOMAIN: 'Fn.Example.com' });
+  t.same(c.gateway.functions, { host: '127.0.0.1', port: 9001, publicUrl: 'https://fn.example.com', domain: 'fn.example.com' });
+  t.throws(() => loadConfig({ SKIFF_FUNCTIONS_URL: 'https://fn.example.com/path' }), { code: 'InvalidConfig' });
+  t.throws(() => loadConfig({ SKIFF_FUNCTIONS_DOMAIN: 'not a domain' }), { code: 'InvalidConfig' });
+  t.equal(loadConfig({ SKIFF_GATEWAY_HOST: '0.0.0.0' }).gateway.functions.host, '0.0.0.0', 'it listens where the gateway does unless told');
 });
 
 t.test('an empty value means the default', async (t) => {
