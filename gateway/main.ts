@@ -8,8 +8,9 @@ const config = loadConfig();
 const log = createLogger('gateway', config.logLevel);
 const telemetry = startTelemetry('skiff-gateway', config.telemetry);
 const gateway = await startGateway(config, { log, tracer: telemetry.tracer });
-await gateway.app.listen({ host: config.gateway.host, port: config.gateway.port });
-log.info({ url: `http://${config.gateway.host}:${config.gateway.port}` }, 'gateway listening');
+const { url, functionsUrl } = await gateway.listen();
+// Two origins: function code never runs where an operator's key is used (docs/SECURITY.md).
+log.info({ url, functionsUrl }, 'gateway listening');
 
 let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -1,6 +1,9 @@
 /**
- * Assembles a gateway from its parts: used by gateway/main.ts and by the end-to-end tests.
+ * Assembles a gateway from its parts: used by gateway/main.ts and by the end-to-end tests. A
+ * gateway is two listeners over one context: the API and dashboard (gateway/app.ts) and function
+ * URLs on an origin of their own (gateway/functions-app.ts).
  */
+import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { nanoid } from 'nanoid';
@@ -22,9 +25,24 @@ import type { FunctionEvent } from '../infra/queue/jobs.js';
 import { createGatewayMetrics } from './metrics.js';
 import { FunctionImages } from './images/function-images.js';
 import { RegistryClient } from '../infra/registry/client.js';
+import { TenantStore } from '../infra/db/tenants.js';
+import { AuditLog } from '../infra/db/audit-log.js';
+import { TenantQuotaCache } from './invocations/tenant-quota-cache.js';
+import type { GatewayContext } from './context.js';
+import { buildFunctionsApp } from './functions-app.js';
+import { functionsOrigin, functionUrl } from './http/function-origin.js';
 
 export interface Gateway {
+  /** The management API, the dashboard, health and metrics. */
   app: FastifyInstance;
+  /** Function URLs, and nothing else. */
+  functionsApp: FastifyInstance;
+  /**
+   * Listens: the API on `config.gateway.host`/`.port`, function URLs on
+   * `config.gateway.functions.host`/`.port` (port 0: a free one). Answers both listeners' local
+   * addresses, `http://host:port`; from then on functions' URLs name the bound port.
+   */
+  listen(): Promise<{ url: string; functionsUrl: string }>;
   stop(): Promise<void>;
 }
 
@@ -45,49 +63,67 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
   });
   await dispatcher.start();
   const functions = new FunctionStore(db);
-  const current = new FunctionCache(functions);
+  const current = new FunctionCache(functions, config.gateway.notFoundCacheSize);
   subscriber.on('message', (channel: string, message: string) => {
     if (channel === keys.functionEvents) current.forget((JSON.parse(message) as FunctionEvent).name);
   });
   await subscriber.subscribe(keys.functionEvents);
-  const app = buildApp(
-    {
-      config,
-      keys,
-      functions,
-      current,
-      dispatcher,
-      records,
-      logs: new LogStore(db, undefined, (error) => deps.log.error({ err: error }, 'log store failed')),
-      apiKeys: new ApiKeys(db),
-      deadLetters: new DeadLetters(db),
-      redis,
-      tracer: deps.tracer,
-      metrics: createGatewayMetrics(),
-      images: new FunctionImages(new RegistryClient(config.registry), {
-        maxEntries: config.gateway.maxZipEntries,
-        maxUnpackedBytes: config.gateway.maxUnpackedBytes,
-      }),
-    },
-    db,
-    deps.log,
-  );
+  const tenants = new TenantStore(db, config.tenantDefaults);
+  // Known once the functions listener is bound (its configured port may be 0).
+  let functionsPort: number | undefined;
+  const ctx: GatewayContext = {
+    config,
+    keys,
+    functions,
+    current,
+    dispatcher,
+    records,
+    logs: new LogStore(db, undefined, (error) => deps.log.error({ err: error }, 'log store failed')),
+    apiKeys: new ApiKeys(db),
+    deadLetters: new DeadLetters(db),
+    redis,
+    tracer: deps.tracer,
+    metrics: createGatewayMetrics(),
+    images: new FunctionImages(new RegistryClient(config.registry), {
+      maxEntries: config.gateway.maxZipEntries,
+      maxUnpackedBytes: config.gateway.maxUnpackedBytes,
+    }),
+    tenants,
+    audit: new AuditLog(db),
+    tenantQuotas: new TenantQuotaCache(tenants, config.tenantDefaults),
+    functionUrl: (name) => functionUrl(config, name, functionsPort),
+    functionsOrigin: () => functionsOrigin(config, functionsPort),
+  };
+  const app = buildApp(ctx, db, deps.log);
+  const functionsApp = buildFunctionsApp(ctx, deps.log);
+  const apps = [app, functionsApp];
+  // Requests in flight on either listener: stop lets them finish.
   let inFlight = 0;
-  app.addHook('onRequest', async (_request, reply) => {
-    inFlight++;
-    reply.raw.once('close', () => inFlight--);
-  });
-  await app.ready();
+  for (const each of apps) {
+    each.addHook('onRequest', async (_request, reply) => {
+      inFlight++;
+      reply.raw.once('close', () => inFlight--);
+    });
+  }
+  await Promise.all(apps.map((each) => each.ready()));
   return {
     app,
+    functionsApp,
+    async listen() {
+      await app.listen({ host: config.gateway.host, port: config.gateway.port });
+      await functionsApp.listen({ host: config.gateway.functions.host, port: config.gateway.functions.port });
+      const fns = functionsApp.server.address() as AddressInfo;
+      functionsPort = fns.port;
+      return { url: localUrl(app.server.address() as AddressInfo), functionsUrl: localUrl(fns) };
+    },
     async stop() {
       // Stop taking requests, let those in flight finish (bounded), then close every connection:
       // idle keep-alive connections of clients must not hold the gateway open.
-      const closed = app.close();
+      const closed = Promise.all(apps.map((each) => each.close()));
       await waitFor('in-flight requests', async () => {
         if (inFlight > 0) throw new Error(`${inFlight} requests in flight`);
       }, config.gateway.queueWaitMs + 5000).catch((error: unknown) => deps.log.warn({ err: error }, 'closing with requests in flight'));
-      app.server.closeAllConnections();
+      for (const each of apps) each.server.closeAllConnections();
       await closed;
       await dispatcher.stop();
       await records.flush();
@@ -95,4 +131,10 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
       await db.end();
     },
   };
+}
+
+/** A bound address as a URL a client on this host can use (a wildcard is reached on loopback). */
+function localUrl(address: AddressInfo): string {
+  if (address.family === 'IPv6') return `http://[${address.address === '::' ? '::1' : address.address}]:${address.port}`;
+  return `http://${address.address === '0.0.0.0' ? '127.0.0.1' : address.address}:${address.port}`;
 }

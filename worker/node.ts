@@ -61,7 +61,15 @@ const IMAGE_GC_EVERY_MS = 30_000;
 /** Open files per container: under this host's hard limit (DESIGN.md). */
 const NOFILE_LIMIT = 4096;
 
-export async function startWorker(config: Readonly<Config>, deps: { log: Logger; tracer: Tracer }): Promise<WorkerNode> {
+/**
+ * `functionsPort`: the gateway's functions listener port when it is not the configured one (an
+ * in-process test platform binds port 0 after starting its worker); by default
+ * `config.gateway.functions.port`, the one host port egress functions may reach.
+ */
+export async function startWorker(
+  config: Readonly<Config>,
+  deps: { log: Logger; tracer: Tracer; functionsPort?: () => number | undefined },
+): Promise<WorkerNode> {
   const { log } = deps;
   const w = config.worker;
   const home = join(config.stateDir, 'workers', w.id);
@@ -72,7 +80,14 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
   const oci = new OciRuntime({ binary: w.runcPath, root: join(w.runDir, 'runc'), launcher });
   // Egress needs the CNI plugins; without them functions asking for it fail with a clear error.
   const egress = existsSync(join(CNI_PATH, 'bridge'))
-    ? new EgressNetwork({ workerId: w.id, cniPath: CNI_PATH, dataDir: join(w.runDir, 'cni'), log, launcher })
+    ? new EgressNetwork({
+        workerId: w.id,
+        cniPath: CNI_PATH,
+        dataDir: join(w.runDir, 'cni'),
+        log,
+        launcher,
+        functions: { host: config.gateway.functions.host, port: deps.functionsPort ?? (() => config.gateway.functions.port) },
+      })
     : undefined;
   if (!egress) log.warn({ cniPath: CNI_PATH }, 'CNI plugins not found: no network egress for functions');
   const factory = new SandboxFactory({
@@ -87,6 +102,9 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
     tmpSizeMb: w.tmpSizeMb,
     noFileLimit: NOFILE_LIMIT,
     logLimitBytes: w.logLimitBytes,
+    // The runtime refuses a larger result itself; the worker stops a sandbox that sends one anyway.
+    maxResultBytes: config.gateway.resultLimitBytes,
+    logLineLimitBytes: w.logLineLimitBytes,
     bootTimeoutMs: 10_000,
     maxConcurrentCreates: w.maxConcurrentCreates,
     log,
@@ -159,6 +177,7 @@ export async function startWorker(config: Readonly<Config>, deps: { log: Logger;
     pool,
     warmKeeper,
     records,
+    recordResultLimitBytes: config.gateway.asyncResultLimitBytes,
     tracer: deps.tracer,
     metrics,
     log,

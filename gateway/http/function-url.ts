@@ -8,11 +8,16 @@
  *   multiple Set-Cookie values but leaves a single one in `headers`;
  * - @fastify/aws-lambda uses `rawPath` and the already-decoded `queryStringParameters` (it
  *   splits their commas back into arrays), and trusts a `content-length` header if present.
+ *
+ * Two things are the platform's, not the function's (DESIGN.md, "Tenants and keys"): a credential
+ * the platform consumed never reaches the function (the caller is named instead, in Lambda's IAM
+ * authorizer shape), and `x-skiff-*` response headers cannot be set by a function.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { validateHeaderName, validateHeaderValue } from 'node:http';
 import { isUtf8 } from 'node:buffer';
 import { SkiffError } from '../../infra/errors.js';
+import type { Principal, Role } from '../../infra/tenancy/roles.js';
 
 export interface FunctionUrlRequest {
   method: string;
@@ -44,9 +49,38 @@ export interface FunctionUrlEvent {
     /** e.g. `12/Mar/2020:19:03:58 +0000` */
     time: string;
     timeEpoch: number;
+    /** Who called, when the platform verified a key for an `auth: "key"` function. */
+    authorizer?: { iam: IamAuthorizer };
   };
   body?: string;
   isBase64Encoded: boolean;
+}
+
+/** Lambda's IAM authorizer context (function URLs with AWS_IAM auth), plus the key's role. */
+export interface IamAuthorizer {
+  /** The key's id, never its secret. */
+  accessKey: string;
+  /** The caller's tenant. */
+  accountId: string;
+  callerId: string;
+  cognitoIdentity: null;
+  principalOrgId: null;
+  /** `arn:skiff:iam::<tenant>:key/<keyId>` */
+  userArn: string;
+  userId: string;
+  role: Role;
+}
+
+/** Whose function the event is for, and who calls it. */
+export interface EventIdentity {
+  /** The function's tenant: the event's `requestContext.accountId`. */
+  tenant: string;
+  /**
+   * The caller the platform verified (an `auth: "key"` function): its `authorization` header is
+   * removed from the event and the caller is named in `requestContext.authorizer.iam`. Undefined
+   * (`auth: "none"`): headers pass untouched, so an app can do its own bearer auth.
+   */
+  caller?: Principal | undefined;
 }
 
 export interface FunctionUrlResponse {
@@ -65,6 +99,9 @@ export interface FunctionUrlResponse {
  */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
+/** Response headers only the platform sets. */
+export const PLATFORM_HEADER_PREFIX = 'x-skiff-';
+
 /** Media types whose bodies Lambda passes as text; everything else is base64. */
 const TEXT_TYPES = new Set(['application/json', 'application/xml', 'application/x-www-form-urlencoded', 'application/javascript']);
 
@@ -74,7 +111,18 @@ function isTextType(contentType: string | undefined): boolean {
   return type.startsWith('text/') || TEXT_TYPES.has(type) || (type.startsWith('application/') && type.endsWith('+json'));
 }
 
-export function toFunctionUrlEvent(req: FunctionUrlRequest, functionName: string, pathPrefix: string, requestId: string, now: Date): FunctionUrlEvent {
+/**
+ * The event for a request. `identity` absent: an anonymous event (`accountId: 'anonymous'`), as
+ * Lambda gives a function URL without auth.
+ */
+export function toFunctionUrlEvent(
+  req: FunctionUrlRequest,
+  functionName: string,
+  pathPrefix: string,
+  requestId: string,
+  now: Date,
+  identity?: EventIdentity,
+): FunctionUrlEvent {
   const queryAt = req.url.indexOf('?');
   const path = queryAt === -1 ? req.url : req.url.slice(0, queryAt);
   const rawQueryString = queryAt === -1 ? '' : req.url.slice(queryAt + 1);
@@ -86,6 +134,9 @@ export function toFunctionUrlEvent(req: FunctionUrlRequest, functionName: string
   const rawPath = path.slice(prefix.length) || '/';
 
   const { headers, cookies } = eventHeaders(req.headers);
+  const caller = identity?.caller;
+  // The platform consumed this credential; the function learns who called, never the secret.
+  if (caller !== undefined) delete headers['authorization'];
   const body = req.body !== undefined && req.body.length > 0 ? req.body : undefined;
   if (body !== undefined) headers['content-length'] = String(body.length);
   else delete headers['content-length'];
@@ -98,7 +149,7 @@ export function toFunctionUrlEvent(req: FunctionUrlRequest, functionName: string
     rawQueryString,
     headers,
     requestContext: {
-      accountId: 'anonymous',
+      accountId: identity?.tenant ?? 'anonymous',
       apiId: functionName,
       domainName,
       domainPrefix: domainPrefixOf(domainName),
@@ -117,6 +168,7 @@ export function toFunctionUrlEvent(req: FunctionUrlRequest, functionName: string
     },
     isBase64Encoded: false,
   };
+  if (caller !== undefined) event.requestContext.authorizer = { iam: iamAuthorizer(caller) };
   if (cookies.length > 0) event.cookies = cookies;
   const query = parseQuery(rawQueryString);
   if (query !== undefined) event.queryStringParameters = query;
@@ -131,6 +183,19 @@ export function toFunctionUrlEvent(req: FunctionUrlRequest, functionName: string
     }
   }
   return event;
+}
+
+function iamAuthorizer(caller: Principal): IamAuthorizer {
+  return {
+    accessKey: caller.keyId,
+    accountId: caller.tenant,
+    callerId: caller.keyId,
+    cognitoIdentity: null,
+    principalOrgId: null,
+    userArn: `arn:skiff:iam::${caller.tenant}:key/${caller.keyId}`,
+    userId: caller.keyId,
+    role: caller.role,
+  };
 }
 
 /**
@@ -234,6 +299,9 @@ function responseHeaders(raw: unknown): { headers: Record<string, string>; cooki
     }
     // The gateway frames the body itself and computes its length.
     if (HOP_BY_HOP.has(name) || name === 'content-length') continue;
+    // x-skiff-* are the platform's (invocation id, cold start, trace id): a function's are dropped,
+    // so a client can trust them. Cookies stay: the function's own origin is theirs to set.
+    if (name.startsWith(PLATFORM_HEADER_PREFIX)) continue;
     const joined = values.join(',');
     const previous = headers[name];
     headers[name] = previous === undefined ? joined : `${previous},${joined}`;

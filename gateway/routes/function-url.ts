@@ -1,45 +1,57 @@
 /**
- * Any method on /fn/:name and /fn/:name/<path>: the request becomes a Lambda function URL event
- * (payload format 2.0) and the handler's answer becomes the HTTP response, so Lambda adapters
- * such as serverless-http run unchanged.
+ * Function URLs, on the functions listener only (gateway/functions-app.ts): any method on
+ * `/fn/:name[/<path>]`, or on any path of `<name>.<domain>` when a functions domain is set
+ * (gateway/http/function-origin.ts). The request becomes a Lambda function URL event (payload
+ * format 2.0) and the handler's answer becomes the HTTP response, so Lambda adapters such as
+ * serverless-http run unchanged.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../context.js';
 import { fromFunctionResult, toFunctionUrlEvent } from '../http/function-url.js';
+import { routeFunction } from '../http/function-origin.js';
 import { callFunction, lookUp, traced } from '../invocations/call.js';
+import { registerCallLimit } from '../invocations/call-limit.js';
 
 export function functionUrlRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.register(async (scope) => {
+    // Counted against the function's tenant before the body is read (gateway/invocations/call-limit.ts).
+    await registerCallLimit(scope, ctx, (request) => routeFunction(ctx.config.gateway.functions.domain, request.headers.host, request.raw.url ?? request.url)?.name);
     // Bodies reach the function as they came: text as text, anything else base64.
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: ctx.config.gateway.bodyLimitBytes }, (_request, body, done) => done(null, body));
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: ctx.config.gateway.invokeBodyLimitBytes }, (_request, body, done) => done(null, body));
 
-    const handler = async (request: import('fastify').FastifyRequest<{ Params: { name: string } }>, reply: import('fastify').FastifyReply) => {
-      const name = request.params.name;
-      const fn = await lookUp(ctx, name, request);
+    // One catch-all, routed here rather than by fastify: on a function's own host every path is
+    // that function's (`/fn/other` included), so no other function can be served from its origin.
+    const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+      const url = request.raw.url ?? request.url;
+      const route = routeFunction(ctx.config.gateway.functions.domain, request.headers.host, url);
+      if (route === undefined) return reply.callNotFound();
+      const { name, prefix } = route;
+      const { fn, caller } = await lookUp(ctx, name, request);
       return traced(ctx, request, reply, name, async (span) => {
         const event = toFunctionUrlEvent(
-          {
-            method: request.method,
-            url: request.raw.url ?? request.url,
-            headers: request.headers,
-            body: request.body as Buffer | undefined,
-            remoteAddress: request.ip,
-          },
+          { method: request.method, url, headers: request.headers, body: request.body as Buffer | undefined, remoteAddress: request.ip },
           name,
-          `/fn/${name}`,
+          prefix,
           request.id,
           new Date(),
+          { tenant: fn.tenant, caller },
         );
-        const value = await callFunction(ctx, fn, event, span, reply);
+        const value = await callFunction(ctx, { fn, caller }, event, span, reply);
         const response = fromFunctionResult(value);
-        void reply.status(response.statusCode).headers(response.headers);
+        void reply.status(response.statusCode);
+        // The platform's headers (x-skiff-*, traceresponse) are already on the reply and win:
+        // fromFunctionResult drops a function's x-skiff-*, and nothing here overwrites one set.
+        for (const [header, value] of Object.entries(response.headers)) {
+          if (!reply.hasHeader(header)) void reply.header(header, value);
+        }
         if (response.cookies.length > 0) void reply.header('set-cookie', response.cookies);
         return reply.send(response.body);
       });
     };
-    const params = { params: { type: 'object', properties: { name: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' } } } } as const;
-    scope.all('/fn/:name', { schema: params }, handler);
-    scope.all('/fn/:name/*', { schema: params }, handler);
+    // `call`: lookUp checks a key for `auth: "key"` functions itself (gateway/access.ts).
+    const options = { config: { access: 'call' as const } };
+    scope.all('/', options, handler);
+    scope.all('/*', options, handler);
   });
 }

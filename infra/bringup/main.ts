@@ -3,7 +3,7 @@
  * private Redis, PostgreSQL and image registry under the state directory (unless REDIS_URL /
  * DATABASE_URL / REGISTRY_URL name existing ones), the schema, the runtime base images built and
  * published to the registry, then a gateway, a scheduler and workers
- * as child processes — and prints the gateway's URL. SIGINT/SIGTERM stops all of it and leaves no
+ * as child processes — and prints the gateway's two origins (the API and dashboard; function URLs). SIGINT/SIGTERM stops all of it and leaves no
  * container, mount, cgroup or process behind. A second start reuses the state.
  */
 import { existsSync } from 'node:fs';
@@ -22,6 +22,7 @@ import { startProcess, waitFor, type OwnedProcess } from '../services/process.js
 import { startRedis, type LocalRedis } from '../services/redis-server.js';
 import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
 import { OciRuntime } from '../../worker/sandbox/runc.js';
+import { functionUrl } from '../../gateway/http/function-origin.js';
 
 const dist = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const say = (message: string): void => console.log(`skiff: ${message}`);
@@ -93,7 +94,7 @@ try {
   const keyFile = join(config.stateDir, 'admin.key');
   const apiKeys = new ApiKeys(db);
   if ((await apiKeys.count()) === 0) {
-    const { key } = await apiKeys.create('admin (bring-up)');
+    const { key } = await apiKeys.create({ name: 'admin (bring-up)', tenant: 'default', role: 'admin' });
     await writeFile(keyFile, `${key}\n`, { mode: 0o600 });
     say(`created the first admin API key (also in ${keyFile}):\n\n    export SKIFF_API_KEY=${key}\n`);
   } else if (existsSync(keyFile)) {
@@ -139,7 +140,15 @@ try {
     const res = await fetch(`${url}/healthz`);
     if (!res.ok) throw new Error(`healthz answered ${res.status}`);
   }, 60000, 200);
-  say(`ready. Gateway: ${url}   (Ctrl-C stops everything)`);
+  // The functions listener answers a 404 to anything that names no function: then it is up.
+  const { host: fnHost, port: fnPort } = config.gateway.functions;
+  const functionsListener = `http://${fnHost.includes(':') ? `[${fnHost}]` : fnHost}:${fnPort}`;
+  await waitFor('functions listener', async () => {
+    await (await fetch(`${functionsListener}/`)).arrayBuffer();
+  }, 10000, 200);
+  // Two origins: function code never runs where an operator's key is used (docs/SECURITY.md).
+  const fnUrls = functionUrl(config, 'skiff-name-placeholder').replace('skiff-name-placeholder', '<name>');
+  say(`ready (Ctrl-C stops everything)\n\n    API and dashboard: ${url}\n    function URLs:     ${fnUrls}\n`);
 } catch (error) {
   console.error(`skiff: could not start: ${(error as Error).message}`);
   if ((error as Error).cause) console.error(`skiff:   cause: ${String((error as Error).cause)}`);

@@ -144,7 +144,7 @@ t.test('a function deployed by image reference runs the digest the tag had at de
   t.equal(res.status, 201, JSON.stringify(body));
   t.equal(body.image, `team/greeter@${first.digest}`, 'the tag is resolved to a digest');
   t.equal(body.codeSha256, null, 'no zip');
-  const call = await fetch(`${platform.url}/fn/by-image`);
+  const call = await fetch(`${platform.fnUrl}/fn/by-image`);
   t.equal(call.status, 200);
   t.equal(await call.text(), 'from an image', 'answers through /fn/');
 
@@ -245,7 +245,7 @@ t.test('a deploy makes the workers pull its image and mount its code before any 
 
 t.test('GET /v1/images lists what the workers hold; a Python function deployed by zip answers through /fn/', async (t) => {
   await deployed({ name: 'py-image', runtime: 'python3.11', handler: 'app.handler' }, { 'app.py': 'def handler(event, context):\n    return {"statusCode": 200, "body": "py"}\n' });
-  const call = await fetch(`${platform.url}/fn/py-image`);
+  const call = await fetch(`${platform.fnUrl}/fn/py-image`);
   t.equal(call.status, 200);
   t.equal(await call.text(), 'py');
   const listed = await eventually(async () => {

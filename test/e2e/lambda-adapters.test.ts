@@ -42,21 +42,21 @@ t.test('Express behind serverless-http, deployed with its node_modules', async (
   });
   t.equal(deployed.status, 201, 'deploy answers 201');
 
-  const res = await fetch(`${platform.url}/fn/express-app/users/42?x=1`);
+  const res = await fetch(`${platform.fnUrl}/fn/express-app/users/42?x=1`);
   t.equal(res.status, 200);
   t.equal(res.headers.get('x-app'), 'express', "the app's own header comes through");
   t.match(res.headers.get('content-type'), /application\/json/);
   t.same(await res.json(), { id: '42', x: '1', path: '/users/42' });
 
-  const cookies = await fetch(`${platform.url}/fn/express-app/cookie`);
+  const cookies = await fetch(`${platform.fnUrl}/fn/express-app/cookie`);
   t.equal(await cookies.text(), 'cookies set');
   t.same(cookies.headers.getSetCookie().map((c) => c.split(';')[0]), ['a=1', 'b=2'], 'each cookie is its own Set-Cookie');
 
-  const posted = await fetch(`${platform.url}/fn/express-app/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' });
+  const posted = await fetch(`${platform.fnUrl}/fn/express-app/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' });
   t.equal(posted.status, 201);
   t.equal(await posted.text(), 'got application/json');
 
-  const missing = await fetch(`${platform.url}/fn/express-app/nothing/here`);
+  const missing = await fetch(`${platform.fnUrl}/fn/express-app/nothing/here`);
   t.equal(missing.status, 404, "the app's own 404, not the platform's");
   t.same(await missing.json(), { missing: '/nothing/here' });
 });

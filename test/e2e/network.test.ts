@@ -1,7 +1,8 @@
 /**
  * Network egress: a function deployed with "network": "egress" reaches a host outside (a test
  * host in its own network namespace, made here), but not this host's services, not private
- * addresses, and not other containers; functions without it have loopback only.
+ * addresses, and not other containers; functions without it have loopback only. The one
+ * exception on this host: the gateway's functions listener, so functions can call functions.
  */
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
@@ -22,6 +23,14 @@ function connect(host, port) {
     s.on('error', (e) => resolve({ ok: false, code: e.code }));
   });
 }
+async function get(url) {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    return { ok: true, status: res.status, data: await res.text() };
+  } catch (e) {
+    return { ok: false, code: (e.cause && e.cause.code) || e.name };
+  }
+}
 let server;
 exports.handler = async (e) => {
   if (e.listen && !server) { server = net.createServer((s) => s.end('neighbour')); await new Promise((r) => server.listen(7000, r)); }
@@ -29,6 +38,7 @@ exports.handler = async (e) => {
   const address = (os.networkInterfaces().eth0 || []).find((a) => a.family === 'IPv4')?.address;
   const results = {};
   for (const [name, target] of Object.entries(e.targets || {})) results[name] = await connect(target.host, target.port);
+  for (const [name, url] of Object.entries(e.urls || {})) results[name] = await get(url);
   return { interfaces, address, results };
 };`;
 
@@ -90,4 +100,36 @@ t.test('egress reaches the outside, never the host, private ranges or other cont
   const closed = (await (await api.invoke('closed', { targets: { outside: { host: outside, port: 8000 } } })).json()) as typeof out;
   t.same(closed.interfaces, ['lo'], 'without egress: loopback only');
   t.equal(closed.results.outside?.ok, false);
+});
+
+t.test('an egress function calls another function by URL, and still reaches no other port of this host', async (t) => {
+  const platform = await startPlatform();
+  t.teardown(() => platform.stop());
+  const api = client(() => platform);
+  const CALLEE = "exports.handler = async (e) => ({ statusCode: 200, headers: { 'content-type': 'text/plain' }, body: 'callee answers ' + e.rawPath });";
+  t.equal((await api.deploy({ name: 'callee' }, { 'index.js': CALLEE })).status, 201);
+  t.equal((await api.deploy({ name: 'caller', network: 'egress' }, { 'index.js': PROBE })).status, 201);
+
+  const { address } = (await (await api.invoke('caller', {})).json()) as { address: string };
+  // The host as the container reaches it: its bridge's address, the container's default gateway.
+  const gateway = address.replace(/\.\d+$/, '.1');
+  const port = (url: string): number => Number(new URL(url).port);
+  const res = await api.invoke('caller', {
+    urls: {
+      functionUrl: `http://${gateway}:${port(platform.fnUrl)}/fn/callee/from-a-function`,
+      api: `http://${gateway}:${port(platform.url)}/healthz`,
+    },
+    targets: {
+      apiPort: { host: gateway, port: port(platform.url) },
+      redis: { host: gateway, port: port(platform.config.redisUrl) },
+      postgres: { host: gateway, port: port(platform.config.databaseUrl) },
+    },
+  });
+  t.equal(res.status, 200);
+  const { results } = (await res.json()) as { results: Record<string, { ok: boolean; status?: number; data?: string; code?: string }> };
+  t.same(results.functionUrl, { ok: true, status: 200, data: 'callee answers /from-a-function' }, "another function's URL answers");
+  t.equal(results.api?.ok, false, `the API's port is not reachable (${results.api?.code})`);
+  t.equal(results.apiPort?.ok, false, `nor by TCP (${results.apiPort?.code})`);
+  t.equal(results.redis?.ok, false, `nor Redis (${results.redis?.code})`);
+  t.equal(results.postgres?.ok, false, `nor PostgreSQL (${results.postgres?.code})`);
 });

@@ -53,7 +53,7 @@ if (!existsSync('/usr/bin/python3.11')) {
     // The pool pre-creates python3.11 sandboxes too: the first call specializes one.
     t.ok(await eventually(() => (platform.worker.pool.sizes()['python3.11'] ?? 0) >= 1), 'a python3.11 sandbox is pooled');
     const coldStarted = performance.now();
-    const first = await fetch(`${platform.url}/fn/py-hello/some/path?x=1`);
+    const first = await fetch(`${platform.fnUrl}/fn/py-hello/some/path?x=1`);
     const coldMs = performance.now() - coldStarted;
     t.equal(first.status, 200);
     t.equal(first.headers.get('content-type'), 'application/json');
@@ -62,7 +62,7 @@ if (!existsSync('/usr/bin/python3.11')) {
     t.equal(first.headers.get('x-skiff-cold-start'), 'true', 'the first call is a cold start');
 
     const warmStarted = performance.now();
-    const second = await fetch(`${platform.url}/fn/py-hello/again?x=2`);
+    const second = await fetch(`${platform.fnUrl}/fn/py-hello/again?x=2`);
     const warmMs = performance.now() - warmStarted;
     t.same(await second.json(), { path: '/again', x: '2', method: 'GET' });
     t.equal(second.headers.get('x-skiff-cold-start'), 'false', 'the second call is warm');
@@ -73,7 +73,7 @@ if (!existsSync('/usr/bin/python3.11')) {
   t.test('a Python and a Node.js function answer side by side', async (t) => {
     t.equal((await api.deploy({ name: 'js-side' }, { 'index.js': 'exports.handler = async () => ({ runtime: "node" });' })).status, 201);
     t.equal((await deploy({ name: 'py-side' }, { 'app.py': 'def handler(event, context):\n    return {"runtime": "python"}\n' })).status, 201);
-    const [js, py] = await Promise.all([fetch(`${platform.url}/fn/js-side/`), fetch(`${platform.url}/fn/py-side/`)]);
+    const [js, py] = await Promise.all([fetch(`${platform.fnUrl}/fn/js-side/`), fetch(`${platform.fnUrl}/fn/py-side/`)]);
     t.same(await js.json(), { runtime: 'node' });
     t.same(await py.json(), { runtime: 'python' });
   });

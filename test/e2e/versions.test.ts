@@ -83,9 +83,9 @@ t.test('three deploys: three versions, newest first, the last one current', asyn
 t.test('rollback to version 1: answered with version 1, calls run it, instances of version 3 are retired, no new version', async (t) => {
   const res = await rollback('verse', { version: 1 });
   t.equal(res.status, 200);
-  t.match(await res.json(), { name: 'verse', version: 1, memoryMb: 128, auth: 'none', codeSha256: shas[1], url: '/fn/verse' });
+  t.match(await res.json(), { name: 'verse', version: 1, memoryMb: 128, auth: 'none', codeSha256: shas[1], url: `${platform.fnUrl}/fn/verse` });
   t.equal(await call('verse'), 'one', 'the first call after the answer runs version 1');
-  t.equal(await (await fetch(`${platform.url}/fn/verse`)).json(), 'one', 'so does the function URL (without a key: version 1 is public)');
+  t.equal(await (await fetch(`${platform.fnUrl}/fn/verse`)).json(), 'one', 'so does the function URL (without a key: version 1 is public)');
   t.match(await (await fetch(`${platform.url}/v1/functions/verse`, { headers: platform.auth })).json(), { version: 1, codeSha256: shas[1] });
   t.ok(
     await eventually(() => !platform.worker.instances.list().some((i) => i.fn.name === 'verse' && i.fn.version !== 1)),

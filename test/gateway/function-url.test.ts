@@ -2,8 +2,21 @@ import t from 'tap';
 import { createRequire } from 'node:module';
 import type { IncomingHttpHeaders } from 'node:http';
 import serverless from 'serverless-http';
+import Fastify from 'fastify';
+import { trace } from '@opentelemetry/api';
 import { fromFunctionResult, toFunctionUrlEvent } from '../../gateway/http/function-url.js';
 import type { FunctionUrlRequest } from '../../gateway/http/function-url.js';
+import { functionUrl, functionsOrigin, routeFunction } from '../../gateway/http/function-origin.js';
+import { buildFunctionsApp } from '../../gateway/functions-app.js';
+import { movedFunctionUrlRoutes } from '../../gateway/routes/moved-function-urls.js';
+import { registerErrorMapping } from '../../gateway/errors.js';
+import { createGatewayMetrics } from '../../gateway/metrics.js';
+import type { GatewayContext } from '../../gateway/context.js';
+import type { FunctionInfo } from '../../infra/db/function-store.js';
+import type { InvocationOutcome } from '../../infra/queue/jobs.js';
+import type { Principal } from '../../infra/tenancy/roles.js';
+import { loadConfig, type Config } from '../../infra/config.js';
+import { createLogger } from '../../infra/log.js';
 import { isSkiffError } from '../../infra/errors.js';
 
 const NOW = new Date(Date.UTC(2020, 2, 12, 19, 3, 58, 390));
@@ -159,6 +172,173 @@ t.test('a malformed response description is a FunctionError', async (t) => {
     t.ok(isSkiffError(err) && err.code === 'FunctionError', JSON.stringify(value));
     t.match(err instanceof Error ? err.message : '', /invalid HTTP response/);
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The caller's secret never reaches function code; x-skiff-* are the platform's.
+
+const CALLER: Principal = { keyId: 'key_abc', tenant: 'acme', role: 'invoker', functions: null };
+const SECRET = 'sk_live_secret_value';
+
+t.test('a verified caller is named in the IAM authorizer shape and its credential is removed', async (t) => {
+  const event = toFunctionUrlEvent(
+    request({ url: '/fn/locked/x', headers: { host: 'h', authorization: `Bearer ${SECRET}`, 'x-other': 'kept' } }),
+    'locked',
+    '/fn/locked',
+    'r',
+    NOW,
+    { tenant: 'acme', caller: CALLER },
+  );
+  t.notOk('authorization' in event.headers, 'the authorization header is gone');
+  t.equal(event.headers['x-other'], 'kept');
+  t.notOk(JSON.stringify(event).includes(SECRET), 'the secret is nowhere in the event');
+  t.equal(event.requestContext.accountId, 'acme', "accountId is the function's tenant");
+  t.same(event.requestContext.authorizer, {
+    iam: {
+      accessKey: 'key_abc',
+      accountId: 'acme',
+      callerId: 'key_abc',
+      cognitoIdentity: null,
+      principalOrgId: null,
+      userArn: 'arn:skiff:iam::acme:key/key_abc',
+      userId: 'key_abc',
+      role: 'invoker',
+    },
+  });
+});
+
+t.test('without a verified caller (auth "none") headers pass untouched and there is no authorizer', async (t) => {
+  const headers = { host: 'h', authorization: 'Bearer app-token' };
+  const event = toFunctionUrlEvent(request({ url: '/fn/open', headers }), 'open', '/fn/open', 'r', NOW, { tenant: 'acme' });
+  t.equal(event.headers['authorization'], 'Bearer app-token', 'an app behind serverless-http does its own bearer auth');
+  t.notOk('authorizer' in event.requestContext);
+  t.equal(event.requestContext.accountId, 'acme');
+  t.equal(toFunctionUrlEvent(request({ url: '/fn/open' }), 'open', '/fn/open', 'r', NOW).requestContext.accountId, 'anonymous');
+});
+
+t.test("a function's x-skiff-* response headers are dropped, in any case; its cookies are kept", async (t) => {
+  const res = fromFunctionResult({
+    statusCode: 200,
+    headers: { 'x-skiff-cold-start': 'forged', 'X-Skiff-Invocation-Id': 'forged', 'X-SKIFF-TRACE-ID': 'f', 'x-skiff-anything': 'x', 'x-skiffy': 'kept', 'Set-Cookie': 'a=1' },
+    cookies: ['b=2'],
+    body: 'ok',
+  });
+  t.same(res.headers, { 'x-skiffy': 'kept', 'content-type': 'application/json' });
+  t.same(res.cookies, ['a=1', 'b=2'], 'cookies are legitimate on the function\'s own origin');
+});
+
+t.test('function origins: path-based by default, host-based with a domain, the bound port for port 0', async (t) => {
+  const config = (env: Record<string, string>): Readonly<Config> => loadConfig({ SKIFF_STATE_DIR: '/tmp/x', ...env });
+  t.equal(functionsOrigin(config({})), 'http://127.0.0.1:8081');
+  t.equal(functionUrl(config({}), 'hello'), 'http://127.0.0.1:8081/fn/hello');
+  t.equal(functionUrl(config({ SKIFF_FUNCTIONS_PORT: '0' }), 'hello', 40123), 'http://127.0.0.1:40123/fn/hello');
+  t.equal(functionsOrigin(config({ SKIFF_FUNCTIONS_HOST: '0.0.0.0', SKIFF_FUNCTIONS_PORT: '9000' })), 'http://127.0.0.1:9000');
+  t.equal(functionUrl(config({ SKIFF_FUNCTIONS_URL: 'https://fn.example.com/' }), 'hello'), 'https://fn.example.com/fn/hello');
+  t.equal(functionUrl(config({ SKIFF_FUNCTIONS_DOMAIN: 'fn.test' }), 'hello'), 'http://hello.fn.test:8081/');
+  t.equal(functionUrl(config({ SKIFF_FUNCTIONS_DOMAIN: 'fn.test', SKIFF_FUNCTIONS_PORT: '0' }), 'hello', 40123), 'http://hello.fn.test:40123/');
+  t.equal(functionUrl(config({ SKIFF_FUNCTIONS_DOMAIN: 'skiff-fn.example', SKIFF_FUNCTIONS_URL: 'https://skiff-fn.example' }), 'hello'), 'https://hello.skiff-fn.example/');
+  t.equal(functionUrl(config({ SKIFF_FUNCTIONS_DOMAIN: 'fn.test', SKIFF_FUNCTIONS_URL: 'https://fn.test:8443' }), 'a-b'), 'https://a-b.fn.test:8443/');
+  t.equal(functionsOrigin(config({ SKIFF_FUNCTIONS_DOMAIN: 'fn.test', SKIFF_FUNCTIONS_URL: 'https://fn.test' })), 'https://fn.test', '/fn/ paths keep working there');
+});
+
+t.test('which function a request to the functions listener calls', async (t) => {
+  t.same(routeFunction(undefined, 'h', '/fn/hello'), { name: 'hello', prefix: '/fn/hello' });
+  t.same(routeFunction(undefined, 'h', '/fn/hello/a/b?x=1'), { name: 'hello', prefix: '/fn/hello' });
+  t.same(routeFunction(undefined, 'h', '/fn/hello?x=1'), { name: 'hello', prefix: '/fn/hello' });
+  t.equal(routeFunction(undefined, 'h', '/fn/'), undefined);
+  t.equal(routeFunction(undefined, 'h', '/fn/Hello'), undefined, 'not a function name');
+  t.equal(routeFunction(undefined, 'h', '/v1/functions'), undefined);
+  t.equal(routeFunction(undefined, 'hello.fn.test', '/'), undefined, 'no domain configured: hosts mean nothing');
+  t.same(routeFunction('fn.test', 'hello.fn.test', '/'), { name: 'hello', prefix: '' });
+  t.same(routeFunction('fn.test', 'Hello.FN.test.:8081', '/a?b'), { name: 'hello', prefix: '' });
+  t.same(routeFunction('fn.test', 'hello.fn.test', '/fn/other'), { name: 'hello', prefix: '' }, "on a function's host every path is its own");
+  t.same(routeFunction('fn.test', 'fn.test', '/fn/other'), { name: 'other', prefix: '/fn/other' }, 'the bare domain serves /fn/ paths');
+  t.equal(routeFunction('fn.test', 'a.b.fn.test', '/'), undefined, 'a deeper name is no function');
+  t.equal(routeFunction('fn.test', 'evilfn.test', '/'), undefined);
+  t.equal(routeFunction('fn.test', 'hello.fn.test', '*'), undefined);
+});
+
+/** A gateway context whose call path is faked: one function, and the outcome each call gets. */
+function fakeContext(env: Record<string, string>, fn: Partial<FunctionInfo>, answer: (event: unknown) => unknown) {
+  const config = loadConfig({ SKIFF_STATE_DIR: '/tmp/x', SKIFF_FUNCTIONS_PORT: '0', ...env });
+  const info = { name: 'hello', version: 1, tenant: 'acme', auth: 'none', env: {}, codeSize: 0, createdAt: '', updatedAt: '', ...fn } as FunctionInfo;
+  const events: unknown[] = [];
+  const ctx = {
+    config,
+    current: { get: async (name: string) => (name === info.name ? info : undefined) },
+    apiKeys: { verify: async (key: string) => (key === SECRET ? CALLER : undefined) },
+    dispatcher: {
+      call: async (_fn: unknown, event: unknown): Promise<InvocationOutcome> => {
+        events.push(event);
+        return { id: 'inv_real', ok: true, value: answer(event), cold: true, workerId: 'w', timings: { queuedMs: 0, acquireMs: 0, runMs: 0 } };
+      },
+    },
+    tracer: trace.getTracer('test'),
+    metrics: createGatewayMetrics(),
+    functionUrl: (name: string) => functionUrl(config, name, 40123),
+    functionsOrigin: () => functionsOrigin(config, 40123),
+  } as unknown as GatewayContext;
+  return { ctx, events };
+}
+
+const log = createLogger('test', 'error');
+
+t.test('the functions app: platform headers win, the secret stays out, nothing but function URLs', async (t) => {
+  const { ctx, events } = fakeContext({}, { auth: 'key', tenant: 'acme' }, () => ({
+    statusCode: 200,
+    headers: { 'x-skiff-cold-start': 'forged', 'X-Skiff-Invocation-Id': 'forged', 'x-skiff-anything': 'x', traceresponse: 'forged', 'x-app': 'a' },
+    cookies: ['session=1; HttpOnly'],
+    body: 'hi',
+  }));
+  const app = buildFunctionsApp(ctx, log);
+  t.teardown(() => app.close());
+  const res = await app.inject({ method: 'GET', url: '/fn/hello/path?q=1', headers: { authorization: `Bearer ${SECRET}` } });
+  t.equal(res.statusCode, 200);
+  t.equal(res.body, 'hi');
+  t.equal(res.headers['x-skiff-cold-start'], 'true');
+  t.equal(res.headers['x-skiff-invocation-id'], 'inv_real');
+  t.notOk('x-skiff-anything' in res.headers);
+  t.match(res.headers['traceresponse'], /^00-[0-9a-f]{32}-/, "the platform's traceresponse");
+  t.match(res.headers['x-skiff-trace-id'], /^[0-9a-f]{32}$/);
+  t.equal(res.headers['x-app'], 'a');
+  t.same(res.headers['set-cookie'], ['session=1; HttpOnly']);
+  t.equal(events.length, 1);
+  t.notOk(JSON.stringify(events[0]).includes(SECRET), 'the function never sees the key');
+  t.match(events[0], { rawPath: '/path', requestContext: { accountId: 'acme', authorizer: { iam: { accessKey: 'key_abc', accountId: 'acme', role: 'invoker' } } } });
+
+  t.equal((await app.inject({ method: 'GET', url: '/fn/hello' })).statusCode, 401, 'an auth "key" function without a key');
+  for (const url of ['/v1/functions', '/ui', '/metrics', '/healthz', '/', '/fn/nope']) {
+    const other = await app.inject({ method: 'GET', url });
+    t.equal(other.statusCode, 404, url);
+  }
+  t.equal(events.length, 1, 'no other request reached the function');
+});
+
+t.test('the functions app with a domain: <name>.<domain> calls the function with the whole path', async (t) => {
+  const { ctx, events } = fakeContext({ SKIFF_FUNCTIONS_DOMAIN: 'fn.test' }, {}, (event) => event);
+  const app = buildFunctionsApp(ctx, log);
+  t.teardown(() => app.close());
+  const root = await app.inject({ method: 'GET', url: '/', headers: { host: 'hello.fn.test' } });
+  t.equal(root.statusCode, 200);
+  t.match(root.json(), { rawPath: '/', requestContext: { domainName: 'hello.fn.test', domainPrefix: 'hello', accountId: 'acme' } });
+  const deep = await app.inject({ method: 'POST', url: '/fn/other/x?y=1', headers: { host: 'hello.fn.test:8081', 'content-type': 'text/plain' }, payload: 'body' });
+  t.match(deep.json(), { rawPath: '/fn/other/x', rawQueryString: 'y=1', body: 'body' }, "/fn/ on a function's host is that function's path");
+  t.equal((await app.inject({ method: 'GET', url: '/fn/hello', headers: { host: '127.0.0.1:8081' } })).statusCode, 200, '/fn/<name> keeps working');
+  t.equal((await app.inject({ method: 'GET', url: '/', headers: { host: 'nope.fn.test' } })).statusCode, 404);
+  t.equal(events.length, 3);
+});
+
+t.test("the API's origin answers /fn/ with a 404 naming the functions origin", async (t) => {
+  const { ctx } = fakeContext({}, {}, () => 'never');
+  const app = Fastify();
+  registerErrorMapping(app);
+  movedFunctionUrlRoutes(app, ctx);
+  t.teardown(() => app.close());
+  const res = await app.inject({ method: 'POST', url: '/fn/hello/x', headers: { 'content-type': 'image/png' }, payload: Buffer.alloc(10) });
+  t.equal(res.statusCode, 404);
+  t.same(res.json(), { error: { code: 'NotFound', message: 'function URLs are served at http://127.0.0.1:40123/fn/hello' } });
+  t.same((await app.inject({ method: 'GET', url: '/fn' })).json(), { error: { code: 'NotFound', message: 'function URLs are served at http://127.0.0.1:40123/fn/<name>' } });
+  t.equal((await app.inject({ method: 'GET', url: '/fnx' })).statusCode, 404);
 });
 
 // ---------------------------------------------------------------------------------------------

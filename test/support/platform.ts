@@ -23,11 +23,16 @@ import { Scheduler } from '../../scheduler/scheduler.js';
 import { startWorker, type WorkerNode } from '../../worker/node.js';
 
 export interface Platform {
+  /** The API's and dashboard's origin. */
   url: string;
+  /** The functions' origin: `${fnUrl}/fn/<name>` (the API's origin answers /fn/ with 404). */
+  fnUrl: string;
   /** Environment for more workers of this platform started as separate processes. */
   workerEnv(id: string, uidBase: number): Record<string, string>;
   /** An admin API key, and the header that sends it. */
   key: string;
+  /** The admin key's id (`requestContext.authorizer.iam.accessKey` of calls made with it). */
+  keyId: string;
   auth: { authorization: string };
   config: Readonly<Config>;
   gateway: Gateway;
@@ -58,6 +63,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     SKIFF_WORKER_ID: `w-${tag}`,
     SKIFF_RUN_DIR: `/run/skiff/w-${tag}`,
     SKIFF_GATEWAY_PORT: '0',
+    SKIFF_FUNCTIONS_PORT: '0',
     SKIFF_POOL_SIZE: '1',
     SKIFF_WORKER_CAPACITY_MB: '4096',
     SKIFF_HEARTBEAT_MS: '200',
@@ -69,9 +75,13 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const tracer = telemetry.tracer;
   const db = openDatabase(config.databaseUrl, config.databaseSchema, 2);
   await migrate(db, config.databaseSchema);
-  const { key } = await new ApiKeys(db).create('test admin');
+  const { id: keyId, key } = await new ApiKeys(db).create({ name: 'test admin', tenant: 'default', role: 'admin' });
 
-  let worker = await startWorker(config, { log, tracer });
+  // Egress functions may call function URLs: the worker learns the functions listener's port,
+  // bound after the worker started, when it first sets up its egress network.
+  const bound: { functionsPort?: number } = {};
+  const workerDeps = { log, tracer, functionsPort: () => bound.functionsPort };
+  let worker = await startWorker(config, workerDeps);
   const keys = keySpace(config.keyPrefix);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
@@ -86,13 +96,14 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const failover = new Failover({ redis, keys, records, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 250, log });
   failover.start();
   const gateway = await startGateway(config, { log, tracer });
-  await gateway.app.listen({ host: '127.0.0.1', port: 0 });
-  const address = gateway.app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('gateway has no TCP address');
+  const { url, functionsUrl } = await gateway.listen();
+  bound.functionsPort = Number(new URL(functionsUrl).port);
 
   return {
-    url: `http://127.0.0.1:${address.port}`,
+    url,
+    fnUrl: functionsUrl,
     key,
+    keyId,
     auth: { authorization: `Bearer ${key}` },
     workerEnv: (id, uidBase) => ({
       REDIS_URL: config.redisUrl,
@@ -111,6 +122,8 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
       SKIFF_HEARTBEAT_TTL_MS: config.scheduler.heartbeatTtlMs.toString(),
       SKIFF_LOG_LEVEL: config.logLevel,
       SKIFF_WORKER_METRICS_PORT: '0',
+      // The one host port their egress functions may reach (worker/sandbox/egress-network.ts).
+      SKIFF_FUNCTIONS_PORT: String(bound.functionsPort ?? 0),
     }),
     config,
     gateway,
@@ -120,7 +133,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     async restartWorker(whileStopped) {
       await worker.stop();
       await whileStopped?.();
-      worker = await startWorker(config, { log, tracer });
+      worker = await startWorker(config, workerDeps);
     },
     async stop() {
       await gateway.stop();
