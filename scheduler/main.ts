@@ -9,6 +9,7 @@ import { startTelemetry } from '../infra/telemetry.js';
 import { openAsyncCalls } from '../infra/queue/async-calls.js';
 import { Failover } from './failover.js';
 import { Retention } from './retention.js';
+import { TenantStore } from '../infra/db/tenants.js';
 import { Fleet } from './fleet.js';
 import { Scheduler } from './scheduler.js';
 
@@ -35,7 +36,11 @@ const scheduler = new Scheduler({
 await scheduler.start();
 const failover = new Failover({ redis, keys, records, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 1000, log });
 failover.start();
-const retention = new Retention(db, config.scheduler.retentionHours, log);
+const tenants = new TenantStore(db, config.tenantDefaults);
+const retention = new Retention(db, config.scheduler.retentionHours, log, {
+  tenants: () => tenants.list(),
+  pruned: (kind, rows) => void redis.hincrby(keys.pruned, kind, rows).catch((error: unknown) => log.warn({ err: error }, 'could not count pruned rows')),
+});
 retention.start();
 log.info('scheduler ready');
 
