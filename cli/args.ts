@@ -3,6 +3,7 @@
  * its arguments, typed accessors for util.parseArgs values, and the usage error (exit code 2).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { TENANT_NAME } from '../infra/tenancy/quotas.js';
 
 export type OptionSpecs = NonNullable<ParseArgsConfig['options']>;
 export type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -139,4 +140,30 @@ export function positiveInt(raw: string, what: string, command: string): number 
     throw new UsageError(`${what} must be a whole number from 1, not ${JSON.stringify(raw)}`, command);
   }
   return Number(text);
+}
+
+/** A tenant name, as the gateway spells them (infra/tenancy/quotas.ts). */
+export const TENANT = new RegExp(TENANT_NAME);
+
+/** A tenant name argument or --tenant value. */
+export function tenantName(name: string, command: string): string {
+  if (!TENANT.test(name)) throw new UsageError(`${JSON.stringify(name)} is not a tenant name (a lowercase letter, then up to 62 lowercase letters, digits or -)`, command);
+  return name;
+}
+
+/**
+ * A command with verbs (`skiff keys create ...`): the verb, `fallback` when none is given, and the
+ * positionals after it. An unknown verb is a usage error naming the known ones.
+ */
+export function verb(parsed: Parsed, verbs: readonly string[], fallback: string, command: string): { verb: string; rest: Parsed } {
+  const [first, ...others] = parsed.positionals;
+  const chosen = first ?? fallback;
+  if (!verbs.includes(chosen)) throw new UsageError(`unknown ${command} command ${JSON.stringify(chosen)}; it is one of ${verbs.join(', ')}`, command);
+  return { verb: chosen, rest: { values: parsed.values, positionals: first === undefined ? [] : others } };
+}
+
+/** Refuses options given to a verb that does not take them (`skiff keys ls --role admin`). */
+export function onlyFor(values: Values, options: readonly string[], verbName: string, command: string): void {
+  const given = options.find((name) => values[name] !== undefined);
+  if (given !== undefined) throw new UsageError(`--${given} does not apply to '${command} ${verbName}'`, command);
 }

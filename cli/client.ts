@@ -10,6 +10,11 @@ import http from 'node:http';
 import https from 'node:https';
 import type { VersionSummary } from '../infra/db/function-store.js';
 import type { DeployBody, FunctionDescription } from '../gateway/routes/functions.js';
+import type { ApiKeyInfo } from '../infra/db/api-keys.js';
+import type { AuditEvent } from '../infra/db/audit-log.js';
+import type { TenantInfo } from '../infra/db/tenants.js';
+import type { TenantQuotas } from '../infra/tenancy/quotas.js';
+import type { Principal, Role } from '../infra/tenancy/roles.js';
 
 /** The error body the gateway sends with every non-2xx answer. */
 export interface ErrorBody {
@@ -119,6 +124,35 @@ export interface InvokeResult {
   coldStart: boolean | undefined;
 }
 
+/** Who the key is (GET /v1/whoami): its id, tenant, role and the functions it is limited to (null: all). */
+export type WhoAmI = Principal;
+/** A tenant as GET /v1/tenants lists it: effective quotas, the ones it set itself, its function count. */
+export type TenantView = TenantInfo;
+/** PATCH /v1/tenants/:name: a quota's new value, or null to follow the platform's default again. */
+export type QuotaChanges = Partial<Record<keyof TenantQuotas, number | null>>;
+/** A key as GET /v1/keys lists it (never its secret). */
+export type KeyView = ApiKeyInfo;
+/** POST /v1/keys answers the key itself, this once. */
+export type CreatedKey = ApiKeyInfo & { key: string };
+export type AuditEntry = AuditEvent;
+
+export interface NewKeyRequest {
+  name: string;
+  role: Role;
+  /** The key's tenant; the calling key's own when left out. */
+  tenant?: string;
+  /** ISO date-time. */
+  expiresAt?: string;
+  functions?: string[];
+}
+
+export interface AuditQuery {
+  tenant?: string | undefined;
+  limit?: number | undefined;
+  /** Events older than this event id (paging back). */
+  before?: number | undefined;
+}
+
 export interface ClientOptions {
   /** Base URL of the gateway, without a trailing slash. */
   gateway: string;
@@ -147,9 +181,15 @@ export class SkiffClient {
     this.userAgent = options.userAgent ?? 'skiff-cli';
   }
 
-  /** The absolute URL of a function (the gateway's address + `/fn/<name>`). */
-  functionUrl(name: string): string {
-    return `${this.gateway}/fn/${encodeURIComponent(name)}`;
+  /**
+   * The absolute URL of a function: the `url` the gateway describes it with (on the functions'
+   * own origin, never the API's). A gateway from before separate origins answered a path, and a
+   * bare name has none: those are the gateway's address + `/fn/<name>`, as it was then.
+   */
+  functionUrl(fn: string | { name: string; url?: string }): string {
+    const { name, url } = typeof fn === 'string' ? { name: fn, url: undefined } : fn;
+    if (url !== undefined && /^https?:\/\//i.test(url)) return url;
+    return url?.startsWith('/') ? `${this.gateway}${url}` : `${this.gateway}/fn/${encodeURIComponent(name)}`;
   }
 
   async listFunctions(): Promise<FunctionInfo[]> {
@@ -231,6 +271,60 @@ export class SkiffClient {
       body: event === undefined ? undefined : Buffer.from(event),
       headers: { 'x-skiff-invocation-type': 'async' },
     });
+  }
+
+  whoami(): Promise<WhoAmI> {
+    return this.json<WhoAmI>('GET', '/v1/whoami');
+  }
+
+  /** Functions of one tenant (admin keys; any other key gets its own tenant's whatever it asks). */
+  async listFunctionsOf(tenant: string): Promise<FunctionInfo[]> {
+    return (await this.json<{ functions: FunctionInfo[] }>('GET', `/v1/functions?${new URLSearchParams({ tenant }).toString()}`)).functions;
+  }
+
+  async listTenants(): Promise<TenantView[]> {
+    return (await this.json<{ tenants: TenantView[] }>('GET', '/v1/tenants')).tenants;
+  }
+
+  getTenant(name: string): Promise<TenantView> {
+    return this.json<TenantView>('GET', `/v1/tenants/${encodeURIComponent(name)}`);
+  }
+
+  createTenant(name: string, quotas: Partial<TenantQuotas> = {}): Promise<TenantView> {
+    const body = Object.keys(quotas).length > 0 ? { name, quotas } : { name };
+    return this.json<TenantView>('POST', '/v1/tenants', { body: Buffer.from(JSON.stringify(body)) });
+  }
+
+  setTenantQuotas(name: string, changes: QuotaChanges): Promise<TenantView> {
+    return this.json<TenantView>('PATCH', `/v1/tenants/${encodeURIComponent(name)}`, { body: Buffer.from(JSON.stringify(changes)) });
+  }
+
+  /** 409 Conflict while the tenant owns functions; its keys go with it. */
+  deleteTenant(name: string): Promise<{ name: string; deleted: boolean }> {
+    return this.json('DELETE', `/v1/tenants/${encodeURIComponent(name)}`);
+  }
+
+  createKey(request: NewKeyRequest): Promise<CreatedKey> {
+    return this.json<CreatedKey>('POST', '/v1/keys', { body: Buffer.from(JSON.stringify(request)) });
+  }
+
+  async listKeys(tenant?: string): Promise<KeyView[]> {
+    const search = tenant === undefined ? '' : `?${new URLSearchParams({ tenant }).toString()}`;
+    return (await this.json<{ keys: KeyView[] }>('GET', `/v1/keys${search}`)).keys;
+  }
+
+  deleteKey(id: string): Promise<{ id: string; deleted: boolean }> {
+    return this.json('DELETE', `/v1/keys/${encodeURIComponent(id)}`);
+  }
+
+  /** Audit events, newest first. */
+  async audit(query: AuditQuery = {}): Promise<AuditEntry[]> {
+    const params = new URLSearchParams();
+    if (query.tenant !== undefined) params.set('tenant', query.tenant);
+    if (query.limit !== undefined) params.set('limit', String(query.limit));
+    if (query.before !== undefined) params.set('before', String(query.before));
+    const search = params.toString();
+    return (await this.json<{ events: AuditEntry[] }>('GET', `/v1/audit${search ? `?${search}` : ''}`)).events;
   }
 
   private async json<T>(method: string, path: string, options: SendOptions = {}): Promise<T> {

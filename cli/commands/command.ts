@@ -24,5 +24,5 @@ export interface Command {
 
 /** A function description as printed with --json: its `url` made absolute. */
 export function withAbsoluteUrl<T extends { name: string; url?: string }>(ctx: Context, info: T): T {
-  return { ...info, url: ctx.client.functionUrl(info.name) };
+  return { ...info, url: ctx.client.functionUrl(info) };
 }

@@ -144,5 +144,5 @@ function report(ctx: Context, info: FunctionInfo): void {
   }
   ctx.out.line(`deployed ${info.name} version ${info.version}`);
   ctx.out.line(`image: ${info.image}`);
-  ctx.out.line(`url: ${ctx.client.functionUrl(info.name)}`);
+  ctx.out.line(`url: ${ctx.client.functionUrl(info)}`);
 }

@@ -23,7 +23,7 @@ variables are listed by name; --json prints everything, values included.`,
     const rows: [string, string][] = [
       ['name', fn.name],
       ['version', String(fn.version)],
-      ['url', ctx.client.functionUrl(fn.name)],
+      ['url', ctx.client.functionUrl(fn)],
       ['runtime', fn.runtime],
       ['handler', fn.handler],
       ['memory', `${fn.memoryMb} MB`],

@@ -33,6 +33,6 @@ Examples:
       return;
     }
     ctx.out.line(`rolled back ${info.name} to version ${info.version}`);
-    ctx.out.line(`url: ${ctx.client.functionUrl(info.name)}`);
+    ctx.out.line(`url: ${ctx.client.functionUrl(info)}`);
   },
 };

@@ -1,9 +1,14 @@
 /*
  * The Skiff dashboard (served at /ui; docs/DASHBOARD.md). Plain browser JavaScript, no build step
  * and no framework. It asks for an API key, keeps it in sessionStorage, and reads the gateway's
- * API with it: /v1/stats/functions, /v1/functions/:name/invocations, /v1/functions/:name/logs,
- * /v1/workers. Every value is put on the page as text (never as HTML). The page's
- * Content-Security-Policy allows no inline script or style: styling is by class only.
+ * API with it: /v1/whoami, /v1/stats/functions, /v1/functions/:name/invocations,
+ * /v1/functions/:name/logs, and for an admin key /v1/functions, /v1/tenants and /v1/workers.
+ * Every value is put on the page as text (never as HTML). The page's Content-Security-Policy
+ * allows no inline script or style: styling is by class only.
+ *
+ * What a key sees follows its role: the gateway already scopes every answer to the key's tenant;
+ * the page only avoids asking for what the role may not read (no 403 in the console), and shows
+ * an admin key the tenant of each function and a filter by tenant.
  */
 /* global document, window, sessionStorage, fetch, confirm, Node */
 
@@ -19,7 +24,15 @@ const state = {
   timer: undefined,
   /** Bumped at each navigation: answers for an older view are dropped. */
   generation: 0,
+  /** GET /v1/whoami for the key in use: {keyId, tenant, role, functions}; undefined until known. */
+  me: undefined,
+  /** The admin's tenant filter on the functions view; '' for every tenant. */
+  tenant: '',
 };
+
+const isAdmin = () => state.me?.role === 'admin';
+/** Roles that may read stats and invocations (infra/tenancy/roles.ts, stats:read): all but invoker. */
+const readsFunctions = () => state.me !== undefined && state.me.role !== 'invoker';
 
 const $ = (id) => {
   const found = document.getElementById(id);
@@ -114,6 +127,7 @@ function show(view) {
 function showLogin(message = '') {
   stopRefresh();
   state.generation++;
+  forget();
   show('login-view');
   $('login-error').textContent = message;
   setStatus('');
@@ -121,17 +135,37 @@ function showLogin(message = '') {
 }
 
 async function loadFunctions(generation) {
-  const data = await api(`/v1/stats/functions?windowMinutes=${state.windowMinutes}`);
+  const admin = isAdmin();
+  $('functions-unreadable').hidden = readsFunctions();
+  if (!readsFunctions()) {
+    $('functions-empty').hidden = true;
+    replaceRows($('functions-table'), []);
+    return;
+  }
+  // The stats name no tenant: an admin's page learns each function's from /v1/functions, which
+  // also filters by tenant, and the filter's choices from /v1/tenants.
+  const filter = admin ? state.tenant : '';
+  const [data, described, tenants] = await Promise.all([
+    api(`/v1/stats/functions?windowMinutes=${state.windowMinutes}`),
+    admin ? api(filter ? `/v1/functions?tenant=${encodeURIComponent(filter)}` : '/v1/functions') : undefined,
+    admin ? api('/v1/tenants') : undefined,
+  ]);
   if (generation !== state.generation) return;
-  $('functions-empty').hidden = data.functions.length > 0;
+  const tenantOf = new Map((described?.functions ?? []).map((f) => [f.name, f.tenant]));
+  if (tenants) fillTenantFilter(tenants.tenants.map((t) => t.name));
+  const shown = filter ? data.functions.filter((f) => tenantOf.has(f.name)) : data.functions;
+  $('tenant-column').hidden = !admin;
+  $('functions-empty').hidden = shown.length > 0;
+  $('functions-empty').textContent = filter ? `Tenant ${filter} has no function.` : 'No function is deployed yet.';
   replaceRows(
     $('functions-table'),
-    data.functions.map((f) =>
+    shown.map((f) =>
       clickable(
         el(
           'tr',
-          { 'data-function': f.name },
+          { 'data-function': f.name, 'data-tenant': admin ? (tenantOf.get(f.name) ?? '') : undefined },
           el('td', { class: 'name' }, el('a', { href: `#/functions/${encodeURIComponent(f.name)}` }, f.name)),
+          admin ? el('td', { class: 'tenant' }, tenantOf.get(f.name) ?? '–') : undefined,
           el('td', { class: 'num calls' }, f.calls),
           el('td', { class: 'num rate' }, f.callsPerMinute),
           el('td', { class: `num errors${f.errors > 0 ? ' errors-some' : ''}` }, f.errors),
@@ -144,6 +178,41 @@ async function loadFunctions(generation) {
       ),
     ),
   );
+}
+
+/** The admin's tenant filter: one option per tenant, rebuilt only when the tenants change. */
+function fillTenantFilter(names) {
+  const select = $('tenant-filter');
+  const sorted = [...names].sort();
+  const current = [...select.options].slice(1).map((o) => o.value);
+  if (current.join('\n') !== sorted.join('\n')) {
+    select.replaceChildren(el('option', { value: '' }, 'every tenant'), ...sorted.map((name) => el('option', { value: name }, name)));
+  }
+  // A tenant deleted meanwhile: back to every tenant.
+  if (state.tenant && !sorted.includes(state.tenant)) state.tenant = '';
+  select.value = state.tenant;
+}
+
+/** Who the key is, once per sign-in: the header says "tenant · role"; admin-only parts show for admins. */
+async function identify() {
+  if (state.me === undefined) state.me = await api('/v1/whoami');
+  const me = state.me;
+  const who = $('whoami');
+  who.textContent = `${me.tenant} · ${me.role}`;
+  who.title = `key ${me.keyId}${me.functions ? `, limited to ${me.functions.join(', ')}` : ''}`;
+  who.hidden = false;
+  $('nav-workers').hidden = !isAdmin();
+  $('tenant-filter-label').hidden = !isAdmin();
+  $('tenant-column').hidden = !isAdmin();
+}
+
+function forget() {
+  state.me = undefined;
+  state.tenant = '';
+  $('whoami').hidden = true;
+  $('whoami').textContent = '';
+  $('nav-workers').hidden = true;
+  $('tenant-filter-label').hidden = true;
 }
 
 async function loadFunction(name, generation) {
@@ -308,7 +377,7 @@ function route() {
   const hash = window.location.hash || '#/functions';
   const fn = /^#\/functions\/([^/]+)$/.exec(hash);
   if (fn) return { view: 'function-view', name: decodeURIComponent(fn[1]), load: (g) => loadFunction(decodeURIComponent(fn[1]), g), every: REFRESH_MS.function };
-  if (hash === '#/workers') return { view: 'workers-view', load: loadWorkers, every: REFRESH_MS.workers };
+  if (hash === '#/workers' && isAdmin()) return { view: 'workers-view', load: loadWorkers, every: REFRESH_MS.workers };
   return { view: 'functions-view', load: loadFunctions, every: REFRESH_MS.functions };
 }
 
@@ -337,8 +406,25 @@ function navigate(hash) {
   else window.location.hash = hash;
 }
 
-function open() {
+async function open() {
   if (!sessionStorage.getItem(KEY)) return showLogin();
+  const generation = ++state.generation;
+  try {
+    await identify();
+  } catch (error) {
+    if (error instanceof KeyRefused || generation !== state.generation) return;
+    // The gateway could not say who the key is (it may be restarting): try again shortly.
+    setStatus(error.message, true);
+    stopRefresh();
+    state.timer = setTimeout(() => void open(), REFRESH_MS.functions);
+    return;
+  }
+  if (generation !== state.generation) return;
+  // The workers are the platform's: a tenant key has no such view (and would only get 403s).
+  if (window.location.hash === '#/workers' && !isAdmin()) {
+    window.location.replace('#/functions');
+    return;
+  }
   const current = route();
   state.generation++;
   if (current.view === 'function-view') {
@@ -371,6 +457,10 @@ $('sign-out').addEventListener('click', () => {
 });
 $('window').addEventListener('change', (event) => {
   state.windowMinutes = Number(event.target.value);
+  void refresh();
+});
+$('tenant-filter').addEventListener('change', (event) => {
+  state.tenant = event.target.value;
   void refresh();
 });
 window.addEventListener('hashchange', () => void open());

@@ -1,8 +1,9 @@
 /**
  * The `skiff` CLI, run as a child process (the compiled dist/cli/main.js) against a real
  * platform: deploy a directory with skiff.json and node_modules, invoke, url, ls, info, versions,
- * rollback, logs (also followed), workers, cordon, uncordon, drain, rm, the exit codes (1: the
- * platform said no, 2: usage), --json. A small fake gateway checks what only
+ * rollback, logs (also followed), workers, cordon, uncordon, drain, rm, whoami, tenants, keys,
+ * audit (with keys of other roles made by the CLI itself), the exit codes (1: the platform said
+ * no, 2: usage), --json. A small fake gateway checks what only
  * the wire shows: the API key header, a path prefix, an answer that is not the API's.
  */
 import t from 'tap';
@@ -127,14 +128,14 @@ t.test('deploy: skiff.json gives defaults, flags win, the name is the directory,
   const run = await skiff(['deploy', 'cli-app', '--memory', '256', '--env', 'WHERE=flag', '--env', 'STAGE=test']);
   t.equal(run.code, 0, run.stderr);
   t.match(run.stdout, /^deployed cli-app version 1$/m, 'prints the version');
-  t.match(run.stdout, new RegExp(`^url: ${platform.url}/fn/cli-app$`, 'm'), 'prints the URL');
+  t.match(run.stdout, new RegExp(`^url: ${platform.fnUrl}/fn/cli-app$`, 'm'), 'prints the URL');
   t.match(run.stderr, /zipped 5 files \(.+\) into .+/, 'progress: files zipped (app.js, skiff.json and the package; not .git)');
   t.match(run.stderr, /uploading .+ to http:\/\/127\.0\.0\.1:\d+/, 'progress: the upload');
 
   const info = await skiff(['info', 'cli-app', '--json']);
   t.equal(info.code, 0, info.stderr);
   const described = JSON.parse(info.stdout) as Described;
-  t.match(described, { name: 'cli-app', version: 1, handler: 'app.handler', memoryMb: 256, url: `${platform.url}/fn/cli-app` });
+  t.match(described, { name: 'cli-app', version: 1, handler: 'app.handler', memoryMb: 256, url: `${platform.fnUrl}/fn/cli-app` });
   t.same(described.env, { GREETING: 'hello', WHERE: 'flag', STAGE: 'test' }, 'env: skiff.json merged under --env');
   firstSha = described.codeSha256;
   firstImage = described.image;
@@ -169,7 +170,7 @@ t.test('invoke --async prints the id; the invocation succeeds', async (t) => {
   let record: { status: string; result?: { greeting: string } } = { status: 'queued' };
   for (let i = 0; i < 100 && record.status !== 'succeeded' && record.status !== 'failed'; i++) {
     await sleep(100);
-    const res = await fetch(`${platform.url}/v1/invocations/${id}`);
+    const res = await fetch(`${platform.url}/v1/invocations/${id}`, { headers: platform.auth });
     if (res.status === 200) record = (await res.json()) as typeof record;
   }
   t.equal(record.status, 'succeeded');
@@ -184,7 +185,7 @@ t.test('url prints the function URL, which answers; SKIFF_GATEWAY works in place
   const run = await skiff(['url', 'cli-app']);
   t.equal(run.code, 0, run.stderr);
   const address = run.stdout.trim();
-  t.equal(address, `${platform.url}/fn/cli-app`);
+  t.equal(address, `${platform.fnUrl}/fn/cli-app`);
   const res = await fetch(`${address}/anything?who=url`);
   t.equal(res.status, 200);
   t.equal(((await res.json()) as { greeting: string }).greeting, 'HELLO, URL!');
@@ -198,13 +199,13 @@ t.test('url prints the function URL, which answers; SKIFF_GATEWAY works in place
 t.test('ls and info, for people and with --json', async (t) => {
   const table = await skiff(['ls']);
   t.equal(table.code, 0, table.stderr);
-  t.match(table.stdout, /^NAME\s+VERSION\s+RUNTIME\s+MEMORY\s+TIMEOUT\s+DEPLOYED$/m);
-  t.match(table.stdout, /^cli-app\s+1\s+nodejs20\s+256 MB\s+30000 ms\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/m);
+  t.match(table.stdout, /^NAME\s+TENANT\s+VERSION\s+RUNTIME\s+MEMORY\s+TIMEOUT\s+DEPLOYED$/m, "an admin key's list has the TENANT column");
+  t.match(table.stdout, /^cli-app\s+default\s+1\s+nodejs20\s+256 MB\s+30000 ms\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/m);
 
   const listed = await skiff(['ls', '--json']);
   t.equal(listed.code, 0, listed.stderr);
   const { functions } = JSON.parse(listed.stdout) as { functions: Described[] };
-  t.match(functions.find((f) => f.name === 'cli-app'), { version: 1, memoryMb: 256, url: `${platform.url}/fn/cli-app` });
+  t.match(functions.find((f) => f.name === 'cli-app'), { version: 1, memoryMb: 256, url: `${platform.fnUrl}/fn/cli-app` });
 
   const info = await skiff(['info', 'cli-app']);
   t.equal(info.code, 0, info.stderr);
@@ -220,7 +221,7 @@ t.test('redeploy: a new version; the same code zips to the same bytes', async (t
   t.equal(run.code, 0, run.stderr);
   t.equal(run.stderr, '', '--quiet: no progress');
   const described = JSON.parse(run.stdout) as Described;
-  t.match(described, { name: 'cli-app', version: 2, memoryMb: 192, url: `${platform.url}/fn/cli-app` }, 'skiff.json alone this time');
+  t.match(described, { name: 'cli-app', version: 2, memoryMb: 192, url: `${platform.fnUrl}/fn/cli-app` }, 'skiff.json alone this time');
   t.equal(described.codeSha256, firstSha, 'reproducible zip: same code, same sha256');
   t.equal(described.image, firstImage, 'same code, same runtime image: the same image');
   const invoked = await skiff(['invoke', 'cli-app', '--data', '{"who":"v2"}']);
@@ -239,7 +240,7 @@ t.test('versions lists them newest first; rollback makes one current again and c
   const back = await skiff(['rollback', 'cli-app', '1']);
   t.equal(back.code, 0, back.stderr);
   t.match(back.stdout, /^rolled back cli-app to version 1$/m);
-  t.match(back.stdout, new RegExp(`^url: ${platform.url}/fn/cli-app$`, 'm'));
+  t.match(back.stdout, new RegExp(`^url: ${platform.fnUrl}/fn/cli-app$`, 'm'));
   const invoked = await skiff(['invoke', 'cli-app', '--data', '{"who":"v1"}']);
   t.equal(invoked.code, 0, invoked.stderr);
   t.match(JSON.parse(invoked.stdout), { where: 'flag', stage: 'test' }, "version 1's env: the call ran version 1");
@@ -259,7 +260,7 @@ t.test('versions lists them newest first; rollback makes one current again and c
 
   const forward = await skiff(['rollback', 'cli-app', '2', '--json']);
   t.equal(forward.code, 0, forward.stderr);
-  t.match(JSON.parse(forward.stdout), { name: 'cli-app', version: 2, memoryMb: 192, url: `${platform.url}/fn/cli-app` });
+  t.match(JSON.parse(forward.stdout), { name: 'cli-app', version: 2, memoryMb: 192, url: `${platform.fnUrl}/fn/cli-app` });
   t.equal((JSON.parse((await skiff(['invoke', 'cli-app'])).stdout) as { where: string }).where, 'manifest', 'version 2 again');
 
   const noKey = await skiff(['rollback', 'cli-app', '1', '--gateway', platform.url], { gateway: false });
@@ -289,14 +290,14 @@ t.test('deploy --auth key: calls need a key; info says so', async (t) => {
   const run = await skiff(['deploy', dir, '--auth', 'key', '--quiet']);
   t.equal(run.code, 0, run.stderr);
   t.match((await skiff(['info', 'locked'])).stdout, /^auth\s+key \(calls need an API key\)$/m);
-  t.equal((await fetch(`${platform.url}/fn/locked`)).status, 401, 'no key: 401');
+  t.equal((await fetch(`${platform.fnUrl}/fn/locked`)).status, 401, 'no key: 401');
   const invoked = await skiff(['invoke', 'locked']);
   t.equal(invoked.code, 0, invoked.stderr);
   t.equal(JSON.parse(invoked.stdout), 'locked', 'the CLI sends its key');
 
   await writeFile(join(dir, 'skiff.json'), '{"auth":"none"}');
   t.equal((await skiff(['deploy', dir, '--quiet'])).code, 0, 'skiff.json may set auth');
-  t.equal((await fetch(`${platform.url}/fn/locked`)).status, 200, 'public again');
+  t.equal((await fetch(`${platform.fnUrl}/fn/locked`)).status, 200, 'public again');
   await writeFile(join(dir, 'skiff.json'), '{"auth":"yes"}');
   const bad = await skiff(['deploy', dir]);
   t.equal(bad.code, 2);
@@ -477,7 +478,7 @@ t.test('usage errors exit 2 before anything is sent; --help exits 0', async (t) 
   t.equal(typo.code, 2);
   t.match(typo.stderr, /skiff\.json: unknown field "memory"/);
 
-  const commands = ['deploy', 'invoke', 'url', 'ls', 'info', 'versions', 'rollback', 'rm', 'logs', 'workers', 'cordon', 'uncordon', 'drain'];
+  const commands = ['deploy', 'invoke', 'url', 'ls', 'info', 'versions', 'rollback', 'rm', 'logs', 'whoami', 'tenants', 'keys', 'audit', 'workers', 'cordon', 'uncordon', 'drain'];
   const helps = await Promise.all(commands.map((command) => skiff([command, '--help'], { gateway: false })));
   for (const [i, command] of commands.entries()) {
     const help = helps[i] as Run;
@@ -501,6 +502,181 @@ t.test('rm deletes; the function is then gone', async (t) => {
   t.equal(again.code, 1);
   const empty = await skiff(['ls', '--json']);
   t.notOk((JSON.parse(empty.stdout) as { functions: Described[] }).functions.some((f) => f.name === 'cli-app'));
+});
+
+/** `skiff ARGS` with another key than the platform's admin one. */
+const skiffAs = (key: string, args: string[]): Promise<Run> => skiff([...args, '--gateway', platform.url, '--key', key], { gateway: false });
+
+t.test('tenants, keys, whoami and audit: an admin makes a tenant and its keys; each key sees what its role may', async (t) => {
+  const me = await skiff(['whoami']);
+  t.equal(me.code, 0, me.stderr);
+  t.match(me.stdout, /^tenant\s+default$/m);
+  t.match(me.stdout, /^role\s+admin$/m);
+  t.same(JSON.parse((await skiff(['whoami', '--json'])).stdout), { keyId: platform.keyId, tenant: 'default', role: 'admin', functions: null });
+
+  const made = await skiff(['tenants', 'create', 'cli-acme', '--max-functions', '3', '--calls-per-second', '20']);
+  t.equal(made.code, 0, made.stderr);
+  t.match(made.stdout, /^created tenant cli-acme$/m);
+  t.match(made.stdout, /^max-functions\s+3\s+this tenant's$/m, 'its own quota');
+  t.match(made.stdout, /^max-instances\s+\d+\s+default$/m, 'and the defaults');
+  const listed = await skiff(['tenants']);
+  t.equal(listed.code, 0, listed.stderr);
+  t.match(listed.stdout, /^NAME\s+FUNCTIONS\s+CALLS\/S\s+INSTANCES\s+MEMORY\s+CREATED$/m);
+  t.match(listed.stdout, /^cli-acme\s+0\/3\*\s+20\*\s+\d+\s+\d+ MB\s+\d{4}-/m, '* marks what it set itself');
+  t.match(listed.stdout, /^default\s+\d+\/\d+\s/m);
+  const changed = await skiff(['tenants', 'set', 'cli-acme', '--max-functions', 'default', '--max-instances', '7', '--json']);
+  t.equal(changed.code, 0, changed.stderr);
+  t.same((JSON.parse(changed.stdout) as { ownQuotas: unknown }).ownQuotas, { callsPerSecond: 20, maxInstances: 7 }, '"default" gives a quota back to the default');
+  t.match(JSON.parse((await skiff(['tenants', 'show', 'cli-acme', '--json'])).stdout), { name: 'cli-acme', functions: 0, quotas: { maxInstances: 7, callsPerSecond: 20 } });
+  const twice = await skiff(['tenants', 'create', 'cli-acme']);
+  t.equal(twice.code, 1);
+  t.match(twice.stderr, /^error: Conflict: tenant cli-acme exists already/m);
+
+  // --quiet: the key alone on stdout, for $(...).
+  const quiet = await skiff(['keys', 'create', '--name', 'cli dev', '--tenant', 'cli-acme', '--role', 'developer', '--expires', '30d', '--quiet']);
+  t.equal(quiet.code, 0, quiet.stderr);
+  t.match(quiet.stdout, /^sk_[A-Za-z0-9]+_[A-Za-z0-9_-]+\n$/, 'the key and nothing else');
+  t.equal(quiet.stderr, '');
+  const developer = quiet.stdout.trim();
+  const loud = await skiff(['keys', 'create', '--name', 'cli owner', '--tenant', 'cli-acme', '--role', 'owner']);
+  t.equal(loud.code, 0, loud.stderr);
+  const owner = /^ {4}(sk_\S+)$/m.exec(loud.stdout)?.[1] ?? '';
+  t.match(owner, /^sk_/, 'the key on a line of its own');
+  t.match(loud.stdout, /^created key ([A-Za-z0-9]+) \(owner of tenant cli-acme\)$/m);
+  t.match(loud.stderr, /shown only this once/, 'and that it is not shown again');
+  const ownerId = /^created key ([A-Za-z0-9]+)/m.exec(loud.stdout)?.[1] ?? '';
+  const viewer = JSON.parse((await skiff(['keys', 'create', '--name', 'cli viewer', '--tenant', 'cli-acme', '--role', 'viewer', '--function', 'cli-tenant-app', '--json'])).stdout) as {
+    key: string;
+    functions: string[];
+    expiresAt: string | null;
+  };
+  t.match(viewer, { key: /^sk_/, functions: ['cli-tenant-app'], expiresAt: null }, '--json: the key and its description');
+
+  const devWho = await skiffAs(developer, ['whoami']);
+  t.equal(devWho.code, 0, devWho.stderr);
+  t.match(devWho.stdout, /^tenant\s+cli-acme$/m);
+  t.match(devWho.stdout, /^role\s+developer$/m);
+
+  // The developer deploys into its tenant; the admin's list names the tenant of each function.
+  const dir = join(work, 'cli-tenant-app');
+  await mkdir(dir);
+  await writeFile(join(dir, 'index.js'), 'exports.handler = async () => "tenant app";');
+  const deployed = await skiffAs(developer, ['deploy', dir, '--quiet']);
+  t.equal(deployed.code, 0, deployed.stderr);
+  const adminList = await skiff(['ls']);
+  t.match(adminList.stdout, /^cli-tenant-app\s+cli-acme\s+1\s+nodejs20\s/m, 'admin: with its tenant');
+  t.match(adminList.stdout, /^locked\s+default\s+/m, "and the default tenant's functions");
+  const filtered = await skiff(['ls', '--tenant', 'cli-acme']);
+  t.equal(filtered.code, 0, filtered.stderr);
+  t.same(filtered.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]), ['cli-tenant-app'], '--tenant: that tenant only');
+  const devList = await skiffAs(developer, ['ls']);
+  t.equal(devList.code, 0, devList.stderr);
+  t.match(devList.stdout, /^NAME\s+VERSION\s+RUNTIME/m, 'a tenant key: no TENANT column');
+  t.same(devList.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]), ['cli-tenant-app'], "its own tenant's functions only");
+
+  // Roles that may not: 403 Forbidden, naming the role, with a hint.
+  const devTenants = await skiffAs(developer, ['tenants']);
+  t.equal(devTenants.code, 1);
+  t.match(devTenants.stderr, /^error: Forbidden: .*developer key may not do this/m, 'the error names the role');
+  t.match(devTenants.stderr, /^only admin keys manage tenants; 'skiff whoami' shows this key's tenant and role$/m);
+  const devKeys = await skiffAs(developer, ['keys', 'ls']);
+  t.equal(devKeys.code, 1);
+  t.match(devKeys.stderr, /^error: Forbidden: .*developer/m);
+  t.match(devKeys.stderr, /only admin and owner keys manage keys/);
+  const viewerDeploy = await skiffAs(viewer.key, ['deploy', dir, '--quiet']);
+  t.equal(viewerDeploy.code, 1);
+  t.match(viewerDeploy.stderr, /^error: Forbidden: .*viewer key may not do this/m);
+
+  // Keys: an admin sees every tenant's, an owner its own, and never makes an admin key. A key's
+  // use is recorded off the request's path: wait for it.
+  const used = async (): Promise<boolean> => {
+    const run = await skiff(['keys', 'ls', '--tenant', 'cli-acme', '--json']);
+    return (JSON.parse(run.stdout) as { keys: { name: string; lastUsedAt: string | null }[] }).keys.some((k) => k.name === 'cli dev' && k.lastUsedAt !== null);
+  };
+  t.ok(await eventually(used), "the developer key's use is recorded");
+  const keysTable = await skiff(['keys', 'ls', '--tenant', 'cli-acme']);
+  t.equal(keysTable.code, 0, keysTable.stderr);
+  t.match(keysTable.stdout, /^ID\s+NAME\s+TENANT\s+ROLE\s+FUNCTIONS\s+EXPIRES\s+LAST USED\s+CREATED$/m);
+  t.match(keysTable.stdout, /^\S+\s+cli dev\s+cli-acme\s+developer\s+\*\s+\d{4}-\S+ \S+Z\s+\d{4}-/m, 'the developer key: every function, an expiry, used');
+  t.match(keysTable.stdout, /^\S+\s+cli viewer\s+cli-acme\s+viewer\s+cli-tenant-app\s+never\s/m);
+  t.notMatch(keysTable.stdout, /test admin/, "--tenant: not the default tenant's keys");
+  const ownerKeys = await skiffAs(owner, ['keys', 'ls', '--json']);
+  t.equal(ownerKeys.code, 0, ownerKeys.stderr);
+  const seen = (JSON.parse(ownerKeys.stdout) as { keys: { tenant: string; name: string }[] }).keys;
+  t.same([...new Set(seen.map((k) => k.tenant))], ['cli-acme'], "an owner sees its tenant's keys only");
+  t.same(seen.map((k) => k.name).sort(), ['cli dev', 'cli owner', 'cli viewer']);
+  const ownerAdmin = await skiffAs(owner, ['keys', 'create', '--name', 'escalate', '--role', 'admin']);
+  t.equal(ownerAdmin.code, 1);
+  t.match(ownerAdmin.stderr, /^error: Forbidden: only an admin key makes admin keys/m);
+  const ownerTenants = await skiffAs(owner, ['tenants', 'show', 'default']);
+  t.equal(ownerTenants.code, 1);
+  t.match(ownerTenants.stderr, /^error: Forbidden: .*owner key may not do this/m);
+
+  // The audit trail: who made the tenant, its keys and its function.
+  const trail = await skiff(['audit', '--tenant', 'cli-acme', '--json']);
+  t.equal(trail.code, 0, trail.stderr);
+  const events = (JSON.parse(trail.stdout) as { events: { action: string; target: string; keyId: string; tenant: string }[] }).events;
+  t.ok(events.every((e) => e.tenant === 'cli-acme'), "--tenant: that tenant's events");
+  t.match(events.find((e) => e.action === 'tenant.create'), { target: 'cli-acme', keyId: platform.keyId });
+  t.match(events.find((e) => e.action === 'function.deploy'), { target: 'cli-tenant-app' });
+  t.equal(events.filter((e) => e.action === 'key.create').length, 3);
+  t.not(events.find((e) => e.action === 'function.deploy')?.keyId, platform.keyId, 'the deploy was the developer key');
+  const trailTable = await skiffAs(owner, ['audit', '--limit', '2']);
+  t.equal(trailTable.code, 0, trailTable.stderr);
+  t.match(trailTable.stdout, /^ID\s+AT\s+TENANT\s+KEY\s+ACTION\s+TARGET\s+DETAIL$/m);
+  t.match(trailTable.stdout, /^\d+\s+\d{4}-\S+ \S+Z\s+cli-acme\s+\S+\s+function\.deploy\s+cli-tenant-app\s+.*\bversion=1\b/m, 'newest first, for the owner too');
+  t.match(trailTable.stdout, /\bimage=skiff\/functions\/cli-tenant-app@sha256:[0-9a-f]{64}\b/, 'the detail as key=value');
+  t.equal(trailTable.stdout.trim().split('\n').length, 3, '--limit 2: two events');
+  const devAudit = await skiffAs(developer, ['audit']);
+  t.equal(devAudit.code, 1);
+  t.match(devAudit.stderr, /only admin and owner keys read the audit trail/);
+
+  // Revoking a key stops it at once on this gateway; a tenant that owns functions is not deleted.
+  const revoked = await skiff(['keys', 'rm', ownerId]);
+  t.equal(revoked.code, 0, revoked.stderr);
+  t.equal(revoked.stdout.trim(), `revoked key ${ownerId}`);
+  const gone = await skiffAs(owner, ['whoami']);
+  t.equal(gone.code, 1);
+  t.match(gone.stderr, /^error: Unauthorized: /m);
+  const again = await skiff(['keys', 'rm', ownerId]);
+  t.equal(again.code, 1);
+  t.match(again.stderr, /^'skiff keys ls' lists the keys$/m);
+  const busy = await skiff(['tenants', 'rm', 'cli-acme']);
+  t.equal(busy.code, 1);
+  t.match(busy.stderr, /^error: Conflict: tenant cli-acme still owns 1 function/m);
+  t.match(busy.stderr, /^'skiff ls --tenant cli-acme' lists its functions/m);
+  t.equal((await skiff(['rm', 'cli-tenant-app'])).code, 0);
+  const removed = await skiff(['tenants', 'rm', 'cli-acme']);
+  t.equal(removed.code, 0, removed.stderr);
+  t.equal(removed.stdout.trim(), 'deleted tenant cli-acme and its keys');
+  t.match((await skiffAs(developer, ['whoami'])).stderr, /^error: Unauthorized: /m, "the tenant's keys went with it");
+  t.notMatch((await skiff(['tenants'])).stdout, /cli-acme/);
+});
+
+t.test('tenants and keys: usage errors exit 2 before anything is sent', async (t) => {
+  const cases: [string, string[], RegExp][] = [
+    ['unknown verb', ['tenants', 'frob'], /unknown tenants command "frob"; it is one of ls, show, create, set, rm/],
+    ['no tenant name', ['tenants', 'create'], /missing NAME/],
+    ['bad tenant name', ['tenants', 'create', 'Bad_Name'], /is not a tenant name/],
+    ['bad quota', ['tenants', 'create', 'x', '--max-functions', 'many'], /--max-functions must be a whole number from 1/],
+    ['quota on ls', ['tenants', 'ls', '--max-functions', '3'], /--max-functions does not apply to 'tenants ls'/],
+    ['set without a quota', ['tenants', 'set', 'x'], /needs at least one quota/],
+    ['key without a role', ['keys', 'create', '--name', 'x'], /needs --role: admin, owner, developer, invoker, viewer/],
+    ['key without a name', ['keys', 'create', '--role', 'viewer'], /needs --name/],
+    ['unknown role', ['keys', 'create', '--name', 'x', '--role', 'root'], /--role must be one of/],
+    ['bad expiry', ['keys', 'create', '--name', 'x', '--role', 'viewer', '--expires', 'soon'], /--expires takes an ISO date-time/],
+    ['bad key function', ['keys', 'create', '--name', 'x', '--role', 'viewer', '--function', 'No'], /is not a function name/],
+    ['the key instead of its id', ['keys', 'rm', 'sk_abc_def'], /pass the key's id/],
+    ['bad audit limit', ['audit', '--limit', '5000'], /--limit must be from 1 to 1000/],
+    ['bad ls tenant', ['ls', '--tenant', 'X'], /is not a tenant name/],
+  ];
+  const runs = await Promise.all(cases.map(([, args]) => skiff(args)));
+  for (const [i, [what, , message]] of cases.entries()) {
+    const run = runs[i] as Run;
+    t.equal(run.code, 2, `${what}: exit 2`);
+    t.match(run.stderr, message, what);
+    t.equal(run.stdout, '', `${what}: nothing on stdout`);
+  }
 });
 
 t.test('on the wire: the API key as a bearer token, a gateway path prefix, an answer that is not the API', async (t) => {

@@ -3,7 +3,10 @@
  * called (one call failing), the statistics API checked against the invocations it reports, and
  * then Debian's chromium, driven by playwright-core, signs in with the key, reads the functions'
  * numbers, opens a function's invocations and one invocation's log lines, cordons and uncordons
- * the platform's worker and drains the second one. A screenshot is kept in .tap/artifacts/.
+ * the platform's worker and drains the second one. Then, with a developer key of a tenant made
+ * for the test, the page shows that tenant's function only, the role, and no workers tab; the
+ * admin key sees every tenant's functions with their tenant, and filters by tenant. Screenshots
+ * are kept in .tap/artifacts/.
  */
 import t from 'tap';
 import type { FunctionStats as StoredStats } from '../../infra/db/invocation-stats.js';
@@ -14,6 +17,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Test } from 'tap';
 import { client, eventually } from '../support/api.js';
 import { startPlatform, type Platform } from '../support/platform.js';
 
@@ -182,7 +186,11 @@ t.test('the statistics API: numbers from the invocations, key required, fields c
   t.match(script.headers.get('content-type'), /javascript/);
 });
 
-t.test('in a browser: sign in, read the numbers, open an invocation and its logs, cordon, drain', async (t) => {
+/**
+ * Chromium with one page, closed when the test ends; `problems` collects script errors and console
+ * errors (a CSP violation, a refused request) but a 401, which a refused key is answered with.
+ */
+async function browse(t: Test): Promise<{ page: Page; problems: string[]; shows(selector: string, text?: RegExp, timeout?: number): Promise<boolean> }> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: this test drives Debian's chromium (apt-get install -y --no-install-recommends chromium; npm test installs it)`);
   }
@@ -192,7 +200,6 @@ t.test('in a browser: sign in, read the numbers, open an invocation and its logs
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   page.on('console', (message) => {
-    // A refused key is answered 401, which the browser reports: expected, not a problem.
     if (message.type() === 'error' && !/status of 401/.test(message.text())) problems.push(`console: ${message.text()}`);
   });
   /** Waits for an element matching `selector` whose text matches `text`. */
@@ -202,6 +209,11 @@ t.test('in a browser: sign in, read the numbers, open an invocation and its logs
       .first()
       .waitFor({ timeout })
       .then(() => true, () => false);
+  return { page, problems, shows };
+}
+
+t.test('in a browser: sign in, read the numbers, open an invocation and its logs, cordon, drain', async (t) => {
+  const { page, problems, shows } = await browse(t);
 
   const response = await page.goto(`${platform.url}/ui`);
   t.equal(response?.status(), 200);
@@ -267,4 +279,64 @@ t.test('in a browser: sign in, read the numbers, open an invocation and its logs
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard-workers.png'), fullPage: true });
 
   t.same(problems, [], 'no script error and no Content-Security-Policy violation');
+});
+
+t.test('in a browser: a tenant key sees its tenant only, its role, no workers; an admin key every tenant', async (t) => {
+  const post = async (path: string, body: unknown): Promise<Record<string, unknown>> => {
+    const res = await fetch(`${platform.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...platform.auth }, body: JSON.stringify(body) });
+    if (res.status !== 201) throw new Error(`POST ${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as Record<string, unknown>;
+  };
+  await post('/v1/tenants', { name: 'dash-acme' });
+  const developer = String((await post('/v1/keys', { name: 'dashboard developer', tenant: 'dash-acme', role: 'developer' })).key);
+  const asDeveloper = client(() => ({ url: platform.url, auth: { authorization: `Bearer ${developer}` } }));
+  const deployed = await asDeveloper.deploy({ name: 'gamma' }, { 'index.js': "exports.handler = async () => 'gamma';" });
+  t.equal(deployed.status, 201, 'the developer deploys into its tenant');
+  t.match(await deployed.json(), { name: 'gamma', tenant: 'dash-acme' });
+  const called = await asDeveloper.invoke('gamma', {});
+  t.equal(called.status, 200);
+  await called.text();
+
+  const { page, problems, shows } = await browse(t);
+  await page.goto(`${platform.url}/ui`);
+  await page.fill('#api-key', developer);
+  await page.click('#login-form button[type=submit]');
+  t.ok(await shows('#whoami:not([hidden])', /^dash-acme · developer$/), 'the header says tenant · role');
+  t.ok(await shows('tr[data-function="gamma"] td.calls', /^1$/), "its tenant's function, with its call");
+  t.equal(await page.locator('#functions-table tbody tr').count(), 1, "and no other tenant's");
+  t.equal(await page.locator('tr[data-function="alpha"]').count(), 0, 'alpha (tenant default) is not shown');
+  t.ok(await page.locator('a[data-nav="workers"]').isHidden(), 'no workers tab');
+  t.ok(await page.locator('#tenant-column').isHidden(), 'no tenant column');
+  t.ok(await page.locator('#tenant-filter-label').isHidden(), 'no tenant filter');
+  await page.evaluate("window.location.hash = '#/workers'");
+  t.ok(await shows('#functions-view:not([hidden]) tr[data-function="gamma"]'), '#/workers leads a tenant key back to its functions');
+  t.ok(await page.locator('#workers-view').isHidden());
+  await page.click('tr[data-function="gamma"]');
+  t.ok(await shows('#function-view:not([hidden]) #invocations-table tbody tr td.status', /succeeded/), 'it opens its function and the call');
+  await mkdir(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-tenant.png'), fullPage: true });
+
+  await page.click('#sign-out');
+  t.ok(await shows('#login-view:not([hidden]) #api-key'));
+  t.ok(await page.locator('#whoami').isHidden(), 'signed out: nobody in the header');
+  await page.fill('#api-key', platform.key);
+  await page.click('#login-form button[type=submit]');
+  t.ok(await shows('#whoami:not([hidden])', /^default · admin$/), 'the admin key: default · admin');
+  await page.click('a[data-nav="functions"]');
+  t.ok(await shows('tr[data-function="gamma"] td.tenant', /^dash-acme$/), "every tenant's functions, with their tenant");
+  t.ok(await shows('tr[data-function="alpha"] td.tenant', /^default$/));
+  t.ok(await page.locator('#tenant-column').isVisible(), 'the tenant column');
+  t.ok(await page.locator('a[data-nav="workers"]').isVisible(), 'and the workers tab');
+  // An option of a closed select is never "visible": wait for it to be there.
+  const listed = page.locator('#tenant-filter option[value="dash-acme"]').waitFor({ state: 'attached', timeout: 15_000 });
+  t.ok(await listed.then(() => true, () => false), 'the filter lists the tenants');
+  await page.selectOption('#tenant-filter', 'dash-acme');
+  t.ok(
+    await page.locator('tr[data-function="alpha"]').waitFor({ state: 'detached', timeout: 15_000 }).then(() => true, () => false),
+    'filtered by tenant: alpha goes',
+  );
+  t.ok(await shows('tr[data-function="gamma"] td.tenant', /^dash-acme$/), 'gamma stays');
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-admin-tenants.png'), fullPage: true });
+
+  t.same(problems, [], 'no script error, no CSP violation, no refused (403) request');
 });
