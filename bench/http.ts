@@ -82,6 +82,8 @@ export interface FunctionToDeploy {
   idleTimeoutMs?: number;
   /** Most instances of the function at once (the platform's default when absent). */
   maxInstances?: number;
+  /** 'key': calls need an API key (the platform's tenant and role check runs on each). */
+  auth?: 'none' | 'key';
 }
 
 /** Deploys over HTTP exactly as a user would: POST /v1/functions with a base64 zip and an API key. */
@@ -97,6 +99,7 @@ export async function deploy(platform: { url: string; auth: { authorization: str
     timeoutMs: fn.timeoutMs ?? 30_000,
     ...(fn.maxInstances === undefined ? {} : { maxInstances: fn.maxInstances }),
     ...(fn.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: fn.idleTimeoutMs }),
+    ...(fn.auth === undefined ? {} : { auth: fn.auth }),
   }, platform.auth);
   if (reply.status !== 201) throw new Error(`deploying ${fn.name} answered ${reply.status}: ${reply.body}`);
 }

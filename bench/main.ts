@@ -22,6 +22,7 @@ import { coldStarts, httpThroughput, warmCalls } from './latency.js';
 import { noisyNeighbour } from './noisy.js';
 import { tracingOverhead } from './tracing.js';
 import { imageFigures } from './images.js';
+import { keyCheckCost } from './tenancy.js';
 import { table, writeResults, type Results } from './report.js';
 import { mean, percentiles, round } from './stats.js';
 
@@ -56,8 +57,10 @@ const densityArg = process.argv.indexOf('--density');
 const densityTarget = densityArg === -1 ? undefined : Number(process.argv[densityArg + 1]);
 /** `--noisy`: only the noisy-neighbour measurement (a minute), to repeat it on a noisy machine. */
 const noisyOnly = process.argv.includes('--noisy');
-if ((densityTarget !== undefined && !(Number.isInteger(densityTarget) && densityTarget > 0)) || (noisyOnly && densityTarget !== undefined)) {
-  console.error('usage: npm run bench [-- --density N | --noisy]');
+/** `--tenancy`: only the cost of the tenant and role check (warm calls with a key beside calls without). */
+const tenancyOnly = process.argv.includes('--tenancy');
+if ((densityTarget !== undefined && !(Number.isInteger(densityTarget) && densityTarget > 0)) || [noisyOnly, tenancyOnly, densityTarget !== undefined].filter(Boolean).length > 1) {
+  console.error('usage: npm run bench [-- --density N | --noisy | --tenancy]');
   process.exit(2);
 }
 
@@ -169,6 +172,11 @@ async function pooledPlatform(): Promise<void> {
   });
   if (warm) results.warmMs = percentiles(warm);
 
+  const keyed = await phase(`the tenant and role check: warm calls with a key beside calls without (${N.warmCalls} each, interleaved)`, () =>
+    keyCheckCost(platform, N.warmCalls),
+  );
+  if (keyed) results.keyCheck = keyed;
+
   const floor = await phase(`baseline: direct calls to the warm sandbox's socket (${N.warmCalls})`, () => directSocketCalls(instanceOf(platform, 'warm'), N.warmCalls));
   if (floor) results.baselines.directSocketMs = percentiles(floor);
 
@@ -263,6 +271,21 @@ async function noisyPlatform(): Promise<void> {
   await stop?.();
 }
 
+async function tenancyPlatform(): Promise<void> {
+  let stop: (() => Promise<void>) | undefined;
+  const platform = await phase('platform for the tenant and role check (pool of 2): starting', async () => {
+    const started = await startBenchPlatform({ SKIFF_POOL_SIZE: '2' });
+    stop = onCleanup(() => stopPlatform(started));
+    await waitForFullPool(started, 120_000);
+    return started;
+  });
+  if (!platform) return;
+  const keyed = await phase(`the tenant and role check: warm calls with a key beside calls without (${N.warmCalls} each, interleaved)`, () => keyCheckCost(platform, N.warmCalls));
+  if (keyed) results.keyCheck = keyed;
+  progress('stopping the platform');
+  await stop?.();
+}
+
 async function densityRun(target: number): Promise<void> {
   let stop: (() => Promise<void>) | undefined;
   const platform = await phase(`platform for ${target} instances: starting`, async () => {
@@ -306,6 +329,10 @@ async function main(): Promise<void> {
   }
   if (noisyOnly) {
     await noisyPlatform();
+    return;
+  }
+  if (tenancyOnly) {
+    await tenancyPlatform();
     return;
   }
   await perCallBaselines(services.root);
@@ -361,7 +388,9 @@ const written: Results =
     ? { ...(previous as Results), ...(results.density ? { density: results.density } : {}) }
     : noisyOnly && previous?.at
       ? { ...(previous as Results), ...(results.noisyNeighbour ? { noisyNeighbour: results.noisyNeighbour } : {}) }
-      : results;
+      : tenancyOnly && previous?.at
+        ? { ...(previous as Results), ...(results.keyCheck ? { keyCheck: results.keyCheck } : {}) }
+        : results;
 if (densityTarget !== undefined && !results.density) written.notes = [...written.notes, ...results.notes.filter((n) => n.startsWith('density') || n.startsWith('platform for'))];
 await writeResults(RESULTS_FILE, written);
 console.log(`\n${table(written)}\n\nwritten to ${RESULTS_FILE}`);

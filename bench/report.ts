@@ -5,6 +5,7 @@ import type { Burst, Density } from './density.js';
 import type { NoisyNeighbour } from './noisy.js';
 import type { TracingOverhead } from './tracing.js';
 import type { ImageFigures } from './images.js';
+import type { KeyCheckCost } from './tenancy.js';
 import { round, type Percentiles } from './stats.js';
 
 export interface Results {
@@ -23,6 +24,8 @@ export interface Results {
   noisyNeighbour: NoisyNeighbour | null;
   tracingOverhead: TracingOverhead | null;
   images: ImageFigures | null;
+  /** Warm calls of an `auth: "key"` function beside an `auth: "none"` one (the tenant and role check). */
+  keyCheck?: KeyCheckCost | null;
   /** From `--density N`, which the default run does not do: kept from the last such run (its own `at`). */
   density?: Density;
   baselines: {
@@ -98,6 +101,10 @@ export function table(r: Results): string {
       met(r.tracingOverhead ? r.tracingOverhead.overheadPct <= 5 : null),
     ],
   ];
+  if (r.keyCheck) {
+    const k = r.keyCheck;
+    rows.push(['warm call with a key checked (ms)', pct(k.keyedMs), `no key ${pct(k.openMs)}`, ratio(k.keyedMs.p50, k.openMs.p50), 'a fraction of a ms', '']);
+  }
   if (r.density) {
     const d = r.density;
     rows.push([

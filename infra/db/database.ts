@@ -15,6 +15,22 @@ export function openDatabase(url: string, schema: string, max = 10): Database {
   return pool;
 }
 
+/** Runs `work` in one transaction on one connection: committed if it returns, rolled back if it throws. */
+export async function inTransaction<T>(db: Database, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
 /** Applies pending migrations. Safe to run from several processes at once (advisory lock). */
 export async function migrate(db: Database, schema: string): Promise<number[]> {
   const client = await db.connect();

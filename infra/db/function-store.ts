@@ -5,7 +5,7 @@
  */
 import { nanoid } from 'nanoid';
 import { SkiffError } from '../errors.js';
-import type { Database } from './database.js';
+import { inTransaction, type Database } from './database.js';
 import type { FunctionVersion, Runtime } from '../queue/jobs.js';
 
 export interface DeployInput {
@@ -63,11 +63,7 @@ export class FunctionStore {
   constructor(private readonly db: Database) {}
 
   async deploy(input: DeployInput): Promise<DeployResult> {
-    const client = await this.db.connect();
-    let prunedVersions = 0;
-    let deployed: FunctionInfo;
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.db, async (client) => {
       // The tenant's row lock serializes its deploys, so two new functions cannot both pass the
       // maxFunctions check; a tenant that does not exist is the caller's mistake.
       const tenant = await client.query('SELECT 1 FROM tenants WHERE name = $1 FOR UPDATE', [input.tenant]);
@@ -121,7 +117,7 @@ export class FunctionStore {
            (SELECT version FROM function_versions WHERE name = $1 ORDER BY version DESC LIMIT $3)`,
         [input.name, version, input.limits.maxVersionsPerFunction],
       );
-      prunedVersions = pruned.rowCount ?? 0;
+      const prunedVersions = pruned.rowCount ?? 0;
       if (prunedVersions > 0) {
         await client.query('DELETE FROM code_blobs c WHERE NOT EXISTS (SELECT 1 FROM function_versions v WHERE v.code_sha256 = c.sha256)');
       }
@@ -133,15 +129,8 @@ export class FunctionStore {
         [input.name, version],
       );
       if (!made[0]) throw new SkiffError('Internal', `function ${input.name} has no version ${version} after deploy`);
-      deployed = toInfo(made[0] as Row);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
-    return { info: deployed, prunedVersions };
+      return { info: toInfo(made[0] as Row), prunedVersions };
+    });
   }
 
   /** The current version of `name`, or undefined. On the invocation path: one indexed query. */
@@ -186,51 +175,32 @@ export class FunctionStore {
    * made: the function points back at `version`, and the next deploy still gets a new number.
    */
   async rollback(name: string, version: number): Promise<RollbackResult> {
-    const client = await this.db.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.db, async (client) => {
       // Takes the function's row lock, as a deploy does, so the answer is the version it set.
       const { rowCount } = await client.query(
         `UPDATE functions f SET current_version = $2, updated_at = now()
          WHERE f.name = $1 AND EXISTS (SELECT 1 FROM function_versions v WHERE v.name = $1 AND v.version = $2)`,
         [name, version],
       );
-      let result: RollbackResult;
       if ((rowCount ?? 0) === 0) {
         const { rowCount: exists } = await client.query('SELECT 1 FROM functions WHERE name = $1', [name]);
-        result = { ok: false, missing: (exists ?? 0) > 0 ? 'version' : 'function' };
-      } else {
-        const { rows } = await client.query(`${CURRENT} WHERE f.name = $1`, [name]);
-        result = rows[0] ? { ok: true, info: toInfo(rows[0] as Row) } : { ok: false, missing: 'function' };
+        return { ok: false, missing: (exists ?? 0) > 0 ? 'version' : 'function' };
       }
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
+      const { rows } = await client.query(`${CURRENT} WHERE f.name = $1`, [name]);
+      return rows[0] ? { ok: true, info: toInfo(rows[0] as Row) } : { ok: false, missing: 'function' };
+    });
   }
 
   /** Deletes the function, its versions, and code no other version uses. False if there was none. */
   async delete(name: string): Promise<boolean> {
-    const client = await this.db.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.db, async (client) => {
       const { rowCount } = await client.query('DELETE FROM functions WHERE name = $1', [name]);
       await client.query('DELETE FROM function_logs WHERE function_name = $1', [name]);
       // A name may be taken by another tenant next: nothing of this function may pass to it.
       await client.query('DELETE FROM dead_letters WHERE function_name = $1', [name]);
       await client.query('DELETE FROM code_blobs c WHERE NOT EXISTS (SELECT 1 FROM function_versions v WHERE v.code_sha256 = c.sha256)');
-      await client.query('COMMIT');
       return (rowCount ?? 0) > 0;
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 }
 

@@ -4,7 +4,7 @@
  */
 import { SkiffError } from '../errors.js';
 import { effectiveQuotas, type TenantQuotas } from '../tenancy/quotas.js';
-import type { Database } from './database.js';
+import { inTransaction, type Database } from './database.js';
 
 export interface TenantInfo {
   name: string;
@@ -69,9 +69,7 @@ export class TenantStore {
 
   /** Deletes the tenant and its keys; 409 while it owns functions, 404 if there is none. */
   async delete(name: string): Promise<void> {
-    const client = await this.db.connect();
-    try {
-      await client.query('BEGIN');
+    await inTransaction(this.db, async (client) => {
       // Locks the tenant's row, so no deploy into it commits between the count and the delete.
       const { rows } = await client.query<{ name: string }>('SELECT name FROM tenants WHERE name = $1 FOR UPDATE', [name]);
       if (rows.length === 0) throw new SkiffError('NotFound', `tenant ${name} does not exist`);
@@ -79,13 +77,7 @@ export class TenantStore {
       const count = Number(owned[0]?.n ?? 0);
       if (count > 0) throw new SkiffError('Conflict', `tenant ${name} still owns ${count} function${count === 1 ? '' : 's'}; delete them first`);
       await client.query('DELETE FROM tenants WHERE name = $1', [name]);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   private toInfo(row: Row): TenantInfo {

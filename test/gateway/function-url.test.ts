@@ -12,6 +12,8 @@ import { movedFunctionUrlRoutes } from '../../gateway/routes/moved-function-urls
 import { registerErrorMapping } from '../../gateway/errors.js';
 import { createGatewayMetrics } from '../../gateway/metrics.js';
 import type { GatewayContext } from '../../gateway/context.js';
+import { Redis } from 'ioredis';
+import { keySpace } from '../../infra/queue/names.js';
 import type { FunctionInfo } from '../../infra/db/function-store.js';
 import type { InvocationOutcome } from '../../infra/queue/jobs.js';
 import type { Principal } from '../../infra/tenancy/roles.js';
@@ -258,13 +260,21 @@ t.test('which function a request to the functions listener calls', async (t) => 
   t.equal(routeFunction('fn.test', 'hello.fn.test', '*'), undefined);
 });
 
+let contexts = 0;
+
 /** A gateway context whose call path is faked: one function, and the outcome each call gets. */
 function fakeContext(env: Record<string, string>, fn: Partial<FunctionInfo>, answer: (event: unknown) => unknown) {
   const config = loadConfig({ SKIFF_STATE_DIR: '/tmp/x', SKIFF_FUNCTIONS_PORT: '0', ...env });
   const info = { name: 'hello', version: 1, tenant: 'acme', auth: 'none', env: {}, codeSize: 0, createdAt: '', updatedAt: '', ...fn } as FunctionInfo;
   const events: unknown[] = [];
+  // The per-tenant call limit counts in Redis: the real one the test runner started.
+  const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6390', { maxRetriesPerRequest: null });
+  t.teardown(() => redis.quit());
   const ctx = {
     config,
+    keys: keySpace(`unit-${process.pid}-${contexts++}`),
+    redis,
+    tenantQuotas: { get: async () => config.tenantDefaults },
     current: { get: async (name: string) => (name === info.name ? info : undefined) },
     apiKeys: { verify: async (key: string) => (key === SECRET ? CALLER : undefined) },
     dispatcher: {
