@@ -110,6 +110,8 @@ export async function startWorker(
     log,
   });
   await removeLeftovers(oci, [sandboxesDir, join(w.runDir, 'sockets')], factory.cgroupParent(), log);
+  // A previous run of this worker may have left egress rules, leases and netns handles (a crash).
+  await egress?.removeLeftovers();
   // Code directories stay (a cache), but their mounts from a previous run go.
   await unmountTree(join(home, 'code'));
   await mkdir(sandboxesDir, { recursive: true, mode: 0o755 });

@@ -13,10 +13,18 @@
  * blocked: functions call function URLs by their public URL, out through NAT like any site.
  *
  * Every other container keeps an empty network namespace (loopback only).
+ *
+ * Clean-up: from attach to detach the container's network namespace is held by a bind mount
+ * (`<dataDir>/netns/<sandbox id>`), so the plugin's DEL always finds the container's interface,
+ * even when the container died first, and removes what its ADD made: the veth, the address lease
+ * and the masquerade chain. Without the interface the plugin would skip the masquerade rules; so
+ * they are also looked up by the tag the plugin gives them and removed. What a previous run of
+ * this worker left (it was killed) is removed before this run attaches its first container.
  */
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
+import { join } from 'node:path';
 import type { Logger } from '../../infra/log.js';
 import { exitText, type CommandOptions, type CommandRunner } from '../process/command-runner.js';
 import { processLauncher } from '../process/launcher.js';
@@ -44,6 +52,9 @@ export interface EgressNetworkOptions {
   functions?: { host: string; port: () => number | undefined };
 }
 
+/** statfs type of a bind-mounted namespace file (nsfs). */
+const NSFS_MAGIC = 0x6e736673;
+
 /** One iptables rule: its table, and its chain followed by its match and target. */
 interface Rule {
   table: 'filter' | 'nat';
@@ -58,6 +69,8 @@ export class EgressNetwork {
   private ready: Promise<void> | undefined;
   /** Fixed at set-up, so tear-down removes the very rules that were made. */
   private functionsPort: number | undefined;
+  /** Attaches under way, by sandbox id: a detach waits for its attach, so nothing is added after it. */
+  private readonly attaching = new Map<string, Promise<unknown>>();
 
   constructor(private readonly o: EgressNetworkOptions) {
     // One bridge and one /24 per worker, derived from its id, so workers on a host do not meet.
@@ -68,10 +81,65 @@ export class EgressNetwork {
   }
 
   /** Gives the running container with host pid `pid` an interface, an address and a route out. */
-  async attach(sandboxId: string, pid: number): Promise<{ address: string }> {
+  attach(sandboxId: string, pid: number): Promise<{ address: string }> {
+    const attached = this.connect(sandboxId, pid);
+    this.attaching.set(sandboxId, attached);
+    return attached.finally(() => this.attaching.delete(sandboxId));
+  }
+
+  /**
+   * Removes the container's interface, address lease and NAT rules; safe when they are already
+   * gone, and when the container died first (its namespace is held until now).
+   */
+  async detach(sandboxId: string): Promise<void> {
+    await this.attaching.get(sandboxId)?.catch(() => undefined);
+    const handle = this.netnsHandle(sandboxId);
+    const held = await holdsNetns(handle);
+    const errors: unknown[] = [];
+    // With the namespace, the plugin removes the veth, the lease and the masquerade rules; without
+    // it (it was never held), only the lease.
+    await this.cni('DEL', sandboxId, held ? handle : '').catch(async (error: unknown) => {
+      errors.push(error);
+      if (held) await this.cni('DEL', sandboxId, '').catch(() => undefined); // the lease, at least
+    });
+    if (held) await this.exec('umount', [handle]).catch((error: unknown) => errors.push(error));
+    await rm(handle, { force: true }).catch((error: unknown) => errors.push(error));
+    // Whatever the plugin skipped (it found no interface) is found by its chain and tag.
+    const chain = masqueradeChain(this.networkName(), sandboxId);
+    const left = await this.exec('iptables', ['-w', '-t', 'nat', '-S', chain]).then(() => true, () => false);
+    if (left) await this.removeMasquerade((id) => id === sandboxId, [chain]).catch((error: unknown) => errors.push(error));
+    if (errors.length > 0) throw new NetworkError(`the network of sandbox ${sandboxId} was not fully removed: ${errors.map((e) => (e as Error).message).join('; ')}`, { cause: errors[0] });
+  }
+
+  /**
+   * Removes what containers of this network left behind, from a previous run of this worker (or
+   * this one's, when stopping): held namespaces (released through the plugin), masquerade rules
+   * and chains, address leases. No container may be attached while it runs: set-up runs it before
+   * the first attach.
+   */
+  async removeLeftovers(): Promise<void> {
+    const handles = await readdir(this.netnsDir()).catch(() => []);
+    for (const id of handles) await this.detach(id).catch((error: unknown) => this.o.log.warn({ err: error, sandbox: id }, 'could not release a network namespace left behind'));
+    const rules = await this.removeMasquerade(() => true, []);
+    await rm(join(this.o.dataDir, this.networkName()), { recursive: true, force: true });
+    if (handles.length + rules > 0) this.o.log.warn({ bridge: this.bridge, namespaces: handles.length, rules }, 'removed network state a previous run left behind');
+  }
+
+  /** Removes the firewall rules and the bridge (worker stopping). */
+  async tearDown(): Promise<void> {
+    if (!this.ready) return;
+    await this.ready.catch(() => undefined); // a failed set-up still leaves rules to remove
+    for (const rule of this.rules()) await this.iptables(rule, '-D').catch(() => undefined);
+    // Sandboxes are all destroyed by now: anything of theirs still here, detach failed to remove.
+    await this.removeLeftovers().catch((error: unknown) => this.o.log.error({ err: error, bridge: this.bridge }, 'could not remove the network state of its containers'));
+    await this.exec('ip', ['link', 'del', this.bridge]).catch(() => undefined);
+  }
+
+  private async connect(sandboxId: string, pid: number): Promise<{ address: string }> {
     this.ready ??= this.setUp();
     await this.ready;
-    const result = JSON.parse(await this.cni('ADD', sandboxId, `/proc/${pid}/ns/net`)) as {
+    const handle = await this.holdNetns(sandboxId, pid);
+    const result = JSON.parse(await this.cni('ADD', sandboxId, handle)) as {
       interfaces?: Array<{ name: string; sandbox?: string }>;
       ips?: Array<{ address: string }>;
     };
@@ -82,21 +150,59 @@ export class EgressNetwork {
     return { address: result.ips?.[0]?.address ?? '' };
   }
 
-  /** Removes the container's interface, address and NAT rule; safe when it is already gone. */
-  async detach(sandboxId: string): Promise<void> {
-    await this.cni('DEL', sandboxId, '');
+  /** Bind-mounts the namespace of `pid` at the sandbox's handle, which keeps it until detach. */
+  private async holdNetns(sandboxId: string, pid: number): Promise<string> {
+    const handle = this.netnsHandle(sandboxId);
+    await mkdir(this.netnsDir(), { recursive: true, mode: 0o700 });
+    await writeFile(handle, '', { mode: 0o600 });
+    await this.exec('mount', ['--bind', `/proc/${pid}/ns/net`, handle]);
+    return handle;
   }
 
-  /** Removes the firewall rules and the bridge (worker stopping). */
-  async tearDown(): Promise<void> {
-    if (!this.ready) return;
-    await this.ready.catch(() => undefined); // a failed set-up still leaves rules to remove
-    for (const rule of this.rules()) await this.iptables(rule, '-D').catch(() => undefined);
-    await this.exec('ip', ['link', 'del', this.bridge]).catch(() => undefined);
+  private netnsDir(): string {
+    return join(this.o.dataDir, 'netns');
+  }
+
+  private netnsHandle(sandboxId: string): string {
+    // The id names a file and is matched in the plugin's rule tags: nothing but a plain name.
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(sandboxId)) throw new NetworkError(`not a sandbox id: ${JSON.stringify(sandboxId)}`);
+    return join(this.netnsDir(), sandboxId);
+  }
+
+  /**
+   * Removes the bridge plugin's masquerade rules of the containers `which` picks (the plugin tags
+   * each rule `name: "<network>" id: "<container id>"`), their chains, and `chains`; the number of
+   * rules removed.
+   */
+  private async removeMasquerade(which: (containerId: string) => boolean, chains: string[]): Promise<number> {
+    const jumps: string[][] = [];
+    const owned = new Set(chains);
+    for (const line of (await this.exec('iptables', ['-w', '-t', 'nat', '-S'])).split('\n')) {
+      const words = splitRule(line);
+      if (words[0] !== '-A' || !words[1]) continue;
+      const tag = /^name: "(.*)" id: "(.*)"$/.exec(valueAfter(words, '--comment') ?? '');
+      if (!tag || tag[1] !== this.networkName() || !which(tag[2] ?? '')) continue;
+      if (words[1] === 'POSTROUTING') {
+        jumps.push(words.slice(1));
+        const target = valueAfter(words, '-j');
+        if (target?.startsWith('CNI-')) owned.add(target);
+      } else if (words[1].startsWith('CNI-')) owned.add(words[1]);
+    }
+    // The jumps first: a chain is deleted only once nothing jumps to it.
+    for (const spec of jumps) await this.exec('iptables', ['-w', '-t', 'nat', '-D', ...spec]);
+    for (const chain of owned) {
+      const exists = await this.exec('iptables', ['-w', '-t', 'nat', '-S', chain]).then(() => true, () => false);
+      if (!exists) continue;
+      await this.exec('iptables', ['-w', '-t', 'nat', '-F', chain]);
+      await this.exec('iptables', ['-w', '-t', 'nat', '-X', chain]);
+    }
+    return jumps.length;
   }
 
   private async setUp(): Promise<void> {
     await mkdir(this.o.dataDir, { recursive: true });
+    // Left by a previous run that was killed; not a reason to refuse egress if it cannot be done.
+    await this.removeLeftovers().catch((error: unknown) => this.o.log.error({ err: error, bridge: this.bridge }, 'could not remove the network state a previous run left'));
     await this.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
     const port = this.o.functions?.port();
     this.functionsPort = port !== undefined && port > 0 ? port : undefined;
@@ -139,10 +245,15 @@ export class EgressNetwork {
     return isIPv4(host) && host !== '0.0.0.0' ? host : '127.0.0.1';
   }
 
+  /** The CNI network's name: the plugin names its chains, rule tags and lease directory after it. */
+  private networkName(): string {
+    return `skiff-${this.bridge}`;
+  }
+
   private config(): string {
     return JSON.stringify({
       cniVersion: '1.0.0',
-      name: `skiff-${this.bridge}`,
+      name: this.networkName(),
       type: 'bridge',
       bridge: this.bridge,
       isGateway: true,
@@ -173,4 +284,43 @@ export class EgressNetwork {
 
 function isLoopback(address: string): boolean {
   return address.startsWith('127.');
+}
+
+/** Whether `path` is a bind mount of a namespace (not a plain file, nor missing). */
+async function holdsNetns(path: string): Promise<boolean> {
+  return statfs(path).then((s) => s.type === NSFS_MAGIC, () => false);
+}
+
+/**
+ * The chain the CNI bridge plugin (containernetworking/plugins, pkg/utils FormatChainName) makes
+ * for a container's masquerade rules: `CNI-` and the first 24 hex digits of sha512(network + id).
+ */
+export function masqueradeChain(network: string, containerId: string): string {
+  return `CNI-${createHash('sha512').update(network + containerId).digest('hex').slice(0, 24)}`;
+}
+
+/** The words of one `iptables -S` line; double-quoted words (comments) unquoted and unescaped. */
+export function splitRule(line: string): string[] {
+  const words: string[] = [];
+  let i = 0;
+  while (i < line.length) {
+    if (line[i] === ' ') {
+      i++;
+      continue;
+    }
+    let word = '';
+    if (line[i] === '"') {
+      for (i++; i < line.length && line[i] !== '"'; i++) word += line[i] === '\\' && i + 1 < line.length ? line[++i] : line[i];
+      i++;
+    } else {
+      for (; i < line.length && line[i] !== ' '; i++) word += line[i];
+    }
+    words.push(word);
+  }
+  return words;
+}
+
+function valueAfter(words: string[], flag: string): string | undefined {
+  const at = words.indexOf(flag);
+  return at >= 0 ? words[at + 1] : undefined;
 }

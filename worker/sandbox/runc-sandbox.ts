@@ -343,6 +343,8 @@ class RuncSandbox implements Sandbox {
       (error: unknown) => (errors.push(error), false),
     );
     // Each step runs even if an earlier one failed, so one failure leaks as little as possible.
+    // The network first, while the container is still there; a container that died before is no
+    // matter (its network namespace is held by the egress network until detach).
     if (this.networked) await this.options.egress?.detach(this.id).catch((error: unknown) => errors.push(error));
     let containerGone = true;
     await this.options.oci.delete(this.id).catch((error: unknown) => {
