@@ -124,6 +124,16 @@ interface Described {
 let firstSha = '';
 let firstImage = '';
 
+t.test('the built CLI is an executable, as npx and the bin link run it, after every rebuild', async (t) => {
+  // `npm run build` removes dist/ and writes it again; the test runner built it just now.
+  const child = spawn(CLI, ['--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const [code] = (await once(child, 'close')) as [number | null];
+  t.equal(code, 0, 'dist/cli/main.js runs by itself (its exec bit and shebang)');
+  t.match(out, /skiff/);
+});
+
 t.test('deploy: skiff.json gives defaults, flags win, the name is the directory, node_modules goes along and .git does not', async (t) => {
   const run = await skiff(['deploy', 'cli-app', '--memory', '256', '--env', 'WHERE=flag', '--env', 'STAGE=test']);
   t.equal(run.code, 0, run.stderr);
