@@ -147,7 +147,8 @@ async function perCallBaselines(root: string): Promise<void> {
 async function pooledPlatform(): Promise<void> {
   let stop: (() => Promise<void>) | undefined;
   const platform = await phase(`platform with a pool of ${N.pool}: starting, filling the pool`, async () => {
-    const started = await startBenchPlatform({ SKIFF_POOL_SIZE: String(N.pool), SKIFF_WORKER_CAPACITY_MB: '100000' });
+    // Every figure's functions are one tenant's: its quotas must not be what a figure measures.
+    const started = await startBenchPlatform({ SKIFF_POOL_SIZE: String(N.pool), SKIFF_WORKER_CAPACITY_MB: '100000', SKIFF_TENANT_MAX_INSTANCES: '10000', SKIFF_TENANT_MAX_MEMORY_MB: '100000' });
     stop = onCleanup(() => stopPlatform(started));
     await waitForFullPool(started, 300_000, true);
     // Warm the gateway's and worker's own code paths (JIT) before anything is measured.
@@ -298,6 +299,9 @@ async function densityRun(target: number): Promise<void> {
       SKIFF_MAX_PENDING_PER_FUNCTION: headroom,
       SKIFF_QUEUE_WAIT_MS: '900000',
       SKIFF_IDLE_TIMEOUT_MS: '3600000',
+      // One tenant holds them all: its quotas must not be what stops the count.
+      SKIFF_TENANT_MAX_INSTANCES: headroom,
+      SKIFF_TENANT_MAX_MEMORY_MB: String(target * 64 + 4096),
     });
     stop = onCleanup(() => stopPlatform(started));
     return started;

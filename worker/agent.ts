@@ -93,7 +93,7 @@ export class WorkerAgent {
   }
 
   heartbeatData(): WorkerHeartbeat {
-    const { idle, busy } = this.o.instances.counts();
+    const { idle, busy, slots } = this.o.instances.counts();
     return {
       id: this.o.id,
       at: Date.now(),
@@ -103,8 +103,10 @@ export class WorkerAgent {
       reclaimableMb: this.o.instances.reclaimableMb(),
       idle,
       busy,
+      slots,
       pool: this.o.pool.sizes(),
       images: this.o.images?.() ?? [],
+      tenants: this.o.instances.tenantUsage(),
     };
   }
 
@@ -185,7 +187,8 @@ export class WorkerAgent {
 
   private async execute(data: InvocationJob, startedAt: number, span: Span, inSpan: Context, clock: () => number): Promise<InvocationOutcome> {
     const acquireStart = clock();
-    const { instance, kind, timings } = await this.o.instances.acquire(data.fn, data.startBy);
+    // The tenant's limits, and the scheduler's order to evict its own idle instances first.
+    const { instance, kind, timings } = await this.o.instances.acquire(data.fn, data.startBy, { limits: data.tenantLimits, evict: data.evictTenant });
     const acquiredAtMs = clock();
     const acquiredAt = Date.now();
     span.setAttributes({ 'skiff.start': kind, 'skiff.sandbox': instance.sandbox.id });

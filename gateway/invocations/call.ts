@@ -6,7 +6,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { SpanKind, SpanStatusCode, type Span } from '@opentelemetry/api';
 import { SkiffError, isSkiffError } from '../../infra/errors.js';
-import type { FunctionVersion, InvocationOutcome } from '../../infra/queue/jobs.js';
+import type { FunctionVersion, InvocationOutcome, TenantLimits } from '../../infra/queue/jobs.js';
 import { contextOf, type TraceCarrier } from '../../infra/telemetry.js';
 import type { GatewayContext } from '../context.js';
 import { versionOf } from '../../infra/db/function-store.js';
@@ -32,6 +32,12 @@ export async function lookUp(ctx: GatewayContext, name: string, request: Fastify
   const caller = await authenticate(ctx.apiKeys, request);
   authorizeFunction(caller, 'functions:invoke', fn);
   return { fn: versionOf(fn), caller };
+}
+
+/** The limits on instances of `fn`'s tenant, for its job: from the quota cache, so no query per call. */
+export async function tenantLimits(ctx: GatewayContext, fn: FunctionVersion): Promise<TenantLimits> {
+  const { maxInstances, maxMemoryMb } = await ctx.tenantQuotas.get(fn.tenant);
+  return { maxInstances, maxMemoryMb };
 }
 
 /** Runs `work` inside a server span for the request; the reply carries the trace id. */
@@ -64,7 +70,7 @@ export async function callFunction(ctx: GatewayContext, target: CallTarget, even
   };
   let outcome: InvocationOutcome;
   try {
-    outcome = await ctx.dispatcher.call(fn, event, span, target.caller?.keyId);
+    outcome = await ctx.dispatcher.call(fn, event, span, { callerKeyId: target.caller?.keyId, limits: await tenantLimits(ctx, fn) });
   } catch (error) {
     // Refused before any worker saw it (back-pressure, the queue unreachable): counted too.
     count(isSkiffError(error) ? error.code : 'Internal', 'none');

@@ -3,7 +3,9 @@
  * shared invocation queue; the worker that runs it publishes the outcome on this gateway's own
  * reply channel, where the waiting request picks it up (a large outcome waits in a key, and the
  * message only points to it: infra/queue/replies.ts). Asynchronous calls get a `queued` record
- * before the caller is answered, so `GET /v1/invocations/:id` always finds them.
+ * before the caller is answered, so `GET /v1/invocations/:id` always finds them. Every job
+ * carries its tenant's limits on instances, read by the caller from the quota cache (memory, no
+ * query), so the scheduler can hold the tenant to them without asking the database.
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -11,7 +13,7 @@ import { nanoid } from 'nanoid';
 import type { Span } from '@opentelemetry/api';
 import { SkiffError } from '../../infra/errors.js';
 import type { InvocationRecords } from '../../infra/db/invocation-records.js';
-import { recordBase, type FunctionVersion, type InvocationJob, type InvocationOutcome } from '../../infra/queue/jobs.js';
+import { recordBase, type FunctionVersion, type InvocationJob, type InvocationOutcome, type TenantLimits } from '../../infra/queue/jobs.js';
 import type { KeySpace } from '../../infra/queue/names.js';
 import { dropStoredOutcome, isStoredReply, takeStoredOutcome, type ReplyMessage, type StoredReply } from '../../infra/queue/replies.js';
 import { carrierOf } from '../../infra/telemetry.js';
@@ -26,6 +28,13 @@ export interface DispatcherOptions {
   queueWaitMs: number;
   /** Synchronous calls of one function this gateway holds at once; past it, 429. */
   maxPendingPerFunction: number;
+}
+
+/** Who makes a call, and the limits of the function's tenant. */
+export interface CallOptions {
+  /** The key that made the call, when the gateway checked one. */
+  callerKeyId?: string | undefined;
+  limits: TenantLimits;
 }
 
 type Waiter = { resolve: (outcome: InvocationOutcome) => void; timer: NodeJS.Timeout };
@@ -105,14 +114,14 @@ export class Dispatcher {
   }
 
   /** Runs the call and waits for its outcome. */
-  async call(fn: FunctionVersion, event: unknown, span: Span, callerKeyId?: string): Promise<InvocationOutcome> {
+  async call(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions): Promise<InvocationOutcome> {
     const held = this.pending.get(fn.name) ?? 0;
     if (held >= this.o.maxPendingPerFunction) {
       throw new SkiffError('TooManyRequests', `${fn.name} has ${held} calls waiting already; try again`);
     }
     this.pending.set(fn.name, held + 1);
     try {
-      return await this.dispatch(fn, event, span, callerKeyId);
+      return await this.dispatch(fn, event, span, options);
     } finally {
       const left = (this.pending.get(fn.name) ?? 1) - 1;
       if (left === 0) this.pending.delete(fn.name);
@@ -120,7 +129,7 @@ export class Dispatcher {
     }
   }
 
-  private async dispatch(fn: FunctionVersion, event: unknown, span: Span, callerKeyId?: string): Promise<InvocationOutcome> {
+  private async dispatch(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions): Promise<InvocationOutcome> {
     const id = nanoid();
     span.setAttribute('skiff.invocation_id', id);
     const outcome = new Promise<InvocationOutcome>((resolve) => {
@@ -131,7 +140,7 @@ export class Dispatcher {
       this.waiting.set(id, { resolve, timer });
     });
     try {
-      await this.queue.add('invoke', this.job(id, fn, event, this.replyChannel, span, callerKeyId), { jobId: id });
+      await this.queue.add('invoke', this.job(id, fn, event, this.replyChannel, span, options), { jobId: id });
     } catch (error) {
       const waiter = this.waiting.get(id);
       clearTimeout(waiter?.timer);
@@ -142,23 +151,24 @@ export class Dispatcher {
   }
 
   /** Queues the call and returns its id at once. */
-  async submit(fn: FunctionVersion, event: unknown, span: Span, callerKeyId?: string): Promise<string> {
+  async submit(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions): Promise<string> {
     const id = nanoid();
     span.setAttribute('skiff.invocation_id', id);
-    const job = this.job(id, fn, event, null, span, callerKeyId);
+    const job = this.job(id, fn, event, null, span, options);
     await this.o.records.write({ ...recordBase(job), async: true, status: 'queued' });
     await this.queue.add('invoke', job, { jobId: id });
     return id;
   }
 
   /** Queues a dead-lettered call again under its own id, as a first attempt. */
-  async redrive(fn: FunctionVersion, event: unknown, id: string, span: Span): Promise<void> {
+  async redrive(fn: FunctionVersion, event: unknown, id: string, span: Span, limits: TenantLimits): Promise<void> {
     span.setAttribute('skiff.invocation_id', id);
     await this.o.records.requeue(id);
-    await this.queue.add('invoke', this.job(id, fn, event, null, span), { jobId: `${id}-redrive-${Date.now()}` });
+    await this.queue.add('invoke', this.job(id, fn, event, null, span, { limits }), { jobId: `${id}-redrive-${Date.now()}` });
   }
 
-  private job(id: string, fn: FunctionVersion, event: unknown, replyTo: string | null, span: Span, callerKeyId?: string): InvocationJob {
+  private job(id: string, fn: FunctionVersion, event: unknown, replyTo: string | null, span: Span, options: CallOptions): InvocationJob {
+    const { callerKeyId, limits } = options;
     const now = Date.now();
     return {
       id,
@@ -170,6 +180,7 @@ export class Dispatcher {
       attempt: 1,
       trace: carrierOf(span),
       ...(callerKeyId === undefined ? {} : { callerKeyId }),
+      tenantLimits: { maxInstances: limits.maxInstances, maxMemoryMb: limits.maxMemoryMb },
     };
   }
 }

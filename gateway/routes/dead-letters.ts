@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { SkiffError } from '../../infra/errors.js';
 import type { GatewayContext } from '../context.js';
-import { traced } from '../invocations/call.js';
+import { tenantLimits, traced } from '../invocations/call.js';
 import { versionOf } from '../../infra/db/function-store.js';
 import { visibleFunction } from '../access.js';
 import { FUNCTION_NAME } from './functions.js';
@@ -31,7 +31,8 @@ export function deadLetterRoutes(app: FastifyInstance, ctx: GatewayContext): voi
     const fn = versionOf(await visibleFunction(ctx.current, request, request.params.name, 'deadLetters:redrive'));
     const letter = await ctx.deadLetters.take(fn.name, request.params.id);
     if (!letter) throw new SkiffError('NotFound', `no dead letter ${request.params.id} for ${fn.name}`);
-    await traced(ctx, request, reply, fn.name, (span) => ctx.dispatcher.redrive(fn, letter.event, letter.id, span));
+    const limits = await tenantLimits(ctx, fn);
+    await traced(ctx, request, reply, fn.name, (span) => ctx.dispatcher.redrive(fn, letter.event, letter.id, span, limits));
     return reply.status(202).send({ id: letter.id, status: 'queued' });
     },
   );

@@ -10,7 +10,7 @@ import { SkiffError, invalidRequest } from '../../infra/errors.js';
 import type { InvocationRecord } from '../../infra/db/invocation-records.js';
 import { functionAccess } from '../../infra/tenancy/roles.js';
 import type { GatewayContext } from '../context.js';
-import { callFunction, lookUp, traced } from '../invocations/call.js';
+import { callFunction, lookUp, tenantLimits, traced } from '../invocations/call.js';
 import { registerCallLimit } from '../invocations/call-limit.js';
 import { principalOf } from '../access.js';
 import { FUNCTION_NAME } from './functions.js';
@@ -49,7 +49,7 @@ export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
         outputHeaders(reply);
         return traced(ctx, request, reply, fn.name, async (span) => {
           if (async) {
-            const id = await ctx.dispatcher.submit(fn, event, span, target.caller?.keyId);
+            const id = await ctx.dispatcher.submit(fn, event, span, { callerKeyId: target.caller?.keyId, limits: await tenantLimits(ctx, fn) });
             return reply.status(202).send({ id, status: 'queued' });
           }
           const value = await callFunction(ctx, target, event, span, reply);

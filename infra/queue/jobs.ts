@@ -51,6 +51,44 @@ export interface InvocationJob {
   trace: TraceCarrier;
   /** The key that made the call, when the gateway checked one (its record names it). */
   callerKeyId?: string;
+  /**
+   * The tenant's limits on instances when the call was queued (from the gateway's quota cache),
+   * so the scheduler enforces them without a query. Absent on jobs queued before quotas existed:
+   * then nothing is enforced for the call.
+   */
+  tenantLimits?: TenantLimits;
+  /** Set by the scheduler on a node job only: evict the tenant's own idle instances first. */
+  evictTenant?: TenantEviction;
+}
+
+/** The part of a tenant's quotas (infra/tenancy/quotas.ts) that bounds its instances, fleet-wide. */
+export interface TenantLimits {
+  /** Busy and idle instances of the tenant's functions together. */
+  maxInstances: number;
+  /** Memory of those instances together, in MiB. */
+  maxMemoryMb: number;
+}
+
+/**
+ * An order to a worker, for a call whose tenant is at its limits: before making the call's
+ * instance, destroy idle instances of `tenant` (least recently used first, never below a
+ * version's minWarm) until at least `instances` of them and `memoryMb` of their memory are gone.
+ * The tenant's own idle instances go before its calls wait.
+ */
+export interface TenantEviction {
+  tenant: string;
+  instances: number;
+  memoryMb: number;
+}
+
+/** What one tenant holds on one node. */
+export interface TenantUsage {
+  /** Busy and idle instances together, those being made included. */
+  instances: number;
+  memoryMb: number;
+  /** The idle instances the node would evict (a version's minWarm ones are kept), and their memory. */
+  idleInstances: number;
+  idleMemoryMb: number;
 }
 
 /** What every record of a job's outcome names: the call, its function and tenant, and its caller. */
@@ -100,10 +138,14 @@ export interface WorkerHeartbeat {
   idle: Record<string, number>;
   /** Busy instances by function version id. */
   busy: Record<string, number>;
+  /** Free call slots on busy instances (concurrency above 1), by function version id. */
+  slots?: Record<string, number>;
   /** Ready pre-created sandboxes by runtime. */
   pool: Record<string, number>;
   /** Images this node has pulled and holds ready (every layer unpacked). */
   images?: CachedImage[];
+  /** What each tenant with instances here holds: tenants' quotas are summed over the fleet from these. */
+  tenants?: Record<string, TenantUsage>;
 }
 
 export interface CachedImage {

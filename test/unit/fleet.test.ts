@@ -57,3 +57,26 @@ t.test('a node that filled up since the last read gets nothing once its heartbea
   await redis.hset(key, 'n1', JSON.stringify({ id: 'n1', at: now, state: 'active', capacityMb: 1024, usedMb: 1024, reclaimableMb: 0, idle: {}, busy: { v1: 7 }, pool: {} }));
   t.equal(await fleet.place(DEMAND, now), undefined);
 });
+
+t.test("a tenant's placements count against its quota until its node's heartbeat postdates them", async (t) => {
+  const at = Date.now();
+  const { fleet, key } = await fleetWith({ at, busy: {}, usedMb: 0 });
+  const ofA = { ...DEMAND, tenant: 'a', limits: { maxInstances: 1, maxMemoryMb: 4096 } };
+  t.same(await fleet.decide(ofA, at + 10), { placement: { nodeId: 'n1', start: 'cold' } }, 'the first instance is within the limit');
+  t.match(await fleet.decide(ofA, at + 20), { wait: 'quota', quota: { tenant: 'a', quota: 'maxInstances', used: 1, limit: 1 } }, 'the second waits');
+  await fleet.refresh(at + 30);
+  t.match(await fleet.decide(ofA, at + 30), { wait: 'quota' }, 'a heartbeat older than the placement does not forget it');
+  t.same(await fleet.decide({ ...ofA, tenant: 'b' }, at + 30), { placement: { nodeId: 'n1', start: 'cold' } }, 'another tenant is placed');
+
+  // The node's next heartbeat shows a's instance idle: the next call evicts it and takes its place.
+  const beat: WorkerHeartbeat = {
+    id: 'n1', at: at + 40, state: 'active', capacityMb: 1024, usedMb: 256, reclaimableMb: 128, idle: { v0: 1 }, busy: { v1: 1 }, pool: {},
+    tenants: { a: { instances: 1, memoryMb: 128, idleInstances: 1, idleMemoryMb: 128 }, b: { instances: 1, memoryMb: 128, idleInstances: 0, idleMemoryMb: 0 } },
+  };
+  await redis.hset(key, 'n1', JSON.stringify(beat));
+  await fleet.refresh(at + 50);
+  t.same(await fleet.decide(ofA, at + 60), { placement: { nodeId: 'n1', start: 'cold', evictTenant: { tenant: 'a', instances: 1, memoryMb: 0 } } });
+  t.match(await fleet.decide(ofA, at + 70), { wait: 'quota' }, 'its idle instance is ordered out once, not twice');
+  await fleet.refresh(at + 80);
+  t.match(await fleet.decide(ofA, at + 80), { wait: 'quota' }, 'not even after the view is read again');
+});

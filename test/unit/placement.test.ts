@@ -1,5 +1,5 @@
 import t from 'tap';
-import { afterPlacement, place } from '../../scheduler/placement.js';
+import { afterPlacement, decide, place } from '../../scheduler/placement.js';
 import type { Demand, NodeView } from '../../scheduler/placement.js';
 
 const DEMAND: Demand = { versionId: 'v1', runtime: 'nodejs20', memoryMb: 128 };
@@ -217,4 +217,102 @@ t.test('a full node that can evict idle instances is chosen last', async (t) => 
   const after = afterPlacement(full, demand, { nodeId: 'full', start: 'cold' });
   t.equal(after.usedMb, 384, 'used memory stays at capacity');
   t.equal(after.reclaimableMb, 256, 'the evicted instance is no longer reclaimable');
+});
+
+// Tenant quotas: maxInstances and maxMemoryMb count a tenant's busy and idle instances over the fleet.
+const LIMITS = { maxInstances: 2, maxMemoryMb: 1024 };
+const OF_A: Demand = { ...DEMAND, tenant: 'a', limits: LIMITS };
+const usage = (instances: number, memoryMb: number, idleInstances = 0, idleMemoryMb = 0) => ({ instances, memoryMb, idleInstances, idleMemoryMb });
+
+t.test('tenant limits: a warm start is allowed at the limit (it makes no instance)', async (t) => {
+  const nodes = [node('warm', { idle: { v1: 1 }, busy: { v2: 1 }, tenants: { a: usage(2, 256, 1, 128) } }), node('roomy', { capacityMb: 8192 })];
+  t.same(decide(nodes, OF_A), { placement: { nodeId: 'warm', start: 'warm' } });
+  const slot = [node('slot', { busy: { v1: 2 }, slots: { v1: 3 }, tenants: { a: usage(2, 256) } })];
+  t.same(decide(slot, OF_A), { placement: { nodeId: 'slot', start: 'warm' } }, 'so is a free slot on a busy instance of the version');
+});
+
+t.test('tenant limits: under them, placement is as without them', async (t) => {
+  const nodes = [node('a1', { tenants: { a: usage(1, 128) } }), node('pooled', { pool: { nodejs20: 1 } })];
+  t.same(decide(nodes, OF_A), { placement: { nodeId: 'pooled', start: 'pooled' } });
+  t.same(decide([node('n', { tenants: { a: usage(50, 9999) } })], DEMAND), { placement: { nodeId: 'n', start: 'cold' } }, 'no limits on the demand: no check');
+});
+
+t.test('tenant limits: at maxInstances, the tenant’s own idle instance is evicted first', async (t) => {
+  const nodes = [
+    node('roomy', { capacityMb: 8192, tenants: { a: usage(1, 128) } }),
+    node('own-idle', { usedMb: 128, idle: { v2: 1 }, pool: { nodejs20: 1 }, tenants: { a: usage(1, 128, 1, 128) } }),
+  ];
+  t.same(decide(nodes, OF_A), { placement: { nodeId: 'own-idle', start: 'pooled', evictTenant: { tenant: 'a', instances: 1, memoryMb: 0 } } });
+});
+
+t.test('tenant limits: at maxMemoryMb, enough of its idle memory is ordered out', async (t) => {
+  const demand: Demand = { ...OF_A, limits: { maxInstances: 100, maxMemoryMb: 512 } };
+  const nodes = [
+    node('small-idle', { tenants: { a: usage(1, 64, 1, 64) } }),
+    node('big-idle', { tenants: { a: usage(2, 384, 1, 256) } }),
+  ];
+  // 448 in use + 128 = 576: 64 MiB over. small-idle's 64 MiB idle would do, big-idle has more room after.
+  t.same(decide(nodes, demand), { placement: { nodeId: 'big-idle', start: 'cold', evictTenant: { tenant: 'a', instances: 0, memoryMb: 64 } } });
+  const tight: Demand = { ...OF_A, limits: { maxInstances: 100, maxMemoryMb: 448 } };
+  t.same(decide(nodes, tight), { placement: { nodeId: 'big-idle', start: 'cold', evictTenant: { tenant: 'a', instances: 0, memoryMb: 128 } } }, 'a node with too little idle memory is passed over');
+});
+
+t.test('tenant limits: at them with nothing idle, the call waits for its quota', async (t) => {
+  const nodes = [node('n1', { busy: { v2: 2 }, tenants: { a: usage(2, 256) } }), node('roomy', { capacityMb: 65536 })];
+  t.same(decide(nodes, OF_A), { wait: 'quota', quota: { tenant: 'a', quota: 'maxInstances', used: 2, limit: 2, never: false } });
+  t.equal(place(nodes, OF_A), undefined);
+  const memory: Demand = { ...OF_A, limits: { maxInstances: 100, maxMemoryMb: 300 } };
+  t.same(decide(nodes, memory), { wait: 'quota', quota: { tenant: 'a', quota: 'maxMemoryMb', used: 256, limit: 300, never: false } });
+  t.same(decide([node('empty')], { ...OF_A, memoryMb: 2048 }), { wait: 'quota', quota: { tenant: 'a', quota: 'maxMemoryMb', used: 0, limit: 1024, never: true } }, 'a function bigger than the quota can never run');
+});
+
+t.test('tenant limits: usage counts on every live node; idle ones are evicted only on active nodes', async (t) => {
+  const nodes = [node('cordoned', { state: 'cordoned', idle: { v2: 1 }, tenants: { a: usage(1, 128, 1, 128) } }), node('n2', { tenants: { a: usage(1, 128) } })];
+  t.same(decide(nodes, OF_A), { wait: 'quota', quota: { tenant: 'a', quota: 'maxInstances', used: 2, limit: 2, never: false } });
+});
+
+t.test('tenant limits: an idle instance on a node without room for the new one is no use', async (t) => {
+  const nodes = [node('full', { capacityMb: 256, usedMb: 256, reclaimableMb: 64, tenants: { a: usage(2, 192, 1, 64) } })];
+  t.same(decide(nodes, OF_A), { wait: 'quota', quota: { tenant: 'a', quota: 'maxInstances', used: 2, limit: 2, never: false } });
+});
+
+t.test('tenant limits: another tenant is not affected', async (t) => {
+  const nodes = [node('n1', { busy: { v2: 2 }, tenants: { a: usage(2, 256) } })];
+  t.same(decide(nodes, { ...DEMAND, tenant: 'b', limits: LIMITS }), { placement: { nodeId: 'n1', start: 'cold' } });
+});
+
+t.test('tenant limits: placing repeatedly never takes the tenant past maxInstances', async (t) => {
+  let nodes = [node('a', { tenants: { a: usage(1, 128, 1, 128) }, idle: { v9: 1 }, usedMb: 128 }), node('b')];
+  const chosen: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const decision = decide(nodes, OF_A);
+    if (!('placement' in decision)) break;
+    const { placement } = decision;
+    chosen.push(`${placement.nodeId}${placement.evictTenant ? '+evict' : ''}`);
+    nodes = nodes.map((n) => (n.id === placement.nodeId ? afterPlacement(n, OF_A, placement) : n));
+  }
+  // One new instance under the limit, then its idle one is evicted for the next, then it waits.
+  t.equal(chosen.length, 2, chosen.join(' '));
+  t.match(chosen[1], /\+evict$/);
+  const total = nodes.reduce((sum, n) => sum + (n.tenants?.a?.instances ?? 0), 0);
+  t.equal(total, 2, 'the view counts the tenant at its limit');
+  t.same(nodes.find((n) => n.id === 'a')?.tenants?.a?.idleInstances, 0, 'the evicted idle instance is gone from the view');
+});
+
+t.test('afterPlacement with an eviction order frees at least what it ordered', async (t) => {
+  const before = node('a', { capacityMb: 512, usedMb: 512, reclaimableMb: 256, tenants: { a: usage(2, 256, 2, 256) } });
+  const after = afterPlacement(before, OF_A, { nodeId: 'a', start: 'cold', evictTenant: { tenant: 'a', instances: 1, memoryMb: 128 } });
+  t.equal(after.usedMb, 512);
+  t.equal(after.reclaimableMb, 128);
+  t.same(after.tenants?.a, usage(2, 256, 1, 128));
+  t.same(before.tenants?.a, usage(2, 256, 2, 256), 'the input node is not modified');
+});
+
+t.test('tenant limits: at them, an idle instance it may have ordered out is not counted on', async (t) => {
+  const nodes = [node('n1', { idle: { v1: 1 }, tenants: { a: usage(2, 256, 0, 0) }, evicting: { a: 1 } })];
+  t.same(decide(nodes, OF_A), { wait: 'quota', quota: { tenant: 'a', quota: 'maxInstances', used: 2, limit: 2, never: false } }, 'the idle v1 may be the one evicted');
+  t.same(decide([node('n1', { idle: { v1: 2 }, tenants: { a: usage(2, 256, 1, 128) }, evicting: { a: 1 } })], OF_A), { placement: { nodeId: 'n1', start: 'warm' } }, 'two idle, one evicted: one is left');
+  t.same(decide(nodes, { ...OF_A, limits: { maxInstances: 3, maxMemoryMb: 1024 } }), { placement: { nodeId: 'n1', start: 'warm' } }, 'under its limits a stale warm guess costs nothing');
+  const after = afterPlacement(node('n1', { tenants: { a: usage(1, 128, 1, 128) } }), OF_A, { nodeId: 'n1', start: 'cold', evictTenant: { tenant: 'a', instances: 1, memoryMb: 0 } });
+  t.same(after.evicting, { a: 1 }, 'afterPlacement counts the eviction it ordered');
 });

@@ -6,17 +6,24 @@
  * idle instances, the call waits for an instance to free up until its deadline, then gets
  * `TooManyRequests`. Idle instances live for their function's keep-alive (never below its
  * `minWarm`); when memory runs short the least recently used idle instances go first.
+ *
+ * Tenant quotas (maxInstances, maxMemoryMb over the fleet) are the scheduler's to enforce: a
+ * call of a tenant at its limits comes with an order to evict that tenant's own idle instances
+ * first, and `acquire` carries it out before making the call's instance. As a safety net the
+ * node also holds each tenant to its limits by its own count (it never makes an instance that
+ * would take the tenant past them on this node alone); such a call waits like one at
+ * maxInstances.
  */
 import { performance } from 'node:perf_hooks';
 import { SkiffError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/log.js';
-import type { FunctionVersion } from '../../infra/queue/jobs.js';
+import type { FunctionVersion, TenantEviction, TenantLimits, TenantUsage } from '../../infra/queue/jobs.js';
 import type { CodeCache } from '../code/code-cache.js';
 import { sameRoot, type RuntimeImage, type SandboxFactory } from '../sandbox/runc-sandbox.js';
 import type { OutputLine, Sandbox } from '../sandbox/sandbox.js';
 import type { SandboxPool } from '../sandbox/sandbox-pool.js';
 import { CrashBackoff } from './crash-backoff.js';
-import { expired, reclaimableMb, toFreeMemory, type InstanceView } from './eviction.js';
+import { expired, reclaimableMb, tenantUsage, tenantVictims, toFreeMemory, type InstanceView } from './eviction.js';
 
 /** Out-of-memory kills in a row after which a version gets no new instance for a while. */
 const CRASH_STREAK = 3;
@@ -46,6 +53,12 @@ export interface Acquired {
   timings: AcquireTimings;
 }
 
+/** What the scheduler said about a call's tenant: its limits, and what to evict first. */
+export interface TenantOrder {
+  limits?: TenantLimits | undefined;
+  evict?: TenantEviction | undefined;
+}
+
 export interface InstanceSetOptions {
   capacityMb: number;
   /** Receives the output of every instance, with the function it belongs to. */
@@ -60,6 +73,8 @@ export class InstanceSet {
   /** Instances being made, by version id, and the memory promised to them. */
   private readonly making = new Map<string, number>();
   private pendingMb = 0;
+  /** Instances being made, by tenant, and their memory: counted in the tenant's usage from the moment it was decided. */
+  private readonly makingByTenant = new Map<string, { instances: number; memoryMb: number }>();
   /** Calls waiting for an instance to free up; woken on every release or destroy. */
   private waiters = new Set<() => void>();
   private readonly crashes = new CrashBackoff({ streak: CRASH_STREAK });
@@ -78,8 +93,14 @@ export class InstanceSet {
     this.sweeper.unref();
   }
 
-  /** An instance for one call of `fn`; waits for one to free up until `deadline` (ms since epoch). */
-  async acquire(fn: FunctionVersion, deadline: number): Promise<Acquired> {
+  /**
+   * An instance for one call of `fn`; waits for one to free up until `deadline` (ms since epoch).
+   * `tenant`: the tenant's limits and the scheduler's order to evict its idle instances first.
+   */
+  async acquire(fn: FunctionVersion, deadline: number, tenant: TenantOrder = {}): Promise<Acquired> {
+    // The order is carried out once: later rounds (after a wait) go by the node's own count.
+    let evict = tenant.evict;
+    let atTenantLimits = false;
     for (;;) {
       const warm = this.findFree(fn.versionId, fn.concurrency);
       if (warm) {
@@ -90,11 +111,20 @@ export class InstanceSet {
       if (refusedMs > 0) {
         throw new SkiffError('TooManyRequests', `${fn.name} ran out of memory ${CRASH_STREAK} times in a row: no new instance of it for ${Math.ceil(refusedMs / 1000)} s (crash backoff)`);
       }
-      if (this.countOf(fn.versionId) < fn.maxInstances && (await this.reserve(fn.memoryMb))) {
-        return this.makeReserved(fn, 1);
+      if (this.countOf(fn.versionId) < fn.maxInstances) {
+        const victims = this.roomForTenant(fn, tenant.limits, evict);
+        evict = undefined;
+        atTenantLimits = victims === undefined;
+        if (victims) {
+          const made = await this.reserveAndMake(fn, 1, victims);
+          if (made) return made;
+        }
       }
       const left = deadline - Date.now();
       if (left <= 0) {
+        if (atTenantLimits) {
+          throw new SkiffError('TooManyRequests', `tenant ${fn.tenant} is at its maxInstances (${tenant.limits?.maxInstances}) or maxMemoryMb (${tenant.limits?.maxMemoryMb} MiB) on this worker; try again`);
+        }
         throw new SkiffError('TooManyRequests', `${fn.name} is at its limit of instances (maxInstances ${fn.maxInstances}) or the worker is full; try again`);
       }
       await this.changed(left);
@@ -117,8 +147,7 @@ export class InstanceSet {
   /** Makes idle instances of `fn` until it has `minWarm` (if memory allows); returns how many were made. */
   async keepWarm(fn: FunctionVersion): Promise<number> {
     let made = 0;
-    while (this.countOf(fn.versionId) < Math.min(fn.minWarm, fn.maxInstances) && (await this.reserve(fn.memoryMb))) {
-      await this.makeReserved(fn, 0);
+    while (this.countOf(fn.versionId) < Math.min(fn.minWarm, fn.maxInstances) && (await this.reserveAndMake(fn, 0))) {
       this.wake();
       made++;
     }
@@ -149,14 +178,30 @@ export class InstanceSet {
     return reclaimableMb(this.views());
   }
 
-  counts(): { idle: Record<string, number>; busy: Record<string, number> } {
+  /** Idle and busy instances by version id, and the free call slots on busy ones. */
+  counts(): { idle: Record<string, number>; busy: Record<string, number>; slots: Record<string, number> } {
     const idle: Record<string, number> = {};
     const busy: Record<string, number> = {};
-    for (const { fn, inFlight } of this.instances.values()) {
+    const slots: Record<string, number> = {};
+    for (const { fn, inFlight, retired, sandbox } of this.instances.values()) {
       const into = inFlight > 0 ? busy : idle;
       into[fn.versionId] = (into[fn.versionId] ?? 0) + 1;
+      if (inFlight > 0 && inFlight < fn.concurrency && !retired && sandbox.state === 'specialized') {
+        slots[fn.versionId] = (slots[fn.versionId] ?? 0) + fn.concurrency - inFlight;
+      }
     }
-    return { idle, busy };
+    return { idle, busy, slots };
+  }
+
+  /** What each tenant holds on this node (busy, idle and being made), for the heartbeat. */
+  tenantUsage(): Record<string, TenantUsage> {
+    const usage = tenantUsage(this.views());
+    for (const [tenant, making] of this.makingByTenant) {
+      const u = (usage[tenant] ??= { instances: 0, memoryMb: 0, idleInstances: 0, idleMemoryMb: 0 });
+      u.instances += making.instances;
+      u.memoryMb += making.memoryMb;
+    }
+    return usage;
   }
 
   /** Live instances (for tests and status pages). */
@@ -188,6 +233,46 @@ export class InstanceSet {
       if (!best || instance.lastUsedAt > best.lastUsedAt) best = instance;
     }
     return best;
+  }
+
+  /**
+   * Whether one more instance of `fn` may be made for its tenant, and which of the tenant's own
+   * idle instances must go first: the scheduler's order (the tenant is at its limits over the
+   * fleet; best effort, as a warm call may have taken one meanwhile), and whatever the node's own
+   * count needs. Undefined when the node's own count would pass the limits even with every idle
+   * instance of the tenant gone: then nothing is evicted in vain, and the call waits.
+   */
+  private roomForTenant(fn: FunctionVersion, limits: TenantLimits | undefined, order: TenantEviction | undefined): string[] | undefined {
+    const here = this.tenantUsage()[fn.tenant];
+    const overInstances = limits ? (here?.instances ?? 0) + 1 - limits.maxInstances : 0;
+    const overMb = limits ? (here?.memoryMb ?? 0) + fn.memoryMb - limits.maxMemoryMb : 0;
+    const need = {
+      instances: Math.max(overInstances, order ? Math.max(1, order.instances) : 0),
+      memoryMb: Math.max(overMb, order?.memoryMb ?? 0),
+    };
+    if (need.instances <= 0 && need.memoryMb <= 0) return [];
+    const chosen = tenantVictims(this.views(), fn.tenant, need);
+    if (chosen.instances < overInstances || chosen.memoryMb < overMb) return undefined;
+    return chosen.ids;
+  }
+
+  /**
+   * Destroys `victims`, promises memory to a new instance of `fn` and makes it; undefined if the
+   * worker has no room. The instance counts for its tenant from the start (before any await), so
+   * calls deciding meanwhile see it.
+   */
+  private async reserveAndMake(fn: FunctionVersion, inFlight: number, victims: readonly string[] = []): Promise<Acquired | undefined> {
+    const holding = this.makingByTenant.get(fn.tenant) ?? { instances: 0, memoryMb: 0 };
+    this.makingByTenant.set(fn.tenant, { instances: holding.instances + 1, memoryMb: holding.memoryMb + fn.memoryMb });
+    try {
+      await Promise.all(victims.map((id) => this.destroyById(id, `tenant ${fn.tenant} at its limits`)));
+      if (!(await this.reserve(fn.memoryMb))) return undefined;
+      return await this.makeReserved(fn, inFlight);
+    } finally {
+      const left = this.makingByTenant.get(fn.tenant) ?? { instances: 1, memoryMb: fn.memoryMb };
+      if (left.instances <= 1) this.makingByTenant.delete(fn.tenant);
+      else this.makingByTenant.set(fn.tenant, { instances: left.instances - 1, memoryMb: left.memoryMb - fn.memoryMb });
+    }
   }
 
   /** Promises `memoryMb` to a new instance, evicting idle ones if needed; false if it cannot. */
@@ -272,6 +357,7 @@ export class InstanceSet {
     return [...this.instances.values()].map((i) => ({
       id: i.sandbox.id,
       versionId: i.fn.versionId,
+      tenant: i.fn.tenant,
       memoryMb: i.sandbox.memoryMb,
       inFlight: i.inFlight,
       lastUsedAt: i.lastUsedAt,

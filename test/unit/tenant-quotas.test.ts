@@ -1,0 +1,149 @@
+/**
+ * Tenant quotas below the placement: what a worker reports of each tenant and which of a
+ * tenant's idle instances it gives up (pure), and the scheduler's bound on calls waiting for
+ * their tenant's quota, run for real against Redis (REDIS_URL, started by the test runner): one
+ * tenant at its limits holds only a quarter of the scheduler's slots, so another tenant's calls
+ * are placed while it waits.
+ */
+import t from 'tap';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { nanoid } from 'nanoid';
+import { trace } from '@opentelemetry/api';
+import type { InvocationRecords } from '../../infra/db/invocation-records.js';
+import type { AsyncCallDeps } from '../../infra/queue/async-calls.js';
+import type { FunctionVersion, InvocationJob, InvocationOutcome, WorkerHeartbeat } from '../../infra/queue/jobs.js';
+import { keySpace } from '../../infra/queue/names.js';
+import { createLogger } from '../../infra/log.js';
+import { Fleet } from '../../scheduler/fleet.js';
+import { Scheduler, TenantWaits, quotaError } from '../../scheduler/scheduler.js';
+import { tenantUsage, tenantVictims, type InstanceView } from '../../worker/instances/eviction.js';
+import { eventually } from '../support/api.js';
+
+function instance(id: string, overrides: Partial<InstanceView> = {}): InstanceView {
+  return { id, versionId: 'v1', tenant: 'a', memoryMb: 128, inFlight: 0, lastUsedAt: 0, idleTimeoutMs: 60_000, minWarm: 0, ...overrides };
+}
+
+t.test("tenantUsage: each tenant's busy and idle instances, and the idle ones it would give up", async (t) => {
+  const usage = tenantUsage([
+    instance('a-busy', { inFlight: 1 }),
+    instance('a-idle', { lastUsedAt: 5 }),
+    instance('a-warm', { versionId: 'kept', minWarm: 1, memoryMb: 256 }),
+    instance('b-idle', { tenant: 'b', versionId: 'v2', memoryMb: 64 }),
+  ]);
+  t.same(usage, {
+    a: { instances: 3, memoryMb: 512, idleInstances: 1, idleMemoryMb: 128 },
+    b: { instances: 1, memoryMb: 64, idleInstances: 1, idleMemoryMb: 64 },
+  }, "a minWarm instance counts in the tenant's usage but is not given up");
+});
+
+t.test("tenantVictims: the tenant's own idle instances, least recently used first, only as many as needed", async (t) => {
+  const instances = [
+    instance('new', { lastUsedAt: 30 }),
+    instance('old', { lastUsedAt: 10 }),
+    instance('mid', { lastUsedAt: 20, memoryMb: 256 }),
+    instance('busy', { lastUsedAt: 0, inFlight: 1 }),
+    instance('other-tenant', { tenant: 'b', lastUsedAt: 0 }),
+  ];
+  t.same(tenantVictims(instances, 'a', { instances: 1, memoryMb: 0 }), { ids: ['old'], instances: 1, memoryMb: 128 });
+  t.same(tenantVictims(instances, 'a', { instances: 1, memoryMb: 300 }), { ids: ['old', 'mid'], instances: 2, memoryMb: 384 });
+  t.same(tenantVictims(instances, 'a', { instances: 9, memoryMb: 0 }), { ids: ['old', 'mid', 'new'], instances: 3, memoryMb: 512 }, 'all it has, when that is short');
+  t.same(tenantVictims(instances, 'b', { instances: 0, memoryMb: 0 }), { ids: [], instances: 0, memoryMb: 0 }, 'nothing needed, nothing chosen');
+  t.same(tenantVictims([instance('kept', { minWarm: 1 })], 'a', { instances: 1, memoryMb: 0 }).ids, [], 'never below minWarm');
+});
+
+t.test('TenantWaits: at most maxPerTenant calls of one tenant; others are counted apart', async (t) => {
+  const waits = new TenantWaits(2);
+  t.ok(waits.enter('a'));
+  t.ok(waits.enter('a'));
+  t.notOk(waits.enter('a'), 'the third call of a is refused');
+  t.equal(waits.count('a'), 2, 'and not counted');
+  t.ok(waits.enter('b'), 'b has its own count');
+  waits.leave('a');
+  t.ok(waits.enter('a'), 'a call leaving makes room');
+  waits.leave('a');
+  waits.leave('a');
+  t.equal(waits.count('a'), 0);
+});
+
+t.test('quotaError names the tenant and the quota', async (t) => {
+  const error = quotaError({ tenant: 'acme', quota: 'maxMemoryMb', used: 512, limit: 512, never: false }, 'f', 128);
+  t.equal(error.code, 'TooManyRequests');
+  t.match(error.message, /tenant acme .*maxMemoryMb/);
+  t.match(quotaError({ tenant: 'acme', quota: 'maxMemoryMb', used: 0, limit: 256, never: true }, 'big', 512).message, /big needs 512 MiB.*acme.*maxMemoryMb/);
+});
+
+const url = process.env.REDIS_URL;
+if (!url) throw new Error('REDIS_URL is not set: run the tests with `npm test`');
+
+function version(name: string, tenant: string): FunctionVersion {
+  return {
+    name, version: 1, versionId: `${name}-1`, tenant, handler: 'index.handler', memoryMb: 128, timeoutMs: 1000, env: {},
+    runtime: 'nodejs20', codeSha256: null, image: 'none', concurrency: 1, idleTimeoutMs: 60_000, minWarm: 0, maxInstances: 10,
+    auth: 'none', network: 'none', idempotent: false,
+  };
+}
+
+t.test('a tenant at its limits holds at most a quarter of the slots; its further calls are 429 at once, and another tenant is placed meanwhile', async (t) => {
+  const redis = new Redis(url, { maxRetriesPerRequest: null });
+  const subscriber = new Redis(url, { maxRetriesPerRequest: null });
+  const queueConnection = new Redis(url, { maxRetriesPerRequest: null });
+  const keys = keySpace(`test-quota-${nanoid()}`);
+  const replyTo = `${keys.workers}:replies`;
+  const replies: InvocationOutcome[] = [];
+  subscriber.on('message', (_channel: string, message: string) => replies.push(JSON.parse(message) as InvocationOutcome));
+  await subscriber.subscribe(replyTo);
+
+  // One node with room to spare, where tenant hog already runs its one instance allowed.
+  const beat: WorkerHeartbeat = {
+    id: 'n1', at: Date.now() + 60_000, state: 'active', capacityMb: 65_536, usedMb: 128, reclaimableMb: 0, idle: {}, busy: { 'hog-fn-1': 1 }, pool: {},
+    tenants: { hog: { instances: 1, memoryMb: 128, idleInstances: 0, idleMemoryMb: 0 } },
+  };
+  await redis.hset(keys.workers, 'n1', JSON.stringify(beat));
+  const records = { record: () => undefined, flush: async () => undefined } as unknown as InvocationRecords;
+  const scheduler = new Scheduler({
+    keys, redis, queueConnection, records, tracer: trace.getTracer('test'), log: createLogger('test', 'warn'),
+    asyncCalls: {} as AsyncCallDeps,
+    fleet: new Fleet(redis, keys.workers, keys.workerOrders, 120_000, 50),
+    concurrency: 8,
+    retryMs: 20,
+  });
+  await scheduler.start();
+  const shared = new Queue<InvocationJob>(keys.invocationQueue, { connection: redis, prefix: keys.bullPrefix });
+  const nodeQueue = new Queue<InvocationJob>(keys.nodeQueue('n1'), { connection: redis, prefix: keys.bullPrefix });
+  t.teardown(async () => {
+    await scheduler.stop();
+    await Promise.all([shared.obliterate({ force: true }), nodeQueue.obliterate({ force: true })]);
+    await Promise.all([shared.close(), nodeQueue.close()]);
+    await redis.del(keys.workers);
+    await Promise.all([redis.quit(), subscriber.quit(), queueConnection.quit()]);
+  });
+
+  const job = (id: string, fn: FunctionVersion, startBy: number): InvocationJob => ({
+    id, fn, event: null, replyTo, enqueuedAt: Date.now(), startBy, attempt: 1, trace: {}, tenantLimits: { maxInstances: 1, maxMemoryMb: 65_536 },
+  });
+  // Long enough a wait that the calls let in are still waiting when the test looks.
+  const startBy = Date.now() + 8000;
+  const hog = version('hog-fn', 'hog');
+  await shared.addBulk(Array.from({ length: 6 }, (_, i) => ({ name: 'invoke', data: job(`hog-${i}`, hog, startBy), opts: { jobId: `hog-${i}` } })));
+
+  t.ok(await eventually(() => replies.length >= 4, 20_000), 'four of the six calls are answered');
+  const refused = [...replies];
+  t.equal(refused.length, 4, 'two (8 slots / 4) wait, four are refused');
+  for (const reply of refused) {
+    t.match(reply, { ok: false, error: { code: 'TooManyRequests', message: /tenant hog .*maxInstances.* calls waiting/ } });
+  }
+
+  // Another tenant's call made while hog's two wait is placed on the node.
+  await shared.add('invoke', job('other-1', version('other-fn', 'other'), startBy), { jobId: 'other-1' });
+  const placed = async (): Promise<boolean> => (await nodeQueue.getJobs(['waiting'])).some((j) => j.data.id === 'other-1');
+  t.ok(await eventually(placed, 20_000), "the other tenant's call is placed");
+  t.equal(replies.length, 4, "hog's two calls are still waiting then");
+
+  // When their start-by time passes, the two waiting calls end 429 naming the quota.
+  t.ok(await eventually(() => replies.length >= 6, 30_000), 'the two waiting calls are answered');
+  for (const reply of replies.slice(4)) {
+    t.match(reply, { ok: false, error: { code: 'TooManyRequests', message: /tenant hog is at its maxInstances \(1 of 1 in use\)/ } });
+  }
+  t.notOk((await nodeQueue.getJobs(['waiting'])).some((j) => j.data.fn.tenant === 'hog'), 'no call of hog was placed');
+});
