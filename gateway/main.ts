@@ -1,11 +1,14 @@
 /** Entry point of a gateway: `node dist/gateway/main.js`. Never runs user code. */
 import { loadConfig } from '../infra/config.js';
 import { createLogger } from '../infra/log.js';
+import { checkRedisSettings } from '../infra/queue/redis-check.js';
 import { startTelemetry } from '../infra/telemetry.js';
 import { startGateway } from './server.js';
 
 const config = loadConfig();
 const log = createLogger('gateway', config.logLevel);
+// Warns (once, in the background) if that Redis would lose accepted calls: no AOF, or eviction.
+void checkRedisSettings(config.redisUrl, log);
 const telemetry = startTelemetry('skiff-gateway', config.telemetry);
 const gateway = await startGateway(config, { log, tracer: telemetry.tracer });
 const { url, functionsUrl } = await gateway.listen();

@@ -4,11 +4,14 @@
  */
 import { loadConfig } from '../infra/config.js';
 import { createLogger } from '../infra/log.js';
+import { checkRedisSettings } from '../infra/queue/redis-check.js';
 import { startTelemetry } from '../infra/telemetry.js';
 import { startWorker } from './node.js';
 
 const config = loadConfig();
 const log = createLogger('worker', config.logLevel);
+// Warns (once, in the background) if that Redis would lose accepted calls: no AOF, or eviction.
+void checkRedisSettings(config.redisUrl, log);
 const telemetry = startTelemetry(`skiff-worker`, config.telemetry);
 const node = await startWorker(config, { log, tracer: telemetry.tracer });
 log.info({ worker: config.worker.id, pool: config.worker.poolSize }, 'worker ready');

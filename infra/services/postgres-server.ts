@@ -4,12 +4,12 @@
  * `postgres` system user and the server runs as that user.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { chown, mkdir } from 'node:fs/promises';
+import { chown, mkdir, readFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startProcess, waitFor, type OwnedProcess } from './process.js';
+import { assertPortFree, GaveUp, startProcess, waitFor, type OwnedProcess } from './process.js';
 
 const run = promisify(execFile);
 
@@ -35,6 +35,10 @@ export async function startPostgres(options: {
   user: string;
   /** False for throw-away test clusters: skips fsync, which is most of their disk time. */
   durable: boolean;
+  /** In a process group of its own: a Ctrl-C at the terminal reaches only the owner, which stops it in order. */
+  detached?: boolean;
+  /** Aborts the wait for the server to answer (the server is then stopped). */
+  signal?: AbortSignal;
 }): Promise<LocalPostgres> {
   const bin = postgresBinDir();
   const asRoot = process.getuid?.() === 0;
@@ -50,13 +54,20 @@ export async function startPostgres(options: {
   if (!existsSync(join(data, 'PG_VERSION'))) {
     await run(join(bin, 'initdb'), ['-D', data, '-U', options.user, '--auth=trust', '--encoding=UTF8', '--no-sync'], { ...as, cwd: options.dir });
   }
+  await assertPortFree(options.port);
   const proc = startProcess(join(bin, 'postgres'), [
     '-D', data, '-p', String(options.port), '-k', sockets, '-c', 'listen_addresses=127.0.0.1',
     '-c', `fsync=${options.durable ? 'on' : 'off'}`, '-c', 'max_connections=200', '-c', 'shared_buffers=64MB',
-  ], { ...as, cwd: options.dir, logFile: join(options.dir, 'postgres.log') });
+  ], { ...as, cwd: options.dir, logFile: join(options.dir, 'postgres.log'), detached: options.detached ?? false });
   const admin = `postgres://${options.user}@127.0.0.1:${options.port}/postgres`;
+  // After a crash, PostgreSQL replays its WAL before it answers: that may take a while.
   await waitFor('postgres', async () => {
-    if (proc.child.exitCode !== null) throw new Error(`postgres exited ${proc.child.exitCode}; see ${options.dir}/postgres.log`);
+    // After a SIGKILL of the last server, it refuses to start while that one's backends live on
+    // ("pre-existing shared memory block is still in use"): they notice and leave within a second.
+    if (proc.hasExited()) throw new GaveUp(`it exited (${proc.child.exitCode ?? proc.child.signalCode}); see ${options.dir}/postgres.log`);
+    // This server, not another one (its lock file names the server that owns the cluster).
+    const owner = Number((await readFile(join(data, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    if (owner !== proc.child.pid) throw new Error(`the cluster's lock names pid ${owner}`);
     const client = new pg.Client({ connectionString: admin });
     await client.connect();
     try {
@@ -65,6 +76,9 @@ export async function startPostgres(options: {
     } finally {
       await client.end();
     }
+  }, 60000, 100, { signal: options.signal }).catch(async (error: unknown) => {
+    await proc.stop('SIGINT', 5000);
+    throw error;
   });
   // SIGINT is PostgreSQL's "fast" shutdown: disconnect clients, stop cleanly.
   return { url: `postgres://${options.user}@127.0.0.1:${options.port}/${options.database}`, process: proc, stop: () => proc.stop('SIGINT') };

@@ -4,13 +4,17 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface OwnedProcess {
   child: ChildProcess;
   /** Sends `signal` (SIGTERM by default) and waits for the exit, SIGKILL after `graceMs`. */
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
+  /** The exit code (null when a signal ended it); rejects if the process could not be spawned. */
   exited: Promise<number | null>;
+  /** True once the process has exited, by a code or a signal. */
+  hasExited(): boolean;
 }
 
 export function startProcess(command: string, args: string[], options: SpawnOptions & { logFile?: string } = {}): OwnedProcess {
@@ -20,16 +24,22 @@ export function startProcess(command: string, args: string[], options: SpawnOpti
     stdio: options.stdio ?? ['ignore', logFd ?? 'inherit', logFd ?? 'inherit'],
   });
   if (logFd !== undefined) closeSync(logFd);
+  let failed = false;
   const exited = new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
+    child.once('error', (error) => {
+      failed = true;
+      reject(error);
+    });
     child.once('exit', (code) => resolve(code));
   });
   exited.catch(() => undefined); // reported to whoever awaits `exited`; must not crash the owner
+  const hasExited = (): boolean => failed || child.exitCode !== null || child.signalCode !== null;
   return {
     child,
     exited,
+    hasExited,
     async stop(signal = 'SIGTERM', graceMs = 15000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (hasExited()) return;
       child.kill(signal);
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
       await exited.catch(() => undefined);
@@ -38,15 +48,24 @@ export function startProcess(command: string, args: string[], options: SpawnOpti
   };
 }
 
-/** Calls `probe` until it resolves, or throws its last error after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => Promise<T>, timeoutMs = 30000, everyMs = 100): Promise<T> {
+/** Thrown by a `waitFor` probe to stop waiting at once (what it waits for can no longer happen). */
+export class GaveUp extends Error {}
+
+/**
+ * Calls `probe` until it resolves, or throws its last error after `timeoutMs`; at once when the
+ * probe throws `GaveUp` or `signal` aborts.
+ */
+export async function waitFor<T>(what: string, probe: () => Promise<T>, timeoutMs = 30000, everyMs = 100, options: { signal?: AbortSignal | undefined } = {}): Promise<T> {
   const deadline = Date.now() + timeoutMs;
+  const { signal } = options;
   for (;;) {
+    if (signal?.aborted) throw new Error(`${what}: waiting was cancelled`, { cause: signal.reason });
     try {
       return await probe();
     } catch (error) {
+      if (error instanceof GaveUp) throw new Error(`${what} did not become ready: ${error.message}`, { cause: error });
       if (Date.now() > deadline) throw new Error(`${what} did not become ready in ${timeoutMs} ms`, { cause: error });
-      await new Promise((resolve) => setTimeout(resolve, everyMs));
+      await sleep(everyMs, undefined, signal ? { signal } : {}).catch(() => undefined);
     }
   }
 }
@@ -61,6 +80,23 @@ export function freePort(): Promise<number> {
       server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/**
+ * Throws if something already listens on `host:port`: a server started there would fail to bind,
+ * and a readiness probe might be answered by that other process instead.
+ */
+export async function assertPortFree(port: number, host = '127.0.0.1'): Promise<void> {
+  const socket = connect({ port, host });
+  socket.setTimeout(2000);
+  // A timeout means something holds the port without answering: in use too.
+  const inUse = await new Promise<boolean>((resolve) => {
+    socket.once('connect', () => resolve(true));
+    socket.once('timeout', () => resolve(true));
+    socket.once('error', () => resolve(false));
+  });
+  socket.destroy();
+  if (inUse) throw new Error(`${host}:${port} is in use by another process`);
 }
 
 /** Whether a process with this id exists (EPERM: it does, owned by someone else). */

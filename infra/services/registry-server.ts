@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startProcess, waitFor, type OwnedProcess } from './process.js';
+import { assertPortFree, GaveUp, startProcess, waitFor, type OwnedProcess } from './process.js';
 
 const BINARY = '/usr/bin/docker-registry';
 
@@ -30,6 +30,10 @@ export async function startRegistry(options: {
   port: number;
   /** Requires HTTP Basic credentials for every request. */
   htpasswd?: { username: string; password: string };
+  /** In a process group of its own: a Ctrl-C at the terminal reaches only the owner, which stops it in order. */
+  detached?: boolean;
+  /** Aborts the wait for the registry to answer (it is then killed). */
+  signal?: AbortSignal;
 }): Promise<LocalRegistry> {
   await mkdir(join(options.dir, 'storage'), { recursive: true });
   const logFile = join(options.dir, 'registry.log');
@@ -40,16 +44,17 @@ export async function startRegistry(options: {
     await writeFile(htpasswdFile, await bcryptLine(options.htpasswd.username, options.htpasswd.password), { mode: 0o600 });
   }
   await writeFile(configFile, registryConfig({ storage: join(options.dir, 'storage'), port: options.port, htpasswdFile }));
+  await assertPortFree(options.port);
   // An empty environment: REGISTRY_* variables would override the file, which must say it all.
-  const proc = startProcess(BINARY, ['serve', configFile], { logFile, env: {} });
+  const proc = startProcess(BINARY, ['serve', configFile], { logFile, env: {}, detached: options.detached ?? false });
   const url = `http://127.0.0.1:${options.port}`;
   await waitFor('docker-registry', async () => {
-    if (proc.child.exitCode !== null) throw new Error(`docker-registry exited ${proc.child.exitCode}; see ${logFile}`);
+    if (proc.hasExited()) throw new GaveUp(`it exited (${proc.child.exitCode ?? proc.child.signalCode}); see ${logFile}`);
     const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) });
     await response.body?.cancel();
     // 401 is a ready registry that wants credentials.
     if (response.status !== 200 && response.status !== 401) throw new Error(`GET /v2/ answered ${response.status}`);
-  }).catch(async (error: unknown) => {
+  }, 30000, 100, { signal: options.signal }).catch(async (error: unknown) => {
     await proc.stop('SIGKILL');
     throw error;
   });
