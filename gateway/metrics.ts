@@ -10,8 +10,11 @@ export interface GatewayMetrics {
   latency: Histogram<'function' | 'outcome'>;
   /** Calls refused because their tenant was over its calls per second. */
   throttled: Counter<'tenant'>;
-  /** Reports what tenants' bounds removed, platform-wide (read from `totals` at every scrape). */
-  watchPruned(totals: () => Promise<Record<string, string>>): void;
+  /**
+   * Reports a platform-wide count kept in a Redis hash by whichever process counted it (a
+   * scheduler has no /metrics of its own), read at every scrape: one gauge, a label per field.
+   */
+  watchCounts(name: string, help: string, read: () => Promise<Record<string, string>>): void;
   /** Reports the depth of queue `name` (read from `counts` at every scrape). */
   watchQueue(name: string, counts: QueueCounts): void;
 }
@@ -57,17 +60,17 @@ export function createGatewayMetrics(): GatewayMetrics {
       labelNames: ['tenant'],
       registers: [registry],
     }),
-    watchPruned(totals) {
-      // Counted in Redis by whichever process pruned (a gateway at deploy, a scheduler's retention sweep).
+    watchCounts(name, help, read) {
       new Gauge({
-        name: 'skiff_pruned_total',
-        help: "Rows tenants' bounds removed, oldest first, since the platform's Redis began: versions (at deploy), invocations and logs (retention).",
+        name,
+        help,
         labelNames: ['kind'],
         registers: [registry],
         async collect() {
           this.reset();
-          const counts = await totals().catch(() => ({}) as Record<string, string>);
-          for (const [kind, rows] of Object.entries(counts)) this.set({ kind }, Number(rows));
+          // Redis unreachable: this scrape leaves the figure out rather than failing the others.
+          const counts = await read().catch(() => ({}) as Record<string, string>);
+          for (const [kind, n] of Object.entries(counts)) this.set({ kind }, Number(n));
         },
       });
     },

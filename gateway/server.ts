@@ -5,7 +5,6 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
 import { nanoid } from 'nanoid';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
@@ -16,6 +15,7 @@ import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { LogStore } from '../infra/db/log-store.js';
 import type { Logger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
+import { closeRedis, openRedis, whenReady } from '../infra/queue/connections.js';
 import { waitFor } from '../infra/services/process.js';
 import { buildApp } from './app.js';
 import { FunctionStore } from '../infra/db/function-store.js';
@@ -48,9 +48,14 @@ export interface Gateway {
 
 export async function startGateway(config: Readonly<Config>, deps: { log: Logger; tracer: Tracer }): Promise<Gateway> {
   const keys = keySpace(config.keyPrefix);
-  const db = openDatabase(config.databaseUrl, config.databaseSchema, 10);
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const db = openDatabase(config.databaseUrl, config.databaseSchema, 10, { timeouts: config.databaseClient, log: deps.log, component: 'gateway' });
+  // The command connection fails fast (a caller is answered 503 rather than held while Redis is
+  // away); the subscriber waits for Redis and subscribes again (infra/queue/connections.ts).
+  const redisDeps = { log: deps.log, component: 'gateway' };
+  const redis = openRedis(config.redisUrl, 'producer', config.redisClient, redisDeps);
+  const subscriber = openRedis(config.redisUrl, 'subscriber', config.redisClient, redisDeps);
+  // A producer refuses commands until it is connected: start once Redis answers.
+  await whenReady(redis);
   const records = new InvocationRecords(db, (error) => deps.log.error({ err: error }, 'could not record invocations'));
   const dispatcher = new Dispatcher({
     keys,
@@ -127,7 +132,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
       await closed;
       await dispatcher.stop();
       await records.flush();
-      await Promise.all([redis.quit(), subscriber.quit()]);
+      await Promise.all([closeRedis(redis), closeRedis(subscriber)]);
       await db.end();
     },
   };

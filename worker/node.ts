@@ -5,7 +5,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
 import { isSkiffError } from '../infra/errors.js';
@@ -17,6 +16,8 @@ import { CURRENT_TAG, runtimeRepository } from '../infra/images/names.js';
 import { RegistryClient } from '../infra/registry/client.js';
 import type { Logger } from '../infra/log.js';
 import { keySpace } from '../infra/queue/names.js';
+import { closeRedis, openRedis } from '../infra/queue/connections.js';
+import { logErrors } from '../infra/outage-log.js';
 import { FunctionStore } from '../infra/db/function-store.js';
 import type { WorkerHeartbeat } from '../infra/queue/jobs.js';
 import { openAsyncCalls } from '../infra/queue/async-calls.js';
@@ -117,10 +118,12 @@ export async function startWorker(
   await mkdir(sandboxesDir, { recursive: true, mode: 0o755 });
   assertReachableByContainers(sandboxesDir);
 
-  const db = openDatabase(config.databaseUrl, config.databaseSchema, 4);
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const db = openDatabase(config.databaseUrl, config.databaseSchema, 4, { timeouts: config.databaseClient, log, component: 'worker' });
+  // All three wait for Redis while it is away: a call running then is answered when it is back.
+  const redisDeps = { log, component: `worker-${w.id}` };
+  const redis = openRedis(config.redisUrl, 'consumer', config.redisClient, redisDeps);
+  const subscriber = openRedis(config.redisUrl, 'subscriber', config.redisClient, redisDeps);
+  const queueConnection = openRedis(config.redisUrl, 'blocking', config.redisClient, redisDeps);
   const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'could not record invocations'));
   // Layers are shared by every worker of the host; manifests, configs and code mounts are per worker.
   const imageCache = new ImageCache({
@@ -162,6 +165,7 @@ export async function startWorker(
     log,
   });
   const asyncCalls = openAsyncCalls(config, redis, records, db);
+  logErrors(asyncCalls.queue, log, 'invocation queue (retries)');
   const agent = new WorkerAgent({
     images: () => imageCache.ready(),
     prefetch: (image) => void code.prepareImage(image).catch((error: unknown) => log.warn({ err: error, image }, 'could not prepare a deployed image ahead of its calls')),
@@ -220,7 +224,7 @@ export async function startWorker(
       await logs.flush();
       await removeEmptyParents([factory.cgroupParent(), '/skiff']);
       await asyncCalls.close();
-      await Promise.all([redis.quit(), subscriber.quit(), queueConnection.quit()]);
+      await Promise.all([closeRedis(redis), closeRedis(subscriber), closeRedis(queueConnection)]);
       await db.end();
       await launcher.stop();
     },

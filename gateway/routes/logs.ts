@@ -5,7 +5,8 @@
  * lines as the function writes them, until the client disconnects.
  */
 import type { FastifyInstance } from 'fastify';
-import { invalidRequest } from '../../infra/errors.js';
+import { SkiffError, invalidRequest } from '../../infra/errors.js';
+import { openRedis } from '../../infra/queue/connections.js';
 import type { LogLine, LogQuery } from '../../infra/db/log-store.js';
 import type { GatewayContext } from '../context.js';
 import { FUNCTION_NAME } from './functions.js';
@@ -49,8 +50,10 @@ export function logRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     const follow = request.query.follow === '1' || request.query.follow === 'true';
     if (!follow) return { lines: (await ctx.logs.query(query)).map(present) };
 
-    // Subscribe before reading what is stored, so no line falls between the two.
-    const subscriber = ctx.redis.duplicate();
+    // Subscribe before reading what is stored, so no line falls between the two. A follower's own
+    // subscriber waits for Redis; while Redis is away the request is refused rather than held.
+    if (ctx.redis.status !== 'ready') throw new SkiffError('Unavailable', 'Redis does not answer: logs cannot be followed now');
+    const subscriber = openRedis(ctx.config.redisUrl, 'subscriber', ctx.config.redisClient, { log: request.log, component: 'gateway-logs' });
     const early: LogLine[] = [];
     const sink: { live?: (lines: LogLine[]) => void } = {};
     subscriber.on('message', (_channel: string, message: string) => {

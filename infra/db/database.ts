@@ -3,15 +3,50 @@
  * migrations that bring that schema up to date.
  */
 import pg from 'pg';
+import type { DatabaseClientConfig } from '../config.js';
+import type { Logger } from '../log.js';
+import { OutageLog } from '../outage-log.js';
 import { MIGRATIONS } from './migrations.js';
 
 export type Database = pg.Pool;
 
-export function openDatabase(url: string, schema: string, max = 10): Database {
-  const pool = new pg.Pool({ connectionString: url, max, options: `-c search_path=${schema}` });
-  // An idle client's error (the server restarting) must not crash the process; the next query
-  // reports it to its caller instead.
-  pool.on('error', () => undefined);
+export interface DatabaseOptions {
+  /**
+   * Timeouts (config.databaseClient). Without them a pool waits as long as PostgreSQL takes: for
+   * one-off tools and migrations, never for a component serving calls.
+   */
+  timeouts?: DatabaseClientConfig;
+  /** Where the pool's errors go (rate-limited: infra/outage-log.ts). */
+  log?: Logger;
+  /** Shown in pg_stat_activity (`skiff-<component>`). */
+  component?: string;
+}
+
+/**
+ * A pool whose connections use `schema`. With `timeouts`: getting a connection (a new one, or a
+ * free one while all are busy) fails after `connectTimeoutMs`; a statement is cancelled by the
+ * server after `queryTimeoutMs`, and the client gives up a second later if the server does not
+ * answer at all. An idle connection's error (the server restarting) never crashes the process:
+ * it is logged, the connection is dropped, and the next query connects again.
+ */
+export function openDatabase(url: string, schema: string, max = 10, options: DatabaseOptions = {}): Database {
+  const { timeouts } = options;
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    options: `-c search_path=${schema}`,
+    keepAlive: true,
+    ...(options.component === undefined ? {} : { application_name: `skiff-${options.component}` }),
+    ...(timeouts === undefined
+      ? {}
+      : {
+          connectionTimeoutMillis: timeouts.connectTimeoutMs,
+          ...(timeouts.queryTimeoutMs > 0 ? { statement_timeout: timeouts.queryTimeoutMs, query_timeout: timeouts.queryTimeoutMs + 1000 } : {}),
+        }),
+  });
+  const outage = options.log ? new OutageLog(options.log.child({ postgres: options.component ?? 'pool' }), 'postgres connection') : undefined;
+  pool.on('error', (error) => outage?.error(error));
+  pool.on('connect', () => outage?.recovered());
   return pool;
 }
 
