@@ -40,6 +40,8 @@ export interface GatewayConfig {
   requestTimeoutMs: number;
   /** An idle keep-alive connection is closed after this long. */
   keepAliveTimeoutMs: number;
+  /** /healthz waits this long for each dependency's answer before it reports that one down. */
+  healthTimeoutMs: number;
   /** Where function URLs are served: an origin of their own, never the API's and dashboard's. */
   functions: {
     host: string;
@@ -87,6 +89,24 @@ export interface WorkerConfig {
   logLineLimitBytes: number;
 }
 
+/** How Redis clients connect, time out and reconnect (infra/queue/connections.ts). */
+export interface RedisClientConfig {
+  /** A connection attempt gives up after this long (then retried after the reconnect delay). */
+  connectTimeoutMs: number;
+  /** A gateway's command (a producer's) fails after this long without an answer. */
+  commandTimeoutMs: number;
+  /** Longest wait between reconnect attempts (they start at 50 ms and double). */
+  reconnectMaxDelayMs: number;
+}
+
+/** How PostgreSQL pools connect and time out (infra/db/database.ts). */
+export interface DatabaseClientConfig {
+  /** Getting a connection (a new one, or a free one of the pool) fails after this long. */
+  connectTimeoutMs: number;
+  /** A query of a gateway, scheduler or worker fails after this long without an answer; 0: none. */
+  queryTimeoutMs: number;
+}
+
 export interface RegistryConfig {
   url: string;
   username: string | undefined;
@@ -111,14 +131,20 @@ export interface Config {
   databaseSchema: string;
   /** Prefix of every Redis key, queue and channel Skiff uses. */
   keyPrefix: string;
+  redisClient: RedisClientConfig;
+  databaseClient: DatabaseClientConfig;
   logLevel: string;
   gateway: GatewayConfig;
   worker: WorkerConfig;
   scheduler: { concurrency: number; heartbeatTtlMs: number; retentionHours: number };
   /** Where a worker serves its Prometheus metrics (GET /metrics); port 0: not served over HTTP. */
   workerMetrics: { host: string; port: number };
-  /** Asynchronous calls that fail are run again this many times, after backoffMs, 2×, 4×... */
-  asyncRetries: { retries: number; backoffMs: number };
+  /** Asynchronous calls that fail are run again this many times, after backoffMs, 2×, 4×...; an
+   *  event older than maxEventAgeSeconds is not run again. Both are defaults a function may set. */
+  asyncRetries: { retries: number; backoffMs: number; maxEventAgeSeconds: number };
+  /** The scheduler's sweep (scheduler/reconciler.ts): an async call `queued` or `running` for
+   *  longer than graceMs whose job is gone from Redis is queued again; a pass every everyMs. */
+  reconciler: { graceMs: number; everyMs: number };
   telemetry: { enabled: boolean };
   /** Quotas of a tenant that set none of its own (infra/tenancy/quotas.ts). */
   tenantDefaults: TenantQuotas;
@@ -152,6 +178,15 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     databaseUrl: str(env, 'DATABASE_URL', 'postgres://skiff@127.0.0.1:5440/skiff'),
     databaseSchema: ident(env, 'SKIFF_DB_SCHEMA', 'public'),
     keyPrefix: str(env, 'SKIFF_KEY_PREFIX', 'skiff'),
+    redisClient: {
+      connectTimeoutMs: int(env, 'SKIFF_REDIS_CONNECT_TIMEOUT_MS', 5000, 100),
+      commandTimeoutMs: int(env, 'SKIFF_REDIS_COMMAND_TIMEOUT_MS', 3000, 100),
+      reconnectMaxDelayMs: int(env, 'SKIFF_REDIS_RECONNECT_MAX_MS', 2000, 50),
+    },
+    databaseClient: {
+      connectTimeoutMs: int(env, 'SKIFF_DB_CONNECT_TIMEOUT_MS', 5000, 100),
+      queryTimeoutMs: int(env, 'SKIFF_DB_QUERY_TIMEOUT_MS', 15_000, 0),
+    },
     logLevel: str(env, 'SKIFF_LOG_LEVEL', 'info'),
     gateway: {
       host: str(env, 'SKIFF_GATEWAY_HOST', '127.0.0.1'),
@@ -173,6 +208,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       notFoundCacheSize: int(env, 'SKIFF_NOT_FOUND_CACHE_SIZE', 10_000, 1),
       requestTimeoutMs: int(env, 'SKIFF_REQUEST_TIMEOUT_MS', 60_000, 1000),
       keepAliveTimeoutMs: int(env, 'SKIFF_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1000),
+      healthTimeoutMs: int(env, 'SKIFF_HEALTH_TIMEOUT_MS', 500, 10, 60_000),
       functions: {
         host: str(env, 'SKIFF_FUNCTIONS_HOST', str(env, 'SKIFF_GATEWAY_HOST', '127.0.0.1')),
         port: int(env, 'SKIFF_FUNCTIONS_PORT', 8081, 0, 65535),
@@ -210,6 +246,11 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     asyncRetries: {
       retries: int(env, 'SKIFF_ASYNC_RETRIES', 2, 0, 100),
       backoffMs: int(env, 'SKIFF_RETRY_BACKOFF_MS', 1000, 0),
+      maxEventAgeSeconds: int(env, 'SKIFF_MAX_EVENT_AGE_SECONDS', 6 * 3600, 60, 21_600),
+    },
+    reconciler: {
+      graceMs: int(env, 'SKIFF_RECONCILE_GRACE_MS', 30_000, 100),
+      everyMs: int(env, 'SKIFF_RECONCILE_EVERY_MS', 5000, 50),
     },
     telemetry: {
       // As OpenTelemetry does, an empty value counts as unset.

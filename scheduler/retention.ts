@@ -51,7 +51,7 @@ export class Retention {
     const hours = String(this.retentionHours);
     const invocations = await this.drain(
       `DELETE FROM invocations WHERE id IN (SELECT id FROM invocations
-         WHERE status IN ('succeeded', 'failed') AND created_at < now() - make_interval(hours => $1::int) LIMIT ${BATCH})`,
+         WHERE status IN ('succeeded', 'failed', 'refused') AND created_at < now() - make_interval(hours => $1::int) LIMIT ${BATCH})`,
       hours,
     );
     const logs = await this.drain(
@@ -69,7 +69,7 @@ export class Retention {
     for (const tenant of (await this.bounds?.tenants()) ?? []) {
       const invocations = await this.drain(
         `DELETE FROM invocations WHERE id IN (SELECT id FROM invocations
-           WHERE tenant = $1 AND status IN ('succeeded', 'failed') ORDER BY created_at DESC, id OFFSET $2::int LIMIT ${BATCH})`,
+           WHERE tenant = $1 AND status IN ('succeeded', 'failed', 'refused') ORDER BY created_at DESC, id OFFSET $2::int LIMIT ${BATCH})`,
         tenant.name,
         tenant.quotas.maxInvocationRecords,
       );

@@ -153,6 +153,8 @@ export class WorkerAgent {
     const startedAt = Date.now();
     span.setAttribute('skiff.queue_wait_ms', Math.max(0, startedAt - data.enqueuedAt));
     o.metrics?.observeQueueWait(startedAt - data.enqueuedAt);
+    // An async call's record says it runs, and where (batched with the others: no query of its own).
+    if (data.replyTo === null) o.records.record({ ...recordBase(data), async: true, status: 'running', workerId: o.id, attempt: data.attempt });
     let outcome: InvocationOutcome;
     try {
       if (startedAt > data.startBy) throw new SkiffError('Unavailable', 'the call waited too long in the queue');
@@ -168,7 +170,8 @@ export class WorkerAgent {
     span.end();
     if (data.replyTo === null) {
       // Recorded (or retried, or dead-lettered) before the job completes: a node dying now loses nothing.
-      await finishAsync(o.asyncCalls, data, outcome, Date.now() - startedAt);
+      const end = await finishAsync(o.asyncCalls, data, outcome, Date.now() - startedAt);
+      if (end === 'duplicate') o.log.warn({ invocation: data.id, attempt: data.attempt, function: data.fn.name }, 'async call ran again after it had ended (a duplicate: it was queued again while its first run went on)');
       return;
     }
     // A large outcome waits in a key and the message points to it: never one big pub/sub message.

@@ -2,8 +2,11 @@
  * Sends invocations on their way and brings synchronous outcomes back. A call is one job on the
  * shared invocation queue; the worker that runs it publishes the outcome on this gateway's own
  * reply channel, where the waiting request picks it up (a large outcome waits in a key, and the
- * message only points to it: infra/queue/replies.ts). Asynchronous calls get a `queued` record
- * before the caller is answered, so `GET /v1/invocations/:id` always finds them. Every job
+ * message only points to it: infra/queue/replies.ts). An asynchronous call is accepted (202) only
+ * once it is recorded `queued` (with its event, so the reconciler can queue it again should Redis
+ * lose it) and then queued; if it cannot be queued its record says `refused` and the caller gets
+ * 503: nothing runs a call its caller was told was not accepted. An Idempotency-Key names one
+ * call per tenant and function for a day: a retry with it gets the same call back. Every job
  * carries its tenant's limits on instances, read by the caller from the quota cache (memory, no
  * query), so the scheduler can hold the tenant to them without asking the database.
  */
@@ -150,20 +153,38 @@ export class Dispatcher {
     return outcome;
   }
 
-  /** Queues the call and returns its id at once. */
-  async submit(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions): Promise<string> {
-    const id = nanoid();
-    span.setAttribute('skiff.invocation_id', id);
-    const job = this.job(id, fn, event, null, span, options);
-    await this.o.records.write({ ...recordBase(job), async: true, status: 'queued' });
-    await this.queue.add('invoke', job, { jobId: id });
-    return id;
+  /**
+   * Records and queues the call and returns its id at once; `replayed`: an earlier call with the
+   * same Idempotency-Key, which was not queued again. Unavailable (503) when the call could not be
+   * recorded or queued: it was not accepted.
+   */
+  async submit(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions & { idempotencyKey?: string | undefined }): Promise<{ id: string; replayed: boolean }> {
+    const job = this.job(nanoid(), fn, event, null, span, options);
+    const scope = options.idempotencyKey === undefined ? undefined : { tenant: fn.tenant, functionName: fn.name, key: options.idempotencyKey };
+    let accepted: { id: string; replayed: boolean };
+    try {
+      accepted = await this.o.records.accept({ ...recordBase(job), async: true, status: 'queued', event, attempt: 1 }, scope);
+    } catch (error) {
+      throw new SkiffError('Unavailable', 'could not record the call, so it was not accepted; try again', { cause: error });
+    }
+    span.setAttribute('skiff.invocation_id', accepted.id);
+    if (accepted.replayed) return accepted;
+    try {
+      await this.queue.add('invoke', job, { jobId: job.id });
+    } catch (error) {
+      // Told 503, the caller may send it again (with its key, too): nothing may run this one.
+      await this.o.records.refuse(job.id, scope).catch((refusal: unknown) => {
+        throw new SkiffError('Unavailable', 'could not queue the call, so it was not accepted; try again', { cause: new AggregateError([error, refusal]) });
+      });
+      throw new SkiffError('Unavailable', 'could not queue the call, so it was not accepted; try again', { cause: error });
+    }
+    return accepted;
   }
 
   /** Queues a dead-lettered call again under its own id, as a first attempt. */
   async redrive(fn: FunctionVersion, event: unknown, id: string, span: Span, limits: TenantLimits): Promise<void> {
     span.setAttribute('skiff.invocation_id', id);
-    await this.o.records.requeue(id);
+    await this.o.records.requeue(id, fn.version, event);
     await this.queue.add('invoke', this.job(id, fn, event, null, span, { limits }), { jobId: `${id}-redrive-${Date.now()}` });
   }
 
@@ -176,6 +197,7 @@ export class Dispatcher {
       event,
       replyTo,
       enqueuedAt: now,
+      ...(replyTo === null ? { acceptedAt: now } : {}),
       startBy: now + this.o.queueWaitMs,
       attempt: 1,
       trace: carrierOf(span),

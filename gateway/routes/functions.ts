@@ -33,6 +33,10 @@ export interface DeployBody {
   auth?: 'none' | 'key';
   network?: 'none' | 'egress';
   idempotent?: boolean;
+  /** Retries of a failed async call (Lambda's MaximumRetryAttempts; 0–100); default SKIFF_ASYNC_RETRIES. */
+  maximumRetryAttempts?: number;
+  /** An async event older than this is not run again (Lambda's MaximumEventAgeInSeconds); default 6 hours. */
+  maximumEventAgeSeconds?: number;
   env?: Record<string, string>;
 }
 
@@ -62,6 +66,8 @@ const deploySchema = {
       auth: { type: 'string', enum: ['none', 'key'] },
       network: { type: 'string', enum: ['none', 'egress'] },
       idempotent: { type: 'boolean' },
+      maximumRetryAttempts: { type: 'integer', minimum: 0, maximum: 100 },
+      maximumEventAgeSeconds: { type: 'integer', minimum: 60, maximum: 21_600 },
       env: {
         type: 'object',
         maxProperties: 256,
@@ -147,6 +153,8 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       auth: body.auth ?? 'none',
       network: body.network ?? 'none',
       idempotent: body.idempotent ?? false,
+      maximumRetryAttempts: body.maximumRetryAttempts ?? ctx.config.asyncRetries.retries,
+      maximumEventAgeSeconds: body.maximumEventAgeSeconds ?? ctx.config.asyncRetries.maxEventAgeSeconds,
       env: body.env ?? {},
       code,
       image: image.reference,

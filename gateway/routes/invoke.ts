@@ -3,7 +3,10 @@
  * default (200 with the handler's value as JSON); `X-Skiff-Invocation-Type: async` answers 202 with
  * an id to poll at GET /v1/invocations/:id (with a key of the function's tenant; an invoker key
  * reads only the calls it made). The handler's value is served as JSON that runs nothing, even
- * opened in a browser: this is the API's origin.
+ * opened in a browser: this is the API's origin. An async call with an `Idempotency-Key` (1–128
+ * printable ASCII characters, no spaces) is made once per tenant, function and key within a day:
+ * a retry gets the same id back (202, `Idempotent-Replayed: true`); a key whose call was refused
+ * (503) may be used again. Synchronous calls ignore the header.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SkiffError, invalidRequest } from '../../infra/errors.js';
@@ -20,6 +23,18 @@ export const OUTPUT_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
 
 export function outputHeaders(reply: FastifyReply): FastifyReply {
   return reply.header('x-content-type-options', 'nosniff').header('content-security-policy', OUTPUT_CSP);
+}
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
+
+/** The Idempotency-Key of a request, if it has a valid one; 400 if it has another. */
+function idempotencyKey(request: FastifyRequest): string | undefined {
+  const raw = request.headers['idempotency-key'];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string' || !IDEMPOTENCY_KEY.test(raw)) {
+    throw invalidRequest('idempotency-key', 'Idempotency-Key must be one header of 1 to 128 printable ASCII characters without spaces');
+  }
+  return raw;
 }
 
 export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
@@ -39,6 +54,7 @@ export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
           throw invalidRequest('x-skiff-invocation-type', 'X-Skiff-Invocation-Type must be sync or async');
         }
         const async = mode === 'async' || mode === 'event';
+        const key = async ? idempotencyKey(request) : undefined;
         const size = request.body?.length ?? 0;
         if (async && size > ctx.config.gateway.asyncEventLimitBytes) {
           throw new SkiffError('PayloadTooLarge', `an asynchronous event is at most ${ctx.config.gateway.asyncEventLimitBytes} bytes; this one is ${size}`, { field: 'body' });
@@ -49,8 +65,11 @@ export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
         outputHeaders(reply);
         return traced(ctx, request, reply, fn.name, async (span) => {
           if (async) {
-            const id = await ctx.dispatcher.submit(fn, event, span, { callerKeyId: target.caller?.keyId, limits: await tenantLimits(ctx, fn) });
-            return reply.status(202).send({ id, status: 'queued' });
+            const limits = await tenantLimits(ctx, fn);
+            const { id, replayed } = await ctx.dispatcher.submit(fn, event, span, { callerKeyId: target.caller?.keyId, limits, idempotencyKey: key });
+            if (!replayed) return reply.status(202).send({ id, status: 'queued' });
+            const record = await ctx.records.get(id);
+            return reply.status(202).header('idempotent-replayed', 'true').send({ id, status: record?.status ?? 'queued' });
           }
           const value = await callFunction(ctx, target, event, span, reply);
           return reply.type('application/json').send(JSON.stringify(value ?? null));

@@ -131,7 +131,7 @@ const invocationsSchema = {
               id: { type: 'string' },
               version: { type: 'integer' },
               async: { type: 'boolean' },
-              status: { type: 'string', enum: ['queued', 'running', 'succeeded', 'failed'] },
+              status: { type: 'string', enum: ['queued', 'running', 'succeeded', 'failed', 'refused'] },
               cold: { type: ['boolean', 'null'] },
               durationMs: nullableNumber,
               workerId: { type: ['string', 'null'] },

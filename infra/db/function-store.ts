@@ -25,6 +25,9 @@ export interface DeployInput {
   auth: 'none' | 'key';
   network: 'none' | 'egress';
   idempotent: boolean;
+  /** Async settings; absent: the platform's defaults when the call runs. */
+  maximumRetryAttempts?: number;
+  maximumEventAgeSeconds?: number;
   env: Record<string, string>;
   /** The uploaded zip, for zip deploys; null when the function was deployed by image reference. */
   code: { zip: Buffer; sha256: string } | null;
@@ -39,7 +42,7 @@ export interface FunctionInfo extends FunctionVersion {
 }
 
 const VERSION_COLUMNS = `v.version_id, v.name, f.tenant, v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency,
-  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.env, v.code_sha256, v.image, coalesce(c.size_bytes, 0) AS size_bytes, f.created_at, v.created_at AS updated_at`;
+  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.maximum_retry_attempts, v.maximum_event_age_seconds, v.env, v.code_sha256, v.image, coalesce(c.size_bytes, 0) AS size_bytes, f.created_at, v.created_at AS updated_at`;
 
 const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
   JOIN function_versions v ON v.name = f.name AND v.version = f.current_version
@@ -104,11 +107,12 @@ export class FunctionStore {
       if (version === undefined) throw new Error('deploy returned no version');
       await client.query(
         `INSERT INTO function_versions (version_id, name, version, runtime, handler, memory_mb, timeout_ms, concurrency,
-           idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256, image)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+           idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256, image, maximum_retry_attempts, maximum_event_age_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
         [
           nanoid(), input.name, version, input.runtime, input.handler, input.memoryMb, input.timeoutMs, input.concurrency,
           input.idleTimeoutMs, input.minWarm, input.maxInstances, input.auth, input.network, input.idempotent, JSON.stringify(input.env), input.code?.sha256 ?? null, input.image,
+          input.maximumRetryAttempts ?? null, input.maximumEventAgeSeconds ?? null,
         ],
       );
       // Versions past the tenant's bound go, oldest first; the current one never does.
@@ -145,6 +149,16 @@ export class FunctionStore {
       ? await this.db.query(`${CURRENT} ORDER BY f.name`)
       : await this.db.query(`${CURRENT} WHERE f.tenant = $1 ORDER BY f.name`, [tenant]);
     return (rows as Row[]).map(toInfo);
+  }
+
+  /** Version `version` of `name` (current or not), or undefined if it is gone. */
+  async version(name: string, version: number): Promise<FunctionInfo | undefined> {
+    const { rows } = await this.db.query(
+      `SELECT ${VERSION_COLUMNS} FROM functions f JOIN function_versions v ON v.name = f.name
+       LEFT JOIN code_blobs c ON c.sha256 = v.code_sha256 WHERE f.name = $1 AND v.version = $2`,
+      [name, version],
+    );
+    return rows[0] ? toInfo(rows[0] as Row) : undefined;
   }
 
   /** Current versions that keep warm instances without calls (minWarm > 0). */
@@ -220,6 +234,8 @@ interface Row {
   auth: 'none' | 'key';
   network: 'none' | 'egress';
   idempotent: boolean;
+  maximum_retry_attempts: number | null;
+  maximum_event_age_seconds: number | null;
   env: Record<string, string>;
   code_sha256: string | null;
   image: string | null;
@@ -251,6 +267,8 @@ function toInfo(row: Row): FunctionInfo {
     auth: row.auth,
     network: row.network,
     idempotent: row.idempotent,
+    ...(row.maximum_retry_attempts === null ? {} : { maximumRetryAttempts: row.maximum_retry_attempts }),
+    ...(row.maximum_event_age_seconds === null ? {} : { maximumEventAgeSeconds: row.maximum_event_age_seconds }),
     env: row.env,
     codeSha256: row.code_sha256,
     // Versions deployed before images existed have none; the worker refuses them with a clear error.

@@ -185,4 +185,38 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX audit_events_tenant_at ON audit_events (tenant, at);
     `,
   },
+  {
+    id: 10,
+    name: 'durable acceptance: refused calls, idempotency keys, what a re-queue needs, per-function async settings',
+    sql: `
+      ALTER TABLE invocations DROP CONSTRAINT IF EXISTS invocations_status_check;
+      ALTER TABLE invocations ADD CONSTRAINT invocations_status_check CHECK (status IN ('queued','running','succeeded','failed','refused'));
+      -- What the reconciler (scheduler/reconciler.ts) needs to queue an accepted async call again:
+      -- the event (cleared once the call ends), the attempt it is at, when its status last changed,
+      -- and how often it was queued again.
+      ALTER TABLE invocations
+        ADD COLUMN event jsonb,
+        ADD COLUMN attempt integer,
+        ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now(),
+        ADD COLUMN requeues integer NOT NULL DEFAULT 0;
+      CREATE INDEX invocations_unfinished_async ON invocations (updated_at) WHERE async AND status IN ('queued', 'running');
+
+      -- Idempotency-Key of async submissions, per tenant and function, for a day (or until refused).
+      CREATE TABLE idempotency_keys (
+        tenant         text NOT NULL,
+        function_name  text NOT NULL,
+        key            text NOT NULL,
+        invocation_id  text NOT NULL,
+        refused        boolean NOT NULL DEFAULT false,
+        created_at     timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant, function_name, key)
+      );
+      CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+
+      -- NULL: the platform's defaults (SKIFF_ASYNC_RETRIES, SKIFF_MAX_EVENT_AGE_SECONDS).
+      ALTER TABLE function_versions
+        ADD COLUMN maximum_retry_attempts integer,
+        ADD COLUMN maximum_event_age_seconds integer;
+    `,
+  },
 ];

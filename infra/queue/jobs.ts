@@ -35,6 +35,10 @@ export interface FunctionVersion extends FunctionSpec {
   network: 'none' | 'egress';
   /** Safe to run twice: a synchronous call lost with its node is run again elsewhere, not answered 503. */
   idempotent: boolean;
+  /** Retries of a failed async call (0–100); absent: the platform's SKIFF_ASYNC_RETRIES. */
+  maximumRetryAttempts?: number;
+  /** An async event older than this is not run again (60–21600); absent: SKIFF_MAX_EVENT_AGE_SECONDS. */
+  maximumEventAgeSeconds?: number;
 }
 
 export interface InvocationJob {
@@ -48,6 +52,9 @@ export interface InvocationJob {
   startBy: number;
   /** 1 for the first run of an asynchronous call, 2 for its first retry, ... */
   attempt: number;
+  /** When the gateway accepted the asynchronous call (ms): its event's age counts from here.
+   *  Absent on jobs queued before it existed: then `enqueuedAt`. */
+  acceptedAt?: number;
   trace: TraceCarrier;
   /** The key that made the call, when the gateway checked one (its record names it). */
   callerKeyId?: string;

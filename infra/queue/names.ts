@@ -25,6 +25,9 @@ export interface KeySpace {
   callsPerSecond: string;
   /** Hash of kind (versions, invocations, logs) → rows tenants' bounds removed, for /metrics. */
   pruned: string;
+  /** Hash of what the reconciler saw (scheduler/reconciler.ts): `requeued` (async calls whose job was
+   *  gone, queued again), `duplicates` (runs of an async call that ended after the call had ended). */
+  reconciled: string;
 }
 
 export function keySpace(prefix: string): KeySpace {
@@ -40,5 +43,6 @@ export function keySpace(prefix: string): KeySpace {
     logs: (functionName) => `${prefix}:logs:${functionName}`,
     callsPerSecond: `${prefix}:calls-per-second:`,
     pruned: `${prefix}:pruned`,
+    reconciled: `${prefix}:reconciled`,
   };
 }

@@ -7,7 +7,6 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../../infra/config.js';
 import { migrate, openDatabase } from '../../infra/db/database.js';
 import { ApiKeys } from '../../infra/db/api-keys.js';
@@ -15,9 +14,12 @@ import { InvocationRecords } from '../../infra/db/invocation-records.js';
 import { createLogger } from '../../infra/log.js';
 import { startTelemetry, type Telemetry } from '../../infra/telemetry.js';
 import { keySpace } from '../../infra/queue/names.js';
+import { closeRedis, openRedis } from '../../infra/queue/connections.js';
+import { logErrors } from '../../infra/outage-log.js';
 import { startGateway, type Gateway } from '../../gateway/server.js';
 import { openAsyncCalls } from '../../infra/queue/async-calls.js';
 import { Failover } from '../../scheduler/failover.js';
+import { Reconciler } from '../../scheduler/reconciler.js';
 import { Fleet } from '../../scheduler/fleet.js';
 import { Scheduler } from '../../scheduler/scheduler.js';
 import { startWorker, type WorkerNode } from '../../worker/node.js';
@@ -73,7 +75,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const log = createLogger('test', config.logLevel);
   telemetry ??= startTelemetry('skiff-test', config.telemetry);
   const tracer = telemetry.tracer;
-  const db = openDatabase(config.databaseUrl, config.databaseSchema, 2);
+  const db = openDatabase(config.databaseUrl, config.databaseSchema, 2, { timeouts: config.databaseClient, log, component: 'test-scheduler' });
   await migrate(db, config.databaseSchema);
   const { id: keyId, key } = await new ApiKeys(db).create({ name: 'test admin', tenant: 'default', role: 'admin' });
 
@@ -83,10 +85,12 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const workerDeps = { log, tracer, functionsPort: () => bound.functionsPort };
   let worker = await startWorker(config, workerDeps);
   const keys = keySpace(config.keyPrefix);
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const queueConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  // The in-process scheduler's connections, as scheduler/main.ts makes them.
+  const redis = openRedis(config.redisUrl, 'consumer', config.redisClient, { log, component: 'test-scheduler' });
+  const queueConnection = openRedis(config.redisUrl, 'blocking', config.redisClient, { log, component: 'test-scheduler' });
   const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'records'));
   const asyncCalls = openAsyncCalls(config, redis, records, db);
+  logErrors(asyncCalls.queue, log, 'invocation queue (retries)');
   const scheduler = new Scheduler({
     keys, redis, queueConnection, records, tracer, log, asyncCalls,
     fleet: new Fleet(redis, keys.workers, keys.workerOrders, config.scheduler.heartbeatTtlMs, 100),
@@ -95,6 +99,8 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   await scheduler.start();
   const failover = new Failover({ redis, keys, records, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 250, log });
   failover.start();
+  const reconciler = Reconciler.open(config, { redis, db, records, log });
+  reconciler.start();
   const gateway = await startGateway(config, { log, tracer });
   const { url, functionsUrl } = await gateway.listen();
   bound.functionsPort = Number(new URL(functionsUrl).port);
@@ -138,10 +144,11 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     async stop() {
       await gateway.stop();
       await failover.stop();
+      await reconciler.stop();
       await scheduler.stop();
       await asyncCalls.close();
       await worker.stop();
-      await Promise.all([redis.quit(), queueConnection.quit()]);
+      await Promise.all([closeRedis(redis), closeRedis(queueConnection)]);
       await db.query(`DROP SCHEMA IF EXISTS ${config.databaseSchema} CASCADE`);
       await db.end();
       await rm(stateDir, { recursive: true, force: true });

@@ -50,8 +50,11 @@ t.test('defaults', async (t) => {
     notFoundCacheSize: 10_000,
     requestTimeoutMs: 60_000,
     keepAliveTimeoutMs: 72_000,
+    healthTimeoutMs: 500,
     functions: { host: '127.0.0.1', port: 8081, publicUrl: undefined, domain: undefined },
   });
+  t.same(c.redisClient, { connectTimeoutMs: 5000, commandTimeoutMs: 3000, reconnectMaxDelayMs: 2000 });
+  t.same(c.databaseClient, { connectTimeoutMs: 5000, queryTimeoutMs: 15_000 });
   const workerId = `${hostname()}-1`;
   t.same(c.worker, {
     id: workerId,
@@ -73,7 +76,7 @@ t.test('defaults', async (t) => {
   });
   t.same(c.registry, { url: 'http://127.0.0.1:5050', username: undefined, password: undefined });
   t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000, retentionHours: 168 });
-  t.same(c.asyncRetries, { retries: 2, backoffMs: 1000 });
+  t.same(c.asyncRetries, { retries: 2, backoffMs: 1000, maxEventAgeSeconds: 21_600 });
   t.same(c.telemetry, { enabled: false });
   t.same(c.tenantDefaults, {
     callsPerSecond: 1000,
@@ -126,6 +129,23 @@ t.test('values from the environment', async (t) => {
   t.equal(c.databaseSchema, 'test_run_42');
   t.equal(c.keyPrefix, 'skiff-test');
   t.equal(c.scheduler.concurrency, 8);
+});
+
+t.test('client timeouts of Redis, PostgreSQL and /healthz', async (t) => {
+  const c = loadConfig({
+    SKIFF_REDIS_CONNECT_TIMEOUT_MS: '1500',
+    SKIFF_REDIS_COMMAND_TIMEOUT_MS: '800',
+    SKIFF_REDIS_RECONNECT_MAX_MS: '5000',
+    SKIFF_DB_CONNECT_TIMEOUT_MS: '2500',
+    SKIFF_DB_QUERY_TIMEOUT_MS: '0',
+    SKIFF_HEALTH_TIMEOUT_MS: '250',
+  });
+  t.same(c.redisClient, { connectTimeoutMs: 1500, commandTimeoutMs: 800, reconnectMaxDelayMs: 5000 });
+  t.same(c.databaseClient, { connectTimeoutMs: 2500, queryTimeoutMs: 0 }, 'a query timeout of 0 means none');
+  t.equal(c.gateway.healthTimeoutMs, 250);
+  rejects(t, { SKIFF_REDIS_COMMAND_TIMEOUT_MS: '0' }, 'SKIFF_REDIS_COMMAND_TIMEOUT_MS');
+  rejects(t, { SKIFF_DB_CONNECT_TIMEOUT_MS: '5' }, 'SKIFF_DB_CONNECT_TIMEOUT_MS');
+  rejects(t, { SKIFF_HEALTH_TIMEOUT_MS: '600000' }, 'SKIFF_HEALTH_TIMEOUT_MS');
 });
 
 t.test('integers: bounds are inclusive', async (t) => {
