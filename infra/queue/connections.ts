@@ -56,8 +56,11 @@ export function redisOptions(role: RedisRole, config: RedisClientConfig, name?: 
       return { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: config.commandTimeoutMs };
     case 'consumer':
     case 'blocking':
-    case 'subscriber':
       return { ...common, enableOfflineQueue: true, maxRetriesPerRequest: null };
+    case 'subscriber':
+      // No ready check: its INFO could meet the connection already in subscriber mode and reject
+      // uncaught ("Connection in subscriber mode", seen in CI); SUBSCRIBE works while Redis loads.
+      return { ...common, enableOfflineQueue: true, maxRetriesPerRequest: null, enableReadyCheck: false };
   }
 }
 

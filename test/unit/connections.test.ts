@@ -25,6 +25,7 @@ t.test('a producer fails fast; consumers, blocking connections and subscribers w
   t.equal(producer.enableOfflineQueue, false, 'no offline queue: a command while disconnected fails at once');
   t.equal(producer.maxRetriesPerRequest, 1, 'a command in flight when the connection drops is sent again once at most');
   t.equal(producer.commandTimeout, TIMEOUTS.commandTimeoutMs, 'a command Redis does not answer fails after the timeout');
+  t.equal(redisOptions('subscriber', TIMEOUTS).enableReadyCheck, false, "a subscriber sends no INFO that could meet subscriber mode");
   for (const role of ['consumer', 'blocking', 'subscriber'] as const) {
     const options = redisOptions(role, TIMEOUTS);
     t.equal(options.maxRetriesPerRequest, null, `${role}: commands are retried until Redis answers (BullMQ's advice for workers)`);
