@@ -9,6 +9,7 @@ import type { Logger } from '../infra/log.js';
 import type { WorkerHeartbeat, WorkerOrder } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
 import { takeBackCalls } from './recovery.js';
+import { Periodic } from '../infra/periodic.js';
 
 export interface FailoverOptions {
   redis: Redis;
@@ -20,23 +21,18 @@ export interface FailoverOptions {
 }
 
 export class Failover {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private readonly periodic: Periodic;
 
-  constructor(private readonly o: FailoverOptions) {}
+  constructor(private readonly o: FailoverOptions) {
+    this.periodic = new Periodic(o.everyMs, () => this.check(), (error) => o.log.error({ err: error }, 'failover check failed'));
+  }
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.running ??= this.check()
-        .catch((error: unknown) => this.o.log.error({ err: error }, 'failover check failed'))
-        .finally(() => (this.running = undefined));
-    }, this.o.everyMs);
-    this.timer.unref();
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+    await this.periodic.stop();
   }
 
   /** One pass: recovers every node that is gone. */

@@ -29,6 +29,7 @@ import type { Logger } from '../infra/log.js';
 import { tooOldError } from '../infra/queue/async-calls.js';
 import type { FunctionVersion, InvocationJob, TenantLimits } from '../infra/queue/jobs.js';
 import { keySpace, type KeySpace } from '../infra/queue/names.js';
+import { Periodic } from '../infra/periodic.js';
 
 export interface ReconcilerOptions {
   redis: Redis;
@@ -82,14 +83,14 @@ export interface ReconcileResult {
 }
 
 export class Reconciler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
+  private readonly periodic: Periodic;
   private readonly shared: Queue<InvocationJob>;
   private readonly nodeQueues = new Map<string, Queue<InvocationJob>>();
   private passes = 0;
 
   constructor(private readonly o: ReconcilerOptions) {
     this.shared = this.queue(o.keys.invocationQueue);
+    this.periodic = new Periodic(o.everyMs, async () => void (await this.check()), (error) => o.log.error({ err: error }, 'reconciliation pass failed'));
   }
 
   /** A reconciler made from the configuration, on a scheduler's connections. */
@@ -118,17 +119,11 @@ export class Reconciler {
   }
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.running ??= this.check()
-        .catch((error: unknown) => this.o.log.error({ err: error }, 'reconciliation pass failed'))
-        .finally(() => (this.running = undefined));
-    }, this.o.everyMs);
-    this.timer.unref();
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+    await this.periodic.stop();
     await Promise.all([this.shared.close(), ...[...this.nodeQueues.values()].map((q) => q.close())]);
   }
 
