@@ -78,6 +78,11 @@ export class Dispatcher {
     await this.o.subscriber.subscribe(this.replyChannel);
   }
 
+  /** Whether outcomes can reach this gateway now: its reply subscription is connected. */
+  receivingReplies(): boolean {
+    return this.o.subscriber.status === 'ready';
+  }
+
   /** Hands `outcome` to its waiting call, if the caller has not given up. */
   private deliver(outcome: InvocationOutcome): void {
     const waiter = this.waiting.get(outcome.id);

@@ -36,7 +36,13 @@ export async function probe(check: () => Promise<unknown>, timeoutMs: number): P
 export function healthRoutes(app: FastifyInstance, ctx: GatewayContext, db: { query(sql: string): Promise<unknown> }): void {
   const timeoutMs = ctx.config.gateway.healthTimeoutMs;
   app.get('/healthz', { config: { access: 'public' } }, async (_request, reply) => {
-    const [redis, postgres] = await Promise.all([probe(() => ctx.redis.ping(), timeoutMs), probe(() => db.query('SELECT 1'), timeoutMs)]);
+    // Redis is up for this gateway only when its replies can reach it too: its subscriber is
+    // connected again (after an outage, commands may work a moment before the replies do).
+    const redisUp = async (): Promise<void> => {
+      await ctx.redis.ping();
+      if (!ctx.dispatcher.receivingReplies()) throw new Error('the reply subscription is not connected yet');
+    };
+    const [redis, postgres] = await Promise.all([probe(redisUp, timeoutMs), probe(() => db.query('SELECT 1'), timeoutMs)]);
     const dependencies = { redis, postgres };
     const down = Object.entries(dependencies).filter(([, state]) => state.status === 'down').map(([name]) => name);
     if (down.length === 0) return { status: 'ok', dependencies };

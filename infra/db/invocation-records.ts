@@ -74,15 +74,22 @@ const BYTES_PER_STATEMENT = 8 * 1024 * 1024;
 
 type Row = unknown[];
 
+/** Backoff of a batch PostgreSQL did not take: 250 ms doubling to 10 s. */
+const FIRST_RETRY_MS = 250;
+const MAX_RETRY_MS = 10_000;
+
 export class InvocationRecords {
   private batch: InvocationRecord[] = [];
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private retryMs = 0;
 
   constructor(
     private readonly db: Database,
     private readonly onError: (error: unknown) => void,
     private readonly flushDelayMs = 20,
+    /** Records kept while PostgreSQL is away (about 1 KiB each without their results). */
+    private readonly maxBuffered = 100_000,
   ) {}
 
   /**
@@ -192,6 +199,11 @@ export class InvocationRecords {
     this.timer ??= setTimeout(() => void this.flush(), this.flushDelayMs);
   }
 
+  /**
+   * Writes the batch. If PostgreSQL does not take it, the records are kept (before those that
+   * came meanwhile) and written again after a backoff, so an outage loses no record; past
+   * `maxBuffered` the oldest are dropped, and each drop is reported.
+   */
   async flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -199,8 +211,30 @@ export class InvocationRecords {
     const rows = this.batch;
     this.batch = [];
     if (rows.length === 0) return;
-    this.flushing = this.upsert(rows).then(() => undefined, this.onError);
+    this.flushing = this.upsert(rows).then(
+      () => {
+        this.retryMs = 0;
+      },
+      (error: unknown) => {
+        this.onError(error);
+        this.batch = [...rows, ...this.batch];
+        const over = this.batch.length - this.maxBuffered;
+        if (over > 0) {
+          this.batch.splice(0, over);
+          this.onError(new Error(`${over} invocation records dropped: PostgreSQL has not taken them and ${this.maxBuffered} are kept at most`));
+        }
+        this.retryMs = Math.min(MAX_RETRY_MS, Math.max(FIRST_RETRY_MS, this.retryMs * 2));
+        clearTimeout(this.timer);
+        // Unref'd: a process stopping while PostgreSQL is away is not held open by the retry.
+        this.timer = setTimeout(() => void this.flush(), this.retryMs).unref();
+      },
+    );
     await this.flushing;
+  }
+
+  /** Records waiting to be written (while PostgreSQL is away, those kept for the next try). */
+  get buffered(): number {
+    return this.batch.length;
   }
 
   /** Puts a finished call back to `queued` as a first attempt of `version` (a re-driven dead letter), with its event. */
