@@ -19,7 +19,6 @@
 import type { Redis } from 'ioredis';
 import type { InvocationOutcome } from './jobs.js';
 import type { KeySpace } from './names.js';
-import { whenReady } from './connections.js';
 
 /** Outcomes up to this many bytes of JSON travel in the stream entry itself. */
 export const INLINE_REPLY_MAX_BYTES = 64 * 1024;
@@ -111,12 +110,8 @@ export class ReplyReader {
 
   constructor(private readonly o: ReplyReaderOptions) {}
 
-  /**
-   * Makes the stream and starts reading it once the reader's connection is up; every reply
-   * written after this resolves is read, and `ready()` is true from then on while connected.
-   */
+  /** Makes the stream and starts reading it; every reply written after this resolves is read. */
   async start(): Promise<void> {
-    await whenReady(this.o.connection);
     this.lastId = await this.open();
     this.renewal = setInterval(() => void this.renew().catch((error: unknown) => this.o.onError(error as Error)), REPLY_STREAM_RENEW_MS);
     this.renewal.unref();
