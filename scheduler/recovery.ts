@@ -16,7 +16,6 @@ import { SkiffError } from '../infra/errors.js';
 import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import { recordBase, type InvocationJob, type InvocationOutcome } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
-import { sendOutcome } from '../infra/queue/replies.js';
 
 /** A fresh shared-queue id for a call taken back (its earlier jobs may still exist). */
 const backId = (data: InvocationJob): string => `${data.id}-${data.attempt}-back-${Date.now()}`;
@@ -51,13 +50,13 @@ export async function takeBackCalls(
     for (const job of await nodeQueue.getJobs(['active'])) {
       const data = job.data;
       if (data.replyTo === null || data.fn.idempotent) {
-        // The waiting gateway still reads the same reply stream.
+        // The waiting gateway still waits on the same reply channel.
         await shared.add('invoke', data, { jobId: backId(data) });
         result.replaced++;
       } else {
         const error = new SkiffError('Unavailable', `the worker node running this call (${nodeId}) was lost; the call may not have run`);
         const outcome: InvocationOutcome = { id: data.id, ok: false, error: error.toBody() };
-        await sendOutcome(o.redis, o.keys, data.replyTo, outcome);
+        await o.redis.publish(data.replyTo, JSON.stringify(outcome));
         o.records.record({ ...recordBase(data), async: false, status: 'failed', error: outcome.error });
         result.answered++;
       }

@@ -17,7 +17,6 @@ import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { Logger } from '../infra/log.js';
 import { recordBase, type InvocationJob, type InvocationOutcome } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
-import { sendOutcome } from '../infra/queue/replies.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
 import type { Fleet } from './fleet.js';
@@ -170,7 +169,7 @@ export class Scheduler {
       await finishAsync(this.o.asyncCalls, data, outcome);
       return;
     }
-    await sendOutcome(this.o.redis, this.o.keys, data.replyTo, outcome);
+    await this.o.redis.publish(data.replyTo, JSON.stringify(outcome));
     this.o.records.record({
       ...recordBase(data),
       async: false,

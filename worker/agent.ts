@@ -13,7 +13,7 @@ import type { KeySpace } from '../infra/queue/names.js';
 import { recordBase, type CachedImage, type FunctionEvent, type InvocationJob, type InvocationOutcome, type WorkerHeartbeat, type WorkerOrder, type WorkerState } from '../infra/queue/jobs.js';
 import { takeBackCalls } from '../scheduler/recovery.js';
 import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
-import { sendOutcome } from '../infra/queue/replies.js';
+import { publishOutcome } from '../infra/queue/replies.js';
 import { RESULT_TOO_LARGE } from '../runtime/protocol/messages.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import type { InstanceSet } from './instances/instance-set.js';
@@ -174,8 +174,8 @@ export class WorkerAgent {
       if (end === 'duplicate') o.log.warn({ invocation: data.id, attempt: data.attempt, function: data.fn.name }, 'async call ran again after it had ended (a duplicate: it was queued again while its first run went on)');
       return;
     }
-    // A large outcome waits in a key and the reply points to it: never one big stream entry.
-    const bytes = await sendOutcome(o.redis, o.keys, data.replyTo, outcome);
+    // A large outcome waits in a key and the message points to it: never one big pub/sub message.
+    const bytes = await publishOutcome(o.redis, o.keys, data.replyTo, outcome);
     const record: InvocationRecord = {
       ...recordBase(data),
       async: false,

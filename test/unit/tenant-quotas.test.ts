@@ -14,7 +14,6 @@ import type { InvocationRecords } from '../../infra/db/invocation-records.js';
 import type { AsyncCallDeps } from '../../infra/queue/async-calls.js';
 import type { FunctionVersion, InvocationJob, InvocationOutcome, WorkerHeartbeat } from '../../infra/queue/jobs.js';
 import { keySpace } from '../../infra/queue/names.js';
-import { ReplyReader } from '../../infra/queue/replies.js';
 import { createLogger } from '../../infra/log.js';
 import { Fleet } from '../../scheduler/fleet.js';
 import { Scheduler, TenantWaits, quotaError } from '../../scheduler/scheduler.js';
@@ -87,17 +86,13 @@ function version(name: string, tenant: string): FunctionVersion {
 
 t.test('a tenant at its limits holds at most a quarter of the slots; its further calls are 429 at once, and another tenant is placed meanwhile', async (t) => {
   const redis = new Redis(url, { maxRetriesPerRequest: null });
-  const replyConnection = new Redis(url, { maxRetriesPerRequest: null });
+  const subscriber = new Redis(url, { maxRetriesPerRequest: null });
   const queueConnection = new Redis(url, { maxRetriesPerRequest: null });
   const keys = keySpace(`test-quota-${nanoid()}`);
-  const replyTo = keys.replies('test');
+  const replyTo = `${keys.workers}:replies`;
   const replies: InvocationOutcome[] = [];
-  const reader = new ReplyReader({
-    key: replyTo, connection: replyConnection, redis,
-    onReply: (message) => replies.push(message as InvocationOutcome),
-    onError: (error) => t.fail(`reading replies: ${error.message}`),
-  });
-  await reader.start();
+  subscriber.on('message', (_channel: string, message: string) => replies.push(JSON.parse(message) as InvocationOutcome));
+  await subscriber.subscribe(replyTo);
 
   // One node with room to spare, where tenant hog already runs its one instance allowed.
   const beat: WorkerHeartbeat = {
@@ -121,8 +116,7 @@ t.test('a tenant at its limits holds at most a quarter of the slots; its further
     await Promise.all([shared.obliterate({ force: true }), nodeQueue.obliterate({ force: true })]);
     await Promise.all([shared.close(), nodeQueue.close()]);
     await redis.del(keys.workers);
-    await reader.stop(); // closes replyConnection
-    await Promise.all([redis.quit(), queueConnection.quit()]);
+    await Promise.all([redis.quit(), subscriber.quit(), queueConnection.quit()]);
   });
 
   const job = (id: string, fn: FunctionVersion, startBy: number): InvocationJob => ({
