@@ -9,8 +9,7 @@ import { lstat, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import tar from 'tar-stream';
-import type { Headers } from 'tar-stream';
+import { tarOf } from '../support/tar.js';
 import { isSkiffError } from '../../infra/errors.js';
 import { sha256Digest } from '../../infra/images/oci/types.js';
 import { LayerStore } from '../../worker/images/layer-store.js';
@@ -23,20 +22,6 @@ async function scratch(t: TapTest): Promise<string> {
   return dir;
 }
 
-/** The tar (not gzipped) of exactly these entries. */
-async function tarOf(entries: (Headers & { data?: Buffer | string })[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const collected = (async () => {
-    for await (const chunk of pack) chunks.push(chunk as Buffer);
-  })();
-  for (const { data, ...header } of entries) {
-    await new Promise<void>((resolve, reject) => pack.entry({ mtime: new Date(0), ...header }, data ?? '', (error) => (error ? reject(error) : resolve())));
-  }
-  pack.finalize();
-  await collected;
-  return Buffer.concat(chunks);
-}
 
 async function blobFile(dir: string, blob: Buffer): Promise<{ digest: string; file: string }> {
   const digest = sha256Digest(blob);

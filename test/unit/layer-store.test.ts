@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import tar from 'tar-stream';
 import type { Headers } from 'tar-stream';
+import { tarOf as plainTarOf, type TarEntry } from '../support/tar.js';
 import { isSkiffError } from '../../infra/errors.js';
 import { layerFromDirectory, layerFromFiles } from '../../infra/images/oci/layer.js';
 import { sha256Digest } from '../../infra/images/oci/types.js';
@@ -24,18 +24,8 @@ async function scratch(t: TapTest): Promise<string> {
 }
 
 /** A gzip tar of exactly these entries (whatever they are: this is how a hostile layer is made). */
-async function tarOf(entries: (Headers & { data?: string })[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const collected = (async () => {
-    for await (const chunk of pack) chunks.push(chunk as Buffer);
-  })();
-  for (const { data, ...header } of entries) {
-    await new Promise<void>((resolve, reject) => pack.entry({ mtime: new Date(0), ...header }, data ?? '', (error) => (error ? reject(error) : resolve())));
-  }
-  pack.finalize();
-  await collected;
-  return gzipSync(Buffer.concat(chunks));
+async function tarOf(entries: TarEntry[]): Promise<Buffer> {
+  return gzipSync(await plainTarOf(entries));
 }
 
 /** Writes `blob` into `dir` as the layer file the store reads; its digest and path. */
@@ -224,12 +214,7 @@ t.test('unpack: a later entry for a path replaces the earlier, without following
 
 t.test('unpack: a plain (uncompressed) tar is accepted too', async (t) => {
   const dir = await scratch(t);
-  const pack = tar.pack();
-  pack.entry({ name: 'plain.txt', mtime: new Date(0) }, 'plain');
-  pack.finalize();
-  const chunks: Buffer[] = [];
-  for await (const chunk of pack) chunks.push(chunk as Buffer);
-  const { digest, file } = await blobFile(dir, Buffer.concat(chunks));
+  const { digest, file } = await blobFile(dir, await plainTarOf([{ name: 'plain.txt', data: 'plain' }]));
   const { path, bytes } = await new LayerStore(join(dir, 'store')).unpack(digest, file);
   t.equal(await readFile(join(path, 'plain.txt'), 'utf8'), 'plain');
   t.equal(bytes, 5);
