@@ -8,6 +8,7 @@ import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { Logger } from '../infra/log.js';
 import type { WorkerHeartbeat, WorkerOrder } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
+import type { AsyncCallDeps } from '../infra/queue/async-calls.js';
 import { takeBackCalls } from './recovery.js';
 import { Periodic } from '../infra/periodic.js';
 
@@ -15,6 +16,8 @@ export interface FailoverOptions {
   redis: Redis;
   keys: KeySpace;
   records: InvocationRecords;
+  /** Started async calls of a lost node end as failed attempts: retried or dead-lettered. */
+  asyncCalls: AsyncCallDeps;
   heartbeatTtlMs: number;
   everyMs: number;
   log: Logger;

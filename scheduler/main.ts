@@ -41,7 +41,7 @@ const scheduler = new Scheduler({
   log,
 });
 await scheduler.start();
-const failover = new Failover({ redis, keys, records, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 1000, log });
+const failover = new Failover({ redis, keys, records, asyncCalls, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 1000, log });
 failover.start();
 // Re-queues accepted async calls whose jobs Redis lost (PostgreSQL is their record).
 const reconciler = Reconciler.open(config, { redis, db, records, log });

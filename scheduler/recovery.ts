@@ -1,40 +1,78 @@
 /**
  * Taking calls back from a worker node's queue:
  *  - calls placed on it but not started go back to the shared queue, to be placed again;
- *  - calls it started, if the node is gone: asynchronous ones, and synchronous ones of functions
- *    deployed as idempotent, are placed again (run once more: async calls count as idempotent);
- *    other synchronous ones are answered `Unavailable` (running a call twice behind its
- *    caller's back is worse than an honest error).
- * Used by a draining worker for its own queue (waiting calls only) and by the scheduler for a
- * node whose heartbeat stopped or that an operator removed. The node must already be out of the
- * fleet's placements (an order or a draining state); a scheduler with an older view may still
- * place a call on it for a moment, so the queue is swept again after `settleMs`.
+ *  - calls it started, if the node is gone: an asynchronous one ends as a failed attempt
+ *    (`Unavailable`) and is retried after its backoff like any failure, its attempts counted, so a
+ *    call that kills every node it runs on ends in the dead-letter list instead of going round for
+ *    ever; a synchronous one of a function deployed as idempotent is placed again (its gateway
+ *    still waits); other synchronous ones are answered `Unavailable` (running a call twice behind
+ *    its caller's back is worse than an honest error).
+ * Used by a draining worker for its own queue (waiting calls only), by the scheduler for a node
+ * whose heartbeat stopped or that an operator removed, and by a worker that starts again under the
+ * same id for the calls its killed predecessor had started ({@link reclaimStartedCalls}: faster
+ * than waiting for their locks to expire, and its heartbeat never stopped long enough for the
+ * scheduler to see the node gone). For the first two the node must already be out of the fleet's
+ * placements (an order or a draining state); a scheduler with an older view may still place a
+ * call on it for a moment, so the queue is swept again after `settleMs`.
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { SkiffError } from '../infra/errors.js';
 import type { InvocationRecords } from '../infra/db/invocation-records.js';
+import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
 import { recordBase, type InvocationJob, type InvocationOutcome } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
+import { publishOutcome } from '../infra/queue/replies.js';
 
 /** A fresh shared-queue id for a call taken back (its earlier jobs may still exist). */
 const backId = (data: InvocationJob): string => `${data.id}-${data.attempt}-back-${Date.now()}`;
 
 export interface RecoveryResult {
+  /** Calls placed again (waiting ones, and started synchronous ones of idempotent functions). */
   replaced: number;
+  /** Started asynchronous calls ended as a failed attempt: retried, or dead-lettered. */
+  retried: number;
+  /** Started synchronous calls answered `Unavailable`. */
   answered: number;
 }
 
+export interface RecoveryDeps {
+  redis: Redis;
+  keys: KeySpace;
+  records: InvocationRecords;
+  asyncCalls: AsyncCallDeps;
+}
+
+/** What becomes of one call a lost run had started (see the header). */
+async function takeBackStarted(o: RecoveryDeps, shared: Queue<InvocationJob>, data: InvocationJob, why: string, result: RecoveryResult): Promise<void> {
+  const error = new SkiffError('Unavailable', why);
+  if (data.replyTo === null) {
+    await finishAsync(o.asyncCalls, data, { id: data.id, ok: false, error: error.toBody() });
+    result.retried++;
+  } else if (data.fn.idempotent) {
+    await shared.add('invoke', data, { jobId: backId(data) });
+    result.replaced++;
+  } else {
+    const outcome: InvocationOutcome = { id: data.id, ok: false, error: error.toBody() };
+    await publishOutcome(o.redis, o.keys, data.replyTo, outcome);
+    o.records.record({ ...recordBase(data), async: false, status: 'failed', error: outcome.error });
+    result.answered++;
+  }
+}
+
+const sharedQueue = (o: RecoveryDeps): Queue<InvocationJob> =>
+  new Queue<InvocationJob>(o.keys.invocationQueue, { connection: o.redis, prefix: o.keys.bullPrefix, defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 } });
+
 export async function takeBackCalls(
-  o: { redis: Redis; keys: KeySpace; records: InvocationRecords },
+  o: RecoveryDeps,
   nodeId: string,
   includeStarted: boolean,
   settleMs = 600,
 ): Promise<RecoveryResult> {
   const opts = { connection: o.redis, prefix: o.keys.bullPrefix };
   const nodeQueue = new Queue<InvocationJob>(o.keys.nodeQueue(nodeId), opts);
-  const shared = new Queue<InvocationJob>(o.keys.invocationQueue, { ...opts, defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 } });
-  const result: RecoveryResult = { replaced: 0, answered: 0 };
+  const shared = sharedQueue(o);
+  const result: RecoveryResult = { replaced: 0, retried: 0, answered: 0 };
   const sweep = async (): Promise<void> => {
     for (const job of await nodeQueue.getJobs(['waiting', 'delayed', 'prioritized', 'waiting-children'])) {
       await shared.add('invoke', job.data, { jobId: backId(job.data) });
@@ -48,21 +86,33 @@ export async function takeBackCalls(
     await sweep();
     if (!includeStarted) return result;
     for (const job of await nodeQueue.getJobs(['active'])) {
-      const data = job.data;
-      if (data.replyTo === null || data.fn.idempotent) {
-        // The waiting gateway still waits on the same reply channel.
-        await shared.add('invoke', data, { jobId: backId(data) });
-        result.replaced++;
-      } else {
-        const error = new SkiffError('Unavailable', `the worker node running this call (${nodeId}) was lost; the call may not have run`);
-        const outcome: InvocationOutcome = { id: data.id, ok: false, error: error.toBody() };
-        await o.redis.publish(data.replyTo, JSON.stringify(outcome));
-        o.records.record({ ...recordBase(data), async: false, status: 'failed', error: outcome.error });
-        result.answered++;
-      }
+      await takeBackStarted(o, shared, job.data, `the worker node running this call (${nodeId}) was lost; the call may not have run`, result);
     }
     // The node is gone: nothing of its queue is needed any more (active jobs included).
     await nodeQueue.obliterate({ force: true });
+    return result;
+  } finally {
+    await Promise.all([nodeQueue.close(), shared.close()]);
+  }
+}
+
+/**
+ * For a worker starting under `nodeId`, before it takes jobs: the calls its predecessor had
+ * started (active jobs of its own queue; the predecessor is dead, since the same id runs once)
+ * are taken back as above, and their jobs moved to the failed set. Their locks belonged to the
+ * dead process and may last up to BullMQ's lock duration (30 s): token "0" skips BullMQ's lock
+ * check, which is what moving a job without holding its lock takes. Calls waiting on the queue
+ * stay there for the new run.
+ */
+export async function reclaimStartedCalls(o: RecoveryDeps, nodeId: string): Promise<RecoveryResult> {
+  const nodeQueue = new Queue<InvocationJob>(o.keys.nodeQueue(nodeId), { connection: o.redis, prefix: o.keys.bullPrefix });
+  const shared = sharedQueue(o);
+  const result: RecoveryResult = { replaced: 0, retried: 0, answered: 0 };
+  try {
+    for (const job of await nodeQueue.getJobs(['active'])) {
+      await takeBackStarted(o, shared, job.data, `the worker running this call (${nodeId}) stopped and started again; the call may not have run`, result);
+      await job.moveToFailed(new Error('taken back: its worker stopped while running it'), '0', false);
+    }
     return result;
   } finally {
     await Promise.all([nodeQueue.close(), shared.close()]);

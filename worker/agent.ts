@@ -11,7 +11,7 @@ import type { Logger } from '../infra/log.js';
 import type { InvocationRecord, InvocationRecords } from '../infra/db/invocation-records.js';
 import type { KeySpace } from '../infra/queue/names.js';
 import { recordBase, type CachedImage, type FunctionEvent, type InvocationJob, type InvocationOutcome, type WorkerHeartbeat, type WorkerOrder, type WorkerState } from '../infra/queue/jobs.js';
-import { takeBackCalls } from '../scheduler/recovery.js';
+import { reclaimStartedCalls, takeBackCalls, type RecoveryDeps } from '../scheduler/recovery.js';
 import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
 import { publishOutcome } from '../infra/queue/replies.js';
 import { RESULT_TOO_LARGE } from '../runtime/protocol/messages.js';
@@ -68,6 +68,10 @@ export class WorkerAgent {
     o.subscriber.on('message', (channel: string, message: string) => {
       if (channel === o.keys.functionEvents) this.onFunctionEvent(JSON.parse(message) as FunctionEvent);
     });
+    // A run of this node killed with calls under way left them active on its queue: they are
+    // taken back before this run takes any job (async ones retried, attempts counted).
+    const reclaimed = await reclaimStartedCalls(this.recovery(), o.id);
+    if (reclaimed.replaced + reclaimed.retried + reclaimed.answered > 0) o.log.warn({ worker: o.id, ...reclaimed }, "took back the calls this node's previous run had started");
     this.queueWorker = new QueueWorker<InvocationJob>(o.keys.nodeQueue(o.id), (job) => this.run(job), {
       connection: o.queueConnection,
       prefix: o.keys.bullPrefix,
@@ -125,9 +129,13 @@ export class WorkerAgent {
   private async drain(): Promise<void> {
     this.o.log.info({ worker: this.o.id }, 'draining');
     await this.queueWorker?.close();
-    const result = await takeBackCalls({ redis: this.o.redis, keys: this.o.keys, records: this.o.records }, this.o.id, false);
+    const result = await takeBackCalls(this.recovery(), this.o.id, false);
     this.o.log.info({ worker: this.o.id, ...result }, 'drained');
     this.drainDone();
+  }
+
+  private recovery(): RecoveryDeps {
+    return { redis: this.o.redis, keys: this.o.keys, records: this.o.records, asyncCalls: this.o.asyncCalls };
   }
 
   private onFunctionEvent(event: FunctionEvent): void {

@@ -248,7 +248,7 @@ export class InvocationRecords {
 
   async get(id: string): Promise<InvocationRecord | undefined> {
     const { rows } = await this.db.query(
-      'SELECT id, function_name, tenant, caller_key_id, function_version, async, status, result, error, cold, worker_id, duration_ms FROM invocations WHERE id = $1',
+      'SELECT id, function_name, tenant, caller_key_id, function_version, async, status, result, error, cold, worker_id, duration_ms, attempt FROM invocations WHERE id = $1',
       [id],
     );
     const row = rows[0] as Record<string, unknown> | undefined;
@@ -267,6 +267,8 @@ export class InvocationRecords {
     if (row.cold !== null) record.cold = row.cold as boolean;
     if (row.worker_id !== null) record.workerId = row.worker_id as string;
     if (row.duration_ms !== null) record.durationMs = row.duration_ms as number;
+    // Which attempt an async call is at (or ended on): retries, and runs lost with their node, count.
+    if (record.async && row.attempt !== null) record.attempt = row.attempt as number;
     return record;
   }
 

@@ -97,7 +97,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     concurrency: config.scheduler.concurrency,
   });
   await scheduler.start();
-  const failover = new Failover({ redis, keys, records, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 250, log });
+  const failover = new Failover({ redis, keys, records, asyncCalls, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 250, log });
   failover.start();
   const reconciler = Reconciler.open(config, { redis, db, records, log });
   reconciler.start();
