@@ -59,7 +59,7 @@ const POOL_SANDBOX_MB = 128;
 /** Where Debian's containernetworking-plugins are. */
 const CNI_PATH = '/usr/lib/cni';
 const IMAGE_GC_EVERY_MS = 30_000;
-/** Open files per container: under this host's hard limit (DESIGN.md). */
+/** Open files per container: below the worker's hard limit (20000 on the build machines). */
 const NOFILE_LIMIT = 4096;
 
 /**

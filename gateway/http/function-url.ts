@@ -9,9 +9,10 @@
  * - @fastify/aws-lambda uses `rawPath` and the already-decoded `queryStringParameters` (it
  *   splits their commas back into arrays), and trusts a `content-length` header if present.
  *
- * Two things are the platform's, not the function's (DESIGN.md, "Tenants and keys"): a credential
- * the platform consumed never reaches the function (the caller is named instead, in Lambda's IAM
- * authorizer shape), and `x-skiff-*` response headers cannot be set by a function.
+ * Two things are the platform's, not the function's (docs/SECURITY.md, "Tenants, keys and
+ * roles"): a credential the platform consumed never reaches the function (the caller is named
+ * instead, in Lambda's IAM authorizer shape), and `x-skiff-*` response headers cannot be set by a
+ * function.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { validateHeaderName, validateHeaderValue } from 'node:http';

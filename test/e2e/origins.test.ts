@@ -1,5 +1,5 @@
 /**
- * Origins and what crosses them (DESIGN.md, "Tenants and keys"): function URLs are served on a
+ * Origins and what crosses them (docs/SECURITY.md, "Origins"): function URLs are served on a
  * listener of their own, the API's origin answers /fn/ with a 404 naming it; a key the platform
  * verified never reaches function code (the caller is named instead); `x-skiff-*` response
  * headers are the platform's; a functions domain routes `<name>.<domain>` to the function.

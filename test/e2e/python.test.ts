@@ -144,26 +144,33 @@ def try_write(path):
     await deploy(
       { name: 'py-chatty', concurrency: 2 },
       {
-        'app.py': `import sys, time
+        // A call with "meet" waits (in its thread) until the other call has started too, so it
+        // cannot end before the other began: both ending "met" proves they overlapped, whatever
+        // the machine's speed. The 20 s bound only keeps a broken run from hanging.
+        'app.py': `import sys, threading
 
 print('loading')
+started = set()
+changed = threading.Condition()
 
 def handler(event, context):
     print('start', event['n'])
-    time.sleep(event['ms'] / 1000)
+    met = None
+    if 'meet' in event:
+        with changed:
+            started.add(event['n'])
+            changed.notify_all()
+            met = changed.wait_for(lambda: event['meet'] in started, timeout=20)
     print('warned', event['n'], file=sys.stderr)
     print({'done': event['n']})
-    return event['n']
+    return {'n': event['n'], 'met': met}
 `,
       },
     );
-    t.equal(await (await api.invoke('py-chatty', { n: 0, ms: 0 })).json(), 0, 'a first call makes the instance');
-    const started = performance.now();
-    const [a, b] = await Promise.all([api.invoke('py-chatty', { n: 1, ms: 400 }), api.invoke('py-chatty', { n: 2, ms: 400 })]);
-    const elapsed = performance.now() - started;
-    t.same([await a.json(), await b.json()], [1, 2]);
+    t.same(await (await api.invoke('py-chatty', { n: 0 })).json(), { n: 0, met: null }, 'a first call makes the instance');
+    const [a, b] = await Promise.all([api.invoke('py-chatty', { n: 1, meet: 2 }), api.invoke('py-chatty', { n: 2, meet: 1 })]);
+    t.same([await a.json(), await b.json()], [{ n: 1, met: true }, { n: 2, met: true }], 'the two calls overlapped: each saw the other start before it ended');
     t.equal(b.headers.get('x-skiff-cold-start'), 'false');
-    t.ok(elapsed < 750, `the two 400 ms calls overlapped (${elapsed.toFixed(0)} ms in all)`);
     const idA = a.headers.get('x-skiff-invocation-id') ?? '';
     const idB = b.headers.get('x-skiff-invocation-id') ?? '';
     t.ok(await eventually(async () => (await logs('py-chatty', `?invocation=${idA}`)).length === 3), 'the lines arrive');

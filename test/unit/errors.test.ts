@@ -4,7 +4,7 @@ import { ERROR_STATUS, SkiffError, invalidRequest, isSkiffError } from '../../in
 import type { ErrorBody, ErrorCode } from '../../infra/errors.js';
 import { toSkiffError } from '../../gateway/errors.js';
 
-// The user contract (DESIGN.md), written out here rather than read from ERROR_STATUS.
+// The user contract (the README's "Error codes"), written out rather than read from ERROR_STATUS.
 const EXPECTED_STATUS: Record<ErrorCode, number> = {
   InvalidRequest: 400,
   Unauthorized: 401,

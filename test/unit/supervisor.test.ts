@@ -71,7 +71,9 @@ t.test('the delay doubles while the child keeps dying, up to the cap, and resets
   await writeFile(mode, 'die');
   // Dies soon after it started while the file says "die"; stays up once it says anything else.
   const script = `const fs = require('node:fs'); console.log('ready'); if (fs.readFileSync(${JSON.stringify(mode)}, 'utf8') === 'die') setTimeout(() => process.exit(3), 20); setInterval(() => {}, 1000);`;
-  const child = supervised(t, { start: nodeChild(script), backoff: { firstMs: 20, maxMs: 160, stableMs: 500 } });
+  // A dying run is up about 20 ms: stableMs is a hundred times that, so a loaded machine does not
+  // make one of them count as stable.
+  const child = supervised(t, { start: nodeChild(script), backoff: { firstMs: 20, maxMs: 160, stableMs: 2000 } });
   const delays: number[] = [];
   child.on('exited', ({ restartInMs }) => delays.push(restartInMs ?? -1));
   child.on('startFailed', ({ restartInMs }) => delays.push(restartInMs));
@@ -82,11 +84,11 @@ t.test('the delay doubles while the child keeps dying, up to the cap, and resets
   await writeFile(mode, 'stay');
   const { pid } = await next(child, 'started');
   // Up for longer than stableMs, by the supervisor's own measure (checked below), then killed.
-  await sleep(800);
+  await sleep(2300);
   const exited = next(child, 'exited');
   process.kill(pid!, 'SIGKILL');
   const exit = await exited;
-  t.ok(exit.upMs >= 500, `it stayed up ${exit.upMs} ms`);
+  t.ok(exit.upMs >= 2000, `it stayed up ${exit.upMs} ms`);
   t.equal(exit.restartInMs, 20, 'the delay is back to the first');
   await next(child, 'started');
 });

@@ -44,10 +44,15 @@ t.test('a created cold start: mount, runc and bootstrap inside create', async (t
 });
 
 t.test('the anchored clock is epoch milliseconds and never goes back', async (t) => {
+  // Bracketed by Date.now() read just before and just after, instead of "within 50 ms of it": the
+  // anchor is a Date.now() taken in between, and the monotonic time added since then cannot be more
+  // than elapsed until `after` (1 ms each way for Date.now()'s whole milliseconds).
+  const before = Date.now();
   const clock = anchoredClock();
   const a = clock();
   const b = clock();
-  t.ok(Math.abs(a - Date.now()) < 50, 'close to Date.now()');
+  const after = Date.now();
+  t.ok(a >= before - 1 && a <= after + 1, `epoch milliseconds, as Date.now() reads them (${before} <= ${a.toFixed(1)} <= ${after})`);
   t.ok(b >= a);
 });
 

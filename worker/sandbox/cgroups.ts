@@ -1,7 +1,8 @@
 /**
  * Reads what the kernel's cgroups say about a container: whether the OOM killer struck, and how
  * much memory it is charged. Handles cgroup v1 (controllers under /sys/fs/cgroup/<controller>) and
- * v2 (one unified tree), since hosts differ (DESIGN.md: this machine is v1 with an empty v2).
+ * v2 (one unified tree), since hosts differ (the build machines mount the v1 controllers, and their
+ * v2 unified tree has none of them).
  */
 import { existsSync } from 'node:fs';
 import { readFile, rmdir, writeFile } from 'node:fs/promises';

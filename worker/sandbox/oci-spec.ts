@@ -60,7 +60,8 @@ export function buildSandboxSpec(o: SandboxSpecOptions): OciSpec {
       env: o.env,
       cwd: '/tmp',
       capabilities: { bounding: noCaps, effective: noCaps, inheritable: noCaps, permitted: noCaps, ambient: noCaps },
-      // Must stay at or below the worker's own hard limits: runc cannot raise them (DESIGN.md).
+      // Must stay at or below the worker's own hard limits: without CAP_SYS_RESOURCE (the build
+      // machines' root lacks it) an rlimit above them fails the start with "operation not permitted".
       // No core dumps: a crashing process would otherwise write its whole memory into its cwd.
       rlimits: [
         { type: 'RLIMIT_NOFILE', hard: o.noFileLimit, soft: o.noFileLimit },

@@ -33,7 +33,8 @@ export class OciRuntime {
    * Creates the container (namespaces, cgroup, root file system) and starts its process at once
    * (`runc run --detach`): one runc invocation instead of create + start. The process's stdout and
    * stderr are pipes, returned; they end when its last process exits. `--no-new-keyring`: a session keyring per container would count
-   * against the kernel's per-uid key quota (DESIGN.md).
+   * against the kernel's per-uid key quota (`kernel.keys.maxkeys`, 200 keys, shared by every
+   * container whose root maps to the same host uid: the 201st failed with "disk quota exceeded").
    */
   async run(id: string, bundle: string): Promise<{ stdout: Readable; stderr: Readable }> {
     const args = ['--root', this.options.root, 'run', '--detach', '--no-new-keyring', '--bundle', bundle, id];

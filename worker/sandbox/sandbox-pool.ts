@@ -1,8 +1,9 @@
 /**
  * Ready sandboxes made ahead of time, per runtime: namespaces, cgroup, overlay root and a started
  * bootstrap waiting on its socket. Taking one costs nothing on the call path; the pool refills in
- * the background, one creation at a time, because creation is CPU-bound (DESIGN.md: about a
- * quarter of a CPU-second each) and must not starve the calls being served.
+ * the background, one creation at a time, because creation is CPU-bound (about a quarter of a
+ * CPU-second each, measured on the 2-core build machine: `runc create` about 0.07, Node.js start
+ * about 0.17) and must not starve the calls being served.
  */
 import type { Logger } from '../../infra/log.js';
 import type { RuntimeImage, SandboxFactory } from './runc-sandbox.js';

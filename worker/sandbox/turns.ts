@@ -1,8 +1,8 @@
 /**
  * Turns: at most `limit` holders at once, the others waiting in order. Sandbox creation takes a
- * turn: creating a container is CPU-bound (DESIGN.md: about a quarter of a CPU-second), so on a
- * burst, containers made a few at a time each finish sooner — and within their boot timeout —
- * than hundreds made at once, each crawling.
+ * turn: creating a container is CPU-bound (about a quarter of a CPU-second on the build machines),
+ * so on a burst, containers made a few at a time each finish sooner — and within their boot
+ * timeout — than hundreds made at once, each crawling.
  */
 export class Turns {
   private held = 0;
