@@ -6,7 +6,7 @@
  * as child processes — and prints the gateway's two origins (the API and dashboard; function URLs).
  *
  * Every process it starts is supervised (supervisor.ts): one that dies is started again, with the
- * same data directory and port, after a backoff (0.5 s doubling to 30 s, reset after 30 s up),
+ * same data directory and port, after a backoff (SKIFF_RESTART_DELAY_MS, 0.5 s, doubling to 30 s; reset after 30 s up),
  * while the others keep serving. A worker exits 0 only when an operator drained it: it is not
  * restarted. The children run in process groups of their own, so a Ctrl-C at the terminal reaches
  * the bring-up alone, which stops them in order: SIGINT/SIGTERM/SIGHUP stop supervision, then the
@@ -69,7 +69,7 @@ let stopping = false;
 
 /** Starts `options.name` under supervision, logging what becomes of it; resolves once its first run is up. */
 async function supervise(options: SupervisedOptions): Promise<void> {
-  const child = new Supervised(options);
+  const child = new Supervised({ backoff: { firstMs: config.bringupRestartMs }, ...options });
   const name = options.name;
   child.on('started', ({ pid, run }) => {
     record.started(name, pid);
