@@ -123,6 +123,8 @@ export interface Config {
   registry: RegistryConfig;
   /** Worker nodes the bring-up starts on this host (SKIFF_WORKERS). */
   bringupWorkers: number;
+  /** The bring-up's first wait before restarting a process that died (SKIFF_RESTART_DELAY_MS), doubled while it keeps dying. */
+  bringupRestartMs: number;
   /** True when REDIS_URL / DATABASE_URL / REGISTRY_URL name existing servers: the bring-up then starts none. */
   external: { redis: boolean; database: boolean; registry: boolean };
   redisUrl: string;
@@ -173,6 +175,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       password: env.REGISTRY_PASSWORD || undefined,
     },
     bringupWorkers: int(env, 'SKIFF_WORKERS', 1, 1, 16),
+    bringupRestartMs: int(env, 'SKIFF_RESTART_DELAY_MS', 500, 100, 30_000),
     external: { redis: Boolean(env.REDIS_URL), database: Boolean(env.DATABASE_URL), registry: Boolean(env.REGISTRY_URL) },
     redisUrl: str(env, 'REDIS_URL', 'redis://127.0.0.1:6390'),
     databaseUrl: str(env, 'DATABASE_URL', 'postgres://skiff@127.0.0.1:5440/skiff'),
