@@ -3,11 +3,49 @@
  * memory pressure evicts the least recently used; minWarm keeps instances without calls;
  * maxInstances makes calls wait, then answers 429.
  */
+import { writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { keySpace } from '../../infra/queue/names.js';
 import { client, eventually } from '../support/api.js';
-import { startPlatform } from '../support/platform.js';
+import { startPlatform, type Platform } from '../support/platform.js';
 
 const NOOP = { 'index.js': 'exports.handler = async (e, c) => ({ fn: c.functionName });' };
+
+/**
+ * Answers `e.n`; a call with `gate` first waits until the file /run/skiff/<gate> exists, so it
+ * holds its instance until the test lets it go (the 20 s only bound a broken run, under the
+ * default 30 s timeout). /run/skiff in the container is the sandbox's socket directory on the
+ * host, read-only to the function: see `openGate`.
+ */
+const GATED = {
+  'index.js': `const fs = require('fs');
+exports.handler = (e) => new Promise((resolve) => {
+  const giveUp = Date.now() + 20000;
+  const poll = () => !e.gate || fs.existsSync('/run/skiff/' + e.gate) ? resolve(e.n)
+    : Date.now() > giveUp ? resolve('the gate never opened') : setTimeout(poll, 5);
+  poll();
+});`,
+};
+
+/** Calls of function `name` running in the worker now (holding a slot of one of its instances). */
+const running = (platform: Platform, name: string): number =>
+  platform.worker.instances.list().filter((i) => i.fn.name === name).reduce((sum, i) => sum + i.inFlight, 0);
+
+/** Lets the calls of function `name` waiting on `gate` go: the file appears in each of its instances. */
+async function openGate(platform: Platform, name: string, gate: string): Promise<void> {
+  const instances = platform.worker.instances.list().filter((i) => i.fn.name === name);
+  if (instances.length === 0) throw new Error(`${name} has no instance to open ${gate} in`);
+  for (const instance of instances) {
+    // The sandbox's socket directory (worker/node.ts, runc-sandbox.ts), bound at /run/skiff.
+    const dir = join(platform.config.worker.runDir, 'sockets', instance.sandbox.id);
+    if (!existsSync(dir)) throw new Error(`no socket directory ${dir} for sandbox ${instance.sandbox.id}`);
+    await writeFile(join(dir, gate), '');
+  }
+}
 
 t.test('a specialized container never serves another function', async (t) => {
   const platform = await startPlatform();
@@ -37,7 +75,7 @@ t.test('idle instances expire after their keep-alive; minWarm ones stay without 
   await deploy({ name: 'brief', idleTimeoutMs: 1000 }, NOOP);
   t.equal((await invoke('brief', {})).status, 200);
   t.equal(platform.worker.instances.list().filter((i) => i.fn.name === 'brief').length, 1);
-  t.ok(await eventually(() => !platform.worker.instances.list().some((i) => i.fn.name === 'brief'), 5000), 'expired after ~1 s idle');
+  t.ok(await eventually(() => !platform.worker.instances.list().some((i) => i.fn.name === 'brief'), 30_000), 'expired after ~1 s idle');
 
   const res = await deploy({ name: 'ready', minWarm: 2, idleTimeoutMs: 1000 }, NOOP);
   t.match(await res.json(), { minWarm: 2 });
@@ -62,25 +100,46 @@ t.test('memory pressure evicts the least recently used idle instance', async (t)
 });
 
 t.test('maxInstances: calls wait for a free instance, then get 429 with Retry-After', async (t) => {
-  const platform = await startPlatform({ SKIFF_QUEUE_WAIT_MS: '800' });
+  // A generous wait: the calls are refused by waiting it out, never by being slow to get there.
+  const platform = await startPlatform({ SKIFF_QUEUE_WAIT_MS: '5000' });
   t.teardown(() => platform.stop());
   const { deploy, invoke } = client(() => platform);
-  await deploy(
-    { name: 'single', maxInstances: 1, concurrency: 1 },
-    { 'index.js': 'exports.handler = (e) => new Promise((r) => setTimeout(() => r(e.n), e.ms));' },
-  );
-  t.equal((await invoke('single', { n: 0, ms: 1 })).status, 200, 'warm it up');
-  // Two calls of 300 ms: the second waits for the first and succeeds within the wait limit.
-  const [a, b] = await Promise.all([invoke('single', { n: 1, ms: 300 }), invoke('single', { n: 2, ms: 300 })]);
-  t.same([a.status, b.status], [200, 200], 'the second call waited instead of failing');
-  // A call of 2 s holds the only instance past the wait limit: the next one is refused.
-  const long = invoke('single', { n: 3, ms: 2000 });
-  await new Promise((r) => setTimeout(r, 100));
-  const refused = await invoke('single', { n: 4, ms: 1 });
+  await deploy({ name: 'single', maxInstances: 1, concurrency: 1 }, GATED);
+  t.equal((await invoke('single', { n: 0 })).status, 200, 'warm it up');
+  // The worker's own queue: a call it has taken is active there, also while it waits for an instance.
+  const redis = new Redis(process.env.REDIS_URL ?? '', { maxRetriesPerRequest: null });
+  const keys = keySpace(platform.config.keyPrefix);
+  const nodeQueue = new Queue(keys.nodeQueue(platform.config.worker.id), { connection: redis, prefix: keys.bullPrefix });
+  t.teardown(async () => {
+    await nodeQueue.close();
+    await redis.quit();
+  });
+
+  // The first call holds the only instance until its gate opens; the second is sent only then,
+  // and the gate opens only once the worker has the second too (waiting, as the instance is busy).
+  const a = invoke('single', { n: 1, gate: 'open-1' });
+  t.ok(await eventually(() => running(platform, 'single') === 1, 20_000, 10), 'the first call runs');
+  const b = invoke('single', { n: 2 });
+  t.ok(await eventually(async () => (await nodeQueue.getActiveCount()) === 2, 20_000, 10), 'the second call is taken by the worker while the first runs');
+  t.equal(running(platform, 'single'), 1, 'and waits: only the first runs');
+  await openGate(platform, 'single', 'open-1');
+  const [first, second] = await Promise.all([a, b]);
+  t.same([first.status, second.status], [200, 200], 'the second call waited instead of failing');
+  t.same([await first.json(), await second.json()], [1, 2]);
+
+  // A call holds the only instance until after the next one has been refused: that one waits out
+  // its 5 s for an instance and gets 429.
+  const long = invoke('single', { n: 3, gate: 'open-3' });
+  t.ok(await eventually(() => running(platform, 'single') === 1, 20_000, 10), 'the long call runs');
+  const refused = await invoke('single', { n: 4 });
   t.equal(refused.status, 429);
   t.equal(refused.headers.get('retry-after'), '1');
-  t.match(await refused.json(), { error: { code: 'TooManyRequests' } });
-  t.equal((await long).status, 200);
+  t.match(await refused.json(), { error: { code: 'TooManyRequests', message: /single is at its limit of instances/ } });
+  t.equal(running(platform, 'single'), 1, 'the long call held the instance all along');
+  await openGate(platform, 'single', 'open-3');
+  const longDone = await long;
+  t.equal(longDone.status, 200);
+  t.equal(await longDone.json(), 3);
   t.equal(platform.worker.instances.list().filter((i) => i.fn.name === 'single').length, 1, 'never more than one instance');
 });
 
@@ -88,13 +147,24 @@ t.test('back-pressure: a function past its bound of waiting calls gets 429; othe
   const platform = await startPlatform({ SKIFF_MAX_PENDING_PER_FUNCTION: '2' });
   t.teardown(() => platform.stop());
   const { deploy, invoke } = client(() => platform);
-  await deploy({ name: 'slow', concurrency: 4 }, { 'index.js': 'exports.handler = (e) => new Promise((r) => setTimeout(() => r(e.n), 400));' });
+  await deploy({ name: 'slow', concurrency: 4 }, GATED);
   await deploy({ name: 'quick' }, NOOP);
   t.equal((await invoke('slow', { n: 0 })).status, 200, 'warm');
-  const calls = [1, 2, 3, 4].map((n) => invoke('slow', { n }));
-  await new Promise((r) => setTimeout(r, 100));
+  // Each held call is sent only once the one before runs in the worker: the gateway holds it
+  // until its answer, which cannot come before the gate opens. So the first two hold the bound.
+  const held = [];
+  for (const n of [1, 2]) {
+    held.push(invoke('slow', { n, gate: 'open' }));
+    t.ok(await eventually(() => running(platform, 'slow') === n, 20_000, 10), `call ${n} runs`);
+  }
+  const refused = [await invoke('slow', { n: 3 }), await invoke('slow', { n: 4 })];
+  t.same(refused.map((r) => r.status), [429, 429], 'two calls wait, the next two are refused');
+  t.match(await refused[0]?.json(), { error: { code: 'TooManyRequests', message: /slow has 2 calls waiting already/ } });
   const other = await invoke('quick', {});
   t.equal(other.status, 200, 'another function is not held back');
-  const statuses = (await Promise.all(calls)).map((r) => r.status).sort();
-  t.same(statuses, [200, 200, 429, 429], 'two calls wait, two are refused');
+  t.equal(running(platform, 'slow'), 2, 'the two held calls were running all along');
+  await openGate(platform, 'slow', 'open');
+  const answers = await Promise.all(held);
+  t.same(answers.map((r) => r.status), [200, 200], 'the two waiting calls answer');
+  t.same(await Promise.all(answers.map((r) => r.json())), [1, 2]);
 });
