@@ -12,6 +12,10 @@
  * gives one back: node queue, then shared queue) could be missed by one read, so a call is taken
  * only if two reads in a row miss it; and it is taken only if its row has not changed since it
  * was read (so of several schedulers one takes it, and a call that moved on is left alone).
+ * A call `running` on a node that is still in the fleet is left to that node until its function's
+ * timeout plus the grace period has passed since it started ({@link leftToItsNode}): the node runs it
+ * even if Redis lost its job, so queuing it again would only run it twice; if the node dies, it
+ * leaves the fleet and the call is queued again.
  * A re-queued call whose first run also finishes is a duplicate: the second end changes nothing
  * and is counted in Redis (`reconciled.duplicates`, infra/queue/async-calls.ts); re-queues are
  * counted there too (`reconciled.requeued`).
@@ -73,6 +77,15 @@ export function choose(calls: readonly UnfinishedCall[], jobIds: Iterable<string
   return calls.filter((c) => !found.has(c.id));
 }
 
+/**
+ * Whether `call` is left to the node running it: it is `running` on a node in `liveNodes`, and
+ * started (its row's stamp) less than the function's timeout plus `graceMs` before `now`.
+ */
+export function leftToItsNode(call: UnfinishedCall, liveNodes: ReadonlySet<string>, timeoutMs: number, graceMs: number, now: number): boolean {
+  if (call.status !== 'running' || call.workerId === undefined || !liveNodes.has(call.workerId)) return false;
+  return now - Number(call.stamp) / 1000 < timeoutMs + graceMs;
+}
+
 export interface ReconcileResult {
   checked: number;
   requeued: number;
@@ -80,6 +93,8 @@ export interface ReconcileResult {
   failed: number;
   /** Taken by another scheduler, or moved on since read. */
   skipped: number;
+  /** Running on a node still in the fleet, within its timeout: left to it. */
+  running: number;
 }
 
 export class Reconciler {
@@ -87,6 +102,8 @@ export class Reconciler {
   private readonly shared: Queue<InvocationJob>;
   private readonly nodeQueues = new Map<string, Queue<InvocationJob>>();
   private passes = 0;
+  /** The nodes with a heartbeat at the last read of the queues. */
+  private liveNodes: ReadonlySet<string> = new Set();
 
   constructor(private readonly o: ReconcilerOptions) {
     this.shared = this.queue(o.keys.invocationQueue);
@@ -130,7 +147,7 @@ export class Reconciler {
   /** One pass: queues again every call that is past the grace period and whose job is gone. */
   async check(): Promise<ReconcileResult> {
     if (this.passes++ % 100 === 0) await this.o.records.pruneIdempotencyKeys();
-    const result: ReconcileResult = { checked: 0, requeued: 0, dead: 0, failed: 0, skipped: 0 };
+    const result: ReconcileResult = { checked: 0, requeued: 0, dead: 0, failed: 0, skipped: 0, running: 0 };
     const calls = await this.o.records.unfinishedAsync(this.o.graceMs, this.o.batch ?? 1000);
     result.checked = calls.length;
     if (calls.length === 0) return result;
@@ -147,6 +164,7 @@ export class Reconciler {
   private async liveJobIds(): Promise<string[]> {
     const ids = await this.shared.getRanges(LIVE_STATES, 0, -1);
     const nodes = Object.keys(await this.o.redis.hgetall(this.o.keys.workers));
+    this.liveNodes = new Set(nodes);
     for (const node of nodes) {
       let queue = this.nodeQueues.get(node);
       if (!queue) {
@@ -163,9 +181,10 @@ export class Reconciler {
     return ids;
   }
 
-  private async requeue(call: UnfinishedCall): Promise<'requeued' | 'dead' | 'failed' | 'skipped'> {
+  private async requeue(call: UnfinishedCall): Promise<'requeued' | 'dead' | 'failed' | 'skipped' | 'running'> {
     const base = { id: call.id, functionName: call.functionName, functionVersion: call.functionVersion, tenant: call.tenant, async: true, attempt: call.attempt, ...(call.callerKeyId ? { callerKeyId: call.callerKeyId } : {}) };
     const fn = await this.o.version(call.functionName, call.functionVersion);
+    if (fn && leftToItsNode(call, this.liveNodes, fn.timeoutMs, this.o.graceMs, Date.now())) return 'running';
     const claimed = await this.o.records.claimRequeue(call);
     if (!claimed) return 'skipped'; // another scheduler took it, or it moved on
     if (!fn) {

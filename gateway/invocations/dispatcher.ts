@@ -138,6 +138,9 @@ export class Dispatcher {
   }
 
   private async dispatch(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions): Promise<InvocationOutcome> {
+    // After a Redis outage the command connection may be back before the reply subscription (each
+    // reconnects on its own backoff): a call queued then would run and its reply reach no one.
+    if (!this.receivingReplies()) throw new SkiffError('Unavailable', 'the gateway cannot receive replies yet (its Redis subscription is reconnecting); try again');
     const id = nanoid();
     span.setAttribute('skiff.invocation_id', id);
     const outcome = new Promise<InvocationOutcome>((resolve) => {

@@ -38,6 +38,8 @@ export interface UnfinishedCall {
   acceptedAt: number;
   /** `updated_at` in µs since the epoch: a re-queue happens only if the row is unchanged since. */
   stamp: string;
+  /** The node that wrote `running`, for a running call. */
+  workerId?: string;
 }
 
 export interface InvocationRecord {
@@ -151,7 +153,7 @@ export class InvocationRecords {
    */
   async unfinishedAsync(graceMs: number, limit = 1000): Promise<UnfinishedCall[]> {
     const { rows } = await this.db.query(
-      `SELECT id, function_name, function_version, tenant, caller_key_id, status, coalesce(attempt, 1) AS attempt,
+      `SELECT id, function_name, function_version, tenant, caller_key_id, status, coalesce(attempt, 1) AS attempt, worker_id,
          (extract(epoch FROM created_at) * 1000)::bigint AS accepted_ms, (extract(epoch FROM updated_at) * 1000000)::bigint AS stamp
        FROM invocations
        WHERE async AND status IN ('queued', 'running') AND updated_at < now() - $1 * interval '1 millisecond' AND event IS NOT NULL
@@ -168,6 +170,7 @@ export class InvocationRecords {
       attempt: row.attempt as number,
       acceptedAt: Number(row.accepted_ms),
       stamp: String(row.stamp),
+      ...(row.worker_id === null ? {} : { workerId: row.worker_id as string }),
     }));
   }
 

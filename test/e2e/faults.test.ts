@@ -20,6 +20,7 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { processAlive } from '../../infra/services/process.js';
+import { Launcher } from '../../worker/process/launcher.js';
 import { OciRuntime } from '../../worker/sandbox/runc.js';
 import { eventually, sleep } from '../support/api.js';
 import { zipFiles } from '../support/zip.js';
@@ -86,6 +87,9 @@ t.test('under load, SIGKILL each process of the bring-up in turn, then wipe Redi
     SKIFF_RECONCILE_GRACE_MS: '3000',
     SKIFF_RECONCILE_EVERY_MS: '500',
     SKIFF_RETRY_BACKOFF_MS: '500',
+    // A sync call is answered within queue wait + its timeout (5 s, below) + 5 s: at most 25 s,
+    // even when Redis lost its job; the callers below call it hung after 60 s.
+    SKIFF_QUEUE_WAIT_MS: '15000',
   });
   // Every process any bring-up of this test logged: none may outlive it.
   const seen = new Set<number>();
@@ -144,7 +148,7 @@ t.test('under load, SIGKILL each process of the bring-up in turn, then wipe Redi
       method: 'POST',
       headers: { 'content-type': 'application/json', ...auth },
       // A new version each time: its image is built and pushed to the registry.
-      body: JSON.stringify({ name: 'echo', runtime: 'nodejs20', handler: 'index.handler', env: { N: String(deploys++) }, code: { zip: zip.toString('base64') } }),
+      body: JSON.stringify({ name: 'echo', runtime: 'nodejs20', handler: 'index.handler', timeoutMs: 5000, env: { N: String(deploys++) }, code: { zip: zip.toString('base64') } }),
       signal: AbortSignal.timeout(30_000),
     }).catch(() => undefined);
     await res?.arrayBuffer();
@@ -179,7 +183,9 @@ t.test('under load, SIGKILL each process of the bring-up in turn, then wipe Redi
   const loops = load.start();
 
   // The worker: SIGKILLed, its containers stay behind; the next run removes them and rejoins.
-  const oci = new OciRuntime({ binary: 'runc', root: join(runDir, 'runc') });
+  const launcher = new Launcher();
+  t.teardown(() => launcher.stop());
+  const oci = new OciRuntime({ binary: 'runc', root: join(runDir, 'runc'), launcher });
   const before = new Set((await oci.list()).map((c) => c.id));
   t.ok(before.size > 0, `the worker runs containers (${before.size})`);
   const outages: Outage[] = [];
@@ -252,7 +258,9 @@ t.test('under load, SIGKILL each process of the bring-up in turn, then wipe Redi
   await loops;
 
   // What the callers saw.
-  t.equal(load.sync.filter((c) => c.outcome === 'hung').length, 0, 'no sync call hung (each was answered within 60 s)');
+  const phase = (at: number): string => outages.filter((o) => o.killedAt <= at).at(-1)?.name ?? 'before the faults';
+  const hung = load.sync.filter((c) => c.outcome === 'hung').map((c) => ({ ...c, after: phase(c.at) }));
+  t.same(hung, [], 'no sync call hung (each was answered within 60 s)');
   const unclear = load.sync.filter((c) => c.outcome === 'answered' && c.status !== 200 && !(c.status >= 500 && c.code));
   t.same(unclear, [], 'every sync call got its result or a 5xx naming an error code');
   const refusedOutside = load.sync.filter((c) => c.outcome === 'no connection' && !within(outages, 'gateway', c.endedAt));
@@ -300,6 +308,10 @@ t.test('under load, SIGKILL each process of the bring-up in turn, then wipe Redi
     const dups = duplicateTimes.filter((at) => at >= o.killedAt && at < next).length;
     t.comment(`${o.name}: restarted ${o.restartedMs} ms after SIGKILL, serving after ${o.servingMs} ms; /healthz answered ${during.length} times, slowest ${worst} ms, ${said503} × 503; sync calls ended meanwhile ${byOutcome(calls)}; ${dups} duplicate runs seen from then until the next fault`);
   }
+  const t0 = load.sync[0]?.at ?? 0;
+  // The whole story, when something failed.
+  if (!t.passing()) t.comment(`sync timeline (s from the first call: start-end outcome status): ${load.sync.map((c) => `${((c.at - t0) / 1000).toFixed(1)}-${((c.endedAt - t0) / 1000).toFixed(1)} ${c.outcome[0]}${c.status}`).join(', ')}`);
+  t.comment(`faults at (s): ${outages.map((o) => `${o.name} ${((o.killedAt - t0) / 1000).toFixed(1)}+${(o.servingMs / 1000).toFixed(1)}`).join(', ')}`);
   t.comment(`sync calls: ${load.sync.length} ${byOutcome(load.sync)}; async: ${load.accepted.length} accepted, ${load.refused} refused (503), ${failed.length} dead-lettered; ${duplicates} duplicate runs`);
   t.ok(await healthy(), 'all is well at the end');
 

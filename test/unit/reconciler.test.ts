@@ -18,7 +18,7 @@ import { isSkiffError } from '../../infra/errors.js';
 import { finishAsync, type AsyncCallDeps } from '../../infra/queue/async-calls.js';
 import type { FunctionVersion, InvocationJob } from '../../infra/queue/jobs.js';
 import { keySpace } from '../../infra/queue/names.js';
-import { choose, Reconciler } from '../../scheduler/reconciler.js';
+import { choose, leftToItsNode, Reconciler } from '../../scheduler/reconciler.js';
 import { Dispatcher } from '../../gateway/invocations/dispatcher.js';
 
 const dbUrl = process.env.DATABASE_URL;
@@ -68,6 +68,18 @@ t.test('choose: a call is kept by any job whose id is its own or starts with it 
   t.same(choose([call(a)], []).map((g) => g.id), [a]);
 });
 
+t.test('leftToItsNode: a call running on a node still in the fleet is left to it until its timeout and the grace have passed', async (t) => {
+  const startedAt = 1_700_000_000_000;
+  const running: UnfinishedCall = { ...call('R'.repeat(21)), status: 'running', workerId: 'alive', stamp: String(startedAt * 1000) };
+  const live = new Set(['alive']);
+  t.ok(leftToItsNode(running, live, 60_000, 30_000, startedAt + 89_999), 'within timeout + grace');
+  t.notOk(leftToItsNode(running, live, 60_000, 30_000, startedAt + 90_000), 'past them: its node has lost it');
+  t.notOk(leftToItsNode(running, new Set(['other']), 60_000, 30_000, startedAt + 1), 'its node left the fleet');
+  t.notOk(leftToItsNode({ ...running, status: 'queued' }, live, 60_000, 30_000, startedAt + 1), 'a queued call is no node\'s');
+  const { workerId: _unused, ...nowhere } = running;
+  t.notOk(leftToItsNode(nowhere, live, 60_000, 30_000, startedAt + 1), 'a running call that names no node');
+});
+
 t.test('the reconciler queues again exactly the calls past the grace period whose job is gone', { skip }, async (t) => {
   const opts = { connection: redis, prefix: keys.bullPrefix };
   const shared = new Queue<InvocationJob>(keys.invocationQueue, opts);
@@ -76,17 +88,19 @@ t.test('the reconciler queues again exactly the calls past the grace period whos
   t.teardown(() => Promise.all([shared.close(), liveNode.close(), deadNode.close()]));
   await redis.hset(keys.workers, 'alive', JSON.stringify({ id: 'alive', at: Date.now() }));
 
-  const ids = Object.fromEntries(['inShared', 'retrying', 'onLiveNode', 'onDeadNode', 'gone', 'runningGone', 'fresh', 'done', 'refused', 'tooOld', 'versionGone'].map((k) => [k, nanoid()]));
+  const ids = Object.fromEntries(['inShared', 'retrying', 'onLiveNode', 'onDeadNode', 'gone', 'runningGone', 'fresh', 'done', 'refused', 'tooOld', 'versionGone', 'runningHeld'].map((k) => [k, nanoid()]));
   const accept = async (id: string, version = 1): Promise<void> => {
     await records.accept({ id, functionName: 'work', functionVersion: version, tenant: 'default', async: true, status: 'queued', event: { id }, attempt: 1 });
   };
-  for (const [name, id] of Object.entries(ids)) await accept(id, name === 'versionGone' ? 9 : 1);
+  for (const [name, id] of Object.entries(ids)) await accept(id, name === 'versionGone' ? 9 : name === 'runningHeld' ? 2 : 1);
   const job = (id: string): InvocationJob => ({ id, fn, event: null, replyTo: null, enqueuedAt: 1, startBy: 2, attempt: 1, trace: {} });
   await shared.add('invoke', job(ids.inShared ?? ''), { jobId: ids.inShared });
   await shared.add('invoke', job(ids.retrying ?? ''), { jobId: `${ids.retrying}-attempt-2`, delay: 600_000 });
   await liveNode.add('invoke', job(ids.onLiveNode ?? ''), { jobId: `${ids.onLiveNode}-1-1700000000000` });
   await deadNode.add('invoke', job(ids.onDeadNode ?? ''), { jobId: `${ids.onDeadNode}-1-1700000000000` });
   await records.write({ id: ids.runningGone ?? '', functionName: 'work', functionVersion: 1, async: true, status: 'running', workerId: 'alive', attempt: 1 });
+  // Version 2 runs for up to 10 minutes: its call, running on a live node for a minute, is its node's.
+  await records.write({ id: ids.runningHeld ?? '', functionName: 'work', functionVersion: 2, async: true, status: 'running', workerId: 'alive', attempt: 1 });
   await records.write({ id: ids.done ?? '', functionName: 'work', functionVersion: 1, async: true, status: 'succeeded', result: 1, attempt: 1 });
   await records.refuse(ids.refused ?? '');
   // All but `fresh` were last changed a minute ago; `tooOld` was accepted a day ago.
@@ -96,13 +110,13 @@ t.test('the reconciler queues again exactly the calls past the grace period whos
   const reconciler = new Reconciler({
     redis, keys, records, log,
     deadLetters: new DeadLetters(db),
-    version: async (name, version) => (name === 'work' && version === 1 ? fn : undefined),
+    version: async (name, version) => (name !== 'work' ? undefined : version === 1 ? fn : version === 2 ? { ...fn, version: 2, timeoutMs: 600_000 } : undefined),
     limits: async () => ({ maxInstances: 7, maxMemoryMb: 700 }),
     graceMs: 30_000, everyMs: 60_000, queueWaitMs: 30_000, maxEventAgeSeconds: 3600,
   });
   t.teardown(() => reconciler.stop());
   const result = await reconciler.check();
-  t.match(result, { checked: 8, requeued: 3, dead: 1, failed: 1, skipped: 0 }, 'the ones past the grace period, still on their way, were checked');
+  t.match(result, { checked: 9, requeued: 3, dead: 1, failed: 1, skipped: 0, running: 1 }, 'the ones past the grace period, still on their way, were checked');
 
   const requeued = (await shared.getJobs(['wait'])).filter((j) => j.id?.includes('-reconciled-'));
   t.same(requeued.map((j) => j.data.id).sort(), [ids.gone, ids.runningGone, ids.onDeadNode].sort(), 'queued again: no job, or a job only on a node with no heartbeat');
@@ -110,7 +124,8 @@ t.test('the reconciler queues again exactly the calls past the grace period whos
   t.match(again?.data, { fn: { name: 'work', version: 1 }, event: { id: ids.gone }, attempt: 1, replyTo: null, tenantLimits: { maxInstances: 7 } }, 'the job carries the event and version its record names');
   t.equal(again?.id, `${ids.gone}-1-reconciled-1`);
   const status = async (id: string | undefined): Promise<string | undefined> => (await records.get(id ?? ''))?.status;
-  t.equal(await status(ids.runningGone), 'queued', 'a running call whose job is gone is queued again');
+  t.equal(await status(ids.runningGone), 'queued', 'a running call whose job is gone is queued again (past its timeout)');
+  t.equal(await status(ids.runningHeld), 'running', 'a running call within its timeout on a live node is left to it');
   t.equal(await status(ids.refused), 'refused', 'a refused call is left refused');
   t.equal(await status(ids.done), 'succeeded');
   t.equal(await status(ids.tooOld), 'failed');
