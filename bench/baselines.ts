@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { removeEmptyParents } from '../worker/sandbox/cgroups.js';
+import { Launcher } from '../worker/process/launcher.js';
 import { mountOverlay, unmountTree } from '../worker/sandbox/mounts.js';
 import { buildSandboxSpec } from '../worker/sandbox/oci-spec.js';
 import type { Instance } from '../worker/instances/instance-set.js';
@@ -39,6 +40,8 @@ export async function runcPerCall(o: RuncBaselineOptions): Promise<number[]> {
   const runcRoot = `/run/skiff/bench-${process.pid}-runc`;
   const cgroupParent = `/skiff/bench-${process.pid}-runc`;
   const samples: number[] = [];
+  // Runs the mount commands, as a worker's launcher does.
+  const launcher = new Launcher();
   try {
     for (let i = 0; i < o.calls; i++) {
       const id = `b${process.pid}-${i}`;
@@ -46,7 +49,7 @@ export async function runcPerCall(o: RuncBaselineOptions): Promise<number[]> {
       const started = performance.now();
       try {
         for (const sub of ['upper', 'work', 'rootfs', 'task', 'socket']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
-        await mountOverlay(o.rootfs, join(dir, 'upper'), join(dir, 'work'), join(dir, 'rootfs'));
+        await mountOverlay(launcher, o.rootfs, join(dir, 'upper'), join(dir, 'work'), join(dir, 'rootfs'));
         const spec = buildSandboxSpec({
           hostname: 'skiff',
           args: ['/usr/bin/node', '--v8-pool-size=1', '-e', PRINT_EMPTY_OBJECT],
@@ -67,12 +70,13 @@ export async function runcPerCall(o: RuncBaselineOptions): Promise<number[]> {
         if (stdout !== '{}') throw new Error(`the container printed ${JSON.stringify(stdout)}, not {}`);
       } finally {
         await run(runc, ['--root', runcRoot, 'delete', '--force', id]).catch(() => undefined); // gone already when it exited
-        await unmountTree(join(dir, 'rootfs'));
+        await unmountTree(launcher, join(dir, 'rootfs'));
         await rm(dir, { recursive: true, force: true });
       }
       samples.push(performance.now() - started);
     }
   } finally {
+    await launcher.stop();
     await rm(runcRoot, { recursive: true, force: true });
     await removeEmptyParents([cgroupParent, '/skiff']);
   }

@@ -1,7 +1,8 @@
 /**
  * The one place where errors become HTTP responses: `{"error":{"code","message",...}}` with the
- * status of the error's code. Fastify's own errors (schema validation, bad JSON, oversized body,
- * unknown route) are translated into Skiff's codes here too.
+ * status of the error's code (ERROR_STATUS, infra/errors.ts). Fastify's own errors (schema
+ * validation, bad JSON, oversized body, unknown route) are translated into Skiff's codes here too;
+ * anything else (a bug, or an internal HostError no boundary converted) is `Internal`, logged.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { SkiffError, isSkiffError } from '../infra/errors.js';
@@ -14,7 +15,8 @@ export function registerErrorMapping(app: FastifyInstance): void {
     void reply.status(skiff.status).send({ error: skiff.toBody() });
   });
   app.setNotFoundHandler((request, reply) => {
-    void reply.status(404).send({ error: { code: 'NotFound', message: `no route ${request.method} ${request.url.split('?')[0]}` } });
+    const error = new SkiffError('NotFound', `no route ${request.method} ${request.url.split('?')[0]}`);
+    void reply.status(error.status).send({ error: error.toBody() });
   });
 }
 

@@ -1,7 +1,12 @@
 /**
  * The few kinds of error Skiff reports, each with a stable code a user can act on and one HTTP
- * status. Callers test the code, never the message. The brand makes `isSkiffError` work across
- * copies of this module (e.g. a test and the app loading different builds).
+ * status. Callers test the code (`isSkiffError(error, 'FunctionTimeout')`), never the message.
+ * The brand makes `isSkiffError` work across copies of this module (e.g. a test and the app
+ * loading different builds).
+ *
+ * ERROR_STATUS is the one mapping of codes to HTTP statuses; gateway/errors.ts is the one place
+ * that answers with it. Failures of the machinery beneath a call are HostErrors
+ * (infra/host-error.ts), turned into a SkiffError only where their meaning for the user is known.
  */
 export const ERROR_STATUS = {
   InvalidRequest: 400,
@@ -93,8 +98,10 @@ export class SkiffError extends Error {
   }
 }
 
-export function isSkiffError(value: unknown): value is SkiffError {
-  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+/** Whether `value` is a SkiffError, and of `code` if one is given. */
+export function isSkiffError(value: unknown, code?: ErrorCode): value is SkiffError {
+  if (typeof value !== 'object' || value === null || (value as Record<symbol, unknown>)[BRAND] !== true) return false;
+  return code === undefined || (value as SkiffError).code === code;
 }
 
 export const invalidRequest = (field: string, message: string, cause?: unknown): SkiffError =>

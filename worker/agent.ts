@@ -17,7 +17,7 @@ import { publishOutcome } from '../infra/queue/replies.js';
 import { RESULT_TOO_LARGE } from '../runtime/protocol/messages.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import type { InstanceSet } from './instances/instance-set.js';
-import type { SandboxPool } from './sandbox/sandbox-pool.js';
+import type { SandboxPool } from './sandbox/sandbox.js';
 import { anchoredClock, coldStartSteps, type ColdStartStep, type WorkerMetrics } from './metrics.js';
 
 export interface WorkerAgentOptions {
@@ -217,7 +217,7 @@ export class WorkerAgent {
         .invoke({ id: data.id, event: data.event, deadlineMs: acquiredAt + data.fn.timeoutMs, ...(traceparent ? { traceparent } : {}) }, data.fn.timeoutMs)
         .catch((error: unknown) => {
           handlerSpan.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
-          if (isSkiffError(error) && error.code === 'FunctionOutOfMemory') this.o.instances.outcome(data.fn, true);
+          if (isSkiffError(error, 'FunctionOutOfMemory')) this.o.instances.outcome(data.fn, true);
           throw error;
         });
       this.o.instances.outcome(data.fn, false);

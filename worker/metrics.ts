@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../infra/log.js';
 import type { AcquireTimings } from './instances/instance-set.js';
-import type { CreationEvent } from './sandbox/runc-sandbox.js';
+import type { CreationEvent } from './sandbox/sandbox.js';
 import type { CreationTimings } from './sandbox/sandbox.js';
 
 /** How a cold start was served: a pre-created sandbox specialized, or one created for the call. */

@@ -35,8 +35,9 @@ import { removeLeftovers } from './sandbox/leftovers.js';
 import { unmountTree } from './sandbox/mounts.js';
 import { OciRuntime } from './sandbox/runc.js';
 import { Launcher } from './process/launcher.js';
-import { SandboxFactory, type RuntimeImage } from './sandbox/runc-sandbox.js';
-import { SandboxPool } from './sandbox/sandbox-pool.js';
+import { RuncSandboxFactory } from './sandbox/runc-sandbox.js';
+import type { RuntimeImage, SandboxPool } from './sandbox/sandbox.js';
+import { ReadySandboxPool } from './sandbox/sandbox-pool.js';
 import { WorkerMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 
 export interface WorkerNode {
@@ -91,9 +92,10 @@ export async function startWorker(
       })
     : undefined;
   if (!egress) log.warn({ cniPath: CNI_PATH }, 'CNI plugins not found: no network egress for functions');
-  const factory = new SandboxFactory({
+  const factory = new RuncSandboxFactory({
     egress,
     oci,
+    launcher,
     workerId: w.id,
     sandboxesDir,
     socketsDir: join(w.runDir, 'sockets'),
@@ -110,11 +112,11 @@ export async function startWorker(
     maxConcurrentCreates: w.maxConcurrentCreates,
     log,
   });
-  await removeLeftovers(oci, [sandboxesDir, join(w.runDir, 'sockets')], factory.cgroupParent(), log);
+  await removeLeftovers(oci, launcher, [sandboxesDir, join(w.runDir, 'sockets')], factory.cgroupParent(), log);
   // A previous run of this worker may have left egress rules, leases and netns handles (a crash).
   await egress?.removeLeftovers();
   // Code directories stay (a cache), but their mounts from a previous run go.
-  await unmountTree(join(home, 'code'));
+  await unmountTree(launcher, join(home, 'code'));
   await mkdir(sandboxesDir, { recursive: true, mode: 0o755 });
   assertReachableByContainers(sandboxesDir);
 
@@ -136,11 +138,11 @@ export async function startWorker(
     observer: { pulled: (seconds, bytes) => onPull(seconds, bytes) },
   });
   let onPull = (seconds: number, bytes: number): void => void log.debug({ seconds, bytes }, 'image pull before metrics');
-  const code = new CodeCache(imageCache, join(home, 'code'));
+  const code = new CodeCache(imageCache, join(home, 'code'), launcher);
   const images = await runtimeImages(imageCache, log);
   // The pool only fills while the worker has memory to spare (instances are served first).
   let freeMb = (): number => w.capacityMb;
-  const pool = new SandboxPool(factory, images, { target: w.poolSize, memoryMb: POOL_SANDBOX_MB, freeMb: () => freeMb(), log });
+  const pool = new ReadySandboxPool(factory, images, { target: w.poolSize, memoryMb: POOL_SANDBOX_MB, freeMb: () => freeMb(), log });
   const keys = keySpace(config.keyPrefix);
   const logs = new LogStore(db, { redis, channel: keys.logs }, (error) => log.error({ err: error }, 'could not store function logs'));
   const instances = new InstanceSet(pool, factory, images, code, {
@@ -243,7 +245,7 @@ async function runtimeImages(cache: ImageCache, log: Logger): Promise<Map<string
     try {
       images.set(runtime, rootOf(await cache.image(reference), cache, true));
     } catch (error) {
-      if (!isSkiffError(error) || error.code !== 'ImageNotFound') throw error;
+      if (!isSkiffError(error, 'ImageNotFound')) throw error;
       log.warn({ runtime, image: reference }, `no ${runtime} base image in the registry: ${runtime} sandboxes are not pooled on this worker`);
     }
   }

@@ -26,7 +26,7 @@ import { isUtf8 } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import yauzl from 'yauzl';
 import type { Entry, ZipFile } from 'yauzl';
-import { SkiffError } from '../../infra/errors.js';
+import { SkiffError, isSkiffError } from '../../infra/errors.js';
 
 export interface ZipLimits {
   /** Most entries (files, directories and symlinks) an archive may hold. */
@@ -132,7 +132,7 @@ export async function extractZip(zip: Buffer, destDir: string, limits: ZipLimits
     // The first error is the one worth reporting; a leftover `.tmp-` directory is harmless
     // and recognisable, so a failed clean-up must not hide it.
     await rm(tmpDir, { recursive: true, force: true }).catch(() => undefined);
-    if (err instanceof ZipError) throw err;
+    if (isSkiffError(err)) throw err;
     throw new Error(`extracting code into ${destDir} failed`, { cause: err });
   }
 }

@@ -90,7 +90,7 @@ export class FunctionImages {
     try {
       pulled = await this.registry.getManifest(ref.repository, tagOrDigest);
     } catch (error) {
-      if (isSkiffError(error) && error.code === 'ImageNotFound') throw invalidRequest('image', `image ${reference} is not in the registry`, error);
+      if (isSkiffError(error, 'ImageNotFound')) throw invalidRequest('image', `image ${reference} is not in the registry`, error);
       throw error;
     }
     const config = JSON.parse((await this.registry.getBlob(ref.repository, pulled.manifest.config.digest)).toString('utf8')) as ImageConfig;
@@ -112,7 +112,7 @@ export class FunctionImages {
     try {
       current = await this.registry.getManifest(repository, CURRENT_TAG);
     } catch (error) {
-      if (isSkiffError(error) && error.code === 'ImageNotFound') {
+      if (isSkiffError(error, 'ImageNotFound')) {
         throw new SkiffError('Unavailable', `the ${runtime} base image is not in the registry (${repository}:${CURRENT_TAG}); the bring-up publishes it`, { cause: error });
       }
       throw error;

@@ -31,6 +31,7 @@ import { startRedis } from '../services/redis-server.js';
 import { ProcessRecord } from './process-record.js';
 import { Supervised, type SupervisedOptions } from './supervisor.js';
 import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
+import { Launcher } from '../../worker/process/launcher.js';
 import { OciRuntime } from '../../worker/sandbox/runc.js';
 import { functionUrl } from '../../gateway/http/function-origin.js';
 
@@ -107,7 +108,8 @@ async function stopAll(code: number): Promise<never> {
 async function leftovers(): Promise<string[]> {
   const ids = config.bringupWorkers === 1 ? [config.worker.id] : Array.from({ length: config.bringupWorkers }, (_, i) => `${config.worker.id.replace(/-1$/, '')}-${i + 1}`);
   const roots = ids.map((id) => (config.bringupWorkers === 1 ? join(config.worker.runDir, 'runc') : `/run/skiff/${id}/runc`));
-  const containers = (await Promise.all(roots.map((root) => new OciRuntime({ binary: config.worker.runcPath, root }).list()))).flat();
+  const launcher = new Launcher();
+  const containers = (await Promise.all(roots.map((root) => new OciRuntime({ binary: config.worker.runcPath, root, launcher }).list())).finally(() => launcher.stop())).flat();
   const mounts = await mountPointsUnder([config.stateDir]);
   const processes = supervised.filter((child) => child.pid !== undefined).map((child) => `process ${child.name} (pid ${child.pid})`);
   return [...containers.map((c) => `container ${c.id}`), ...mounts.map((m) => `mount ${m}`), ...processes];

@@ -64,7 +64,7 @@ export async function publishBaseImage(client: RegistryClient, base: BaseRootfs,
   const repository = runtimeRepository(base.runtime);
   const tag = `inputs-${base.inputsDigest}`;
   const existing = await client.getManifest(repository, tag).catch((error: unknown) => {
-    if (isSkiffError(error) && error.code === 'ImageNotFound') return undefined;
+    if (isSkiffError(error, 'ImageNotFound')) return undefined;
     throw error;
   });
   if (existing) {

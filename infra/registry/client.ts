@@ -14,7 +14,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, stat, unlink } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { SkiffError, invalidRequest } from '../errors.js';
+import { SkiffError, invalidRequest, isSkiffError } from '../errors.js';
 import {
   IMAGE_MANIFEST_TYPES,
   INDEX_TYPES,
@@ -469,7 +469,7 @@ class Watchdog {
 }
 
 function unreachable(origin: string, what: string, error: unknown, timedOutMs: number | undefined): SkiffError {
-  if (error instanceof SkiffError) return error;
+  if (isSkiffError(error)) return error;
   const reason = timedOutMs !== undefined ? `no answer within ${timedOutMs} ms` : describeNetworkError(error);
   return new SkiffError('RegistryUnavailable', `registry ${origin} unreachable (${what}): ${reason}`, { cause: error });
 }

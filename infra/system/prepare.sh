@@ -10,6 +10,7 @@ say() { printf 'skiff: %s\n' "$*" >&2; }
 declare -A NEEDED=(
   [runc]=runc
   [redis-server]=redis-server
+  [redis-sentinel]=redis-sentinel
   [mount]=mount
   [ldd]=libc-bin
   [iptables]=iptables
@@ -37,7 +38,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-  # Debian starts its own redis and PostgreSQL services on install; Skiff runs private instances.
+  # Debian starts its own redis, sentinel and PostgreSQL services on install; Skiff runs private
+  # instances (the tests' sentinels too: infra/services/redis-sentinel.ts).
 fi
 
 if [ "$(id -u)" -ne 0 ]; then

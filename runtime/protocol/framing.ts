@@ -17,12 +17,38 @@ export function writeFrameText(socket: Socket, json: string): boolean {
   return socket.write(json + '\n');
 }
 
-/** A frame longer than the reader's cap; its bytes were dropped, not buffered. */
-export class FrameTooLargeError extends Error {
-  readonly code = 'FrameTooLarge';
-  constructor(readonly limitBytes: number) {
-    super(`a frame on the runtime socket is over ${limitBytes} bytes`);
+/**
+ * Why a frame was refused: `too-large` (longer than the reader's cap; its bytes were dropped, not
+ * buffered) or `malformed` (not JSON; the parse error is its cause). Tested by kind with
+ * `isFrameError`. This module imports nothing from infra/ (the bootstraps run it in the container,
+ * where only runtime/ is), so it has its own small kind: the worker's end
+ * (worker/sandbox/runtime-channel.ts) says what a refused frame means.
+ */
+export type FrameErrorKind = 'too-large' | 'malformed';
+
+const FRAME_ERROR = Symbol.for('skiff.frame-error');
+
+export class FrameError extends Error {
+  declare readonly [FRAME_ERROR]: true;
+  /** For `too-large`: the cap the frame passed, in bytes. */
+  readonly limitBytes: number | undefined;
+
+  constructor(
+    readonly kind: FrameErrorKind,
+    message: string,
+    options: { cause?: unknown; limitBytes?: number } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    Object.defineProperty(this, FRAME_ERROR, { value: true, enumerable: false });
+    this.name = 'FrameError';
+    this.limitBytes = options.limitBytes;
   }
+}
+
+/** Whether `value` is a FrameError, and of `kind` if one is given (across copies of this module). */
+export function isFrameError(value: unknown, kind?: FrameErrorKind): value is FrameError {
+  if (typeof value !== 'object' || value === null || (value as Record<symbol, unknown>)[FRAME_ERROR] !== true) return false;
+  return kind === undefined || (value as FrameError).kind === kind;
 }
 
 export interface ReadFramesOptions {
@@ -33,14 +59,15 @@ export interface ReadFramesOptions {
 const NEWLINE = 0x0a;
 
 /**
- * Calls `onFrame` for every complete frame read from `socket`; malformed frames go to `onError`.
- * A frame over `maxFrameBytes` goes to `onError` as a FrameTooLargeError as soon as it passes the
- * cap; the rest of it is dropped up to its newline, and the frames after it are read as usual.
+ * Calls `onFrame` for every complete frame read from `socket`; malformed frames go to `onError` as
+ * a FrameError `malformed`. A frame over `maxFrameBytes` goes to `onError` as a FrameError
+ * `too-large` as soon as it passes the cap; the rest of it is dropped up to its newline, and the
+ * frames after it are read as usual.
  */
 export function readFrames(
   socket: Socket | Readable,
   onFrame: (message: unknown) => void,
-  onError: (error: Error) => void,
+  onError: (error: FrameError) => void,
   options: ReadFramesOptions = {},
 ): void {
   const max = options.maxFrameBytes ?? Number.POSITIVE_INFINITY;
@@ -59,7 +86,7 @@ export function readFrames(
           skipping = true;
           pieces = [];
           length = 0;
-          onError(new FrameTooLargeError(max));
+          onError(new FrameError('too-large', `a frame on the runtime socket is over ${max} bytes`, { limitBytes: max }));
         } else {
           pieces.push(bytes.subarray(start, end));
           length += end - start;
@@ -79,7 +106,7 @@ export function readFrames(
       try {
         parsed = JSON.parse(line.toString('utf8'));
       } catch (cause) {
-        onError(new Error('malformed frame on runtime socket', { cause }));
+        onError(new FrameError('malformed', 'malformed frame on runtime socket', { cause }));
         continue;
       }
       onFrame(parsed);

@@ -1,8 +1,9 @@
 import t from 'tap';
-import { errorCodes } from 'fastify';
+import Fastify, { errorCodes } from 'fastify';
 import { ERROR_STATUS, SkiffError, invalidRequest, isSkiffError } from '../../infra/errors.js';
 import type { ErrorBody, ErrorCode } from '../../infra/errors.js';
-import { toSkiffError } from '../../gateway/errors.js';
+import { registerErrorMapping, toSkiffError } from '../../gateway/errors.js';
+import { HostError } from '../../infra/host-error.js';
 
 // The user contract (the README's "Error codes"), written out rather than read from ERROR_STATUS.
 const EXPECTED_STATUS: Record<ErrorCode, number> = {
@@ -225,4 +226,44 @@ t.test('toSkiffError: another client error of fastify is InvalidRequest', async 
   const error = toSkiffError(Object.assign(new Error('Content-Length is wrong'), { statusCode: 400, code: 'FST_ERR_SOMETHING' }));
   t.equal(error.code, 'InvalidRequest');
   t.equal(error.message, 'Content-Length is wrong');
+});
+
+t.test('isSkiffError with a code: tested by kind, never by message', async (t) => {
+  const timeout = new SkiffError('FunctionTimeout', 'function timed out after 10 ms');
+  t.equal(isSkiffError(timeout, 'FunctionTimeout'), true);
+  t.equal(isSkiffError(timeout, 'FunctionResponseTooLarge'), false, 'another code');
+  t.equal(isSkiffError(new SkiffError('FunctionError', 'FunctionTimeout'), 'FunctionTimeout'), false, 'the message says nothing');
+  t.equal(isSkiffError(Object.assign(new Error('x'), { code: 'FunctionTimeout' }), 'FunctionTimeout'), false, 'a look-alike');
+  t.equal(isSkiffError(new HostError('channel-closed', 'runtime exited'), 'Internal'), false, 'an internal error is no SkiffError');
+});
+
+t.test('toSkiffError: an internal HostError no boundary converted is Internal 500, its cause kept for the log', async (t) => {
+  const host = new HostError('mount', 'mount --bind /secret/path failed (code 32): permission denied', { command: 'mount --bind /secret/path' });
+  const error = toSkiffError(host);
+  t.equal(error.code, 'Internal');
+  t.equal(error.status, 500);
+  t.notMatch(error.message, /secret/, 'its message stays in the log');
+  t.equal(error.cause, host);
+});
+
+t.test('the gateway answers with the one mapping: errors thrown in routes, and unknown routes', async (t) => {
+  const app = Fastify({ logger: false });
+  registerErrorMapping(app);
+  app.get('/timeout', async () => {
+    throw new SkiffError('FunctionTimeout', 'function timed out after 10 ms');
+  });
+  app.get('/busy', async () => {
+    throw new SkiffError('TooManyRequests', 'try again', { retryAfterSeconds: 2.5 });
+  });
+  app.get('/host', async () => {
+    throw new HostError('oci-runtime', 'runc run s1 failed (code 1): no space left on device');
+  });
+  t.teardown(() => app.close());
+  for (const [url, code] of [['/timeout', 'FunctionTimeout'], ['/busy', 'TooManyRequests'], ['/host', 'Internal'], ['/nowhere', 'NotFound']] as const) {
+    const answer = await app.inject({ method: 'GET', url });
+    t.equal(answer.statusCode, ERROR_STATUS[code], `${url}: ${code} ${ERROR_STATUS[code]}`);
+    t.equal((answer.json() as { error: ErrorBody }).error.code, code);
+  }
+  t.equal((await app.inject({ method: 'GET', url: '/busy' })).headers['retry-after'], '3', 'Retry-After, rounded up');
+  t.same((await app.inject({ method: 'GET', url: '/nowhere?x=1' })).json(), { error: { code: 'NotFound', message: 'no route GET /nowhere' } });
 });

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { Launcher, LauncherError, processLauncher } from '../../worker/process/launcher.js';
+import { Launcher, LauncherError } from '../../worker/process/launcher.js';
 
 /** Everything a stream carries until it closes. */
 function readAll(stream: Readable): Promise<string> {
@@ -153,14 +153,4 @@ t.test('the launcher ignores SIGTERM and SIGINT, so a stopping worker can still 
   process.kill(pid, 'SIGINT');
   await new Promise((resolve) => setTimeout(resolve, 100));
   t.equal((await launcher.run('echo', ['still here'])).stdout, 'still here\n');
-});
-
-t.test('code given no launcher uses the latest one running', async (t) => {
-  const launcher = started(t);
-  await launcher.start();
-  t.equal(processLauncher(), launcher);
-  await launcher.stop();
-  const shared = processLauncher();
-  t.not(shared, launcher, 'a stopped launcher is not used');
-  t.equal((await shared.run('echo', ['shared'])).stdout, 'shared\n');
 });

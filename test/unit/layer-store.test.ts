@@ -11,6 +11,7 @@ import { tarOf as plainTarOf, type TarEntry } from '../support/tar.js';
 import { isSkiffError } from '../../infra/errors.js';
 import { layerFromDirectory, layerFromFiles } from '../../infra/images/oci/layer.js';
 import { sha256Digest } from '../../infra/images/oci/types.js';
+import { Launcher } from '../../worker/process/launcher.js';
 import { unmountTree } from '../../worker/sandbox/mounts.js';
 import { LayerStore } from '../../worker/images/layer-store.js';
 
@@ -321,7 +322,8 @@ t.test('whiteouts become overlayfs whiteouts: a real overlay mount hides what up
   const merged = join(dir, 'merged');
   await Promise.all([mkdir(upper), mkdir(work), mkdir(merged)]);
   await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lowerB}:${lowerA},upperdir=${upper},workdir=${work}`, merged]);
-  t.teardown(() => unmountTree(merged));
+  const launcher = new Launcher();
+  t.teardown(() => unmountTree(launcher, merged).finally(() => launcher.stop()));
   t.same(await readdir(join(merged, 'a')), ['kept'], 'a/x is gone');
   t.same(await readdir(join(merged, 'd')), ['new'], 'd holds only what B put there');
   t.equal(await readFile(join(merged, 'd', 'new'), 'utf8'), 'new');

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { loadConfig } from '../../infra/config.js';
 import type { Logger } from '../../infra/log.js';
-import type { CreationEvent } from '../../worker/sandbox/runc-sandbox.js';
+import type { CreationEvent } from '../../worker/sandbox/sandbox.js';
 import { WorkerMetrics, anchoredClock, coldStartSteps, serveMetrics, type ColdStartStep, type WorkerMetricsSources } from '../../worker/metrics.js';
 
 const byPhase = (steps: ColdStartStep[]): Record<string, ColdStartStep> => Object.fromEntries(steps.map((s) => [s.phase, s]));

@@ -13,11 +13,13 @@ import { existsSync } from 'node:fs';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SkiffError } from '../../infra/errors.js';
+import { isErrnoError } from '../../infra/host-error.js';
 import { digestHex } from '../../infra/images/oci/types.js';
 import type { FunctionVersion } from '../../infra/queue/jobs.js';
 import type { ImageCache, LocalImage } from '../images/image-cache.js';
+import type { CommandRunner } from '../process/command-runner.js';
 import { bindReadOnly, unmountTree } from '../sandbox/mounts.js';
-import type { RuntimeImage } from '../sandbox/runc-sandbox.js';
+import type { RuntimeImage } from '../sandbox/sandbox.js';
 
 export interface PreparedCode {
   /** Read-only directory to bind at /var/task. */
@@ -38,7 +40,19 @@ export function rootOf(image: LocalImage, images: Pick<ImageCache, 'layerPath'>,
   };
 }
 
-export class CodeCache {
+/**
+ * What an instance needs of a version's code: the instance set's view of the code cache.
+ *
+ * Contract: `prepare` resolves with a read-only directory holding the version's /var/task, to
+ * bind into a container, and the root the container runs on (the image without its top layer).
+ * Preparing a version again returns the same directory while it is prepared. An image that cannot
+ * be pulled or is not a Skiff image of `fn.runtime` rejects (ImageNotFound, ImageCorrupt, ...).
+ */
+export interface CodeSource {
+  prepare(fn: FunctionVersion): Promise<Pick<PreparedCode, 'codeDir' | 'root'>>;
+}
+
+export class CodeCache implements CodeSource {
   private readonly mounts = new Map<string, Promise<string>>();
   private readonly lastUsed = new Map<string, number>();
   /** The image each mounted layer was prepared for (an image's top layer is its own). */
@@ -48,6 +62,8 @@ export class CodeCache {
     private readonly images: ImageCache,
     /** Where this worker's code mount points are. */
     private readonly dir: string,
+    /** Runs the mount commands: the worker's launcher. */
+    private readonly launcher: CommandRunner,
   ) {}
 
   async prepare(fn: FunctionVersion): Promise<PreparedCode> {
@@ -72,7 +88,7 @@ export class CodeCache {
     if (!mounted) {
       mounted = this.mount(top, reference);
       this.mounts.set(top, mounted);
-      mounted.catch(() => this.mounts.delete(top));
+      mounted.catch(() => this.mounts.delete(top)); // the failure is the caller's, below; the next call mounts again
     }
     return { codeDir: await mounted, image };
   }
@@ -82,28 +98,37 @@ export class CodeCache {
     if (!existsSync(source)) throw new SkiffError('ImageCorrupt', `the top layer of image ${reference} has no /var/task: the function's files go there`);
     const target = join(this.dir, digestHex(layer));
     await mkdir(target, { recursive: true });
-    await bindReadOnly(source, target);
+    await bindReadOnly(this.launcher, source, target);
     return target;
   }
 
-  /** Unmounts code not prepared for `idleMs` whose image no live instance runs (`liveImages`). */
+  /**
+   * Unmounts code not prepared for `idleMs` whose image no live instance runs (`liveImages`). A
+   * mount point that cannot be removed once unmounted does not stop the others: the failures are
+   * thrown together at the end.
+   */
   async releaseUnused(idleMs: number, liveImages: ReadonlySet<string>): Promise<void> {
+    const left: unknown[] = [];
     for (const [layer, mounted] of this.mounts) {
       if (liveImages.has(this.imageOf.get(layer) ?? '') || Date.now() - (this.lastUsed.get(layer) ?? 0) < idleMs) continue;
       this.mounts.delete(layer);
       this.imageOf.delete(layer);
+      // A mount that failed was reported to the call that prepared it: nothing to release.
       const target = await mounted.catch(() => undefined);
       if (target) {
-        await unmountTree(target);
-        await rmdir(target).catch(() => undefined);
+        await unmountTree(this.launcher, target);
+        await rmdir(target).catch((error: unknown) => {
+          if (!isErrnoError(error) || error.code !== 'ENOENT') left.push(error);
+        });
       }
     }
+    if (left.length > 0) throw new AggregateError(left, `${left.length} code mount point(s) could not be removed`);
   }
 
   /** Unmounts every code mount point of this worker. */
   async close(): Promise<void> {
     await Promise.allSettled(this.mounts.values());
     this.mounts.clear();
-    await unmountTree(this.dir);
+    await unmountTree(this.launcher, this.dir);
   }
 }

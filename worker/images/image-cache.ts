@@ -117,7 +117,7 @@ export class ImageCache {
       // An image one of whose layers is gone must be checked again before its next use (one
       // still loading too: it may have found the layer before it went).
       for (const [reference, pending] of this.images) {
-        const image = await pending.catch(() => undefined);
+        const image = await pending.catch(() => undefined); // a failed load was its caller's to report, and holds no layer
         if (image?.layers.includes(layer.digest)) {
           this.images.delete(reference);
           this.loaded.delete(reference);

@@ -38,6 +38,7 @@ import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import type { Extract, Headers } from 'tar-stream';
 import { SkiffError, isSkiffError } from '../../infra/errors.js';
+import { isErrnoError } from '../../infra/host-error.js';
 import { digestHex } from '../../infra/images/oci/types.js';
 import { CONTAINER_ID_RANGE } from '../sandbox/oci-spec.js';
 
@@ -318,7 +319,7 @@ async function feed(source: AsyncIterable<Buffer>, extract: Extract, maxBytes: n
  */
 function readError(blobFile: string, error: unknown): unknown {
   const ours = isSkiffError(error) || error instanceof TypeError || error instanceof RangeError;
-  if (ours || (error instanceof Error && 'syscall' in error)) return error;
+  if (ours || isErrnoError(error)) return error;
   return corrupt(`layer ${blobFile} is not a valid gzip tar: ${(error as Error).message}`, error);
 }
 

@@ -18,10 +18,8 @@ import { performance } from 'node:perf_hooks';
 import { SkiffError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/log.js';
 import type { FunctionVersion, TenantEviction, TenantLimits, TenantUsage } from '../../infra/queue/jobs.js';
-import type { CodeCache } from '../code/code-cache.js';
-import { sameRoot, type RuntimeImage, type SandboxFactory } from '../sandbox/runc-sandbox.js';
-import type { OutputLine, Sandbox } from '../sandbox/sandbox.js';
-import type { SandboxPool } from '../sandbox/sandbox-pool.js';
+import type { CodeSource } from '../code/code-cache.js';
+import { sameRoot, type OutputLine, type RuntimeImage, type Sandbox, type SandboxFactory, type SandboxPool } from '../sandbox/sandbox.js';
 import { CrashBackoff } from './crash-backoff.js';
 import { expired, reclaimableMb, tenantUsage, tenantVictims, toFreeMemory, type InstanceView } from './eviction.js';
 
@@ -84,7 +82,7 @@ export class InstanceSet {
     private readonly pool: SandboxPool,
     private readonly factory: SandboxFactory,
     private readonly images: ReadonlyMap<string, RuntimeImage>,
-    private readonly code: CodeCache,
+    private readonly code: CodeSource,
     private readonly options: InstanceSetOptions,
   ) {}
 
@@ -311,20 +309,8 @@ export class InstanceSet {
     const t2 = performance.now();
     const id = sandbox.id;
     sandbox.onOutput((line) => this.options.onOutput(fn, id, line));
-    let specialized: { bindMs: number; initMs: number };
-    try {
-      specialized = await sandbox.specialize(fn, codeDir, { egress: fn.network === 'egress' });
-    } catch (error) {
-      if (error instanceof Error && 'info' in error) {
-        const info = (error as { info: { type: string; message: string; stack?: string[] } }).info;
-        throw new SkiffError('FunctionError', `handler could not be loaded: ${info.message}`, {
-          errorType: info.type,
-          ...(info.stack ? { stack: info.stack } : {}),
-          cause: error,
-        });
-      }
-      throw error;
-    }
+    // A handler that cannot be loaded rejects with FunctionError (the sandbox says so); the sandbox is gone either way.
+    const specialized = await sandbox.specialize(fn, codeDir, { egress: fn.network === 'egress' });
     const instance: Instance = { sandbox, fn, inFlight, lastUsedAt: Date.now(), retired: false };
     this.instances.set(sandbox.id, instance);
     sandbox.onDeath(() => {

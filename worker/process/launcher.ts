@@ -11,6 +11,9 @@
  *    A launcher that does not come up rejects the commands waiting for it (`LauncherUnavailable`).
  *  - After `stop`, the launcher has exited and every command rejects (`LauncherStopped`).
  *  - The launcher keeps this process alive only while commands are under way.
+ *
+ * There is no process-wide launcher: whoever runs commands is given one (the worker's is made in
+ * worker/node.ts and passed to runc, the mounts, the egress network and the code cache).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
@@ -115,7 +118,6 @@ export class Launcher implements CommandRunner {
    */
   async stop(): Promise<void> {
     this.stopped = true;
-    registered.delete(this);
     const running = await this.current?.catch(() => undefined);
     if (!running) return;
     const { child, closed } = running;
@@ -178,7 +180,6 @@ export class Launcher implements CommandRunner {
         clearTimeout(timer);
         this.live = child;
         this.idle(child);
-        if (!this.stopped) registered.add(this);
         if (restart) this.options.log?.warn({ pid: reply.pid }, 'command launcher restarted');
         resolve({ child, closed });
       });
@@ -254,22 +255,6 @@ export class Launcher implements CommandRunner {
     child.channel?.unref();
   }
 }
-
-/**
- * The launcher for code that is given none (the free functions of mounts.ts): the most recently
- * started one that still runs (the worker's), else one for the whole process, started on first use
- * and ending with the process.
- */
-export function processLauncher(): Launcher {
-  let latest: Launcher | undefined;
-  for (const launcher of registered) latest = launcher;
-  shared ??= new Launcher();
-  return latest ?? shared;
-}
-
-/** Launchers that are up and not stopped, oldest first. */
-const registered = new Set<Launcher>();
-let shared: Launcher | undefined;
 
 function result(done: Done): CommandResult {
   return { code: done.code, signal: done.signal, stdout: done.stdout, stderr: done.stderr, truncated: done.truncated };

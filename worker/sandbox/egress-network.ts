@@ -20,18 +20,17 @@
  * and the masquerade chain. Without the interface the plugin would skip the masquerade rules; so
  * they are also looked up by the tag the plugin gives them and removed. What a previous run of
  * this worker left (it was killed) is removed before this run attaches its first container.
+ *
+ * Errors: every failure is a HostError of kind `network` (infra/host-error.ts); a failed command
+ * carries its command line, exit and output.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
+import { commandFailed, commandNotRun, HostError, isErrnoError } from '../../infra/host-error.js';
 import type { Logger } from '../../infra/log.js';
-import { exitText, type CommandOptions, type CommandRunner } from '../process/command-runner.js';
-import { processLauncher } from '../process/launcher.js';
-
-export class NetworkError extends Error {
-  readonly code = 'NetworkFailed';
-}
+import type { CommandOptions, CommandResult, CommandRunner } from '../process/command-runner.js';
 
 /** Destinations an egress container may not reach (RFC 1918, link-local, CGNAT, loopback-ish). */
 const BLOCKED = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16', '100.64.0.0/10', '127.0.0.0/8'];
@@ -42,8 +41,8 @@ export interface EgressNetworkOptions {
   /** host-local IPAM state. */
   dataDir: string;
   log: Logger;
-  /** Runs the CNI plugin, ip, bridge, sysctl and iptables; by default the process's launcher. */
-  launcher?: CommandRunner;
+  /** Runs the CNI plugin, ip, bridge, sysctl and iptables: the worker's launcher. */
+  launcher: CommandRunner;
   /**
    * The gateway's functions listener on this host, the one host port containers may reach. The
    * port is asked for when the network is first set up (a test platform binds port 0 after the
@@ -92,6 +91,7 @@ export class EgressNetwork {
    * gone, and when the container died first (its namespace is held until now).
    */
   async detach(sandboxId: string): Promise<void> {
+    // Its failure is its caller's to report; here it only has to be over.
     await this.attaching.get(sandboxId)?.catch(() => undefined);
     const handle = this.netnsHandle(sandboxId);
     const held = await holdsNetns(handle);
@@ -100,15 +100,18 @@ export class EgressNetwork {
     // it (it was never held), only the lease.
     await this.cni('DEL', sandboxId, held ? handle : '').catch(async (error: unknown) => {
       errors.push(error);
-      if (held) await this.cni('DEL', sandboxId, '').catch(() => undefined); // the lease, at least
+      if (held) await this.cni('DEL', sandboxId, '').catch((again: unknown) => errors.push(again)); // the lease, at least
     });
     if (held) await this.exec('umount', [handle]).catch((error: unknown) => errors.push(error));
     await rm(handle, { force: true }).catch((error: unknown) => errors.push(error));
     // Whatever the plugin skipped (it found no interface) is found by its chain and tag.
     const chain = masqueradeChain(this.networkName(), sandboxId);
-    const left = await this.exec('iptables', ['-w', '-t', 'nat', '-S', chain]).then(() => true, () => false);
+    const left = await this.probe('iptables', ['-w', '-t', 'nat', '-S', chain]).catch((error: unknown) => (errors.push(error), false));
     if (left) await this.removeMasquerade((id) => id === sandboxId, [chain]).catch((error: unknown) => errors.push(error));
-    if (errors.length > 0) throw new NetworkError(`the network of sandbox ${sandboxId} was not fully removed: ${errors.map((e) => (e as Error).message).join('; ')}`, { cause: errors[0] });
+    if (errors.length > 0) {
+      const why = errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ');
+      throw new HostError('network', `the network of sandbox ${sandboxId} was not fully removed: ${why}`, { cause: errors.length === 1 ? errors[0] : new AggregateError(errors, why) });
+    }
   }
 
   /**
@@ -125,14 +128,25 @@ export class EgressNetwork {
     if (handles.length + rules > 0) this.o.log.warn({ bridge: this.bridge, namespaces: handles.length, rules }, 'removed network state a previous run left behind');
   }
 
-  /** Removes the firewall rules and the bridge (worker stopping). */
+  /** Removes the firewall rules and the bridge (worker stopping); what cannot be removed is logged. */
   async tearDown(): Promise<void> {
     if (!this.ready) return;
-    await this.ready.catch(() => undefined); // a failed set-up still leaves rules to remove
-    for (const rule of this.rules()) await this.iptables(rule, '-D').catch(() => undefined);
+    // A failed set-up was reported to the attach that waited for it, and may still have made rules.
+    await this.ready.catch(() => undefined);
+    const failed = (what: string) => (error: unknown) => this.o.log.error({ err: error, bridge: this.bridge }, `could not remove ${what}`);
+    for (const rule of this.rules()) await this.removeRule(rule).catch(failed('a firewall rule of the egress network'));
     // Sandboxes are all destroyed by now: anything of theirs still here, detach failed to remove.
-    await this.removeLeftovers().catch((error: unknown) => this.o.log.error({ err: error, bridge: this.bridge }, 'could not remove the network state of its containers'));
-    await this.exec('ip', ['link', 'del', this.bridge]).catch(() => undefined);
+    await this.removeLeftovers().catch(failed('the network state of its containers'));
+    await this.removeBridge().catch(failed('the bridge of the egress network'));
+  }
+
+  /** Removes `rule` if it is there (a failed set-up may not have made it). */
+  private async removeRule(rule: Rule): Promise<void> {
+    if (await this.ruleExists(rule)) await this.iptables(rule, '-D');
+  }
+
+  private async removeBridge(): Promise<void> {
+    if (await this.probe('ip', ['link', 'show', 'dev', this.bridge])) await this.exec('ip', ['link', 'del', this.bridge]);
   }
 
   private async connect(sandboxId: string, pid: number): Promise<{ address: string }> {
@@ -144,7 +158,7 @@ export class EgressNetwork {
       ips?: Array<{ address: string }>;
     };
     const hostVeth = result.interfaces?.find((i) => !i.sandbox && i.name !== this.bridge)?.name;
-    if (!hostVeth) throw new NetworkError(`CNI gave sandbox ${sandboxId} no host-side interface`);
+    if (!hostVeth) throw new HostError('network', `CNI gave sandbox ${sandboxId} no host-side interface`);
     // Isolated bridge ports cannot talk to each other, only to the bridge (the way out).
     await this.exec('bridge', ['link', 'set', 'dev', hostVeth, 'isolated', 'on']);
     return { address: result.ips?.[0]?.address ?? '' };
@@ -165,7 +179,7 @@ export class EgressNetwork {
 
   private netnsHandle(sandboxId: string): string {
     // The id names a file and is matched in the plugin's rule tags: nothing but a plain name.
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(sandboxId)) throw new NetworkError(`not a sandbox id: ${JSON.stringify(sandboxId)}`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(sandboxId)) throw new HostError('network', `not a sandbox id: ${JSON.stringify(sandboxId)}`);
     return join(this.netnsDir(), sandboxId);
   }
 
@@ -191,8 +205,7 @@ export class EgressNetwork {
     // The jumps first: a chain is deleted only once nothing jumps to it.
     for (const spec of jumps) await this.exec('iptables', ['-w', '-t', 'nat', '-D', ...spec]);
     for (const chain of owned) {
-      const exists = await this.exec('iptables', ['-w', '-t', 'nat', '-S', chain]).then(() => true, () => false);
-      if (!exists) continue;
+      if (!(await this.probe('iptables', ['-w', '-t', 'nat', '-S', chain]))) continue;
       await this.exec('iptables', ['-w', '-t', 'nat', '-F', chain]);
       await this.exec('iptables', ['-w', '-t', 'nat', '-X', chain]);
     }
@@ -209,14 +222,12 @@ export class EgressNetwork {
     if (this.functionsPort !== undefined && isLoopback(this.functionsTarget())) {
       // The CNI plugin adopts an existing bridge; made here first so that only this bridge
       // accepts packets forwarded to loopback (the rules below let through one port alone).
-      const exists = await this.exec('ip', ['link', 'show', 'dev', this.bridge]).then(() => true, () => false);
-      if (!exists) await this.exec('ip', ['link', 'add', 'name', this.bridge, 'type', 'bridge']);
+      if (!(await this.probe('ip', ['link', 'show', 'dev', this.bridge]))) await this.exec('ip', ['link', 'add', 'name', this.bridge, 'type', 'bridge']);
       await this.exec('sysctl', ['-q', '-w', `net.ipv4.conf.${this.bridge}.route_localnet=1`]);
     }
     // Inserted in reverse so they end up in this order at the top of their chains.
     for (const rule of [...this.rules()].reverse()) {
-      const exists = await this.iptables(rule, '-C').then(() => true, () => false);
-      if (!exists) await this.iptables(rule, '-I');
+      if (!(await this.ruleExists(rule))) await this.iptables(rule, '-I');
     }
     this.o.log.info({ bridge: this.bridge, subnet: this.subnet, functionsPort: this.functionsPort }, 'egress network ready');
   }
@@ -267,18 +278,33 @@ export class EgressNetwork {
     return this.exec(`${this.o.cniPath}/bridge`, [], { env, stdin: this.config() }, `CNI ${command} for ${containerId}`);
   }
 
-  private async iptables(rule: Rule, op: '-C' | '-I' | '-D'): Promise<void> {
+  private async iptables(rule: Rule, op: '-I' | '-D'): Promise<void> {
     await this.exec('iptables', ['-w', '-t', rule.table, op, ...rule.spec]);
   }
 
-  /** Runs a command in the launcher: its stdout, or a NetworkError with what it printed. */
+  private ruleExists(rule: Rule): Promise<boolean> {
+    return this.probe('iptables', ['-w', '-t', rule.table, '-C', ...rule.spec]);
+  }
+
+  /** Runs a command in the launcher: its stdout, or a HostError `network` with what it printed. */
   private async exec(command: string, args: string[], options: CommandOptions = {}, what = [command, ...args].join(' ')): Promise<string> {
-    const result = await (this.o.launcher ?? processLauncher()).run(command, args, options).catch((error: unknown) => {
-      throw new NetworkError(`${what}: ${command} could not run (${(error as Error).message})`, { cause: error });
-    });
+    const result = await this.run(command, args, options, what);
     if (result.code === 0) return result.stdout;
-    const printed = `${result.stdout.trim()} ${result.stderr.trim()}`.trim();
-    throw new NetworkError(`${what} failed: ${printed || exitText(result)}`);
+    throw commandFailed('network', what, result, `${result.stdout.trim()} ${result.stderr.trim()}`.trim());
+  }
+
+  /**
+   * Asks the host a yes-or-no question by a command's exit: whether a chain or a link exists. A
+   * command that could not run is no answer: it rejects.
+   */
+  private async probe(command: string, args: string[]): Promise<boolean> {
+    return (await this.run(command, args)).code === 0;
+  }
+
+  private run(command: string, args: string[], options: CommandOptions = {}, what = [command, ...args].join(' ')): Promise<CommandResult> {
+    return this.o.launcher.run(command, args, options).catch((error: unknown) => {
+      throw commandNotRun('network', what, error);
+    });
   }
 }
 
@@ -288,7 +314,13 @@ function isLoopback(address: string): boolean {
 
 /** Whether `path` is a bind mount of a namespace (not a plain file, nor missing). */
 async function holdsNetns(path: string): Promise<boolean> {
-  return statfs(path).then((s) => s.type === NSFS_MAGIC, () => false);
+  return statfs(path).then(
+    (s) => s.type === NSFS_MAGIC,
+    (error: unknown) => {
+      if (isErrnoError(error) && error.code === 'ENOENT') return false;
+      throw error;
+    },
+  );
 }
 
 /**

@@ -3,35 +3,32 @@
  *  - its root: overlayfs with the runtime image as the shared read-only lower and a private upper;
  *  - its task directory: a shared mount point, so that the code bound onto it later (when a pooled
  *    sandbox is specialized) propagates into the container, which holds it as an rslave mount.
- * The commands run in the process's launcher (worker/process/launcher.ts), the worker's when it runs:
- * these functions are called from places that are given no launcher.
+ * The commands run in the launcher each caller passes (the worker's, worker/process/launcher.ts:
+ * the worker never forks for them); reading the mount table needs none.
  */
 import { readFile } from 'node:fs/promises';
-import { exitText } from '../process/command-runner.js';
-import { processLauncher } from '../process/launcher.js';
+import { commandFailed, commandNotRun } from '../../infra/host-error.js';
+import type { CommandRunner } from '../process/command-runner.js';
 
-export class MountError extends Error {
-  readonly code = 'MountFailed';
-}
-
-async function mountCommand(binary: 'mount' | 'umount', args: string[]): Promise<void> {
-  const result = await processLauncher()
+/** Runs `mount` or `umount`; a failure is a HostError of kind `mount` with the command's stderr. */
+async function mountCommand(launcher: CommandRunner, binary: 'mount' | 'umount', args: string[]): Promise<void> {
+  const command = `${binary} ${args.join(' ')}`;
+  const result = await launcher
     .run(binary, args)
     .catch((cause: unknown) => {
-      throw new MountError(`${binary} ${args.join(' ')} failed: ${(cause as Error).message}`, { cause });
+      throw commandNotRun('mount', command, cause);
     });
   if (result.code === 0) return;
-  const stderr = result.stderr.trim();
-  throw new MountError(`${binary} ${args.join(' ')} failed${stderr ? `: ${stderr}` : ` (${exitText(result)})`}`);
+  throw commandFailed('mount', command, result);
 }
 
-export function mountOverlay(lower: string, upper: string, work: string, target: string): Promise<void> {
-  return mountCommand('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, target]);
+export function mountOverlay(launcher: CommandRunner, lower: string, upper: string, work: string, target: string): Promise<void> {
+  return mountCommand(launcher, 'mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, target]);
 }
 
 /** Makes `dir` a mount point of its own in a shared peer group. */
-export function makeSharedMountPoint(dir: string): Promise<void> {
-  return mountCommand('mount', ['--bind', '--make-shared', dir, dir]);
+export function makeSharedMountPoint(launcher: CommandRunner, dir: string): Promise<void> {
+  return mountCommand(launcher, 'mount', ['--bind', '--make-shared', dir, dir]);
 }
 
 /**
@@ -40,16 +37,16 @@ export function makeSharedMountPoint(dir: string): Promise<void> {
  * so what is bound into a running container must come from a source that is read-only itself
  * (a bind made by this function), whose flag every bind of it carries.
  */
-export function bindReadOnly(source: string, target: string): Promise<void> {
-  return mountCommand('mount', ['--bind', '-o', 'ro', source, target]);
+export function bindReadOnly(launcher: CommandRunner, source: string, target: string): Promise<void> {
+  return mountCommand(launcher, 'mount', ['--bind', '-o', 'ro', source, target]);
 }
 
 /** Unmounts every mount at or below each of `targets`, deepest first. */
-export async function unmountTree(...targets: string[]): Promise<void> {
+export async function unmountTree(launcher: CommandRunner, ...targets: string[]): Promise<void> {
   const mounted = await mountPointsUnder(targets);
   if (mounted.length === 0) return;
   // Stacked mounts on one point are listed once per mount; umount takes the top one each time.
-  await mountCommand('umount', mounted);
+  await mountCommand(launcher, 'umount', mounted);
 }
 
 /** Mount points at or below any of `roots`, deepest (and most recent) first. */

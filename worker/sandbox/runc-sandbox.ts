@@ -1,11 +1,18 @@
 /**
  * Sandboxes made with an OCI runtime (runc): how a container is made, specialized and destroyed.
+ *
+ * Errors: this is where the host's failures get their meaning for a call. A sandbox that cannot be
+ * made because of the host (a HostError, a failed system call) is `Unavailable`, with the failure
+ * as its cause; a bug is rethrown as it is. A call ends by its code: `FunctionTimeout` and
+ * `FunctionResponseTooLarge` stand, a closed channel is the runtime's death (`FunctionOutOfMemory`
+ * or `FunctionError`). A teardown that fails after one of these is logged, never put in its place.
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import { SkiffError } from '../../infra/errors.js';
+import { SkiffError, isSkiffError } from '../../infra/errors.js';
+import { isErrnoError, isHostError } from '../../infra/host-error.js';
 import type { Logger } from '../../infra/log.js';
 import { RUNTIME_SOCKET_NAME, cutMarker, type FunctionSpec, type InvokeMessage } from '../../runtime/protocol/messages.js';
 import { availableParallelism } from 'node:os';
@@ -20,24 +27,13 @@ import { cutLine } from '../../runtime/protocol/log-lines.js';
 import { LineCutter, OutputTail } from './output-lines.js';
 import { FRAME_MARGIN_BYTES, RuntimeChannel } from './runtime-channel.js';
 import { Turns } from './turns.js';
-import type { CreationTimings, InvokeOutcome, OutputLine, Sandbox, SandboxState } from './sandbox.js';
-
-/** What a container's root is made of: an image's layers and the command that starts its bootstrap. */
-export interface RuntimeImage {
-  runtime: string;
-  /** Layer digests, bottom first: two roots with the same layers are the same root. */
-  layers: string[];
-  /** The unpacked layers as overlayfs lower directories, top first. */
-  lowerDirs: string[];
-  command: string[];
-}
-
-export function sameRoot(a: RuntimeImage | undefined, b: RuntimeImage): boolean {
-  return a !== undefined && a.runtime === b.runtime && a.layers.length === b.layers.length && a.layers.every((layer, i) => layer === b.layers[i]);
-}
+import type { CommandRunner } from '../process/command-runner.js';
+import type { CreationEvent, CreationTimings, InvokeOutcome, OutputLine, RuntimeImage, Sandbox, SandboxFactory, SandboxState } from './sandbox.js';
 
 export interface SandboxFactoryOptions {
   oci: OciRuntime;
+  /** Runs the mount commands (the worker's launcher, worker/process/launcher.ts). */
+  launcher: CommandRunner;
   workerId: string;
   /** Each sandbox gets a directory here: bundle, overlay upper/work and task dirs. */
   sandboxesDir: string;
@@ -62,14 +58,11 @@ export interface SandboxFactoryOptions {
   log: Logger;
 }
 
-export type CreationEvent =
-  | { runtime: string; ok: true; timings: CreationTimings; totalMs: number }
-  | { runtime: string; ok: false; totalMs: number };
-
 /** uid the bootstrap runs as inside the container; root inside is never used. */
 const SANDBOX_UID = 1000;
 
-export class SandboxFactory {
+/** Makes runc sandboxes: the contract is on SandboxFactory (sandbox.ts). */
+export class RuncSandboxFactory implements SandboxFactory {
   private counter = 0;
   /** Every sandbox made and not yet fully destroyed, wherever it is (pool, instance, teardown). */
   private readonly live = new Set<Sandbox>();
@@ -126,8 +119,8 @@ export class SandboxFactory {
       const t0 = performance.now();
       for (const sub of ['upper', 'work', 'rootfs', 'task']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
       await mkdir(socketDir, { recursive: true, mode: 0o755 });
-      await mountOverlay(image.lowerDirs.join(':'), join(dir, 'upper'), join(dir, 'work'), join(dir, 'rootfs'));
-      await makeSharedMountPoint(join(dir, 'task'));
+      await mountOverlay(o.launcher, image.lowerDirs.join(':'), join(dir, 'upper'), join(dir, 'work'), join(dir, 'rootfs'));
+      await makeSharedMountPoint(o.launcher, join(dir, 'task'));
       const spec = buildSandboxSpec({
         hostname: 'skiff',
         args: image.command,
@@ -156,10 +149,21 @@ export class SandboxFactory {
       sandbox.markReady();
       return sandbox;
     } catch (error) {
-      await sandbox.destroy('creation failed');
-      throw new SkiffError('Unavailable', `could not create a ${image.runtime} sandbox: ${(error as Error).message}`, { cause: error });
+      await sandbox.destroyAfterFailure('creation failed');
+      throw creationError(image.runtime, error);
     }
   }
+}
+
+/**
+ * What a failed creation means for the call: the host cannot make a sandbox now (`Unavailable`,
+ * which the caller may try again) when the host failed it: a HostError (runc, a mount, a socket
+ * path, the runtime not coming up), a failed system call (a full disk, a permission), or the
+ * runtime refused while booting (a SkiffError from its channel). Anything else is a bug, as it is.
+ */
+function creationError(runtime: string, error: unknown): unknown {
+  if (!isHostError(error) && !isErrnoError(error) && !isSkiffError(error)) return error;
+  return new SkiffError('Unavailable', `could not create a ${runtime} sandbox: ${error.message}`, { cause: error });
 }
 
 class RuncSandbox implements Sandbox {
@@ -261,7 +265,7 @@ class RuncSandbox implements Sandbox {
         this.networked = true;
         await egress.attach(this.id, (await this.options.oci.state(this.id)).pid);
       }
-      await bindReadOnly(codeDir, join(this.dir, 'task'));
+      await bindReadOnly(this.options.launcher, codeDir, join(this.dir, 'task'));
       const cpus = availableParallelism();
       const boot = bootCpuLimits(fn.memoryMb, cpus);
       if (fn.memoryMb !== this.memoryMb) {
@@ -276,7 +280,7 @@ class RuncSandbox implements Sandbox {
       if (running.quotaUs !== boot.quotaUs) await setCpuCeiling(this.cgroupPath, running);
       return { bindMs, initMs };
     } catch (error) {
-      await this.destroy('specialization failed');
+      await this.destroyAfterFailure('specialization failed');
       throw error;
     }
   }
@@ -292,11 +296,11 @@ class RuncSandbox implements Sandbox {
       const result = await Promise.race([this.channel.invoke(message), timeout]);
       return result.ok ? { ok: true, value: result.value, durationMs: result.durationMs } : { ok: false, error: result.error, durationMs: result.durationMs };
     } catch (error) {
-      if (error instanceof SkiffError) {
-        await this.destroy(error.code === 'FunctionTimeout' ? 'timeout' : 'output over its limit');
-        throw error;
-      }
-      throw await this.deathError();
+      if (isHostError(error, 'channel-closed')) throw await this.deathError();
+      // The call's own end (a timeout, output over its limit: the channel was aborted), or a bug.
+      const reason = isSkiffError(error, 'FunctionTimeout') ? 'timeout' : isSkiffError(error, 'FunctionResponseTooLarge') ? 'output over its limit' : 'invoke failed';
+      await this.destroyAfterFailure(reason);
+      throw error;
     } finally {
       clearTimeout(timer);
       this.inFlight.delete(message.id);
@@ -309,7 +313,7 @@ class RuncSandbox implements Sandbox {
     // so they are kept as this invocation's log lines.
     await Promise.race([this.outputEnded, new Promise((resolve) => setTimeout(resolve, 500))]);
     // Teardown reads the OOM count before removing the cgroup (it may already be under way).
-    await this.destroy('runtime exited');
+    await this.destroyAfterFailure('runtime exited');
     if (this.oomKilled) return new SkiffError('FunctionOutOfMemory', `function exceeded its memory limit of ${this.memoryMb} MiB`);
     const tail = this.output.toString().trim().split('\n').slice(-5).join('\n');
     return new SkiffError('FunctionError', `runtime exited during the call${tail ? `: ${tail}` : ''}`, { errorType: 'Runtime.ExitError' });
@@ -326,6 +330,14 @@ class RuncSandbox implements Sandbox {
       .then(() => this.teardown(reason))
       .finally(() => this.markDestroyed());
     return this.dying;
+  }
+
+  /**
+   * Destroys the sandbox after a failure that is the one to report: a teardown that fails as well
+   * is logged, not thrown in its place.
+   */
+  async destroyAfterFailure(reason: string): Promise<void> {
+    await this.destroy(reason).catch((error: unknown) => this.options.log.error({ err: error, sandbox: this.id, reason }, 'could not destroy sandbox'));
   }
 
   onDeath(listener: (reason: string) => void): void {
@@ -348,12 +360,12 @@ class RuncSandbox implements Sandbox {
     if (this.networked) await this.options.egress?.detach(this.id).catch((error: unknown) => errors.push(error));
     let containerGone = true;
     await this.options.oci.delete(this.id).catch((error: unknown) => {
-      if (/does not exist|not found/i.test(String((error as Error).message))) return;
+      if (isHostError(error, 'not-found')) return;
       containerGone = false;
       errors.push(error);
     });
     if (containerGone) await removeCgroup(this.cgroupPath).catch((error: unknown) => errors.push(error));
-    await unmountTree(join(this.dir, 'task'), join(this.dir, 'rootfs')).catch((error: unknown) => errors.push(error));
+    await unmountTree(this.options.launcher, join(this.dir, 'task'), join(this.dir, 'rootfs')).catch((error: unknown) => errors.push(error));
     if (errors.length === 0) await rm(this.dir, { recursive: true, force: true }).catch((error: unknown) => errors.push(error));
     await rm(this.socketDir, { recursive: true, force: true }).catch((error: unknown) => errors.push(error));
     // A container that may still run keeps its id range: no new sandbox may share its host uids.

@@ -1,18 +1,20 @@
 /**
  * The OCI runtime, driven through its command line: runc (crun takes the same commands where the
  * cgroup layout allows it). Every call is a command run by the worker's launcher (never forked
- * from the worker itself); errors carry runc's own stderr.
+ * from the worker itself). Every failure is a HostError (infra/host-error.ts) of kind `oci-runtime`
+ * carrying runc's command line, exit and stderr, or `not-found` when runc has no such container:
+ * this module is the one that reads runc's messages.
  */
 import type { Readable } from 'node:stream';
-import { exitText, type CommandRunner } from '../process/command-runner.js';
-import { processLauncher } from '../process/launcher.js';
+import { commandFailed, commandNotRun, HostError, type CommandEnd } from '../../infra/host-error.js';
+import type { CommandRunner } from '../process/command-runner.js';
 
 export interface OciRuntimeOptions {
   binary: string;
   /** State directory (`--root`): each worker keeps its containers apart from everyone else's. */
   root: string;
-  /** Runs runc; by default the process's launcher (worker/process/launcher.ts). */
-  launcher?: CommandRunner;
+  /** Runs runc: the worker's launcher (worker/process/launcher.ts). */
+  launcher: CommandRunner;
 }
 
 export interface ContainerState {
@@ -22,9 +24,8 @@ export interface ContainerState {
   bundle: string;
 }
 
-export class OciRuntimeError extends Error {
-  readonly code = 'OciRuntimeFailed';
-}
+/** What runc (and crun) print when asked about a container they do not have. */
+const NO_SUCH_CONTAINER = /does not exist|not found/i;
 
 export class OciRuntime {
   constructor(private readonly options: OciRuntimeOptions) {}
@@ -40,20 +41,21 @@ export class OciRuntime {
     const args = ['--root', this.options.root, 'run', '--detach', '--no-new-keyring', '--bundle', bundle, id];
     // The container keeps writing to runc's stdout and stderr after runc exits: the launcher
     // answers at runc's exit and hands those pipes over.
+    const command = `${this.options.binary} run ${id}`;
     const result = await this.launcher()
       .runKeepingPipes(this.options.binary, args)
       .catch((error: unknown) => {
-        throw new OciRuntimeError(`${this.options.binary} run ${id}: ${(error as Error).message}`, { cause: error });
+        throw commandNotRun('oci-runtime', command, error);
       });
     if (result.code === 0 && result.pipes) return result.pipes;
-    throw new OciRuntimeError(`${this.options.binary} run ${id} exited (${exitText(result)}): ${result.stderr.trim()}`);
+    throw this.failed(command, result);
   }
 
   async kill(id: string, signal = 'KILL'): Promise<void> {
     await this.exec(['kill', id, signal]);
   }
 
-  /** Removes the container whatever its state (`--force` kills it first). */
+  /** Removes the container whatever its state (`--force` kills it first); `not-found` if there is none. */
   async delete(id: string): Promise<void> {
     await this.exec(['delete', '--force', id]);
   }
@@ -69,17 +71,22 @@ export class OciRuntime {
   }
 
   private async exec(args: string[]): Promise<string> {
+    const command = `${this.options.binary} ${args.join(' ')}`;
     const result = await this.launcher()
       .run(this.options.binary, ['--root', this.options.root, ...args])
       .catch((error: unknown) => {
-        throw new OciRuntimeError(`${this.options.binary} ${args.join(' ')}: ${(error as Error).message}`, { cause: error });
+        throw commandNotRun('oci-runtime', command, error);
       });
-    if (result.code === 0 && result.truncated) throw new OciRuntimeError(`${this.options.binary} ${args.join(' ')}: output too large`);
+    if (result.code === 0 && result.truncated) throw new HostError('oci-runtime', `${command}: output too large`, { command, end: result });
     if (result.code === 0) return result.stdout;
-    throw new OciRuntimeError(`${this.options.binary} ${args.join(' ')} exited (${exitText(result)}): ${result.stderr.trim()}`);
+    throw this.failed(command, result);
+  }
+
+  private failed(command: string, end: CommandEnd): HostError {
+    return commandFailed(end.code !== 0 && NO_SUCH_CONTAINER.test(end.stderr) ? 'not-found' : 'oci-runtime', command, end);
   }
 
   private launcher(): CommandRunner {
-    return this.options.launcher ?? processLauncher();
+    return this.options.launcher;
   }
 }

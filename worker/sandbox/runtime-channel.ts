@@ -5,11 +5,17 @@
  * The runtime is not trusted to keep its own limits: a frame longer than `maxFrameBytes` is never
  * buffered past the cap; it fails every call waiting on this channel with FunctionResponseTooLarge
  * and closes the channel (whose close listeners destroy the sandbox).
+ *
+ * Errors: a channel that is gone (the runtime exited or sent a frame that is not JSON) or never
+ * came (it did not connect in time) fails its waiters with a HostError `channel-closed`, unless it
+ * was aborted with an error of its own (then that one). A handler the runtime could not load
+ * fails `init` with SkiffError `FunctionError`, its errorType and stack the handler's.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmod, rm } from 'node:fs/promises';
 import { SkiffError } from '../../infra/errors.js';
-import { FrameTooLargeError, readFrames, writeFrame } from '../../runtime/protocol/framing.js';
+import { HostError } from '../../infra/host-error.js';
+import { isFrameError, readFrames, writeFrame, type FrameError } from '../../runtime/protocol/framing.js';
 import type {
   ErrorInfo,
   FunctionSpec,
@@ -31,17 +37,6 @@ export interface RuntimeChannelOptions {
 /** Room a result frame needs beyond the result itself: its id, type and duration, and some slack. */
 export const FRAME_MARGIN_BYTES = 64 * 1024;
 
-export class ChannelClosedError extends Error {
-  readonly code = 'ChannelClosed';
-}
-
-export class InitFailedError extends Error {
-  readonly code = 'InitFailed';
-  constructor(readonly info: ErrorInfo) {
-    super(`${info.type}: ${info.message}`);
-  }
-}
-
 type Pending = { resolve: (result: ResultMessage) => void; reject: (error: Error) => void };
 
 export class RuntimeChannel {
@@ -62,7 +57,7 @@ export class RuntimeChannel {
   /** Listens on `path`; resolves once listening (the socket file then exists). */
   async listen(path: string): Promise<void> {
     // Longer paths are silently truncated by the kernel: the bootstrap would never find the socket.
-    if (Buffer.byteLength(path) > 107) throw new ChannelClosedError(`socket path is longer than 107 bytes: ${path}`);
+    if (Buffer.byteLength(path) > 107) throw new HostError('unsuitable', `socket path is longer than 107 bytes: ${path}`);
     await rm(path, { force: true });
     const server = createServer((socket) => this.accept(socket));
     this.server = server;
@@ -77,12 +72,12 @@ export class RuntimeChannel {
   /** Resolves when the bootstrap has connected and said hello. */
   hello(timeoutMs: number): Promise<HelloMessage> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new ChannelClosedError(`runtime did not connect within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => reject(new HostError('channel-closed', `runtime did not connect within ${timeoutMs} ms`)), timeoutMs);
       this.helloWaiter = {
         resolve: (hello) => (clearTimeout(timer), resolve(hello)),
         reject: (error) => (clearTimeout(timer), reject(error)),
       };
-      if (this.closed) this.helloWaiter.reject(new ChannelClosedError('runtime exited before it connected'));
+      if (this.closed) this.helloWaiter.reject(this.failure ?? new HostError('channel-closed', 'runtime exited before it connected'));
     });
   }
 
@@ -121,7 +116,7 @@ export class RuntimeChannel {
   }
 
   private requireSocket(): Socket {
-    if (!this.socket || this.closed) throw new ChannelClosedError('runtime is not connected');
+    if (!this.socket || this.closed) throw new HostError('channel-closed', 'runtime is not connected');
     return this.socket;
   }
 
@@ -138,12 +133,15 @@ export class RuntimeChannel {
     socket.on('error', () => this.markClosed());
   }
 
-  /** A frame over the cap, or one that is not JSON: the runtime is broken or hostile. */
-  private refuse(error: Error): void {
-    if (error instanceof FrameTooLargeError) {
-      this.abort(new SkiffError('FunctionResponseTooLarge', `the function wrote a frame over ${error.limitBytes} bytes to the runtime socket; its sandbox was stopped`));
+  /**
+   * A frame over the cap (the function wrote it: FunctionResponseTooLarge), or one that is not JSON
+   * (the runtime is broken or hostile: the channel is closed); either way the channel is done.
+   */
+  private refuse(error: FrameError): void {
+    if (isFrameError(error, 'too-large')) {
+      this.abort(new SkiffError('FunctionResponseTooLarge', `the function wrote a frame over ${error.limitBytes} bytes to the runtime socket; its sandbox was stopped`, { cause: error }));
     } else {
-      this.socket?.destroy();
+      this.abort(new HostError('channel-closed', 'the runtime sent a frame that is not JSON; its channel was closed', { cause: error }));
     }
   }
 
@@ -157,7 +155,7 @@ export class RuntimeChannel {
         this.initWaiter = undefined;
         return;
       case 'initFailed':
-        this.initWaiter?.reject(new InitFailedError(message.error));
+        this.initWaiter?.reject(handlerNotLoaded(message.error));
         this.initWaiter = undefined;
         return;
       case 'log':
@@ -175,11 +173,16 @@ export class RuntimeChannel {
   private markClosed(): void {
     if (this.closed) return;
     this.closed = true;
-    const error = this.failure ?? new ChannelClosedError('runtime exited');
+    const error = this.failure ?? new HostError('channel-closed', 'runtime exited');
     this.helloWaiter?.reject(error);
     this.initWaiter?.reject(error);
     for (const waiter of this.pending.values()) waiter.reject(error);
     this.pending.clear();
     for (const listener of this.closeListeners.splice(0)) listener();
   }
+}
+
+/** The runtime could not load the handler: the function's error, with the handler's own type and stack. */
+function handlerNotLoaded(info: ErrorInfo): SkiffError {
+  return new SkiffError('FunctionError', `handler could not be loaded: ${info.message}`, { errorType: info.type, ...(info.stack ? { stack: info.stack } : {}) });
 }

@@ -6,8 +6,7 @@
  * about 0.17) and must not starve the calls being served.
  */
 import type { Logger } from '../../infra/log.js';
-import type { RuntimeImage, SandboxFactory } from './runc-sandbox.js';
-import type { Sandbox } from './sandbox.js';
+import type { RuntimeImage, Sandbox, SandboxFactory, SandboxPool } from './sandbox.js';
 
 export interface SandboxPoolOptions {
   /** Ready sandboxes to keep per runtime. */
@@ -19,7 +18,8 @@ export interface SandboxPoolOptions {
   log: Logger;
 }
 
-export class SandboxPool {
+/** The worker's pool: the contract is on SandboxPool (sandbox.ts). */
+export class ReadySandboxPool implements SandboxPool {
   private readonly ready = new Map<string, Sandbox[]>();
   private filling: Promise<void> | undefined;
   private stopped = false;

@@ -15,7 +15,12 @@
  *    never held. Output lines are cut at the log line limit.
  *  - `destroy` is idempotent. Once it resolves, no process, mount, cgroup or directory of the
  *    sandbox remains.
- *  - `onDeath` listeners run once, when the sandbox dies for any reason (destroy included).
+ *  - `onDeath` listeners run once, when the sandbox dies for any reason (destroy included); a
+ *    listener added to a dead sandbox runs at once. `state` is 'dead' before any of them runs.
+ *
+ * This file holds the contracts of worker/sandbox/ (Sandbox, SandboxFactory, SandboxPool): the
+ * instance set and the pool are written against them, runc-sandbox.ts and sandbox-pool.ts
+ * implement them, and test/support/fake-sandbox.ts fakes them for tests without root.
  */
 import type { ErrorInfo, FunctionSpec, InvokeMessage } from '../../runtime/protocol/messages.js';
 
@@ -62,4 +67,66 @@ export interface Sandbox {
   recentOutput(): string;
   /** Every output line from now on, in order per stream. */
   onOutput(listener: (line: OutputLine) => void): void;
+}
+
+/** What a container's root is made of: an image's layers and the command that starts its bootstrap. */
+export interface RuntimeImage {
+  runtime: string;
+  /** Layer digests, bottom first: two roots with the same layers are the same root. */
+  layers: string[];
+  /** The unpacked layers as overlayfs lower directories, top first. */
+  lowerDirs: string[];
+  command: string[];
+}
+
+export function sameRoot(a: RuntimeImage | undefined, b: RuntimeImage): boolean {
+  return a !== undefined && a.runtime === b.runtime && a.layers.length === b.layers.length && a.layers.every((layer, i) => layer === b.layers[i]);
+}
+
+/** One creation, told to the factory's creation listeners (metrics). */
+export type CreationEvent =
+  | { runtime: string; ok: true; timings: CreationTimings; totalMs: number }
+  | { runtime: string; ok: false; totalMs: number };
+
+/**
+ * Makes sandboxes.
+ *
+ * Contract:
+ *  - `create` resolves with a sandbox in state 'ready' (its bootstrap connected and waiting), of
+ *    `image`'s runtime, limited to `memoryMb`, whose `created` holds the time of each step. It may
+ *    wait for a turn first (creations are CPU-bound; the factory bounds how many run at once).
+ *  - A creation that fails rejects (`Unavailable` when the host could not make it), and what it
+ *    had made is destroyed: no process, mount, cgroup or directory of it remains.
+ *  - Every creation, failed or not, is told to each `onCreation` listener once, after it ended and
+ *    before `create` settles.
+ *  - The factory tracks every sandbox it made until that sandbox is fully destroyed, wherever it
+ *    is (pooled, serving, being torn down): `destroyAll` destroys them all and waits for teardowns
+ *    already under way.
+ */
+export interface SandboxFactory {
+  create(image: RuntimeImage, memoryMb: number): Promise<Sandbox>;
+  onCreation(listener: (event: CreationEvent) => void): void;
+  destroyAll(reason: string): Promise<void>;
+}
+
+/**
+ * Ready sandboxes made ahead of time, per runtime, so a cold start can skip creation.
+ *
+ * Contract:
+ *  - `take` never waits: it hands over a 'ready' sandbox of `runtime` or undefined, and starts a
+ *    refill either way. A sandbox taken is the caller's: the pool forgets it (and never destroys it).
+ *  - A pooled sandbox that dies leaves the pool at once; it is never handed out.
+ *  - `refill` makes sandboxes in the background, one at a time, up to the pool's target per runtime,
+ *    only while the worker has memory to spare; calls while one is under way join it. It resolves
+ *    when the pool is full, or when filling stopped (no memory, creations failing); it never rejects.
+ *  - `reservedMb` is the memory the ready sandboxes hold; `sizes` counts them per runtime.
+ *  - After `shutdown` resolves the pool holds nothing, makes nothing more, and every sandbox it
+ *    held is destroyed (one being made meanwhile is destroyed as soon as it is made).
+ */
+export interface SandboxPool {
+  take(runtime: string): Sandbox | undefined;
+  refill(): Promise<void>;
+  sizes(): Record<string, number>;
+  reservedMb(): number;
+  shutdown(): Promise<void>;
 }
