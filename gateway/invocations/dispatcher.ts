@@ -12,7 +12,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { nanoid } from 'nanoid';
+import { invocationId } from '../../infra/queue/ids.js';
 import type { Span } from '@opentelemetry/api';
 import { SkiffError } from '../../infra/errors.js';
 import type { InvocationRecords } from '../../infra/db/invocation-records.js';
@@ -141,7 +141,7 @@ export class Dispatcher {
     // After a Redis outage the command connection may be back before the reply subscription (each
     // reconnects on its own backoff): a call queued then would run and its reply reach no one.
     if (!this.receivingReplies()) throw new SkiffError('Unavailable', 'the gateway cannot receive replies yet (its Redis subscription is reconnecting); try again');
-    const id = nanoid();
+    const id = invocationId();
     span.setAttribute('skiff.invocation_id', id);
     const outcome = new Promise<InvocationOutcome>((resolve) => {
       const timer = setTimeout(() => {
@@ -167,7 +167,7 @@ export class Dispatcher {
    * recorded or queued: it was not accepted.
    */
   async submit(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions & { idempotencyKey?: string | undefined }): Promise<{ id: string; replayed: boolean }> {
-    const job = this.job(nanoid(), fn, event, null, span, options);
+    const job = this.job(invocationId(), fn, event, null, span, options);
     const scope = options.idempotencyKey === undefined ? undefined : { tenant: fn.tenant, functionName: fn.name, key: options.idempotencyKey };
     let accepted: { id: string; replayed: boolean };
     try {
