@@ -12,6 +12,7 @@ import { RegistryClient } from '../infra/registry/client.js';
 import { createLogger } from '../infra/log.js';
 import { ImageCache } from '../worker/images/image-cache.js';
 import { LayerStore } from '../worker/images/layer-store.js';
+import { Launcher } from '../worker/process/launcher.js';
 import { deploy, noop } from './http.js';
 import type { Platform } from './harness.js';
 import { percentiles, round, type Percentiles } from './stats.js';
@@ -47,35 +48,40 @@ export async function imageFigures(platform: Platform, scratch: string, repeats:
   let baseLayersMiB = 0;
   let additionalPullMs = 0;
   let additionalDiskKiB = 0;
-  for (let i = 0; i < repeats; i++) {
-    const dir = join(scratch, `image-bench-${i}`);
-    await mkdir(dir, { recursive: true });
-    try {
-      const started = performance.now();
-      for (const blob of blobs) await registry.pullBlob(repository, blob.digest, join(dir, `blob-${blob.digest.slice(7, 19)}`));
-      download.push(performance.now() - started);
+  const launcher = new Launcher();
+  try {
+    for (let i = 0; i < repeats; i++) {
+      const dir = join(scratch, `image-bench-${i}`);
+      await mkdir(dir, { recursive: true });
+      try {
+        const started = performance.now();
+        for (const blob of blobs) await registry.pullBlob(repository, blob.digest, join(dir, `blob-${blob.digest.slice(7, 19)}`));
+        download.push(performance.now() - started);
 
-      const cache = new ImageCache({
-        registry,
-        layers: new LayerStore(join(dir, 'layers')),
-        dir: join(dir, 'cache'),
-        budgetBytes: Number.MAX_SAFE_INTEGER,
-        log: createLogger('bench', 'warn'),
-      });
-      const t0 = performance.now();
-      await cache.image(a);
-      cold.push(performance.now() - t0);
-      if (i === 0) {
-        const before = await diskKiB(join(dir, 'layers'));
-        baseLayersMiB = (await cache.layers()).filter((l) => manifest.layers.slice(0, -1).some((m) => m.digest === l.digest)).reduce((sum, l) => sum + l.bytes, 0) / 1024 / 1024;
-        const t1 = performance.now();
-        await cache.image(b);
-        additionalPullMs = performance.now() - t1;
-        additionalDiskKiB = (await diskKiB(join(dir, 'layers'))) - before;
+        const cache = new ImageCache({
+          registry,
+          layers: new LayerStore(join(dir, 'layers'), launcher),
+          dir: join(dir, 'cache'),
+          budgetBytes: Number.MAX_SAFE_INTEGER,
+          log: createLogger('bench', 'warn'),
+        });
+        const t0 = performance.now();
+        await cache.image(a);
+        cold.push(performance.now() - t0);
+        if (i === 0) {
+          const before = await diskKiB(join(dir, 'layers'));
+          baseLayersMiB = (await cache.layers()).filter((l) => manifest.layers.slice(0, -1).some((m) => m.digest === l.digest)).reduce((sum, l) => sum + l.bytes, 0) / 1024 / 1024;
+          const t1 = performance.now();
+          await cache.image(b);
+          additionalPullMs = performance.now() - t1;
+          additionalDiskKiB = (await diskKiB(join(dir, 'layers'))) - before;
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
       }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
     }
+  } finally {
+    await launcher.stop();
   }
   return {
     coldPullMs: percentiles(cold),

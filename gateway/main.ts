@@ -8,7 +8,7 @@ import { startGateway } from './server.js';
 const config = loadConfig();
 const log = createLogger('gateway', config.logLevel);
 // Warns (once, in the background) if that Redis would lose accepted calls: no AOF, or eviction.
-void checkRedisSettings(config.redisUrl, log);
+void checkRedisSettings(config.redisUrl, log, { sentinel: config.redisClient.sentinel });
 const telemetry = startTelemetry('skiff-gateway', config.telemetry);
 const gateway = await startGateway(config, { log, tracer: telemetry.tracer });
 const { url, functionsUrl } = await gateway.listen();

@@ -68,7 +68,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
   });
   await dispatcher.start();
   const functions = new FunctionStore(db);
-  const current = new FunctionCache(functions, config.gateway.notFoundCacheSize);
+  const current = new FunctionCache(functions, config.gateway.notFoundCacheSize, config.gateway.functionCacheTtlMs);
   subscriber.on('message', (channel: string, message: string) => {
     if (channel === keys.functionEvents) current.forget((JSON.parse(message) as FunctionEvent).name);
   });

@@ -24,6 +24,7 @@ export interface GatewayConfig {
   defaultMemoryMb: number;
   defaultTimeoutMs: number;
   defaultMaxInstances: number;
+  defaultConcurrency: number;
   /** Synchronous calls of one function a gateway holds at once; past it, 429. */
   maxPendingPerFunction: number;
   /** Largest request body of a call (function URL, invoke): Lambda's 6 MiB. */
@@ -36,6 +37,8 @@ export interface GatewayConfig {
   asyncResultLimitBytes: number;
   /** Names of missing functions remembered (so a flood of unknown names costs no queries). */
   notFoundCacheSize: number;
+  /** How long a gateway trusts a function it looked up: a deploy reaches the other gateways within it. */
+  functionCacheTtlMs: number;
   /** A request must have arrived whole within this long (slow-loris bound). */
   requestTimeoutMs: number;
   /** An idle keep-alive connection is closed after this long. */
@@ -87,6 +90,12 @@ export interface WorkerConfig {
   /** Longest log line kept; longer lines are cut, and a runtime frame longer than the result
    *  limit plus a margin stops the sandbox (its memory stays bounded). */
   logLineLimitBytes: number;
+  /** A new container's runtime must have connected within this long. */
+  bootTimeoutMs: number;
+  /** How often unused images and code are removed from the node's caches. */
+  imageGcEveryMs: number;
+  /** How often the node checks that functions' minWarm instances exist. */
+  warmCheckEveryMs: number;
 }
 
 /** How Redis clients connect, time out and reconnect (infra/queue/connections.ts). */
@@ -97,6 +106,19 @@ export interface RedisClientConfig {
   commandTimeoutMs: number;
   /** Longest wait between reconnect attempts (they start at 50 ms and double). */
   reconnectMaxDelayMs: number;
+  /** Set: every connection goes to the primary these sentinels name, and follows it when they fail
+   *  over (REDIS_URL then gives only the password, user and database); unset: to REDIS_URL's host. */
+  sentinel: RedisSentinelConfig | undefined;
+}
+
+/** Redis behind Sentinel (SKIFF_REDIS_SENTINEL*; docs/OPERATIONS.md#redis-behind-sentinel). */
+export interface RedisSentinelConfig {
+  /** The sentinels asked for the primary's address, in this order. */
+  sentinels: ReadonlyArray<{ host: string; port: number }>;
+  /** The name the sentinels monitor the primary by (`sentinel monitor <name> ...`). */
+  name: string;
+  /** The sentinels' own password (their `requirepass`), if they have one. */
+  password: string | undefined;
 }
 
 /** How PostgreSQL pools connect and time out (infra/db/database.ts). */
@@ -125,7 +147,7 @@ export interface Config {
   bringupWorkers: number;
   /** The bring-up's first wait before restarting a process that died (SKIFF_RESTART_DELAY_MS), doubled while it keeps dying. */
   bringupRestartMs: number;
-  /** True when REDIS_URL / DATABASE_URL / REGISTRY_URL name existing servers: the bring-up then starts none. */
+  /** True when REDIS_URL (or SKIFF_REDIS_SENTINELS) / DATABASE_URL / REGISTRY_URL name existing servers: the bring-up then starts none. */
   external: { redis: boolean; database: boolean; registry: boolean };
   redisUrl: string;
   databaseUrl: string;
@@ -176,7 +198,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     },
     bringupWorkers: int(env, 'SKIFF_WORKERS', 1, 1, 16),
     bringupRestartMs: int(env, 'SKIFF_RESTART_DELAY_MS', 500, 100, 30_000),
-    external: { redis: Boolean(env.REDIS_URL), database: Boolean(env.DATABASE_URL), registry: Boolean(env.REGISTRY_URL) },
+    external: { redis: Boolean(env.REDIS_URL) || Boolean(env.SKIFF_REDIS_SENTINELS?.trim()), database: Boolean(env.DATABASE_URL), registry: Boolean(env.REGISTRY_URL) },
     redisUrl: str(env, 'REDIS_URL', 'redis://127.0.0.1:6390'),
     databaseUrl: str(env, 'DATABASE_URL', 'postgres://skiff@127.0.0.1:5440/skiff'),
     databaseSchema: ident(env, 'SKIFF_DB_SCHEMA', 'public'),
@@ -185,6 +207,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       connectTimeoutMs: int(env, 'SKIFF_REDIS_CONNECT_TIMEOUT_MS', 5000, 100),
       commandTimeoutMs: int(env, 'SKIFF_REDIS_COMMAND_TIMEOUT_MS', 3000, 100),
       reconnectMaxDelayMs: int(env, 'SKIFF_REDIS_RECONNECT_MAX_MS', 2000, 50),
+      sentinel: redisSentinel(env),
     },
     databaseClient: {
       connectTimeoutMs: int(env, 'SKIFF_DB_CONNECT_TIMEOUT_MS', 5000, 100),
@@ -203,12 +226,14 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       defaultMemoryMb: int(env, 'SKIFF_DEFAULT_MEMORY_MB', 128, 64, 10240),
       defaultTimeoutMs: int(env, 'SKIFF_DEFAULT_TIMEOUT_MS', 30_000, 1, 900_000),
       defaultMaxInstances: int(env, 'SKIFF_DEFAULT_MAX_INSTANCES', 100, 1, 10_000),
+      defaultConcurrency: int(env, 'SKIFF_DEFAULT_CONCURRENCY', 1, 1, 1000),
       maxPendingPerFunction: int(env, 'SKIFF_MAX_PENDING_PER_FUNCTION', 1000, 1),
       invokeBodyLimitBytes: int(env, 'SKIFF_INVOKE_BODY_LIMIT_BYTES', 6 * 1024 * 1024, 1024),
       asyncEventLimitBytes: int(env, 'SKIFF_ASYNC_EVENT_LIMIT_BYTES', 256 * 1024, 1024),
       resultLimitBytes: int(env, 'SKIFF_RESULT_LIMIT_BYTES', 6 * 1024 * 1024, 1024),
       asyncResultLimitBytes: int(env, 'SKIFF_ASYNC_RESULT_LIMIT_BYTES', 256 * 1024, 1024),
       notFoundCacheSize: int(env, 'SKIFF_NOT_FOUND_CACHE_SIZE', 10_000, 1),
+      functionCacheTtlMs: int(env, 'SKIFF_FUNCTION_CACHE_TTL_MS', 5000, 0, 600_000),
       requestTimeoutMs: int(env, 'SKIFF_REQUEST_TIMEOUT_MS', 60_000, 1000),
       keepAliveTimeoutMs: int(env, 'SKIFF_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1000),
       healthTimeoutMs: int(env, 'SKIFF_HEALTH_TIMEOUT_MS', 500, 10, 60_000),
@@ -236,6 +261,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       imageGraceMs: int(env, 'SKIFF_IMAGE_GRACE_MS', 60_000, 0),
       maxConcurrentCreates: int(env, 'SKIFF_MAX_CONCURRENT_CREATES', 2 * availableParallelism(), 1, 1000),
       logLineLimitBytes: int(env, 'SKIFF_LOG_LINE_LIMIT_BYTES', 16 * 1024, 256),
+      bootTimeoutMs: int(env, 'SKIFF_BOOT_TIMEOUT_MS', 10_000, 100),
+      imageGcEveryMs: int(env, 'SKIFF_IMAGE_GC_EVERY_MS', 30_000, 100),
+      warmCheckEveryMs: int(env, 'SKIFF_WARM_CHECK_EVERY_MS', 2000, 50),
     },
     scheduler: {
       concurrency: int(env, 'SKIFF_SCHEDULER_CONCURRENCY', 256, 1),
@@ -274,6 +302,34 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     },
   };
   return deepFreeze(config);
+}
+
+/** Default port of a sentinel, as Redis' own tools assume. */
+const SENTINEL_PORT = 26379;
+
+/**
+ * SKIFF_REDIS_SENTINELS: `host[:port],...` (IPv6 as `[addr]:port`), or unset for no Sentinel; with
+ * SKIFF_REDIS_SENTINEL_NAME (default `mymaster`) and SKIFF_REDIS_SENTINEL_PASSWORD.
+ */
+function redisSentinel(env: Env): RedisSentinelConfig | undefined {
+  const raw = env.SKIFF_REDIS_SENTINELS?.trim();
+  if (!raw) return undefined;
+  const sentinels = raw.split(',').map((entry) => {
+    const item = entry.trim();
+    const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9][A-Za-z0-9.-]*))(?::(\d{1,5}))?$/.exec(item);
+    const port = match?.[3] === undefined ? SENTINEL_PORT : Number(match[3]);
+    const host = match?.[1] ?? match?.[2];
+    if (host === undefined || port < 1 || port > 65535) {
+      throw new ConfigError(`SKIFF_REDIS_SENTINELS must be host[:port] entries separated by commas, such as 10.0.0.1:26379,10.0.0.2:26379, got "${item}" in "${raw}"`);
+    }
+    return { host, port };
+  });
+  const name = str(env, 'SKIFF_REDIS_SENTINEL_NAME', 'mymaster');
+  // Sentinel takes any name without spaces; refuse what would be a typo (or split a config line).
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
+    throw new ConfigError(`SKIFF_REDIS_SENTINEL_NAME must be 1-64 letters, digits, '.', '_' or '-', got "${name}"`);
+  }
+  return { sentinels, name, password: env.SKIFF_REDIS_SENTINEL_PASSWORD || undefined };
 }
 
 /** REGISTRY_URL: http(s)://host[:port] with nothing after it (the API's /v2/ is added by the client). */

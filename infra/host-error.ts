@@ -1,11 +1,11 @@
 /**
  * Failures of the machinery under a call: the OCI runtime, mounts, the egress network, the host
- * itself, the runtime's socket. These are Skiff's internal errors; what a user is told is a
+ * itself, the runtime's socket, the command launcher, a layer's unpacking. These are Skiff's internal errors; what a user is told is a
  * `SkiffError` (infra/errors.ts), whose code maps to HTTP in one table.
  *
  * One class with a closed set of kinds, tested with `isHostError(error, kind)`, never by message
- * or shape. A failed host command carries its command line, how it ended and its stderr; a
- * wrapped failure keeps it as `cause`.
+ * or shape (a kind that tells several failures apart says which in `reason`). A failed host command
+ * carries its command line, how it ended and its stderr; a wrapped failure keeps it as `cause`.
  *
  * A HostError is never shown to a user as itself: the boundary that knows what it means turns it
  * into a SkiffError, keeping it as the cause (a sandbox that cannot be made: `Unavailable`, in
@@ -25,9 +25,24 @@ export type HostErrorKind =
   /** The host cannot do what a sandbox needs (a path containers cannot reach, one too long for a socket). */
   | 'unsuitable'
   /** The runtime's connection is gone or never came: its process exited, or it did not connect in time. */
-  | 'channel-closed';
+  | 'channel-closed'
+  /** The worker's command launcher failed a command (its `reason` says how: a LauncherFailure). */
+  | 'launcher'
+  /** A host command unpacking an image layer (mknod or setfattr, for its whiteouts) failed or could not run. */
+  | 'unpack';
 
-export const HOST_ERROR_KINDS: readonly HostErrorKind[] = ['oci-runtime', 'not-found', 'mount', 'network', 'unsuitable', 'channel-closed'];
+export const HOST_ERROR_KINDS: readonly HostErrorKind[] = ['oci-runtime', 'not-found', 'mount', 'network', 'unsuitable', 'channel-closed', 'launcher', 'unpack'];
+
+/**
+ * How the command launcher (worker/process/launcher.ts) failed a command, the `reason` of a
+ * `launcher` HostError: it died while the command ran (`LauncherDied`), did not come up
+ * (`LauncherUnavailable`), was stopped (`LauncherStopped`), or could not start the command
+ * (`CommandNotStarted`: no such binary, say).
+ */
+export type LauncherFailure = 'LauncherDied' | 'LauncherUnavailable' | 'LauncherStopped' | 'CommandNotStarted';
+
+/** A finer, stable code within a kind, for the kinds that have one. */
+export type HostErrorReason = LauncherFailure;
 
 /** How a host command ended (worker/process/command-runner.ts CommandResult fits). */
 export interface CommandEnd {
@@ -42,6 +57,8 @@ export interface HostErrorOptions {
   command?: string;
   /** How it ended, when it ran: its exit code (null: a signal ended it) and signal, and its stderr. */
   end?: CommandEnd;
+  /** What went wrong within the kind, where the kind tells several apart (`launcher`). */
+  reason?: HostErrorReason;
 }
 
 const BRAND = Symbol.for('skiff.host-error');
@@ -54,6 +71,8 @@ export class HostError extends Error {
   readonly exitCode: number | null | undefined;
   readonly signal: string | null | undefined;
   readonly stderr: string | undefined;
+  /** Undefined for kinds without reasons. */
+  readonly reason: HostErrorReason | undefined;
 
   constructor(kind: HostErrorKind, message: string, options: HostErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -65,6 +84,7 @@ export class HostError extends Error {
     this.exitCode = options.end?.code;
     this.signal = options.end?.signal;
     this.stderr = options.end?.stderr.trim();
+    this.reason = options.reason;
   }
 }
 

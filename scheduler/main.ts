@@ -19,7 +19,7 @@ import { Scheduler } from './scheduler.js';
 const config = loadConfig();
 const log = createLogger('scheduler', config.logLevel);
 // Warns (once, in the background) if that Redis would lose accepted calls: no AOF, or eviction.
-void checkRedisSettings(config.redisUrl, log);
+void checkRedisSettings(config.redisUrl, log, { sentinel: config.redisClient.sentinel });
 const telemetry = startTelemetry('skiff-scheduler', config.telemetry);
 const keys = keySpace(config.keyPrefix);
 // Both wait for Redis while it is away: placements and retries carry on when it is back.

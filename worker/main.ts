@@ -11,7 +11,7 @@ import { startWorker } from './node.js';
 const config = loadConfig();
 const log = createLogger('worker', config.logLevel);
 // Warns (once, in the background) if that Redis would lose accepted calls: no AOF, or eviction.
-void checkRedisSettings(config.redisUrl, log);
+void checkRedisSettings(config.redisUrl, log, { sentinel: config.redisClient.sentinel });
 const telemetry = startTelemetry(`skiff-worker`, config.telemetry);
 const node = await startWorker(config, { log, tracer: telemetry.tracer });
 log.info({ worker: config.worker.id, pool: config.worker.poolSize }, 'worker ready');

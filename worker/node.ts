@@ -4,6 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
@@ -59,7 +60,6 @@ export interface WorkerNode {
 const POOL_SANDBOX_MB = 128;
 /** Where Debian's containernetworking-plugins are. */
 const CNI_PATH = '/usr/lib/cni';
-const IMAGE_GC_EVERY_MS = 30_000;
 /** Open files per container: below the worker's hard limit (20000 on the build machines). */
 const NOFILE_LIMIT = 4096;
 
@@ -96,6 +96,7 @@ export async function startWorker(
     egress,
     oci,
     launcher,
+    hostCpus: availableParallelism(),
     workerId: w.id,
     sandboxesDir,
     socketsDir: join(w.runDir, 'sockets'),
@@ -108,7 +109,7 @@ export async function startWorker(
     // The runtime refuses a larger result itself; the worker stops a sandbox that sends one anyway.
     maxResultBytes: config.gateway.resultLimitBytes,
     logLineLimitBytes: w.logLineLimitBytes,
-    bootTimeoutMs: 10_000,
+    bootTimeoutMs: w.bootTimeoutMs,
     maxConcurrentCreates: w.maxConcurrentCreates,
     log,
   });
@@ -130,7 +131,7 @@ export async function startWorker(
   // Layers are shared by every worker of the host; manifests, configs and code mounts are per worker.
   const imageCache = new ImageCache({
     registry: new RegistryClient(config.registry),
-    layers: new LayerStore(join(config.imagesDir, 'layers')),
+    layers: new LayerStore(join(config.imagesDir, 'layers'), launcher),
     dir: join(home, 'images'),
     budgetBytes: w.imageCacheMb * 1024 * 1024,
     log,
@@ -163,7 +164,7 @@ export async function startWorker(
       const beats = Object.values(await redis.hgetall(keys.workers)).map((json) => JSON.parse(json) as WorkerHeartbeat);
       return beats.filter((b) => b.state === 'active' && Date.now() - b.at <= config.scheduler.heartbeatTtlMs).map((b) => b.id);
     },
-    everyMs: 2000,
+    everyMs: w.warmCheckEveryMs,
     log,
   });
   const asyncCalls = openAsyncCalls(config, redis, records, db);
@@ -200,7 +201,7 @@ export async function startWorker(
   };
   const imageGc = setInterval(() => {
     void collectImages().catch((error: unknown) => log.error({ err: error }, 'image cache collection failed'));
-  }, IMAGE_GC_EVERY_MS);
+  }, w.imageGcEveryMs);
   imageGc.unref();
   const metricsServer = await startMetricsServer(metrics, config, log);
 

@@ -11,14 +11,15 @@
 import { SkiffError } from '../../infra/errors.js';
 import type { FunctionInfo, FunctionStore } from '../../infra/db/function-store.js';
 
-const TTL_MS = 5000;
-
 export class FunctionCache {
   private readonly entries = new Map<string, { info: FunctionInfo | undefined; until: number }>();
 
   constructor(
     private readonly store: Pick<FunctionStore, 'get'>,
-    private readonly maxEntries = 10_000,
+    /** Names remembered at most (SKIFF_NOT_FOUND_CACHE_SIZE). */
+    private readonly maxEntries: number,
+    /** How long an entry is trusted (SKIFF_FUNCTION_CACHE_TTL_MS). */
+    private readonly ttlMs: number,
   ) {}
 
   async get(name: string): Promise<FunctionInfo | undefined> {
@@ -34,7 +35,7 @@ export class FunctionCache {
     this.entries.delete(name);
     // A Map keeps insertion order: the first key is the oldest entry.
     while (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
-    this.entries.set(name, { info, until: Date.now() + TTL_MS });
+    this.entries.set(name, { info, until: Date.now() + this.ttlMs });
     return info;
   }
 

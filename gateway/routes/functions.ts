@@ -146,7 +146,7 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       handler: body.handler,
       memoryMb,
       timeoutMs: body.timeoutMs ?? ctx.config.gateway.defaultTimeoutMs,
-      concurrency: body.concurrency ?? 1,
+      concurrency: body.concurrency ?? ctx.config.gateway.defaultConcurrency,
       idleTimeoutMs: body.idleTimeoutMs ?? ctx.config.gateway.defaultIdleTimeoutMs,
       minWarm,
       maxInstances,

@@ -19,9 +19,30 @@
  * Every role reconnects forever, after a capped exponential backoff with jitter, and logs its
  * errors through an {@link OutageLog}: one line when an outage starts, a summary at most every
  * 30 s while it lasts, one when the connection is back.
+ *
+ * Behind Sentinel (`config.sentinel`), every connection, on every (re)connect, asks the sentinels
+ * for the primary's address and checks that the server it reaches is a primary (the subscriber,
+ * which sends no INFO, takes the sentinels' word); REDIS_URL gives only the password, user and
+ * database. A connection leaves a server that is no longer the primary when the server closes
+ * it (the primary died; or Sentinel demoted it, and Sentinel kills the clients of a server it
+ * turns into a replica) or when the server answers that it is a replica (`READONLY` to a write,
+ * `UNBLOCKED` to a blocked read): the connection is then closed and made again to the primary
+ * the sentinels name, and the command sent again there (a producer's fails: its caller is
+ * answered 503). So a BullMQ Worker does not stay blocked on an old primary
+ * (BullMQ issues 3088, 4378): its blocking read (BZPOPMIN for at most 10 s, 5 s while no job is
+ * delayed, under a watchdog of BullMQ's a second longer) is sent again to the new primary.
+ *
+ * ioredis' failover detector (`failoverDetector`: every connection also subscribes to
+ * `+switch-master` on each sentinel) is off. In ioredis 5.9 it closes the connector whenever a
+ * sentinel announces a failover, and one closed while it is asking the sentinels for the primary
+ * ends the client for good (status `end`, never reconnected: the trap of BullMQ issue 4378);
+ * that happened to 3 to 6 of 60 clients when the primary was SIGKILLed, measured. QUIT also
+ * leaves its subscriptions open (ioredis issue 1362). Without it, a primary that hangs without
+ * closing its connections (frozen, or cut off by a partition) is left only once Sentinel demotes
+ * it (when it is reachable again: Sentinel then closes its clients) or TCP keep-alive gives up.
  */
 import { Redis, type RedisOptions } from 'ioredis';
-import type { RedisClientConfig } from '../config.js';
+import type { RedisClientConfig, RedisSentinelConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { OutageLog } from '../outage-log.js';
 
@@ -39,11 +60,57 @@ export function reconnectDelay(attempt: number, maxMs: number, random: () => num
   return Math.max(1, Math.round(base * (0.8 + 0.4 * random())));
 }
 
+/**
+ * A reply of a server that is not (or no longer) the primary: a write to a replica, or a blocked
+ * read that a primary turned replica gave up. Such a server never ran the command.
+ */
+const NOT_PRIMARY = /^(READONLY|UNBLOCKED)\b/;
+
+/**
+ * What ioredis does with an error reply (`reconnectOnError`): a reply of a server that is not the
+ * primary closes the connection, to be made again (to the primary the sentinels name), and sends
+ * the command again once connected (2), or, for a producer, fails it (1: it has no offline queue
+ * to wait in); any other error is the command's (false). A transaction refused so fails as a
+ * whole (EXECABORT: the server discarded all of it), not sent again.
+ */
+export function onErrorReply(role: RedisRole): (error: Error) => boolean | 1 | 2 {
+  return (error) => (NOT_PRIMARY.test(error.message) ? (role === 'producer' ? 1 : 2) : false);
+}
+
+/**
+ * Where connections go behind Sentinel: the primary named `name` by the sentinels (tried in
+ * order), checked to be a primary on connect. Options for ioredis, added to REDIS_URL's.
+ */
+export function sentinelTarget(sentinel: RedisSentinelConfig): RedisOptions {
+  return {
+    sentinels: sentinel.sentinels.map(({ host, port }) => ({ host, port })),
+    name: sentinel.name,
+    role: 'master',
+    ...(sentinel.password === undefined ? {} : { sentinelPassword: sentinel.password }),
+  };
+}
+
 /** The ioredis options of a role (pure: tests read them without connecting). */
 export function redisOptions(role: RedisRole, config: RedisClientConfig, name?: string): RedisOptions {
+  const retry = (attempt: number): number => reconnectDelay(attempt, config.reconnectMaxDelayMs);
+  const sentinel: RedisOptions = config.sentinel
+    ? {
+        ...sentinelTarget(config.sentinel),
+        // No sentinel answers: asked again after the same backoff as a reconnect, forever.
+        sentinelRetryStrategy: retry,
+        // A sentinel that does not answer is passed over after this long.
+        sentinelCommandTimeout: config.commandTimeoutMs,
+        // Off: it can end a client for good (see the header).
+        failoverDetector: false,
+      }
+    : {};
   const common: RedisOptions = {
+    ...sentinel,
     connectTimeout: config.connectTimeoutMs,
-    retryStrategy: (attempt: number) => reconnectDelay(attempt, config.reconnectMaxDelayMs),
+    retryStrategy: retry,
+    // Behind Sentinel only: there a replica fails the role check on connect, while without it a
+    // REDIS_URL naming a replica would be connected to again and again, as fast as it refuses.
+    ...(config.sentinel ? { reconnectOnError: onErrorReply(role) } : {}),
     // A connection half-open after a host or network failure is found by TCP keep-alive probes.
     keepAlive: 10_000,
     // Not on a subscriber: ioredis names the connection (CLIENT SETNAME) on every connect, and

@@ -4,10 +4,13 @@
  * snapshot) and `maxmemory-policy noeviction` (any other policy may evict queue keys when Redis
  * fills up). BullMQ's production guide asks for both. A missing setting is a warning, not a
  * refusal: a throw-away Redis is fine for trying Skiff out. A managed Redis that refuses CONFIG
- * is named as unchecked.
+ * is named as unchecked. Behind Sentinel, the primary the sentinels name is checked (each replica
+ * needs the same settings, for when it is promoted: docs/OPERATIONS.md).
  */
 import { Redis } from 'ioredis';
+import type { RedisSentinelConfig } from '../config.js';
 import type { Logger } from '../log.js';
+import { sentinelTarget } from './connections.js';
 
 /** A setting and the values that keep accepted calls. */
 const WANTED: ReadonlyArray<{ setting: string; ok: (value: string, all: Map<string, string>) => boolean; want: string }> = [
@@ -26,12 +29,21 @@ export interface RedisSettingsCheck {
   reason?: string;
 }
 
+export interface RedisCheckOptions {
+  /** Longest wait for each step (default 5000 ms). */
+  timeoutMs?: number;
+  /** Set: check the primary these sentinels name (with a URL `target`; `config.redisClient.sentinel`). */
+  sentinel?: RedisSentinelConfig | undefined;
+}
+
 /**
  * Reads the settings with CONFIG GET and logs one warning line if any is lacking or they could not
- * be read. Never throws and never waits longer than about `timeoutMs`. `target` is a URL (a
- * connection of its own is made and closed) or a client to use as it is.
+ * be read. Never throws and never waits longer than about `timeoutMs` (a step). `target` is a URL
+ * (a connection of its own is made and closed, through the sentinels if `sentinel` is set) or a
+ * client to use as it is. `options` may be the timeout alone.
  */
-export async function checkRedisSettings(target: string | Redis, log: Logger, timeoutMs = 5000): Promise<RedisSettingsCheck> {
+export async function checkRedisSettings(target: string | Redis, log: Logger, options: number | RedisCheckOptions = {}): Promise<RedisSettingsCheck> {
+  const { timeoutMs = 5000, sentinel } = typeof options === 'number' ? { timeoutMs: options } : options;
   const own = typeof target === 'string';
   const client = own
     ? new Redis(target, {
@@ -42,13 +54,15 @@ export async function checkRedisSettings(target: string | Redis, log: Logger, ti
         commandTimeout: timeoutMs,
         // Named as Skiff's other connections are in CLIENT LIST (infra/queue/connections.ts).
         connectionName: `skiff:${String(log.bindings().component ?? 'skiff')}:settings-check`,
+        // One round over the sentinels, each given the step's time; none answering is "no answer".
+        ...(sentinel ? { ...sentinelTarget(sentinel), sentinelRetryStrategy: () => null, sentinelCommandTimeout: timeoutMs } : {}),
       })
     : target;
   if (own) client.on('error', () => undefined); // every command rejects with it
-  const where = own ? redactedUrl(target) : `${client.options.host ?? '?'}:${client.options.port ?? '?'}`;
+  const where = own ? (sentinel ? sentinelWhere(sentinel) : redactedUrl(target)) : clientWhere(client);
   let result: RedisSettingsCheck;
   try {
-    if (own) await client.connect();
+    if (own) await withTimeout(client.connect(), timeoutMs);
     const all = new Map<string, string>();
     // One setting per CONFIG GET: Redis before 7 takes a single pattern.
     for (const { setting } of WANTED) {
@@ -63,7 +77,8 @@ export async function checkRedisSettings(target: string | Redis, log: Logger, ti
     result = unknown.length > 0 ? { checked: false, lacking, reason: `CONFIG GET did not show ${unknown.join(', ')}` } : { checked: true, lacking };
   } catch (error) {
     const message = (error as Error).message;
-    const refused = /unknown command|NOPERM|no permissions|not allowed|disabled/i.test(message);
+    // Refused is an answer of the server; anything else (no connection, no sentinel) is none.
+    const refused = (error as Error).name === 'ReplyError' && /unknown command|NOPERM|no permissions|not allowed|disabled/i.test(message);
     result = { checked: false, lacking: [], reason: refused ? `CONFIG GET refused: ${message}` : `no answer: ${message}` };
   } finally {
     if (own) client.disconnect();
@@ -91,6 +106,17 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** How a log line names Redis behind Sentinel. */
+function sentinelWhere(sentinel: RedisSentinelConfig): string {
+  return `primary ${sentinel.name} of sentinels ${sentinel.sentinels.map(({ host, port }) => `${host}:${port}`).join(',')}`;
+}
+
+function clientWhere(client: Redis): string {
+  const { sentinels, name } = client.options;
+  if (sentinels && name) return sentinelWhere({ name, sentinels: sentinels.map((s) => ({ host: s.host ?? '?', port: s.port ?? 26379 })), password: undefined });
+  return `${client.options.host ?? '?'}:${client.options.port ?? '?'}`;
 }
 
 /** The URL without its password. */

@@ -4,7 +4,8 @@
  * A persistent one (the bring-up's) keeps an append-only file, fsynced every second, besides RDB
  * snapshots: a crash loses at most about a second of writes, not a minute. Every one refuses
  * writes when full (`maxmemory-policy noeviction`) rather than evicting queue keys. Both are what
- * BullMQ's production guide asks for, and what infra/queue/redis-check.ts warns about.
+ * BullMQ's production guide asks for, and what infra/queue/redis-check.ts warns about. One may be
+ * started as a replica of another (a primary with replicas behind Sentinel: ./redis-sentinel.ts).
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -27,6 +28,8 @@ export interface RedisServerOptions {
   detached?: boolean;
   /** Aborts the wait for the server to answer (the server is then killed). */
   signal?: AbortSignal;
+  /** Starts it as a replica of this primary (`--replicaof`; Sentinel may change that later). */
+  replicaOf?: { host: string; port: number };
 }
 
 /** The append-only file's manifest, under Redis' defaults (`appenddirname`, `appendfilename`). */
@@ -48,6 +51,7 @@ export async function startRedis(options: RedisServerOptions): Promise<LocalRedi
       '--bind', '127.0.0.1', '--port', String(options.port), '--dir', options.dir,
       ...persistence, '--maxmemory-policy', 'noeviction',
       '--daemonize', 'no', '--protected-mode', 'yes', '--logfile', join(options.dir, 'redis.log'),
+      ...(options.replicaOf ? ['--replicaof', options.replicaOf.host, String(options.replicaOf.port)] : []),
     ],
     { stdio: ['ignore', 'ignore', 'inherit'], detached: options.detached ?? false },
   );
@@ -81,7 +85,8 @@ async function switchOnAof(url: string, options: RedisServerOptions): Promise<vo
   }, 120000, 100, { signal: options.signal });
 }
 
-async function withClient<T>(url: string, use: (client: Redis) => Promise<T>): Promise<T> {
+/** Runs `use` on a connection of its own to `url` (one attempt, no retries), closed afterwards. */
+export async function withClient<T>(url: string, use: (client: Redis) => Promise<T>): Promise<T> {
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   client.on('error', () => undefined); // the command rejects with the same error; callers retry
   try {

@@ -42,18 +42,20 @@ t.test('defaults', async (t) => {
     defaultMemoryMb: 128,
     defaultTimeoutMs: 30_000,
     defaultMaxInstances: 100,
+    defaultConcurrency: 1,
     maxPendingPerFunction: 1000,
     invokeBodyLimitBytes: 6 * 1024 * 1024,
     asyncEventLimitBytes: 256 * 1024,
     resultLimitBytes: 6 * 1024 * 1024,
     asyncResultLimitBytes: 256 * 1024,
     notFoundCacheSize: 10_000,
+    functionCacheTtlMs: 5000,
     requestTimeoutMs: 60_000,
     keepAliveTimeoutMs: 72_000,
     healthTimeoutMs: 500,
     functions: { host: '127.0.0.1', port: 8081, publicUrl: undefined, domain: undefined },
   });
-  t.same(c.redisClient, { connectTimeoutMs: 5000, commandTimeoutMs: 3000, reconnectMaxDelayMs: 2000 });
+  t.same(c.redisClient, { connectTimeoutMs: 5000, commandTimeoutMs: 3000, reconnectMaxDelayMs: 2000, sentinel: undefined });
   t.same(c.databaseClient, { connectTimeoutMs: 5000, queryTimeoutMs: 15_000 });
   const workerId = `${hostname()}-1`;
   t.same(c.worker, {
@@ -73,6 +75,9 @@ t.test('defaults', async (t) => {
     imageGraceMs: 60_000,
     maxConcurrentCreates: 2 * availableParallelism(),
     logLineLimitBytes: 16 * 1024,
+    bootTimeoutMs: 10_000,
+    imageGcEveryMs: 30_000,
+    warmCheckEveryMs: 2000,
   });
   t.same(c.registry, { url: 'http://127.0.0.1:5050', username: undefined, password: undefined });
   t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000, retentionHours: 168 });
@@ -140,7 +145,7 @@ t.test('client timeouts of Redis, PostgreSQL and /healthz', async (t) => {
     SKIFF_DB_QUERY_TIMEOUT_MS: '0',
     SKIFF_HEALTH_TIMEOUT_MS: '250',
   });
-  t.same(c.redisClient, { connectTimeoutMs: 1500, commandTimeoutMs: 800, reconnectMaxDelayMs: 5000 });
+  t.same(c.redisClient, { connectTimeoutMs: 1500, commandTimeoutMs: 800, reconnectMaxDelayMs: 5000, sentinel: undefined });
   t.same(c.databaseClient, { connectTimeoutMs: 2500, queryTimeoutMs: 0 }, 'a query timeout of 0 means none');
   t.equal(c.gateway.healthTimeoutMs, 250);
   rejects(t, { SKIFF_REDIS_COMMAND_TIMEOUT_MS: '0' }, 'SKIFF_REDIS_COMMAND_TIMEOUT_MS');
@@ -245,6 +250,25 @@ t.test('telemetry is enabled only when an exporter or endpoint is configured', a
   t.equal(enabled({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_SDK_DISABLED: 'false' }), true, 'SDK explicitly not disabled');
   t.equal(enabled({ OTEL_SDK_DISABLED: 'false' }), false, 'not disabled, but nothing configured');
   t.equal(enabled({ OTEL_SERVICE_NAME: 'skiff' }), false, 'other OTEL variables do not enable it');
+});
+
+t.test('Redis behind Sentinel: SKIFF_REDIS_SENTINELS, _NAME, _PASSWORD', async (t) => {
+  const c = loadConfig({ SKIFF_REDIS_SENTINELS: ' 10.0.0.1:26380, sentinel-2.internal ,[fd00::3]:5000', REDIS_URL: 'redis://:pw@ignored:6379/2' });
+  t.same(c.redisClient.sentinel, {
+    sentinels: [{ host: '10.0.0.1', port: 26380 }, { host: 'sentinel-2.internal', port: 26379 }, { host: 'fd00::3', port: 5000 }],
+    name: 'mymaster',
+    password: undefined,
+  }, 'host[:port] entries, port 26379 by default, IPv6 in brackets; the primary is called mymaster unless named');
+  t.equal(c.redisUrl, 'redis://:pw@ignored:6379/2', "REDIS_URL is kept: its password and database still apply");
+  t.same(loadConfig({ SKIFF_REDIS_SENTINELS: 's1:1', SKIFF_REDIS_SENTINEL_NAME: 'queues', SKIFF_REDIS_SENTINEL_PASSWORD: 'x' }).redisClient.sentinel, {
+    sentinels: [{ host: 's1', port: 1 }],
+    name: 'queues',
+    password: 'x',
+  });
+  t.equal(loadConfig({ SKIFF_REDIS_SENTINELS: '' }).redisClient.sentinel, undefined, 'empty: no Sentinel');
+  t.same(loadConfig({ SKIFF_REDIS_SENTINELS: 's1' }).external, { redis: true, database: false, registry: false }, 'sentinels name an existing Redis: the bring-up starts none');
+  for (const bad of ['s1:0', 's1:65536', 's1:', 's1,,s2', 'http://s1:26379', 's1:26379:1', '[zz::1]:1', '-s1']) rejects(t, { SKIFF_REDIS_SENTINELS: bad }, 'SKIFF_REDIS_SENTINELS');
+  for (const bad of ['my master', 'x'.repeat(65), 'a;b']) rejects(t, { SKIFF_REDIS_SENTINELS: 's1', SKIFF_REDIS_SENTINEL_NAME: bad }, 'SKIFF_REDIS_SENTINEL_NAME');
 });
 
 t.test('telemetry: an empty variable counts as unset', async (t) => {

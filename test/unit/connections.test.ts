@@ -1,15 +1,16 @@
 /**
  * Redis connections by role (infra/queue/connections.ts), the rate-limited outage log
- * (infra/outage-log.ts) and /healthz's probe: the options as plain data, and then against a
- * private Redis of this file's own that is killed and started again on the same port (never the
- * scratch Redis other test files share).
+ * (infra/outage-log.ts) and /healthz's probe: the options as plain data (Sentinel's too; servers
+ * behind Sentinel: connections-sentinel.test.ts), and then against a private Redis of this file's
+ * own that is killed and started again on the same port (never the scratch Redis other test files
+ * share).
  */
 import t from 'tap';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
-import { closeRedis, openRedis, reconnectDelay, redisOptions, whenReady } from '../../infra/queue/connections.js';
+import { closeRedis, onErrorReply, openRedis, reconnectDelay, redisOptions, whenReady } from '../../infra/queue/connections.js';
 import { OutageLog, logErrors } from '../../infra/outage-log.js';
 import { loadConfig } from '../../infra/config.js';
 import { createLogger } from '../../infra/log.js';
@@ -37,6 +38,38 @@ t.test('a producer fails fast; consumers, blocking connections and subscribers w
     t.equal(options.connectTimeout, TIMEOUTS.connectTimeoutMs, `${role}: connection attempts time out`);
     t.type(options.retryStrategy?.(1000), 'number', `${role}: reconnects forever`);
     t.equal(options.connectionName, role === 'subscriber' ? undefined : `skiff:test:${role}`, `${role}: named in CLIENT LIST, but a subscriber (its reconnect would refuse SETNAME)`);
+  }
+});
+
+t.test('behind Sentinel every role asks the sentinels for the primary and keeps its semantics', async (t) => {
+  const sentinel = loadConfig({ SKIFF_REDIS_SENTINELS: '10.0.0.1:26380,10.0.0.2', SKIFF_REDIS_SENTINEL_NAME: 'queues', SKIFF_REDIS_SENTINEL_PASSWORD: 's3cret' }).redisClient;
+  for (const role of ['producer', 'consumer', 'blocking', 'subscriber'] as const) {
+    const plain = redisOptions(role, TIMEOUTS, `skiff:test:${role}`);
+    const options = redisOptions(role, sentinel, `skiff:test:${role}`);
+    t.same(options.sentinels, [{ host: '10.0.0.1', port: 26380 }, { host: '10.0.0.2', port: 26379 }], `${role}: the sentinels, in order`);
+    t.match(options, { name: 'queues', role: 'master', sentinelPassword: 's3cret' }, `${role}: the primary by name, checked to be a primary`);
+    t.equal(options.failoverDetector, false, `${role}: no failover detector (it can end a client for good, infra/queue/connections.ts)`);
+    t.type(options.sentinelRetryStrategy?.(1000), 'number', `${role}: asks the sentinels again forever`);
+    t.equal(options.sentinelCommandTimeout, sentinel.commandTimeoutMs, `${role}: passes over a sentinel that does not answer`);
+    t.equal(plain.sentinels, undefined, `${role}: without sentinels, none`);
+    for (const key of ['enableOfflineQueue', 'maxRetriesPerRequest', 'commandTimeout', 'enableReadyCheck', 'connectTimeout', 'keepAlive', 'connectionName'] as const) {
+      t.equal(options[key], plain[key], `${role}: ${key} as without Sentinel`);
+    }
+    t.type(options.reconnectOnError, 'function', `${role}: a reply of a replica reconnects (to the primary the sentinels name)`);
+    t.equal(plain.reconnectOnError, undefined, `${role}: not without Sentinel (it would reconnect to the same replica again and again)`);
+  }
+});
+
+t.test('a reply of a server that is no longer the primary reconnects: the command is sent again, a producer\'s fails', async (t) => {
+  const readonly = new Error("READONLY You can't write against a read only replica.");
+  const script = new Error("READONLY You can't write against a read only replica. script: ee5bed0f6963e93a14eebfb64f07c299c1b4313f, on @user_script:1.");
+  const unblocked = new Error('UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)');
+  for (const role of ['consumer', 'blocking', 'subscriber'] as const) {
+    for (const error of [readonly, script, unblocked]) t.equal(onErrorReply(role)(error), 2, `${role}: ${error.message.slice(0, 30)}...: reconnect, send again`);
+  }
+  for (const error of [readonly, script, unblocked]) t.equal(onErrorReply('producer')(error), 1, `producer: ${error.message.slice(0, 30)}...: reconnect, fail the command`);
+  for (const message of ['ERR wrong number of arguments', 'NOSCRIPT No matching script', 'WRONGTYPE Operation against a key holding the wrong kind of value', 'ERR READONLY in the middle']) {
+    t.equal(onErrorReply('consumer')(new Error(message)), false, `"${message}" is the command's own error`);
   }
 });
 

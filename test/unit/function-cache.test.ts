@@ -5,7 +5,7 @@ import type { FunctionInfo } from '../../infra/db/function-store.js';
 
 t.test('missing names are remembered, within a bound', async (t) => {
   const asked: string[] = [];
-  const cache = new FunctionCache({ get: async (name: string): Promise<FunctionInfo | undefined> => (asked.push(name), undefined) }, 100);
+  const cache = new FunctionCache({ get: async (name: string): Promise<FunctionInfo | undefined> => (asked.push(name), undefined) }, 100, 5000);
   t.equal(await cache.get('nope'), undefined);
   t.equal(await cache.get('nope'), undefined);
   t.same(asked, ['nope'], 'the second look-up of a missing name costs no query');

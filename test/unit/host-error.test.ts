@@ -1,6 +1,7 @@
 /**
  * The internal error family (infra/host-error.ts) and the modules that raise it, without root: the
- * OCI runtime and the mounts are driven through a fake command runner. Every check is by kind.
+ * OCI runtime and the mounts are driven through a fake command runner (the launcher's own errors:
+ * launcher.test.ts; the layer unpacker's: layer-unpacker.test.ts). Every check is by kind.
  */
 import t from 'tap';
 import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
@@ -44,6 +45,13 @@ t.test('a HostError has a kind, a name, a message and a cause; what a failed com
   const bare = new HostError('unsuitable', 'no');
   t.notOk('cause' in bare, 'no cause property without a cause');
   t.equal(bare.exitCode, undefined, 'no command, no exit');
+});
+
+t.test('a kind that tells failures apart says which in `reason`; others have none', async (t) => {
+  const died = new HostError('launcher', 'the command launcher exited', { reason: 'LauncherDied' });
+  t.ok(isHostError(died, 'launcher'));
+  t.equal(died.reason, 'LauncherDied');
+  t.equal(new HostError('mount', 'x').reason, undefined);
 });
 
 t.test('isHostError tests the brand and the kind, never the message or the shape', async (t) => {

@@ -3,7 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { Launcher, LauncherError } from '../../worker/process/launcher.js';
+import { isHostError } from '../../infra/host-error.js';
+import { Launcher } from '../../worker/process/launcher.js';
 
 /** Everything a stream carries until it closes. */
 function readAll(stream: Readable): Promise<string> {
@@ -46,8 +47,10 @@ t.test('a failing command reports how it ended; one that cannot start rejects', 
   t.equal(failed.stderr, 'why\n');
   const killed = await launcher.run('sh', ['-c', 'kill -TERM $$']);
   t.same([killed.code, killed.signal], [null, 'SIGTERM']);
-  await t.rejects(launcher.run('/nonexistent/command', []), { name: 'LauncherError', code: 'CommandNotStarted', message: /nonexistent.*ENOENT/ });
-  await t.rejects(launcher.runKeepingPipes('/nonexistent/command', []), { code: 'CommandNotStarted' });
+  const notStarted = await launcher.run('/nonexistent/command', []).catch((e: unknown) => e);
+  t.ok(isHostError(notStarted, 'launcher'), 'a `launcher` HostError');
+  t.match(notStarted, { reason: 'CommandNotStarted', message: /nonexistent.*ENOENT/ });
+  t.match(await launcher.runKeepingPipes('/nonexistent/command', []).catch((e: unknown) => e), { kind: 'launcher', reason: 'CommandNotStarted' });
   t.equal((await launcher.run('true', [])).code, 0, 'the launcher goes on');
 });
 
@@ -121,8 +124,10 @@ t.test('a launcher that dies rejects what it was running; the next command start
   const alsoRunning = launcher.runKeepingPipes('sleep', ['10']);
   await new Promise((resolve) => setTimeout(resolve, 100));
   process.kill(first, 'SIGKILL');
-  await t.rejects(running, { name: 'LauncherError', code: 'LauncherDied', message: /exited \(signal SIGKILL\) while running `sleep 10`/ });
-  await t.rejects(alsoRunning, { code: 'LauncherDied' });
+  const died = await running.catch((e: unknown) => e);
+  t.ok(isHostError(died, 'launcher'), 'a `launcher` HostError');
+  t.match(died, { reason: 'LauncherDied', message: /exited \(signal SIGKILL\) while running `sleep 10`/ });
+  t.match(await alsoRunning.catch((e: unknown) => e), { kind: 'launcher', reason: 'LauncherDied' });
   t.same(await launcher.run('echo', ['again']), { code: 0, signal: null, stdout: 'again\n', stderr: '', truncated: false });
   const second = await launcher.pid();
   t.not(second, first, 'a new launcher');
@@ -134,7 +139,9 @@ t.test('stop ends the launcher; later commands reject', async (t) => {
   const pid = await launcher.pid();
   await launcher.stop();
   t.notOk(alive(pid!), 'the launcher has exited');
-  await t.rejects(launcher.run('true', []), new LauncherError('LauncherStopped', 'the command launcher is stopped'));
+  const stopped = await launcher.run('true', []).catch((e: unknown) => e);
+  t.ok(isHostError(stopped, 'launcher'), 'a `launcher` HostError');
+  t.same(isHostError(stopped) ? [stopped.reason, stopped.message] : undefined, ['LauncherStopped', 'the command launcher is stopped']);
   await launcher.stop(); // twice is fine
 });
 

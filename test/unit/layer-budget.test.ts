@@ -1,7 +1,7 @@
 /**
  * A layer is unpacked under a byte and an entry budget, and its owners are clamped into a
- * container's id range (worker/images/layer-store.ts): a hostile tar is refused with ImageCorrupt
- * and leaves nothing behind.
+ * container's id range (infra/images/oci/layer-unpacker.ts, as worker/images/layer-store.ts
+ * calls it): a hostile tar is refused with ImageCorrupt and leaves nothing behind.
  */
 import t from 'tap';
 import { existsSync } from 'node:fs';
@@ -13,8 +13,11 @@ import { tarOf } from '../support/tar.js';
 import { isSkiffError } from '../../infra/errors.js';
 import { sha256Digest } from '../../infra/images/oci/types.js';
 import { LayerStore } from '../../worker/images/layer-store.js';
+import { Launcher } from '../../worker/process/launcher.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
+const launcher = new Launcher();
+t.teardown(() => launcher.stop());
 
 async function scratch(t: TapTest): Promise<string> {
   const dir = await mkdtemp(join(process.env.SKIFF_TEST_STATE ?? tmpdir(), 'layer-budget-'));
@@ -47,7 +50,7 @@ async function refused(t: TapTest, store: LayerStore, storeDir: string, blob: Bu
 t.test('a layer with more entries than the budget is refused, leaving nothing', async (t) => {
   const dir = await scratch(t);
   const storeDir = join(dir, 'store');
-  const store = new LayerStore(storeDir, { maxEntries: 10 });
+  const store = new LayerStore(storeDir, launcher, { maxEntries: 10 });
   const entries = Array.from({ length: 11 }, (_, i) => ({ name: `f${i}`, type: 'file' as const, data: 'x' }));
   await refused(t, store, storeDir, gzipSync(await tarOf(entries)), '11 entries over a budget of 10', /more than 10 entries/);
   const ten = gzipSync(await tarOf(entries.slice(0, 10)));
@@ -58,7 +61,7 @@ t.test('a layer with more entries than the budget is refused, leaving nothing', 
 t.test('a layer whose files pass the byte budget is refused before they are written', async (t) => {
   const dir = await scratch(t);
   const storeDir = join(dir, 'store');
-  const store = new LayerStore(storeDir, { maxBytes: 1024 * 1024 });
+  const store = new LayerStore(storeDir, launcher, { maxBytes: 1024 * 1024 });
   const blob = gzipSync(await tarOf([
     { name: 'a', type: 'file', data: Buffer.alloc(600 * 1024) },
     { name: 'b', type: 'file', data: Buffer.alloc(600 * 1024) },
@@ -69,7 +72,7 @@ t.test('a layer whose files pass the byte budget is refused before they are writ
 t.test('a gzip bomb is refused at the budget: a huge file of zeros, and gigabytes of zeros after the tar', async (t) => {
   const dir = await scratch(t);
   const storeDir = join(dir, 'store');
-  const store = new LayerStore(storeDir, { maxBytes: 4 * 1024 * 1024, maxEntries: 100 });
+  const store = new LayerStore(storeDir, launcher, { maxBytes: 4 * 1024 * 1024, maxEntries: 100 });
   const zeros = Buffer.alloc(64 * 1024 * 1024);
   const bomb = gzipSync(await tarOf([{ name: 'bomb', type: 'file', data: zeros }]));
   t.ok(bomb.length < 1024 * 1024, `the bomb is small (${bomb.length} bytes for 64 MiB)`);
@@ -88,7 +91,7 @@ t.test('owners outside a container id range become 65534; those inside are kept'
     { name: 'link', type: 'symlink', linkname: 'far', uid: 1_000_000, gid: 1_000_000 },
   ]));
   const { digest, file } = await blobFile(dir, blob);
-  const { path } = await new LayerStore(join(dir, 'store')).unpack(digest, file);
+  const { path } = await new LayerStore(join(dir, 'store'), launcher).unpack(digest, file);
   const far = await stat(join(path, 'far'));
   t.same([far.uid, far.gid], [65534, 65534], 'uid 100000 and gid 70000 are clamped');
   const edge = await stat(join(path, 'edge'));

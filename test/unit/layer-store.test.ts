@@ -17,6 +17,9 @@ import { LayerStore } from '../../worker/images/layer-store.js';
 
 const run = promisify(execFile);
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
+/** Runs the stores' commands (mknod, setfattr), as the worker's does. */
+const launcher = new Launcher();
+t.teardown(() => launcher.stop());
 
 async function scratch(t: TapTest): Promise<string> {
   const dir = await mkdtemp(join(process.env.SKIFF_TEST_STATE ?? tmpdir(), 'layer-store-'));
@@ -69,7 +72,7 @@ t.test('unpack: a layer built from a directory comes back with its files, modes,
   const layer = await layerFromDirectory(src, { prefix: 'var/task', mtime });
   const { digest, file } = await blobFile(dir, layer.blob);
 
-  const store = new LayerStore(join(dir, 'store'));
+  const store = new LayerStore(join(dir, 'store'), launcher);
   t.notOk(store.has(digest));
   const unpacked = await store.unpack(digest, file);
   t.equal(unpacked.path, join(dir, 'store', 'sha256', digest.slice(7)));
@@ -107,7 +110,7 @@ t.test('unpack: owners and modes come from the tar', async (t) => {
     { name: 'tmp/', type: 'directory', mode: 0o1777 },
   ]);
   const { digest, file } = await blobFile(dir, blob);
-  const { path } = await new LayerStore(join(dir, 'store')).unpack(digest, file);
+  const { path } = await new LayerStore(join(dir, 'store'), launcher).unpack(digest, file);
   const home = await stat(join(path, 'home'));
   t.same([home.uid, home.gid, home.mode & 0o7777], [1000, 1001, 0o750]);
   const app = await stat(join(path, 'home', 'app'));
@@ -121,7 +124,7 @@ t.test('unpack: concurrent unpacks of one digest share one', async (t) => {
   const dir = await scratch(t);
   const layer = await layerFromFiles([{ path: 'a', data: 'a' }]);
   const { digest, file } = await blobFile(dir, layer.blob);
-  const store = new LayerStore(join(dir, 'store'));
+  const store = new LayerStore(join(dir, 'store'), launcher);
   const first = store.unpack(digest, file);
   const second = store.unpack(digest, file);
   t.equal(second, first, 'the same pending unpack');
@@ -132,7 +135,7 @@ t.test('unpack: concurrent unpacks of one digest share one', async (t) => {
 t.test('unpack: a corrupt layer leaves nothing behind', async (t) => {
   const dir = await scratch(t);
   const layer = await layerFromDirectory(join(process.cwd(), 'node_modules', 'tar-stream'));
-  const store = new LayerStore(join(dir, 'store'));
+  const store = new LayerStore(join(dir, 'store'), launcher);
   const cases: [string, Buffer][] = [
     ['a truncated gzip', layer.blob.subarray(0, Math.floor(layer.blob.length / 2))],
     ['a gzip without its last bytes', layer.blob.subarray(0, layer.blob.length - 4)],
@@ -153,7 +156,7 @@ t.test('unpack: entries that would write outside the layer, or through a symlink
   const dir = await scratch(t);
   const outside = join(dir, 'outside');
   await mkdir(outside);
-  const store = new LayerStore(join(dir, 'deep', 'store'));
+  const store = new LayerStore(join(dir, 'deep', 'store'), launcher);
   const file = (name: string, data = 'pwned') => ({ name, type: 'file' as const, data });
   const cases: [string, (Headers & { data?: string })[]][] = [
     ['../escape', [file('ok'), file('../escape')]],
@@ -203,7 +206,7 @@ t.test('unpack: a later entry for a path replaces the earlier, without following
     { name: 'gone', type: 'file', data: 'now a file' },
   ]);
   const { digest, file } = await blobFile(dir, blob);
-  const { path, bytes } = await new LayerStore(join(dir, 'store')).unpack(digest, file);
+  const { path, bytes } = await new LayerStore(join(dir, 'store'), launcher).unpack(digest, file);
   t.equal(await readFile(join(path, 'x'), 'utf8'), 'layer file');
   t.ok((await lstat(join(path, 'd'))).isDirectory());
   t.equal(await readFile(join(path, 'd', 'inside'), 'utf8'), 'in');
@@ -216,7 +219,7 @@ t.test('unpack: a later entry for a path replaces the earlier, without following
 t.test('unpack: a plain (uncompressed) tar is accepted too', async (t) => {
   const dir = await scratch(t);
   const { digest, file } = await blobFile(dir, await plainTarOf([{ name: 'plain.txt', data: 'plain' }]));
-  const { path, bytes } = await new LayerStore(join(dir, 'store')).unpack(digest, file);
+  const { path, bytes } = await new LayerStore(join(dir, 'store'), launcher).unpack(digest, file);
   t.equal(await readFile(join(path, 'plain.txt'), 'utf8'), 'plain');
   t.equal(bytes, 5);
 });
@@ -234,13 +237,13 @@ t.test('unpack: work left by a crashed process is cleared first', async (t) => {
   await mkdir(join(root, other));
   const live = `${hex}.unpacking-${process.ppid}-0badc0de`;
   await mkdir(join(root, live));
-  await new LayerStore(join(dir, 'store')).unpack(digest, file);
+  await new LayerStore(join(dir, 'store'), launcher).unpack(digest, file);
   t.same((await readdir(root)).sort(), [hex, other, live, `${hex}.json`].sort(), 'only the dead process\' work on this digest is removed');
 });
 
 t.test('remove: the layer and its size are gone; removing again is fine', async (t) => {
   const dir = await scratch(t);
-  const store = new LayerStore(join(dir, 'store'));
+  const store = new LayerStore(join(dir, 'store'), launcher);
   const a = await blobFile(dir, (await layerFromFiles([{ path: 'a', data: 'aa' }])).blob);
   const b = await blobFile(dir, (await layerFromFiles([{ path: 'b', data: 'bbb' }])).blob);
   await store.unpack(a.digest, a.file);
@@ -257,7 +260,7 @@ t.test('remove: the layer and its size are gone; removing again is fine', async 
   t.same(await store.list(), [{ digest: b.digest, bytes: 3 }]);
   t.same((await storeContents(join(dir, 'store'))).sort(), [b.digest.slice(7), `${b.digest.slice(7)}.json`]);
   await store.remove(a.digest);
-  t.same(await new LayerStore(join(dir, 'elsewhere')).list(), [], 'an empty store lists nothing');
+  t.same(await new LayerStore(join(dir, 'elsewhere'), launcher).list(), [], 'an empty store lists nothing');
 
   const again = store.unpack(a.digest, a.file);
   const removing = store.remove(a.digest);
@@ -270,7 +273,7 @@ t.test('remove: the layer and its size are gone; removing again is fine', async 
 
 t.test('list: a missing size is measured again', async (t) => {
   const dir = await scratch(t);
-  const store = new LayerStore(join(dir, 'store'));
+  const store = new LayerStore(join(dir, 'store'), launcher);
   const { digest, file } = await blobFile(dir, (await layerFromFiles([{ path: 'x/y', data: '12345' }, { path: 'z', data: '1' }])).blob);
   const { path } = await store.unpack(digest, file);
   await rm(`${path}.json`);
@@ -282,7 +285,7 @@ t.test('list: a missing size is measured again', async (t) => {
 
 t.test('whiteouts become overlayfs whiteouts: a real overlay mount hides what upper layers delete', async (t) => {
   const dir = await scratch(t);
-  const store = new LayerStore(join(dir, 'store'));
+  const store = new LayerStore(join(dir, 'store'), launcher);
   const a = await blobFile(
     dir,
     (
@@ -322,8 +325,7 @@ t.test('whiteouts become overlayfs whiteouts: a real overlay mount hides what up
   const merged = join(dir, 'merged');
   await Promise.all([mkdir(upper), mkdir(work), mkdir(merged)]);
   await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lowerB}:${lowerA},upperdir=${upper},workdir=${work}`, merged]);
-  const launcher = new Launcher();
-  t.teardown(() => unmountTree(launcher, merged).finally(() => launcher.stop()));
+  t.teardown(() => unmountTree(launcher, merged));
   t.same(await readdir(join(merged, 'a')), ['kept'], 'a/x is gone');
   t.same(await readdir(join(merged, 'd')), ['new'], 'd holds only what B put there');
   t.equal(await readFile(join(merged, 'd', 'new'), 'utf8'), 'new');

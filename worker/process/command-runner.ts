@@ -41,7 +41,7 @@ export function exitText(ended: { code: number | null; signal: NodeJS.Signals | 
 export interface CommandRunner {
   /**
    * Runs a command to its end and reports how it ended, whatever its exit code. Rejects only when
-   * the command could not be started or the runner failed (a `LauncherError`).
+   * the command could not be started or the runner failed (a `launcher` HostError).
    */
   run(command: string, args: string[], options?: CommandOptions): Promise<CommandResult>;
   /**

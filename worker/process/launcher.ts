@@ -7,35 +7,30 @@
  *
  * Contract:
  *  - Every command sent is answered or rejected: if the launcher dies, the commands it was running
- *    reject with a `LauncherError` (`LauncherDied`), and the next command starts a new launcher.
- *    A launcher that does not come up rejects the commands waiting for it (`LauncherUnavailable`).
+ *    reject with a `launcher` HostError (reason `LauncherDied`), and the next command starts a new
+ *    launcher. A launcher that does not come up rejects the commands waiting for it
+ *    (`LauncherUnavailable`); a command it cannot start rejects alone (`CommandNotStarted`).
  *  - After `stop`, the launcher has exited and every command rejects (`LauncherStopped`).
  *  - The launcher keeps this process alive only while commands are under way.
  *
  * There is no process-wide launcher: whoever runs commands is given one (the worker's is made in
- * worker/node.ts and passed to runc, the mounts, the egress network and the code cache).
+ * worker/node.ts and passed to runc, the mounts, the egress network, the code cache and the layer
+ * store).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { HostError, type LauncherFailure } from '../../infra/host-error.js';
 import type { Logger } from '../../infra/log.js';
 import { exitText, type CommandOptions, type CommandResult, type CommandRunner, type PipedResult } from './command-runner.js';
 import type { LaunchReply, LaunchRequest } from './protocol.js';
 
 const MAIN = fileURLToPath(new URL('./launcher-main.js', import.meta.url));
 
-export type LauncherErrorCode = 'LauncherDied' | 'LauncherUnavailable' | 'LauncherStopped' | 'CommandNotStarted';
-
-export class LauncherError extends Error {
-  constructor(
-    readonly code: LauncherErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'LauncherError';
-  }
+/** How the launcher failed a command: a `launcher` HostError, `reason` saying how. */
+function launcherError(reason: LauncherFailure, message: string, cause?: unknown): HostError {
+  return new HostError('launcher', message, cause === undefined ? { reason } : { reason, cause });
 }
 
 export interface LauncherOptions {
@@ -130,7 +125,7 @@ export class Launcher implements CommandRunner {
   }
 
   private running(): Promise<Running> {
-    if (this.stopped) return Promise.reject(new LauncherError('LauncherStopped', 'the command launcher is stopped'));
+    if (this.stopped) return Promise.reject(launcherError('LauncherStopped', 'the command launcher is stopped'));
     if (!this.current) {
       const starting = this.fork();
       this.current = starting;
@@ -153,7 +148,7 @@ export class Launcher implements CommandRunner {
       let ready = false;
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new LauncherError('LauncherUnavailable', `the command launcher did not come up in ${this.options.readyTimeoutMs ?? 10_000} ms`));
+        reject(launcherError('LauncherUnavailable', `the command launcher did not come up in ${this.options.readyTimeoutMs ?? 10_000} ms`));
       }, this.options.readyTimeoutMs ?? 10_000);
       // Ended: exited, and its channel closed (answers sent before the exit have been read). Not
       // 'close', which does not come after a disconnect from this side.
@@ -163,7 +158,7 @@ export class Launcher implements CommandRunner {
         void Promise.all([exited, disconnected]).then(([[code, signal]]) => {
           clearTimeout(timer);
           this.closed(child, code, signal);
-          if (!ready) reject(new LauncherError('LauncherUnavailable', `the command launcher exited before it was ready (${exitText({ code, signal })})`));
+          if (!ready) reject(launcherError('LauncherUnavailable', `the command launcher exited before it was ready (${exitText({ code, signal })})`));
           resolveClosed();
         });
       });
@@ -172,7 +167,7 @@ export class Launcher implements CommandRunner {
         if (ready) return;
         clearTimeout(timer);
         child.kill('SIGKILL');
-        reject(new LauncherError('LauncherUnavailable', 'the command launcher could not be started', { cause: error }));
+        reject(launcherError('LauncherUnavailable', 'the command launcher could not be started', error));
       });
       child.on('message', (reply: LaunchReply, handle?: Socket) => {
         if (reply.kind !== 'ready') return this.answer(reply, handle);
@@ -195,7 +190,7 @@ export class Launcher implements CommandRunner {
         this.pending.set(request.id, { child, request, resolve, reject });
         this.busy(child);
         child.send(request, (error) => {
-          if (error) this.settle(request.id)?.reject(new LauncherError('LauncherDied', `could not send ${describe(request)} to the command launcher`, { cause: error }));
+          if (error) this.settle(request.id)?.reject(launcherError('LauncherDied', `could not send ${describe(request)} to the command launcher`, error));
         });
       });
     } finally {
@@ -217,7 +212,7 @@ export class Launcher implements CommandRunner {
     }
     if (reply.kind === 'failed') {
       const cause = Object.assign(new Error(reply.message), { code: reply.errno });
-      pending.reject(new LauncherError('CommandNotStarted', `${pending.request.command} could not be started: ${reply.message}`, { cause }));
+      pending.reject(launcherError('CommandNotStarted', `${pending.request.command} could not be started: ${reply.message}`, cause));
     } else pending.resolve({ done: reply, stdout: handle, stderr: pending.stderr });
   }
 
@@ -231,12 +226,12 @@ export class Launcher implements CommandRunner {
   }
 
   private closed(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
-    const kind = this.stopped ? 'LauncherStopped' : 'LauncherDied';
+    const reason = this.stopped ? 'LauncherStopped' : 'LauncherDied';
     const lost = [...this.pending.values()].filter((p) => p.child === child);
     for (const pending of lost) {
       this.settle(pending.request.id);
       pending.stderr?.destroy();
-      pending.reject(new LauncherError(kind, `the command launcher (pid ${child.pid}) exited (${exitText({ code, signal })}) while running ${describe(pending.request)}`));
+      pending.reject(launcherError(reason, `the command launcher (pid ${child.pid}) exited (${exitText({ code, signal })}) while running ${describe(pending.request)}`));
     }
     if (this.live === child) {
       this.live = undefined;

@@ -12,8 +12,12 @@ import type { CpuLimits } from './cpu-limits.js';
 const ROOT = '/sys/fs/cgroup';
 const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'cpuset', 'devices', 'freezer', 'blkio', 'systemd'];
 
+let version: 1 | 2 | undefined;
+
+/** Which cgroup layout the host has: read once (it does not change while the worker runs). */
 export function cgroupVersion(): 1 | 2 {
-  return existsSync(join(ROOT, 'memory', 'memory.limit_in_bytes')) ? 1 : 2;
+  version ??= existsSync(join(ROOT, 'memory', 'memory.limit_in_bytes')) ? 1 : 2;
+  return version;
 }
 
 /** Number of processes the OOM killer has killed in the cgroup (0 if it is gone). */

@@ -15,7 +15,6 @@ import { SkiffError, isSkiffError } from '../../infra/errors.js';
 import { isErrnoError, isHostError } from '../../infra/host-error.js';
 import type { Logger } from '../../infra/log.js';
 import { RUNTIME_SOCKET_NAME, cutMarker, type FunctionSpec, type InvokeMessage } from '../../runtime/protocol/messages.js';
-import { availableParallelism } from 'node:os';
 import { memoryCharged, oomKills, removeCgroup, setCpuCeiling, setCpuLimits, setMemoryLimit } from './cgroups.js';
 import { bootCpuLimits, cpuLimits } from './cpu-limits.js';
 import type { IdRanges } from './id-ranges.js';
@@ -43,6 +42,8 @@ export interface SandboxFactoryOptions {
   pidsLimit: number;
   /** Least CPU ceiling of a function once specialized, in cores (cpu-limits.ts). */
   cpuFloorCores: number;
+  /** The host's CPUs, read once at start (a container's CPU ceiling is a share of them). */
+  hostCpus: number;
   tmpSizeMb: number;
   noFileLimit: number;
   logLimitBytes: number;
@@ -128,7 +129,7 @@ export class RuncSandboxFactory implements SandboxFactory {
         hostIdBase,
         uid: SANDBOX_UID,
         memoryBytes: memoryMb * 1024 * 1024,
-        cpu: bootCpuLimits(memoryMb, availableParallelism()),
+        cpu: bootCpuLimits(memoryMb, o.hostCpus),
         pidsLimit: o.pidsLimit,
         tmpSizeMb: o.tmpSizeMb,
         noFileLimit: o.noFileLimit,
@@ -266,7 +267,7 @@ class RuncSandbox implements Sandbox {
         await egress.attach(this.id, (await this.options.oci.state(this.id)).pid);
       }
       await bindReadOnly(this.options.launcher, codeDir, join(this.dir, 'task'));
-      const cpus = availableParallelism();
+      const cpus = this.options.hostCpus;
       const boot = bootCpuLimits(fn.memoryMb, cpus);
       if (fn.memoryMb !== this.memoryMb) {
         await setMemoryLimit(this.cgroupPath, fn.memoryMb * 1024 * 1024);
