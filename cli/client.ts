@@ -9,7 +9,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { VersionSummary } from '../infra/db/function-store.js';
-import type { DeployBody, FunctionDescription } from '../gateway/routes/functions.js';
+import type { DeployBody, FunctionDescription, WorkerListing } from '../infra/contracts/api.js';
 import type { ApiKeyInfo } from '../infra/db/api-keys.js';
 import type { AuditEvent } from '../infra/db/audit-log.js';
 import type { TenantInfo } from '../infra/db/tenants.js';
@@ -95,25 +95,7 @@ export interface LogsQuery {
 }
 
 /** What a worker reports in its heartbeat, with the gateway's view of it (GET /v1/workers). */
-export interface WorkerInfo {
-  id: string;
-  /** ms since epoch of its last heartbeat */
-  at: number;
-  state: string;
-  capacityMb: number;
-  usedMb: number;
-  reclaimableMb: number;
-  /** Idle warm instances by function version id. */
-  idle: Record<string, number>;
-  /** Busy instances by function version id. */
-  busy: Record<string, number>;
-  /** Ready pre-created sandboxes by runtime. */
-  pool: Record<string, number>;
-  /** What an operator asked of it: cordoned, draining, removed; null for nothing. */
-  order: string | null;
-  lastHeartbeatMs: number;
-  alive: boolean;
-}
+export type WorkerInfo = WorkerListing;
 
 export type WorkerAction = 'drain' | 'cordon' | 'uncordon';
 

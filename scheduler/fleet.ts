@@ -1,9 +1,11 @@
 /**
- * The scheduler's view of the worker nodes, read from their heartbeats in Redis. Nodes whose last
- * heartbeat is older than the TTL are treated as gone.
+ * The scheduler's view of the worker nodes: the live ones of the fleet's registry
+ * (infra/fleet/registry.ts; a node past the heartbeat TTL is gone), each with its order, plus
+ * this scheduler's own placements since their last heartbeats.
  */
-import type { Redis } from 'ioredis';
-import type { TenantUsage, WorkerHeartbeat } from '../infra/queue/jobs.js';
+import type { TenantUsage } from '../infra/queue/jobs.js';
+import type { FleetRegistry } from '../infra/fleet/registry.js';
+import { placedState } from '../infra/fleet/orders.js';
 import { addUsage, afterPlacement, decide, evictedBy, tenantChange, type Decision, type Demand, type NodeView, type Placement } from './placement.js';
 
 /** What one of this scheduler's placements changed of its tenant's usage on a node, and when. */
@@ -33,11 +35,8 @@ export class Fleet {
   private guesses: TenantGuess[] = [];
 
   constructor(
-    private readonly redis: Redis,
-    private readonly key: string,
-    /** Hash of operators' orders: a cordoned, draining or removed node gets nothing at once. */
-    private readonly ordersKey: string,
-    private readonly ttlMs: number,
+    /** Heartbeats and operators' orders: a cordoned, draining or removed node gets nothing at once. */
+    private readonly registry: FleetRegistry,
     private readonly refreshMs: number,
   ) {}
 
@@ -47,19 +46,16 @@ export class Fleet {
   }
 
   async refresh(now = Date.now()): Promise<void> {
-    const [all, orders] = await Promise.all([this.redis.hgetall(this.key), this.redis.hgetall(this.ordersKey)]);
-    const beats = Object.values(all)
-      .map((json) => JSON.parse(json) as WorkerHeartbeat)
-      .filter((beat) => now - beat.at <= this.ttlMs);
-    const beatAt = new Map(beats.map((beat) => [beat.id, beat.at]));
-    this.guesses = this.guesses.filter((g) => g.at > (beatAt.get(g.nodeId) ?? Infinity) && now - g.at <= this.ttlMs);
+    const live = (await this.registry.members(now)).filter((m) => m.alive);
+    const beatAt = new Map(live.map(({ beat }) => [beat.id, beat.at]));
+    this.guesses = this.guesses.filter((g) => g.at > (beatAt.get(g.nodeId) ?? Infinity) && now - g.at <= this.registry.ttlMs);
     const guessed = new Map<string, TenantGuess[]>();
     for (const g of this.guesses) {
       const list = guessed.get(g.nodeId);
       if (list) list.push(g);
       else guessed.set(g.nodeId, [g]);
     }
-    this.nodes = beats.map((beat) => withGuesses(orders[beat.id] && beat.state === 'active' ? { ...beat, state: 'cordoned' as const } : beat, guessed.get(beat.id)));
+    this.nodes = live.map(({ beat, order }) => withGuesses({ ...beat, state: placedState(beat, order) }, guessed.get(beat.id)));
     this.readAt = now;
     this.guessed = false;
   }

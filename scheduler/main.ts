@@ -13,6 +13,7 @@ import { Failover } from './failover.js';
 import { Reconciler } from './reconciler.js';
 import { Retention } from './retention.js';
 import { TenantStore } from '../infra/db/tenants.js';
+import { FleetRegistry } from '../infra/fleet/registry.js';
 import { Fleet } from './fleet.js';
 import { Scheduler } from './scheduler.js';
 
@@ -34,7 +35,7 @@ const scheduler = new Scheduler({
   keys,
   redis,
   queueConnection,
-  fleet: new Fleet(redis, keys.workers, keys.workerOrders, config.scheduler.heartbeatTtlMs, 250),
+  fleet: new Fleet(new FleetRegistry(redis, keys, config.scheduler.heartbeatTtlMs), 250),
   concurrency: config.scheduler.concurrency,
   records,
   tracer: telemetry.tracer,

@@ -34,6 +34,7 @@ import { tooOldError } from '../infra/queue/async-calls.js';
 import type { FunctionVersion, InvocationJob, TenantLimits } from '../infra/queue/jobs.js';
 import { keySpace, type KeySpace } from '../infra/queue/names.js';
 import { Periodic } from '../infra/periodic.js';
+import { fleetIds } from '../infra/fleet/registry.js';
 
 export interface ReconcilerOptions {
   redis: Redis;
@@ -163,7 +164,8 @@ export class Reconciler {
   /** Ids of the jobs on the shared queue, then on every live node's queue (in that order: a placement moves a job that way). */
   private async liveJobIds(): Promise<string[]> {
     const ids = await this.shared.getRanges(LIVE_STATES, 0, -1);
-    const nodes = Object.keys(await this.o.redis.hgetall(this.o.keys.workers));
+    // Every node still in the fleet, alive or not yet removed by failover: until then its calls are its own.
+    const nodes = await fleetIds(this.o.redis, this.o.keys);
     this.liveNodes = new Set(nodes);
     for (const node of nodes) {
       let queue = this.nodeQueues.get(node);

@@ -15,10 +15,11 @@ import { context as otelContext, trace, type Tracer } from '@opentelemetry/api';
 import { SkiffError } from '../infra/errors.js';
 import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { Logger } from '../infra/log.js';
-import { recordBase, type InvocationJob, type InvocationOutcome } from '../infra/queue/jobs.js';
+import type { InvocationJob, InvocationOutcome } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
+import { finishSync } from '../infra/queue/sync-calls.js';
 import type { Fleet } from './fleet.js';
 import type { Demand, QuotaWait } from './placement.js';
 
@@ -169,13 +170,7 @@ export class Scheduler {
       await finishAsync(this.o.asyncCalls, data, outcome);
       return;
     }
-    await this.o.redis.publish(data.replyTo, JSON.stringify(outcome));
-    this.o.records.record({
-      ...recordBase(data),
-      async: false,
-      status: 'failed',
-      error: outcome.error,
-    });
+    await finishSync(this.o, data, outcome);
   }
 
   private nodeQueue(nodeId: string): Queue<InvocationJob> {

@@ -8,12 +8,15 @@ import type { Redis } from 'ioredis';
 import { SpanStatusCode, context as otelContext, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import { SkiffError, isSkiffError, type ErrorBody } from '../infra/errors.js';
 import type { Logger } from '../infra/log.js';
-import type { InvocationRecord, InvocationRecords } from '../infra/db/invocation-records.js';
+import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { KeySpace } from '../infra/queue/names.js';
-import { recordBase, type CachedImage, type FunctionEvent, type InvocationJob, type InvocationOutcome, type WorkerHeartbeat, type WorkerOrder, type WorkerState } from '../infra/queue/jobs.js';
-import { reclaimStartedCalls, takeBackCalls, type RecoveryDeps } from '../scheduler/recovery.js';
+import { recordBase, type FunctionEvent, type InvocationJob, type InvocationOutcome } from '../infra/queue/jobs.js';
+import type { CachedImage, WorkerHeartbeat, WorkerState } from '../infra/fleet/heartbeat.js';
+import { stateUnder } from '../infra/fleet/orders.js';
+import { FleetRegistry } from '../infra/fleet/registry.js';
+import { reclaimStartedCalls, takeBackCalls, type RecoveryDeps } from '../infra/fleet/recovery.js';
 import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
-import { publishOutcome } from '../infra/queue/replies.js';
+import { finishSync } from '../infra/queue/sync-calls.js';
 import { RESULT_TOO_LARGE } from '../runtime/protocol/messages.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import type { InstanceSet } from './instances/instance-set.js';
@@ -59,8 +62,12 @@ export class WorkerAgent {
   private drainDone!: () => void;
   /** Resolves when an operator's drain has finished: running calls done, waiting ones handed back. */
   readonly drained = new Promise<void>((resolve) => (this.drainDone = resolve));
+  /** Where this node's heartbeat goes and its order comes from. */
+  private readonly fleet: FleetRegistry;
 
-  constructor(private readonly o: WorkerAgentOptions) {}
+  constructor(private readonly o: WorkerAgentOptions) {
+    this.fleet = new FleetRegistry(o.redis, o.keys, o.heartbeatTtlMs);
+  }
 
   async start(): Promise<void> {
     const o = this.o;
@@ -90,8 +97,7 @@ export class WorkerAgent {
 
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
-    await this.o.redis.hdel(this.o.keys.workers, this.o.id);
-    await this.o.redis.hdel(this.o.keys.workerOrders, this.o.id);
+    await this.fleet.remove(this.o.id);
     await this.queueWorker?.close();
     await this.o.records.flush();
   }
@@ -115,14 +121,10 @@ export class WorkerAgent {
   }
 
   private async beat(): Promise<void> {
-    const order = (await this.o.redis.hget(this.o.keys.workerOrders, this.o.id)) as WorkerOrder | null;
-    if (order === 'draining' && this.state !== 'draining') {
-      this.state = 'draining';
-      void this.drain().catch((error: unknown) => this.o.log.error({ err: error }, 'drain failed'));
-    } else if (this.state !== 'draining') {
-      this.state = order === 'cordoned' ? 'cordoned' : 'active';
-    }
-    await this.o.redis.hset(this.o.keys.workers, this.o.id, JSON.stringify(this.heartbeatData()));
+    const was = this.state;
+    this.state = stateUnder(await this.fleet.orderOf(this.o.id), was);
+    if (this.state === 'draining' && was !== 'draining') void this.drain().catch((error: unknown) => this.o.log.error({ err: error }, 'drain failed'));
+    await this.fleet.beat(this.heartbeatData());
   }
 
   /** Takes no new calls, lets running ones finish, hands back the ones placed but not started. */
@@ -182,18 +184,7 @@ export class WorkerAgent {
       if (end === 'duplicate') o.log.warn({ invocation: data.id, attempt: data.attempt, function: data.fn.name }, 'async call ran again after it had ended (a duplicate: it was queued again while its first run went on)');
       return;
     }
-    // A large outcome waits in a key and the message points to it: never one big pub/sub message.
-    const bytes = await publishOutcome(o.redis, o.keys, data.replyTo, outcome);
-    const record: InvocationRecord = {
-      ...recordBase(data),
-      async: false,
-      status: outcome.ok ? 'succeeded' : 'failed',
-      ...(outcome.ok ? (bytes <= (o.recordResultLimitBytes ?? Infinity) ? { result: outcome.value } : {}) : { error: outcome.error }),
-      ...(outcome.cold === undefined ? {} : { cold: outcome.cold }),
-      workerId: o.id,
-      durationMs: Date.now() - startedAt,
-    };
-    o.records.record(record);
+    await finishSync(o, data, outcome, { durationMs: Date.now() - startedAt, resultLimitBytes: o.recordResultLimitBytes });
   }
 
   private async execute(data: InvocationJob, startedAt: number, span: Span, inSpan: Context, clock: () => number): Promise<InvocationOutcome> {

@@ -20,7 +20,7 @@ import { keySpace } from '../infra/queue/names.js';
 import { closeRedis, openRedis } from '../infra/queue/connections.js';
 import { logErrors } from '../infra/outage-log.js';
 import { FunctionStore } from '../infra/db/function-store.js';
-import type { WorkerHeartbeat } from '../infra/queue/jobs.js';
+import { FleetRegistry } from '../infra/fleet/registry.js';
 import { openAsyncCalls } from '../infra/queue/async-calls.js';
 import { WorkerAgent } from './agent.js';
 import { WarmKeeper } from './instances/warm-keeper.js';
@@ -156,14 +156,12 @@ export async function startWorker(
   const metrics = new WorkerMetrics(w.id, { capacityMb: w.capacityMb, instances, pool, imageCacheBytes: () => imageCache.bytes() });
   metrics.measure(factory);
   onPull = (seconds, bytes) => metrics.imagePulled(seconds, bytes);
+  const fleet = new FleetRegistry(redis, keys, config.scheduler.heartbeatTtlMs);
   const warmKeeper = new WarmKeeper({
     selfId: w.id,
     instances,
     functions: new FunctionStore(db),
-    activeNodes: async () => {
-      const beats = Object.values(await redis.hgetall(keys.workers)).map((json) => JSON.parse(json) as WorkerHeartbeat);
-      return beats.filter((b) => b.state === 'active' && Date.now() - b.at <= config.scheduler.heartbeatTtlMs).map((b) => b.id);
-    },
+    activeNodes: async () => (await fleet.live()).filter((b) => b.state === 'active').map((b) => b.id),
     everyMs: w.warmCheckEveryMs,
     log,
   });

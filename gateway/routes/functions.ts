@@ -1,10 +1,11 @@
 /** Deploy, list, describe and delete functions, list their versions and roll back: /v1/functions. */
 import type { FastifyInstance } from 'fastify';
 import { SkiffError, invalidRequest } from '../../infra/errors.js';
-import { RUNTIMES, type FunctionEvent, type Runtime } from '../../infra/queue/jobs.js';
+import { RUNTIMES, type FunctionEvent } from '../../infra/queue/jobs.js';
 import { inspectZip } from '../code/zip-archive.js';
 import type { GatewayContext } from '../context.js';
 import type { FunctionInfo } from '../../infra/db/function-store.js';
+import type { DeployBody, FunctionDescription } from '../../infra/contracts/api.js';
 import { can, type Principal } from '../../infra/tenancy/roles.js';
 import { TENANT_NAME } from '../../infra/tenancy/quotas.js';
 import { listsFunction, principalOf, tenantFilter, visibleFunction } from '../access.js';
@@ -12,33 +13,6 @@ import type { FastifyRequest } from 'fastify';
 
 export const FUNCTION_NAME = '^[a-z][a-z0-9-]{0,62}$';
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
-/** The body of POST /v1/functions (the CLI sends it too). */
-export interface DeployBody {
-  name: string;
-  /** The tenant to deploy into: the key's own by default; only an admin key may name another. */
-  tenant?: string;
-  runtime: Runtime;
-  handler: string;
-  /** The code as a zip; or else `image`. */
-  code?: { zip: string };
-  /** An image in Skiff's registry built on a runtime image (docs/RUNTIMES.md); or else `code`. */
-  image?: string;
-  memoryMb?: number;
-  timeoutMs?: number;
-  concurrency?: number;
-  idleTimeoutMs?: number;
-  minWarm?: number;
-  maxInstances?: number;
-  auth?: 'none' | 'key';
-  network?: 'none' | 'egress';
-  idempotent?: boolean;
-  /** Retries of a failed async call (Lambda's MaximumRetryAttempts; 0–100); default SKIFF_ASYNC_RETRIES. */
-  maximumRetryAttempts?: number;
-  /** An async event older than this is not run again (Lambda's MaximumEventAgeInSeconds); default 6 hours. */
-  maximumEventAgeSeconds?: number;
-  env?: Record<string, string>;
-}
 
 const deploySchema = {
   body: {
@@ -237,12 +211,6 @@ async function publish(ctx: GatewayContext, event: FunctionEvent): Promise<void>
   ctx.current.forget(event.name);
   await ctx.redis.publish(ctx.keys.functionEvents, JSON.stringify(event));
 }
-
-/**
- * A function as the API shows it: its current version and the absolute URL that calls it. A key
- * whose role may not read env values (a viewer) sees the variables' names only.
- */
-export type FunctionDescription = Omit<FunctionInfo, 'versionId' | 'env'> & { url: string; env?: Record<string, string>; envNames: string[] };
 
 function describe(ctx: GatewayContext, request: FastifyRequest, info: FunctionInfo): FunctionDescription {
   const { versionId: _versionId, env, ...shown } = info;

@@ -1,6 +1,6 @@
-/** GET /v1/images: the images the fleet's nodes hold ready, from their heartbeats. */
+/** GET /v1/images: the images the fleet's live nodes hold ready, from their heartbeats. */
 import type { FastifyInstance } from 'fastify';
-import type { WorkerHeartbeat } from '../../infra/queue/jobs.js';
+import { FleetRegistry } from '../../infra/fleet/registry.js';
 import type { GatewayContext } from '../context.js';
 
 const imagesSchema = {
@@ -26,8 +26,10 @@ const imagesSchema = {
 } as const;
 
 export function imageRoutes(app: FastifyInstance, ctx: GatewayContext): void {
+  const fleet = new FleetRegistry(ctx.redis, ctx.keys, ctx.config.scheduler.heartbeatTtlMs);
   app.get('/v1/images', { schema: imagesSchema, config: { access: 'images:read' } }, async () => {
-    const beats = Object.values(await ctx.redis.hgetall(ctx.keys.workers)).map((json) => JSON.parse(json) as WorkerHeartbeat);
+    // A node past the heartbeat TTL holds nothing the fleet can use: its images are not listed.
+    const beats = await fleet.live();
     const byDigest = new Map<string, { reference: string; digest: string; runtime?: string; workers: string[] }>();
     for (const beat of beats) {
       for (const image of beat.images ?? []) {

@@ -9,7 +9,7 @@
 import type { FastifyInstance } from 'fastify';
 import { SkiffError, invalidRequest } from '../../infra/errors.js';
 import { InvocationStats, MAX_INVOCATIONS, MAX_WINDOW_MINUTES, type FunctionStats } from '../../infra/db/invocation-stats.js';
-import type { WorkerHeartbeat } from '../../infra/queue/jobs.js';
+import { FleetRegistry } from '../../infra/fleet/registry.js';
 import type { GatewayContext } from '../context.js';
 import { FUNCTION_NAME, notFound } from './functions.js';
 import { listsFunction, principalOf, tenantFilter, visibleFunction } from '../access.js';
@@ -162,11 +162,9 @@ function bounded(field: string, value: string | undefined, max: number, fallback
 
 export function statsRoutes(app: FastifyInstance, ctx: GatewayContext, stats: InvocationStats): void {
   /** Busy and idle instances per function name, summed over the live workers' last heartbeats. */
+  const fleet = new FleetRegistry(ctx.redis, ctx.keys, ctx.config.scheduler.heartbeatTtlMs);
   const instances = async (): Promise<Map<string, { busy: number; idle: number }>> => {
-    const now = Date.now();
-    const beats = Object.values(await ctx.redis.hgetall(ctx.keys.workers))
-      .map((json) => JSON.parse(json) as WorkerHeartbeat)
-      .filter((b) => now - b.at <= ctx.config.scheduler.heartbeatTtlMs);
+    const beats = await fleet.live();
     const byVersion = new Map<string, { busy: number; idle: number }>();
     for (const beat of beats) {
       for (const kind of ['busy', 'idle'] as const) {

@@ -1,7 +1,7 @@
 /**
  * What travels through Redis between gateway, scheduler and worker. The job carries everything
  * the worker needs to run the call (the whole function version), so no database read sits on the
- * invocation path after the gateway.
+ * invocation path after the gateway. Workers' heartbeats and operators' orders: infra/fleet/.
  */
 import type { FunctionSpec } from '../../runtime/protocol/messages.js';
 import type { ErrorBody } from '../errors.js';
@@ -122,41 +122,3 @@ export type InvocationOutcome =
 
 /** `image`: the version's image, which workers pull ahead of its first call. */
 export type FunctionEvent = { type: 'deployed'; name: string; version: number; image?: string } | { type: 'deleted'; name: string };
-
-/**
- * active: takes new calls. cordoned: takes none, keeps serving its instances' running calls.
- * draining: takes none, finishes running calls, hands back calls placed but not started, exits.
- */
-export type WorkerState = 'active' | 'cordoned' | 'draining';
-
-/** What an operator asked of a node; `removed`: it is gone, recover its calls and forget it. */
-export type WorkerOrder = 'cordoned' | 'draining' | 'removed';
-
-/** What a worker tells the fleet about itself, every heartbeat. */
-export interface WorkerHeartbeat {
-  id: string;
-  at: number;
-  state: WorkerState;
-  capacityMb: number;
-  usedMb: number;
-  /** Part of usedMb held by idle instances the node would evict to make room. */
-  reclaimableMb: number;
-  /** Idle warm instances by function version id. */
-  idle: Record<string, number>;
-  /** Busy instances by function version id. */
-  busy: Record<string, number>;
-  /** Free call slots on busy instances (concurrency above 1), by function version id. */
-  slots?: Record<string, number>;
-  /** Ready pre-created sandboxes by runtime. */
-  pool: Record<string, number>;
-  /** Images this node has pulled and holds ready (every layer unpacked). */
-  images?: CachedImage[];
-  /** What each tenant with instances here holds: tenants' quotas are summed over the fleet from these. */
-  tenants?: Record<string, TenantUsage>;
-}
-
-export interface CachedImage {
-  reference: string;
-  digest: string;
-  runtime: string | undefined;
-}

@@ -21,6 +21,7 @@ import { openAsyncCalls } from '../../infra/queue/async-calls.js';
 import { Failover } from '../../scheduler/failover.js';
 import { Reconciler } from '../../scheduler/reconciler.js';
 import { Fleet } from '../../scheduler/fleet.js';
+import { FleetRegistry } from '../../infra/fleet/registry.js';
 import { Scheduler } from '../../scheduler/scheduler.js';
 import { startWorker, type WorkerNode } from '../../worker/node.js';
 
@@ -93,7 +94,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   logErrors(asyncCalls.queue, log, 'invocation queue (retries)');
   const scheduler = new Scheduler({
     keys, redis, queueConnection, records, tracer, log, asyncCalls,
-    fleet: new Fleet(redis, keys.workers, keys.workerOrders, config.scheduler.heartbeatTtlMs, 100),
+    fleet: new Fleet(new FleetRegistry(redis, keys, config.scheduler.heartbeatTtlMs), 100),
     concurrency: config.scheduler.concurrency,
   });
   await scheduler.start();

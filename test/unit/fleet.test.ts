@@ -7,7 +7,8 @@ import t from 'tap';
 import { Redis } from 'ioredis';
 import { nanoid } from 'nanoid';
 import { Fleet } from '../../scheduler/fleet.js';
-import type { WorkerHeartbeat } from '../../infra/queue/jobs.js';
+import type { WorkerHeartbeat } from '../../infra/fleet/heartbeat.js';
+import { FleetRegistry } from '../../infra/fleet/registry.js';
 
 const url = process.env.REDIS_URL;
 if (!url) throw new Error('REDIS_URL is not set: run the tests with `npm test`');
@@ -33,7 +34,7 @@ async function fleetWith(beat: Partial<WorkerHeartbeat>): Promise<{ fleet: Fleet
   await redis.hset(key, full.id, JSON.stringify(full));
   t.teardown(() => redis.del(key));
   // A refresh interval far longer than the test: only an explicit re-read can see the heartbeat again.
-  return { fleet: new Fleet(redis, key, `${key}:orders`, 60_000, 60_000), key };
+  return { fleet: new Fleet(new FleetRegistry(redis, { workers: key, workerOrders: `${key}:orders` }, 60_000), 60_000), key };
 }
 
 t.test('quick calls of one function do not make a node with room look full', async (t) => {

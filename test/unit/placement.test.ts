@@ -190,7 +190,7 @@ t.test('placing repeatedly with afterPlacement fills a node and then moves on', 
 });
 
 t.test('warmOwner: one node per function, stable, and moves only what it must', async (t) => {
-  const { warmOwner } = await import('../../scheduler/placement.js');
+  const { warmOwner } = await import('../../infra/fleet/warm-owner.js');
   t.equal(warmOwner('f', []), undefined, 'no nodes, no owner');
   t.equal(warmOwner('f', ['only']), 'only');
   const nodes = ['n1', 'n2', 'n3', 'n4'];

@@ -12,7 +12,9 @@ import { nanoid } from 'nanoid';
 import { trace } from '@opentelemetry/api';
 import type { InvocationRecords } from '../../infra/db/invocation-records.js';
 import type { AsyncCallDeps } from '../../infra/queue/async-calls.js';
-import type { FunctionVersion, InvocationJob, InvocationOutcome, WorkerHeartbeat } from '../../infra/queue/jobs.js';
+import type { FunctionVersion, InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js';
+import type { WorkerHeartbeat } from '../../infra/fleet/heartbeat.js';
+import { FleetRegistry } from '../../infra/fleet/registry.js';
 import { keySpace } from '../../infra/queue/names.js';
 import { createLogger } from '../../infra/log.js';
 import { Fleet } from '../../scheduler/fleet.js';
@@ -126,7 +128,7 @@ async function hogRun(url: string, waitMs: number): Promise<HogRun> {
   const scheduler = new Scheduler({
     keys, redis, queueConnection, records, tracer: trace.getTracer('test'), log: createLogger('test', 'warn'),
     asyncCalls: {} as AsyncCallDeps,
-    fleet: new Fleet(redis, keys.workers, keys.workerOrders, 120_000, 50),
+    fleet: new Fleet(new FleetRegistry(redis, keys, 120_000), 50),
     concurrency: 8,
     retryMs: 20,
   });

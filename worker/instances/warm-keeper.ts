@@ -6,7 +6,7 @@
 import type { FunctionStore } from '../../infra/db/function-store.js';
 import { versionOf } from '../../infra/db/function-store.js';
 import type { Logger } from '../../infra/log.js';
-import { warmOwner } from '../../scheduler/placement.js';
+import { warmOwner } from '../../infra/fleet/warm-owner.js';
 import type { InstanceSet } from './instance-set.js';
 
 export interface WarmKeeperOptions {

@@ -7,8 +7,8 @@
  *    ever; a synchronous one of a function deployed as idempotent is placed again (its gateway
  *    still waits); other synchronous ones are answered `Unavailable` (running a call twice behind
  *    its caller's back is worse than an honest error).
- * Used by a draining worker for its own queue (waiting calls only), by the scheduler for a node
- * whose heartbeat stopped or that an operator removed, and by a worker that starts again under the
+ * Used by a draining worker for its own queue (waiting calls only), by a scheduler's failover
+ * (scheduler/failover.ts) for a node whose heartbeat stopped or that an operator removed, and by a worker that starts again under the
  * same id for the calls its killed predecessor had started ({@link reclaimStartedCalls}: faster
  * than waiting for their locks to expire, and its heartbeat never stopped long enough for the
  * scheduler to see the node gone). For the first two the node must already be out of the fleet's
@@ -17,12 +17,12 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { SkiffError } from '../infra/errors.js';
-import type { InvocationRecords } from '../infra/db/invocation-records.js';
-import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
-import { recordBase, type InvocationJob, type InvocationOutcome } from '../infra/queue/jobs.js';
-import type { KeySpace } from '../infra/queue/names.js';
-import { publishOutcome } from '../infra/queue/replies.js';
+import { SkiffError } from '../errors.js';
+import type { InvocationRecords } from '../db/invocation-records.js';
+import { finishAsync, type AsyncCallDeps } from '../queue/async-calls.js';
+import type { InvocationJob } from '../queue/jobs.js';
+import type { KeySpace } from '../queue/names.js';
+import { finishSync } from '../queue/sync-calls.js';
 
 /** A fresh shared-queue id for a call taken back (its earlier jobs may still exist). */
 const backId = (data: InvocationJob): string => `${data.id}-${data.attempt}-back-${Date.now()}`;
@@ -53,9 +53,7 @@ async function takeBackStarted(o: RecoveryDeps, shared: Queue<InvocationJob>, da
     await shared.add('invoke', data, { jobId: backId(data) });
     result.replaced++;
   } else {
-    const outcome: InvocationOutcome = { id: data.id, ok: false, error: error.toBody() };
-    await publishOutcome(o.redis, o.keys, data.replyTo, outcome);
-    o.records.record({ ...recordBase(data), async: false, status: 'failed', error: outcome.error });
+    await finishSync(o, data, { id: data.id, ok: false, error: error.toBody() });
     result.answered++;
   }
 }
