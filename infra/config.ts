@@ -160,7 +160,17 @@ export interface Config {
   logLevel: string;
   gateway: GatewayConfig;
   worker: WorkerConfig;
-  scheduler: { concurrency: number; heartbeatTtlMs: number; retentionHours: number };
+  scheduler: {
+    concurrency: number;
+    heartbeatTtlMs: number;
+    retentionHours: number;
+    /** How often a scheduler looks for nodes that are gone (their heartbeat is older than the TTL). */
+    failoverEveryMs: number;
+    /** How often a scheduler reads the fleet's heartbeats for its placements. */
+    fleetRefreshMs: number;
+    /** How long a call that found no room waits before it is placed again. */
+    placementRetryMs: number;
+  };
   /** Where a worker serves its Prometheus metrics (GET /metrics); port 0: not served over HTTP. */
   workerMetrics: { host: string; port: number };
   /** Asynchronous calls that fail are run again this many times, after backoffMs, 2×, 4×...; an
@@ -269,6 +279,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       concurrency: int(env, 'SKIFF_SCHEDULER_CONCURRENCY', 256, 1),
       heartbeatTtlMs: int(env, 'SKIFF_HEARTBEAT_TTL_MS', 5000, 100),
       retentionHours: int(env, 'SKIFF_RETENTION_HOURS', 168, 1),
+      failoverEveryMs: int(env, 'SKIFF_FAILOVER_EVERY_MS', 1000, 50),
+      fleetRefreshMs: int(env, 'SKIFF_FLEET_REFRESH_MS', 250, 10),
+      placementRetryMs: int(env, 'SKIFF_PLACEMENT_RETRY_MS', 100, 10),
     },
     workerMetrics: {
       host: str(env, 'SKIFF_WORKER_METRICS_HOST', '127.0.0.1'),

@@ -32,8 +32,8 @@ export interface SchedulerOptions {
   records: InvocationRecords;
   tracer: Tracer;
   log: Logger;
-  /** How often to look again for capacity while none is free. */
-  retryMs?: number;
+  /** How often to look again for capacity while none is free (SKIFF_PLACEMENT_RETRY_MS). */
+  retryMs: number;
   /** Calls of one tenant that may wait here for its quota at once; default a quarter of `concurrency`. */
   maxQuotaWaitsPerTenant?: number;
   asyncCalls: AsyncCallDeps;
@@ -152,7 +152,7 @@ export class Scheduler {
               await this.fail(data, error);
               return;
             }
-            await new Promise((resolve) => setTimeout(resolve, this.o.retryMs ?? 100));
+            await new Promise((resolve) => setTimeout(resolve, this.o.retryMs));
             await this.o.fleet.refresh();
           }
         } finally {

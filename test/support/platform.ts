@@ -1,7 +1,7 @@
 /**
  * A whole Skiff platform for end-to-end tests: a gateway listening on a free port, a scheduler and
- * a worker, all in this process, against the real Redis and PostgreSQL the test runner started
- * (REDIS_URL, DATABASE_URL) and real runc. Each platform gets its own key prefix, database schema,
+ * a worker, all in this process and assembled as their entry points assemble them, against the
+ * real Redis and PostgreSQL the test runner started (REDIS_URL, DATABASE_URL) and real runc. Each platform gets its own key prefix, database schema,
  * state directory and worker id, so test files run in parallel without meeting.
  */
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
@@ -10,19 +10,10 @@ import { join } from 'node:path';
 import { loadConfig, type Config } from '../../infra/config.js';
 import { migrate, openDatabase } from '../../infra/db/database.js';
 import { ApiKeys } from '../../infra/db/api-keys.js';
-import { InvocationRecords } from '../../infra/db/invocation-records.js';
 import { createLogger } from '../../infra/log.js';
 import { startTelemetry, type Telemetry } from '../../infra/telemetry.js';
-import { keySpace } from '../../infra/queue/names.js';
-import { closeRedis, openRedis } from '../../infra/queue/connections.js';
-import { logErrors } from '../../infra/outage-log.js';
 import { startGateway, type Gateway } from '../../gateway/server.js';
-import { openAsyncCalls } from '../../infra/queue/async-calls.js';
-import { Failover } from '../../scheduler/failover.js';
-import { Reconciler } from '../../scheduler/reconciler.js';
-import { Fleet } from '../../scheduler/fleet.js';
-import { FleetRegistry } from '../../infra/fleet/registry.js';
-import { Scheduler } from '../../scheduler/scheduler.js';
+import { startScheduler } from '../../scheduler/service.js';
 import { startWorker, type WorkerNode } from '../../worker/node.js';
 
 export interface Platform {
@@ -70,6 +61,9 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     SKIFF_POOL_SIZE: '1',
     SKIFF_WORKER_CAPACITY_MB: '4096',
     SKIFF_HEARTBEAT_MS: '200',
+    // Nodes that are gone are noticed, and the fleet read, sooner than in production.
+    SKIFF_FAILOVER_EVERY_MS: '250',
+    SKIFF_FLEET_REFRESH_MS: '100',
     SKIFF_LOG_LEVEL: process.env.SKIFF_LOG_LEVEL ?? 'warn',
     ...env,
   });
@@ -85,23 +79,8 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const bound: { functionsPort?: number } = {};
   const workerDeps = { log, tracer, functionsPort: () => bound.functionsPort };
   let worker = await startWorker(config, workerDeps);
-  const keys = keySpace(config.keyPrefix);
-  // The in-process scheduler's connections, as scheduler/main.ts makes them.
-  const redis = openRedis(config.redisUrl, 'consumer', config.redisClient, { log, component: 'test-scheduler' });
-  const queueConnection = openRedis(config.redisUrl, 'blocking', config.redisClient, { log, component: 'test-scheduler' });
-  const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'records'));
-  const asyncCalls = openAsyncCalls(config, redis, records, db);
-  logErrors(asyncCalls.queue, log, 'invocation queue (retries)');
-  const scheduler = new Scheduler({
-    keys, redis, queueConnection, records, tracer, log, asyncCalls,
-    fleet: new Fleet(new FleetRegistry(redis, keys, config.scheduler.heartbeatTtlMs), 100),
-    concurrency: config.scheduler.concurrency,
-  });
-  await scheduler.start();
-  const failover = new Failover({ redis, keys, records, asyncCalls, heartbeatTtlMs: config.scheduler.heartbeatTtlMs, everyMs: 250, log });
-  failover.start();
-  const reconciler = Reconciler.open(config, { redis, db, records, log });
-  reconciler.start();
+  // The same scheduler `node dist/scheduler/main.js` runs, in this process.
+  const scheduler = await startScheduler(config, { log, tracer });
   const gateway = await startGateway(config, { log, tracer });
   const { url, functionsUrl } = await gateway.listen();
   bound.functionsPort = Number(new URL(functionsUrl).port);
@@ -144,12 +123,8 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     },
     async stop() {
       await gateway.stop();
-      await failover.stop();
-      await reconciler.stop();
       await scheduler.stop();
-      await asyncCalls.close();
       await worker.stop();
-      await Promise.all([closeRedis(redis), closeRedis(queueConnection)]);
       await db.query(`DROP SCHEMA IF EXISTS ${config.databaseSchema} CASCADE`);
       await db.end();
       await rm(stateDir, { recursive: true, force: true });
