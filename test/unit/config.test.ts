@@ -80,7 +80,7 @@ t.test('defaults', async (t) => {
     warmCheckEveryMs: 2000,
   });
   t.same(c.registry, { url: 'http://127.0.0.1:5050', username: undefined, password: undefined });
-  t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000, retentionHours: 168 });
+  t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000, retentionHours: 168, failoverEveryMs: 1000, fleetRefreshMs: 250, placementRetryMs: 100 });
   t.same(c.asyncRetries, { retries: 2, backoffMs: 1000, maxEventAgeSeconds: 21_600 });
   t.same(c.telemetry, { enabled: false });
   t.same(c.tenantDefaults, {
