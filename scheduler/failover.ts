@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { Logger } from '../infra/log.js';
 import type { KeySpace } from '../infra/queue/names.js';
-import type { AsyncCallDeps } from '../infra/queue/async-calls.js';
+import type { AsyncCallDeps } from '../infra/calls/async-calls.js';
 import { FleetRegistry } from '../infra/fleet/registry.js';
 import { takeBackCalls } from '../infra/fleet/recovery.js';
 import { Periodic } from '../infra/periodic.js';

@@ -3,7 +3,7 @@
  * (infra/fleet/registry.ts; a node past the heartbeat TTL is gone), each with its order, plus
  * this scheduler's own placements since their last heartbeats.
  */
-import type { TenantUsage } from '../infra/queue/jobs.js';
+import type { TenantUsage } from '../infra/tenancy/instance-limits.js';
 import type { FleetRegistry } from '../infra/fleet/registry.js';
 import { placedState } from '../infra/fleet/orders.js';
 import { addUsage, afterPlacement, decide, evictedBy, tenantChange, type Decision, type Demand, type NodeView, type Placement } from './placement.js';

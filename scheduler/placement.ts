@@ -15,7 +15,7 @@
  * needs a new instance past its tenant's limits goes to a node holding enough of that tenant's
  * own idle instances, with an order to evict them first; if there is none, it waits (`quota`).
  */
-import type { TenantEviction, TenantLimits, TenantUsage } from '../infra/queue/jobs.js';
+import type { TenantEviction, TenantLimits, TenantUsage } from '../infra/tenancy/instance-limits.js';
 import type { WorkerHeartbeat } from '../infra/fleet/heartbeat.js';
 
 export interface Demand {

@@ -17,7 +17,7 @@
  * even if Redis lost its job, so queuing it again would only run it twice; if the node dies, it
  * leaves the fleet and the call is queued again.
  * A re-queued call whose first run also finishes is a duplicate: the second end changes nothing
- * and is counted in Redis (`reconciled.duplicates`, infra/queue/async-calls.ts); re-queues are
+ * and is counted in Redis (`reconciled.duplicates`, infra/calls/async-calls.ts); re-queues are
  * counted there too (`reconciled.requeued`).
  */
 import { Queue, type JobType } from 'bullmq';
@@ -30,8 +30,10 @@ import type { InvocationRecords, UnfinishedCall } from '../infra/db/invocation-r
 import { TenantStore } from '../infra/db/tenants.js';
 import { SkiffError } from '../infra/errors.js';
 import type { Logger } from '../infra/log.js';
-import { tooOldError } from '../infra/queue/async-calls.js';
-import type { FunctionVersion, InvocationJob, TenantLimits } from '../infra/queue/jobs.js';
+import { tooOldError } from '../infra/calls/async-calls.js';
+import type { FunctionVersion } from '../infra/functions/version.js';
+import type { InvocationJob } from '../infra/queue/jobs.js';
+import type { TenantLimits } from '../infra/tenancy/instance-limits.js';
 import { keySpace, type KeySpace } from '../infra/queue/names.js';
 import { Periodic } from '../infra/periodic.js';
 import { fleetIds } from '../infra/fleet/registry.js';

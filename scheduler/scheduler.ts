@@ -18,8 +18,8 @@ import type { Logger } from '../infra/log.js';
 import type { InvocationJob, InvocationOutcome } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
-import { finishAsync, type AsyncCallDeps } from '../infra/queue/async-calls.js';
-import { finishSync } from '../infra/queue/sync-calls.js';
+import { finishAsync, type AsyncCallDeps } from '../infra/calls/async-calls.js';
+import { finishSync } from '../infra/calls/sync-calls.js';
 import type { Fleet } from './fleet.js';
 import type { Demand, QuotaWait } from './placement.js';
 

@@ -12,7 +12,7 @@ import { TenantStore } from '../infra/db/tenants.js';
 import { FleetRegistry } from '../infra/fleet/registry.js';
 import type { Logger } from '../infra/log.js';
 import { logErrors } from '../infra/outage-log.js';
-import { openAsyncCalls } from '../infra/queue/async-calls.js';
+import { openAsyncCalls } from '../infra/calls/async-calls.js';
 import { closeRedis, openRedis } from '../infra/queue/connections.js';
 import { keySpace } from '../infra/queue/names.js';
 import { Failover } from './failover.js';

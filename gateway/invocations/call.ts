@@ -6,7 +6,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { SpanKind, SpanStatusCode, type Span } from '@opentelemetry/api';
 import { SkiffError, isSkiffError } from '../../infra/errors.js';
-import type { FunctionVersion, InvocationOutcome, TenantLimits } from '../../infra/queue/jobs.js';
+import type { FunctionVersion } from '../../infra/functions/version.js';
+import type { InvocationOutcome } from '../../infra/queue/jobs.js';
+import type { TenantLimits } from '../../infra/tenancy/instance-limits.js';
 import { contextOf, type TraceCarrier } from '../../infra/telemetry.js';
 import type { GatewayContext } from '../context.js';
 import { versionOf } from '../../infra/db/function-store.js';

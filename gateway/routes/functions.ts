@@ -1,7 +1,8 @@
 /** Deploy, list, describe and delete functions, list their versions and roll back: /v1/functions. */
 import type { FastifyInstance } from 'fastify';
 import { SkiffError, invalidRequest } from '../../infra/errors.js';
-import { RUNTIMES, type FunctionEvent } from '../../infra/queue/jobs.js';
+import { RUNTIMES } from '../../infra/functions/version.js';
+import type { FunctionEvent } from '../../infra/queue/jobs.js';
 import { inspectZip } from '../code/zip-archive.js';
 import type { GatewayContext } from '../context.js';
 import type { FunctionInfo } from '../../infra/db/function-store.js';

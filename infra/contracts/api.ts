@@ -4,7 +4,7 @@
  */
 import type { FunctionInfo } from '../db/function-store.js';
 import type { WorkerHeartbeat, WorkerOrder } from '../fleet/heartbeat.js';
-import type { Runtime } from '../queue/jobs.js';
+import type { Runtime } from '../functions/version.js';
 
 /** The body of POST /v1/functions (gateway/routes/functions.ts; the CLI sends it too). */
 export interface DeployBody {

@@ -6,7 +6,7 @@
 import { nanoid } from 'nanoid';
 import { SkiffError } from '../errors.js';
 import { inTransaction, type Database } from './database.js';
-import type { FunctionVersion, Runtime } from '../queue/jobs.js';
+import type { FunctionVersion, Runtime } from '../functions/version.js';
 
 export interface DeployInput {
   name: string;

@@ -3,7 +3,7 @@
  * the one rule of who is alive. Gateway, scheduler and worker read heartbeats only through
  * {@link FleetRegistry} (registry.ts), so they all agree on which nodes are there.
  */
-import type { TenantUsage } from '../queue/jobs.js';
+import type { TenantUsage } from '../tenancy/instance-limits.js';
 
 /**
  * active: takes new calls. cordoned: takes none, keeps serving its instances' running calls.

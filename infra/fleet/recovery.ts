@@ -19,10 +19,10 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { SkiffError } from '../errors.js';
 import type { InvocationRecords } from '../db/invocation-records.js';
-import { finishAsync, type AsyncCallDeps } from '../queue/async-calls.js';
+import { finishAsync, type AsyncCallDeps } from '../calls/async-calls.js';
 import type { InvocationJob } from '../queue/jobs.js';
 import type { KeySpace } from '../queue/names.js';
-import { finishSync } from '../queue/sync-calls.js';
+import { finishSync } from '../calls/sync-calls.js';
 
 /** A fresh shared-queue id for a call taken back (its earlier jobs may still exist). */
 const backId = (data: InvocationJob): string => `${data.id}-${data.attempt}-back-${Date.now()}`;

@@ -2,7 +2,7 @@
  * Where Skiff keeps its images in the registry. Repository names are Skiff's own and hold no
  * registry host: the host is REGISTRY_URL's, so the same names work against any registry.
  */
-import type { Runtime } from '../queue/jobs.js';
+import type { Runtime } from '../functions/version.js';
 
 /** The base image of a runtime: the interpreter, its libraries and the bootstrap. */
 export const runtimeRepository = (runtime: Runtime | string): string => `skiff/runtime/${runtime}`;

@@ -19,7 +19,7 @@ import { createLogger } from '../../infra/log.js';
 import { layerFromFiles } from '../../infra/images/oci/layer.js';
 import { MediaType, digestHex, sha256Digest, type ImageConfig, type ImageManifest } from '../../infra/images/oci/types.js';
 import { functionRepository, runtimeRepository } from '../../infra/images/names.js';
-import { RUNTIMES } from '../../infra/queue/jobs.js';
+import { RUNTIMES } from '../../infra/functions/version.js';
 import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
 
 const scratch = process.env.SKIFF_TEST_STATE ?? '/tmp';

@@ -7,7 +7,7 @@
 import t, { type Test } from 'tap';
 import { createLogger } from '../../infra/log.js';
 import { isSkiffError } from '../../infra/errors.js';
-import type { FunctionVersion } from '../../infra/queue/jobs.js';
+import type { FunctionVersion } from '../../infra/functions/version.js';
 import type { CodeSource } from '../../worker/code/code-cache.js';
 import { InstanceSet } from '../../worker/instances/instance-set.js';
 import type { RuntimeImage } from '../../worker/sandbox/sandbox.js';

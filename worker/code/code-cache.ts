@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { SkiffError } from '../../infra/errors.js';
 import { isErrnoError } from '../../infra/host-error.js';
 import { digestHex } from '../../infra/images/oci/types.js';
-import type { FunctionVersion } from '../../infra/queue/jobs.js';
+import type { FunctionVersion } from '../../infra/functions/version.js';
 import type { ImageCache, LocalImage } from '../images/image-cache.js';
 import type { CommandRunner } from '../process/command-runner.js';
 import { bindReadOnly, unmountTree } from '../sandbox/mounts.js';

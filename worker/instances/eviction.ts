@@ -2,7 +2,7 @@
  * Which warm instances to destroy: pure decisions over plain data, unit-tested without runc.
  * No decision takes a version below its `minWarm` instances: those are promised to be ready.
  */
-import type { TenantUsage } from '../../infra/queue/jobs.js';
+import type { TenantUsage } from '../../infra/tenancy/instance-limits.js';
 
 export interface InstanceView {
   id: string;

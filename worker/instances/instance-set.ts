@@ -17,7 +17,8 @@
 import { performance } from 'node:perf_hooks';
 import { SkiffError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/log.js';
-import type { FunctionVersion, TenantEviction, TenantLimits, TenantUsage } from '../../infra/queue/jobs.js';
+import type { FunctionVersion } from '../../infra/functions/version.js';
+import type { TenantEviction, TenantLimits, TenantUsage } from '../../infra/tenancy/instance-limits.js';
 import type { CodeSource } from '../code/code-cache.js';
 import { sameRoot, type OutputLine, type RuntimeImage, type Sandbox, type SandboxFactory, type SandboxPool } from '../sandbox/sandbox.js';
 import { CrashBackoff } from './crash-backoff.js';

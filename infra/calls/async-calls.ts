@@ -21,8 +21,9 @@ import { SkiffError, type ErrorBody, type ErrorCode } from '../errors.js';
 import type { Database } from '../db/database.js';
 import { DeadLetters } from '../db/dead-letters.js';
 import type { InvocationRecords } from '../db/invocation-records.js';
-import { recordBase, type InvocationJob, type InvocationOutcome } from './jobs.js';
-import { keySpace } from './names.js';
+import type { InvocationJob, InvocationOutcome } from '../queue/jobs.js';
+import { keySpace } from '../queue/names.js';
+import { recordBase } from './record-base.js';
 
 export interface AsyncCallDeps {
   /** The shared invocation queue, for retries. */

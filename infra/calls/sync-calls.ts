@@ -1,14 +1,15 @@
 /**
  * How a synchronous call ends, wherever it ends (a worker ran it, the scheduler refused it, a lost
  * node's call was taken back): its outcome is published to the gateway waiting for it
- * (replies.ts), then its record is queued for the next batched write to PostgreSQL. The
- * asynchronous counterpart is `finishAsync` (async-calls.ts).
+ * (infra/queue/replies.ts), then its record is queued for the next batched write to PostgreSQL.
+ * The asynchronous counterpart is `finishAsync` (async-calls.ts).
  */
 import type { Redis } from 'ioredis';
 import type { InvocationRecord, InvocationRecords } from '../db/invocation-records.js';
-import { recordBase, type InvocationJob, type InvocationOutcome } from './jobs.js';
-import type { KeySpace } from './names.js';
-import { publishOutcome } from './replies.js';
+import type { InvocationJob, InvocationOutcome } from '../queue/jobs.js';
+import type { KeySpace } from '../queue/names.js';
+import { publishOutcome } from '../queue/replies.js';
+import { recordBase } from './record-base.js';
 
 export interface SyncCallDeps {
   redis: Redis;
