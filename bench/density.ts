@@ -149,7 +149,11 @@ export interface Density {
 async function tasks(): Promise<{ pids: number; threads: number }> {
   const entries = (await readdir('/proc')).filter((e) => /^\d+$/.test(e));
   let threads = 0;
-  for (const pid of entries) threads += await readdir(`/proc/${pid}/task`).then((t) => t.length, () => 0);
+  for (const pid of entries)
+    threads += await readdir(`/proc/${pid}/task`).then(
+      (t) => t.length,
+      () => 0,
+    );
   return { pids: entries.length, threads };
 }
 
@@ -172,7 +176,15 @@ exports.handler = async (event) => {
   const notes: string[] = [];
   // Assumes at least 5 creations a second; the handler's timeout covers the wait.
   const holdMs = Math.ceil(target / 5) * 1000 + 10_000;
-  await deploy(platform, { name, source, memoryMb: 64, concurrency: 1, maxInstances: target, idleTimeoutMs: 3_600_000, timeoutMs: Math.min(900_000, holdMs + 60_000) });
+  await deploy(platform, {
+    name,
+    source,
+    memoryMb: 64,
+    concurrency: 1,
+    maxInstances: target,
+    idleTimeoutMs: 3_600_000,
+    timeoutMs: Math.min(900_000, holdMs + 60_000),
+  });
   const before = await tasks();
   const freeBefore = freemem() / MiB;
   const agent = newAgent(target + 16);
@@ -215,7 +227,14 @@ exports.handler = async (event) => {
 
   const parent = `/skiff/${platform.config.worker.id}`;
   const idle = platform.worker.instances.list().filter((i) => i.fn.name === name && i.inFlight === 0);
-  const charges = await Promise.all(idle.map((i) => memoryCharged(`${parent}/${i.sandbox.id}`).then((b) => b / MiB, () => undefined)));
+  const charges = await Promise.all(
+    idle.map((i) =>
+      memoryCharged(`${parent}/${i.sandbox.id}`).then(
+        (b) => b / MiB,
+        () => undefined,
+      ),
+    ),
+  );
   const measured = charges.filter((c): c is number => c !== undefined);
   const instanceMiB = measured.length > 0 ? round(mean(measured), 2) : null;
 

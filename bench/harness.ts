@@ -61,13 +61,17 @@ export async function waitForFullPool(platform: Platform, timeoutMs = 60_000, re
   const target = platform.config.worker.poolSize;
   const sizes = (): number[] => Object.values(platform.worker.pool.sizes());
   let last = performance.now();
-  await waitUntil(`a full pool of ${target} per runtime`, () => {
-    if (report && performance.now() - last > 5000) {
-      last = performance.now();
-      progress(`  pool ${JSON.stringify(platform.worker.pool.sizes())}, ${target} each`);
-    }
-    return sizes().every((size) => size >= target);
-  }, timeoutMs);
+  await waitUntil(
+    `a full pool of ${target} per runtime`,
+    () => {
+      if (report && performance.now() - last > 5000) {
+        last = performance.now();
+        progress(`  pool ${JSON.stringify(platform.worker.pool.sizes())}, ${target} each`);
+      }
+      return sizes().every((size) => size >= target);
+    },
+    timeoutMs,
+  );
 }
 
 /**

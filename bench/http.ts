@@ -89,18 +89,22 @@ export interface FunctionToDeploy {
 /** Deploys over HTTP exactly as a user would: POST /v1/functions with a base64 zip and an API key. */
 export async function deploy(platform: { url: string; auth: { authorization: string } }, fn: FunctionToDeploy): Promise<void> {
   const zip = (await zipFiles({ 'index.js': fn.source })).toString('base64');
-  const reply = await post(`${platform.url}/v1/functions`, {
-    name: fn.name,
-    runtime: 'nodejs20',
-    handler: 'index.handler',
-    code: { zip },
-    memoryMb: fn.memoryMb ?? 128,
-    concurrency: fn.concurrency ?? 1,
-    timeoutMs: fn.timeoutMs ?? 30_000,
-    ...(fn.maxInstances === undefined ? {} : { maxInstances: fn.maxInstances }),
-    ...(fn.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: fn.idleTimeoutMs }),
-    ...(fn.auth === undefined ? {} : { auth: fn.auth }),
-  }, platform.auth);
+  const reply = await post(
+    `${platform.url}/v1/functions`,
+    {
+      name: fn.name,
+      runtime: 'nodejs20',
+      handler: 'index.handler',
+      code: { zip },
+      memoryMb: fn.memoryMb ?? 128,
+      concurrency: fn.concurrency ?? 1,
+      timeoutMs: fn.timeoutMs ?? 30_000,
+      ...(fn.maxInstances === undefined ? {} : { maxInstances: fn.maxInstances }),
+      ...(fn.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: fn.idleTimeoutMs }),
+      ...(fn.auth === undefined ? {} : { auth: fn.auth }),
+    },
+    platform.auth,
+  );
   if (reply.status !== 201) throw new Error(`deploying ${fn.name} answered ${reply.status}: ${reply.body}`);
 }
 

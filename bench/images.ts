@@ -70,7 +70,10 @@ export async function imageFigures(platform: Platform, scratch: string, repeats:
         cold.push(performance.now() - t0);
         if (i === 0) {
           const before = await diskKiB(join(dir, 'layers'));
-          baseLayersMiB = (await cache.layers()).filter((l) => manifest.layers.slice(0, -1).some((m) => m.digest === l.digest)).reduce((sum, l) => sum + l.bytes, 0) / 1024 / 1024;
+          baseLayersMiB =
+            (await cache.layers()).filter((l) => manifest.layers.slice(0, -1).some((m) => m.digest === l.digest)).reduce((sum, l) => sum + l.bytes, 0) /
+            1024 /
+            1024;
           const t1 = performance.now();
           await cache.image(b);
           additionalPullMs = performance.now() - t1;

@@ -59,13 +59,19 @@ const densityTarget = densityArg === -1 ? undefined : Number(process.argv[densit
 const noisyOnly = process.argv.includes('--noisy');
 /** `--tenancy`: only the cost of the tenant and role check (warm calls with a key beside calls without). */
 const tenancyOnly = process.argv.includes('--tenancy');
-if ((densityTarget !== undefined && !(Number.isInteger(densityTarget) && densityTarget > 0)) || [noisyOnly, tenancyOnly, densityTarget !== undefined].filter(Boolean).length > 1) {
+if (
+  (densityTarget !== undefined && !(Number.isInteger(densityTarget) && densityTarget > 0)) ||
+  [noisyOnly, tenancyOnly, densityTarget !== undefined].filter(Boolean).length > 1
+) {
   console.error('usage: npm run bench [-- --density N | --noisy | --tenancy]');
   process.exit(2);
 }
 
 /** The last results written, to carry a `--density` figure over a default run and back. */
-const previous = await readFile(RESULTS_FILE, 'utf8').then((text) => JSON.parse(text) as Partial<Results>, () => undefined);
+const previous = await readFile(RESULTS_FILE, 'utf8').then(
+  (text) => JSON.parse(text) as Partial<Results>,
+  () => undefined,
+);
 
 const results: Results = {
   at: new Date().toISOString(),
@@ -148,7 +154,12 @@ async function pooledPlatform(): Promise<void> {
   let stop: (() => Promise<void>) | undefined;
   const platform = await phase(`platform with a pool of ${N.pool}: starting, filling the pool`, async () => {
     // Every figure's functions are one tenant's: its quotas must not be what a figure measures.
-    const started = await startBenchPlatform({ SKIFF_POOL_SIZE: String(N.pool), SKIFF_WORKER_CAPACITY_MB: '100000', SKIFF_TENANT_MAX_INSTANCES: '10000', SKIFF_TENANT_MAX_MEMORY_MB: '100000' });
+    const started = await startBenchPlatform({
+      SKIFF_POOL_SIZE: String(N.pool),
+      SKIFF_WORKER_CAPACITY_MB: '100000',
+      SKIFF_TENANT_MAX_INSTANCES: '10000',
+      SKIFF_TENANT_MAX_MEMORY_MB: '100000',
+    });
     stop = onCleanup(() => stopPlatform(started));
     await waitForFullPool(started, 300_000, true);
     // Warm the gateway's and worker's own code paths (JIT) before anything is measured.
@@ -178,7 +189,9 @@ async function pooledPlatform(): Promise<void> {
   );
   if (keyed) results.keyCheck = keyed;
 
-  const floor = await phase(`baseline: direct calls to the warm sandbox's socket (${N.warmCalls})`, () => directSocketCalls(instanceOf(platform, 'warm'), N.warmCalls));
+  const floor = await phase(`baseline: direct calls to the warm sandbox's socket (${N.warmCalls})`, () =>
+    directSocketCalls(instanceOf(platform, 'warm'), N.warmCalls),
+  );
   if (floor) results.baselines.directSocketMs = percentiles(floor);
 
   const tput = await phase(`warm throughput (${N.inFlight} in flight, ${N.throughputMs / 1000} s, concurrency ${N.inFlight})`, async () => {
@@ -208,8 +221,9 @@ async function pooledPlatform(): Promise<void> {
     results.notes.push(`idle memory: mean memory cgroup charge of ${idle.instances} idle instances; pooled baseline over ${idle.pooled} pooled sandboxes`);
   }
 
-  const burstResult = await phase(`burst: ${N.burst} concurrent calls, handler sleeps ${N.burstSleepMs} ms, concurrency 1, maxInstances ${N.burst}, memoryMb 64`, () =>
-    burst(platform, N.burst, N.burstSleepMs),
+  const burstResult = await phase(
+    `burst: ${N.burst} concurrent calls, handler sleeps ${N.burstSleepMs} ms, concurrency 1, maxInstances ${N.burst}, memoryMb 64`,
+    () => burst(platform, N.burst, N.burstSleepMs),
   );
   if (burstResult) {
     results.burst = burstResult;
@@ -247,8 +261,9 @@ async function imagePlatform(root: string): Promise<void> {
     return started;
   });
   if (!platform) return;
-  const figures = await phase(`images: cold pull of a function image into an empty cache (${N.imagePulls}), beside downloading its blobs alone; a second function`, () =>
-    imageFigures(platform, root, N.imagePulls),
+  const figures = await phase(
+    `images: cold pull of a function image into an empty cache (${N.imagePulls}), beside downloading its blobs alone; a second function`,
+    () => imageFigures(platform, root, N.imagePulls),
   );
   if (figures) results.images = figures;
   progress('stopping the images platform');
@@ -264,11 +279,12 @@ async function noisyPlatform(): Promise<void> {
     return started;
   });
   if (!platform) return;
-  const noisy = await phase(`noisy neighbour: ${N.victimCalls} calls to a no-op alone, then beside a fork bomb and a memory bomb, then a CPU burner too (${N.attackersInFlight} async calls each)`, () =>
-    noisyNeighbour(platform, N.victimCalls, N.attackersInFlight),
+  const noisy = await phase(
+    `noisy neighbour: ${N.victimCalls} calls to a no-op alone, then beside a fork bomb and a memory bomb, then a CPU burner too (${N.attackersInFlight} async calls each)`,
+    () => noisyNeighbour(platform, N.victimCalls, N.attackersInFlight),
   );
   if (noisy) results.noisyNeighbour = noisy;
-  progress('stopping the noisy neighbours\' platform');
+  progress("stopping the noisy neighbours' platform");
   await stop?.();
 }
 
@@ -281,7 +297,9 @@ async function tenancyPlatform(): Promise<void> {
     return started;
   });
   if (!platform) return;
-  const keyed = await phase(`the tenant and role check: warm calls with a key beside calls without (${N.warmCalls} each, interleaved)`, () => keyCheckCost(platform, N.warmCalls));
+  const keyed = await phase(`the tenant and role check: warm calls with a key beside calls without (${N.warmCalls} each, interleaved)`, () =>
+    keyCheckCost(platform, N.warmCalls),
+  );
   if (keyed) results.keyCheck = keyed;
   progress('stopping the platform');
   await stop?.();
@@ -307,8 +325,9 @@ async function densityRun(target: number): Promise<void> {
     return started;
   });
   if (!platform) return;
-  const held: Density | undefined = await phase(`density: ${target} concurrent calls to one function (memoryMb 64, concurrency 1), then ${target} more to the held instances`, () =>
-    holdIdle(platform, target, progress),
+  const held: Density | undefined = await phase(
+    `density: ${target} concurrent calls to one function (memoryMb 64, concurrency 1), then ${target} more to the held instances`,
+    () => holdIdle(platform, target, progress),
   );
   if (held) {
     results.density = held;
@@ -344,8 +363,9 @@ async function main(): Promise<void> {
   await unpooledPlatform();
   await imagePlatform(services.root);
   await noisyPlatform();
-  const traced = await phase(`tracing overhead: warm throughput at ${N.inFlight} in flight, ${N.tracingMs / 1000} s, exported over OTLP/HTTP vs not (a child process each)`, () =>
-    tracingOverhead(N.inFlight, N.tracingMs),
+  const traced = await phase(
+    `tracing overhead: warm throughput at ${N.inFlight} in flight, ${N.tracingMs / 1000} s, exported over OTLP/HTTP vs not (a child process each)`,
+    () => tracingOverhead(N.inFlight, N.tracingMs),
   );
   if (traced) results.tracingOverhead = traced;
 }
@@ -370,7 +390,8 @@ try {
 results.machine.loadavg.end = loadavg();
 const [startLoad = 0] = results.machine.loadavg.start;
 // The build that `npm run bench` runs just before adds about 1 to this; more means other work.
-if (startLoad > 1.5) results.notes.push(`the machine was busy when the run began (load average ${startLoad.toFixed(2)} over the last minute): figures may be pessimistic`);
+if (startLoad > 1.5)
+  results.notes.push(`the machine was busy when the run began (load average ${startLoad.toFixed(2)} over the last minute): figures may be pessimistic`);
 results.samples = {
   coldStarts: N.coldStarts,
   warmCalls: N.warmCalls,
@@ -395,6 +416,7 @@ const written: Results =
       : tenancyOnly && previous?.at
         ? { ...(previous as Results), ...(results.keyCheck ? { keyCheck: results.keyCheck } : {}) }
         : results;
-if (densityTarget !== undefined && !results.density) written.notes = [...written.notes, ...results.notes.filter((n) => n.startsWith('density') || n.startsWith('platform for'))];
+if (densityTarget !== undefined && !results.density)
+  written.notes = [...written.notes, ...results.notes.filter((n) => n.startsWith('density') || n.startsWith('platform for'))];
 await writeResults(RESULTS_FILE, written);
 console.log(`\n${table(written)}\n\nwritten to ${RESULTS_FILE}`);

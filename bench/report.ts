@@ -54,50 +54,101 @@ export function table(r: Results): string {
   const burstBaseline = r.createdPerSec === null ? null : (r.burst?.calls ?? 200) / r.createdPerSec;
   const rows: Row[] = [
     [
-      'cold start, pooled (ms)', pct(r.coldPooledMs), `runc run per call ${pct(b.runcRunPerCallMs)}`, ratio(r.coldPooledMs?.p50, b.runcRunPerCallMs?.p50),
-      'p50 ≤ 15, p99 ≤ 50', met(r.coldPooledMs && r.coldPooledMs.p50 <= 15 && r.coldPooledMs.p99 <= 50),
+      'cold start, pooled (ms)',
+      pct(r.coldPooledMs),
+      `runc run per call ${pct(b.runcRunPerCallMs)}`,
+      ratio(r.coldPooledMs?.p50, b.runcRunPerCallMs?.p50),
+      'p50 ≤ 15, p99 ≤ 50',
+      met(r.coldPooledMs && r.coldPooledMs.p50 <= 15 && r.coldPooledMs.p99 <= 50),
     ],
     [
-      'cold start, no pool (ms)', pct(r.coldUnpooledMs), `runc run per call ${pct(b.runcRunPerCallMs)}`, ratio(r.coldUnpooledMs?.p50, b.runcRunPerCallMs?.p50),
-      'p50 ≤ 150', met(r.coldUnpooledMs && r.coldUnpooledMs.p50 <= 150),
-    ],
-    ['warm call (ms)', pct(r.warmMs), `direct socket ${pct(b.directSocketMs)}`, ratio(r.warmMs?.p50, b.directSocketMs?.p50), 'p50 ≤ 3, p99 ≤ 10', met(r.warmMs && r.warmMs.p50 <= 3 && r.warmMs.p99 <= 10)],
-    [
-      'warm calls/s, 32 in flight', r.warmPerSec === null ? 'n/a' : `${num(r.warmPerSec, 0)} (${r.warmErrors ?? '?'} errors)`, `direct socket ${num(b.directSocketPerSec, 0)}`,
-      ratio(r.warmPerSec, b.directSocketPerSec), '≥ 2000', met(r.warmPerSec === null ? null : r.warmPerSec >= 2000 && r.warmErrors === 0),
-    ],
-    [
-      'idle instance (MiB charged)', num(r.idleInstanceMiB, 2), `pooled, unspecialized ${num(b.pooledSandboxMiB, 2)}`, ratio(r.idleInstanceMiB, b.pooledSandboxMiB),
-      '≤ 8', met(r.idleInstanceMiB === null ? null : r.idleInstanceMiB <= 8),
+      'cold start, no pool (ms)',
+      pct(r.coldUnpooledMs),
+      `runc run per call ${pct(b.runcRunPerCallMs)}`,
+      ratio(r.coldUnpooledMs?.p50, b.runcRunPerCallMs?.p50),
+      'p50 ≤ 150',
+      met(r.coldUnpooledMs && r.coldUnpooledMs.p50 <= 150),
     ],
     [
-      'sandboxes created/s', num(r.createdPerSec, 2), `runc run per call, serial ${num(b.runcRunPerSec, 2)}`, ratio(r.createdPerSec, b.runcRunPerSec),
-      '≥ 6 (80% of ≈7.5)', met(r.createdPerSec === null ? null : r.createdPerSec >= 6),
+      'warm call (ms)',
+      pct(r.warmMs),
+      `direct socket ${pct(b.directSocketMs)}`,
+      ratio(r.warmMs?.p50, b.directSocketMs?.p50),
+      'p50 ≤ 3, p99 ≤ 10',
+      met(r.warmMs && r.warmMs.p50 <= 3 && r.warmMs.p99 <= 10),
     ],
     [
-      `burst 0 → ${r.burst?.calls ?? 200} instances (s)`, burstCell(r), `no pool: N ÷ created/s ${num(burstBaseline, 1)} (derived)`, ratio(r.burst200Sec, burstBaseline),
-      '≤ 5, no 5xx', met(r.burst === null ? null : r.burst200Sec !== null && r.burst200Sec <= 5 && r.burst.non2xx === 0),
+      'warm calls/s, 32 in flight',
+      r.warmPerSec === null ? 'n/a' : `${num(r.warmPerSec, 0)} (${r.warmErrors ?? '?'} errors)`,
+      `direct socket ${num(b.directSocketPerSec, 0)}`,
+      ratio(r.warmPerSec, b.directSocketPerSec),
+      '≥ 2000',
+      met(r.warmPerSec === null ? null : r.warmPerSec >= 2000 && r.warmErrors === 0),
     ],
     [
-      `cold image pull, ${r.images?.pulledMiB ?? '?'} MiB (ms)`, pct(r.images?.coldPullMs ?? null), `download only ${pct(r.images?.downloadOnlyMs ?? null)}`,
-      ratio(r.images?.coldPullMs.p50, r.images?.downloadOnlyMs.p50), 'once per host and image', '',
+      'idle instance (MiB charged)',
+      num(r.idleInstanceMiB, 2),
+      `pooled, unspecialized ${num(b.pooledSandboxMiB, 2)}`,
+      ratio(r.idleInstanceMiB, b.pooledSandboxMiB),
+      '≤ 8',
+      met(r.idleInstanceMiB === null ? null : r.idleInstanceMiB <= 8),
     ],
     [
-      'another function of that runtime', r.images ? `${num(r.images.additionalPullMs, 1)} ms, ${r.images.additionalDiskKiB} KiB disk` : 'n/a',
-      r.images ? `base layers ${num(r.images.baseLayersMiB, 1)} MiB, once` : 'n/a', '', 'code layer only', '',
+      'sandboxes created/s',
+      num(r.createdPerSec, 2),
+      `runc run per call, serial ${num(b.runcRunPerSec, 2)}`,
+      ratio(r.createdPerSec, b.runcRunPerSec),
+      '≥ 6 (80% of ≈7.5)',
+      met(r.createdPerSec === null ? null : r.createdPerSec >= 6),
     ],
     [
-      'noisy neighbour: fork + memory bomb', r.noisyNeighbour?.bombsMs ? `${pct(r.noisyNeighbour.bombsMs)} (${r.noisyNeighbour.errors} errors)` : 'n/a',
-      `victim alone ${pct(r.noisyNeighbour?.aloneMs)}`, r.noisyNeighbour?.bombsMs ? `${r.noisyNeighbour.bombsP99Ratio.toFixed(2)}× (p99)` : 'n/a',
-      '≤ 2× p99, 0 errors', met(r.noisyNeighbour?.bombsMs ? r.noisyNeighbour.bombsP99Ratio <= 2 && r.noisyNeighbour.errors === 0 : null),
+      `burst 0 → ${r.burst?.calls ?? 200} instances (s)`,
+      burstCell(r),
+      `no pool: N ÷ created/s ${num(burstBaseline, 1)} (derived)`,
+      ratio(r.burst200Sec, burstBaseline),
+      '≤ 5, no 5xx',
+      met(r.burst === null ? null : r.burst200Sec !== null && r.burst200Sec <= 5 && r.burst.non2xx === 0),
     ],
     [
-      'noisy neighbour: + a CPU burner', noisyCell(r.noisyNeighbour), `victim alone ${pct(r.noisyNeighbour?.aloneMs)}`, r.noisyNeighbour ? `${r.noisyNeighbour.p99Ratio.toFixed(2)}× (p99)` : 'n/a',
-      '≤ 2× p99, 0 errors', met(r.noisyNeighbour ? r.noisyNeighbour.p99Ratio <= 2 && r.noisyNeighbour.errors === 0 : null),
+      `cold image pull, ${r.images?.pulledMiB ?? '?'} MiB (ms)`,
+      pct(r.images?.coldPullMs ?? null),
+      `download only ${pct(r.images?.downloadOnlyMs ?? null)}`,
+      ratio(r.images?.coldPullMs.p50, r.images?.downloadOnlyMs.p50),
+      'once per host and image',
+      '',
     ],
     [
-      'calls/s with traces exported', r.tracingOverhead ? `${num(r.tracingOverhead.withPerSec, 0)} (${r.tracingOverhead.overheadPct >= 0 ? '−' : '+'}${num(Math.abs(r.tracingOverhead.overheadPct), 1)}%)` : 'n/a',
-      `no export ${num(r.tracingOverhead?.withoutPerSec, 0)}`, ratio(r.tracingOverhead?.withPerSec, r.tracingOverhead?.withoutPerSec), '≤ 5% fewer',
+      'another function of that runtime',
+      r.images ? `${num(r.images.additionalPullMs, 1)} ms, ${r.images.additionalDiskKiB} KiB disk` : 'n/a',
+      r.images ? `base layers ${num(r.images.baseLayersMiB, 1)} MiB, once` : 'n/a',
+      '',
+      'code layer only',
+      '',
+    ],
+    [
+      'noisy neighbour: fork + memory bomb',
+      r.noisyNeighbour?.bombsMs ? `${pct(r.noisyNeighbour.bombsMs)} (${r.noisyNeighbour.errors} errors)` : 'n/a',
+      `victim alone ${pct(r.noisyNeighbour?.aloneMs)}`,
+      r.noisyNeighbour?.bombsMs ? `${r.noisyNeighbour.bombsP99Ratio.toFixed(2)}× (p99)` : 'n/a',
+      '≤ 2× p99, 0 errors',
+      met(r.noisyNeighbour?.bombsMs ? r.noisyNeighbour.bombsP99Ratio <= 2 && r.noisyNeighbour.errors === 0 : null),
+    ],
+    [
+      'noisy neighbour: + a CPU burner',
+      noisyCell(r.noisyNeighbour),
+      `victim alone ${pct(r.noisyNeighbour?.aloneMs)}`,
+      r.noisyNeighbour ? `${r.noisyNeighbour.p99Ratio.toFixed(2)}× (p99)` : 'n/a',
+      '≤ 2× p99, 0 errors',
+      met(r.noisyNeighbour ? r.noisyNeighbour.p99Ratio <= 2 && r.noisyNeighbour.errors === 0 : null),
+    ],
+    [
+      'calls/s with traces exported',
+      r.tracingOverhead
+        ? `${num(r.tracingOverhead.withPerSec, 0)} (${r.tracingOverhead.overheadPct >= 0 ? '−' : '+'}${num(Math.abs(r.tracingOverhead.overheadPct), 1)}%)`
+        : 'n/a',
+      `no export ${num(r.tracingOverhead?.withoutPerSec, 0)}`,
+      ratio(r.tracingOverhead?.withPerSec, r.tracingOverhead?.withoutPerSec),
+      '≤ 5% fewer',
       met(r.tracingOverhead ? r.tracingOverhead.overheadPct <= 5 : null),
     ],
   ];
@@ -108,8 +159,12 @@ export function table(r: Results): string {
   if (r.density) {
     const d = r.density;
     rows.push([
-      `idle instances held (--density ${d.target}, ${d.at.slice(0, 10)})`, `${d.held} in ${d.toTargetSec === null ? 'n/a' : num(d.toTargetSec, 0)} s`, `${num(d.instanceMiB, 2)} MiB charged each`,
-      'n/a', `${d.target} held, ≤ 8 MiB`, met(d.held >= d.target && d.second.ok === d.second.calls && d.second.warm === d.second.calls && (d.instanceMiB ?? Infinity) <= 8),
+      `idle instances held (--density ${d.target}, ${d.at.slice(0, 10)})`,
+      `${d.held} in ${d.toTargetSec === null ? 'n/a' : num(d.toTargetSec, 0)} s`,
+      `${num(d.instanceMiB, 2)} MiB charged each`,
+      'n/a',
+      `${d.target} held, ≤ 8 MiB`,
+      met(d.held >= d.target && d.second.ok === d.second.calls && d.second.warm === d.second.calls && (d.instanceMiB ?? Infinity) <= 8),
     ]);
   }
   const header: Row = ['figure', 'Skiff', 'baseline (same run)', 'ratio', 'aim', 'met'];
@@ -120,19 +175,33 @@ export function table(r: Results): string {
   lines.push(`  pooled sandbox before specialization              ${num(b.pooledSandboxMiB, 2)} MiB charged`);
   if (r.burst) {
     const s = r.burst;
-    lines.push('', `burst: ${s.calls} calls, most instances at once ${s.maxInstances} (at ${num(s.toMaxSec, 2)} s), all answered in ${num(s.answeredSec, 2)} s, non-2xx ${s.non2xx}, statuses ${JSON.stringify(s.statuses)}`);
+    lines.push(
+      '',
+      `burst: ${s.calls} calls, most instances at once ${s.maxInstances} (at ${num(s.toMaxSec, 2)} s), all answered in ${num(s.answeredSec, 2)} s, non-2xx ${s.non2xx}, statuses ${JSON.stringify(s.statuses)}`,
+    );
   }
   if (r.noisyNeighbour) {
-    lines.push('', `noisy neighbour: victim alone ${pct(r.noisyNeighbour.aloneMs)} ms, beside the bombs ${r.noisyNeighbour.bombsMs ? pct(r.noisyNeighbour.bombsMs) : 'n/a'} ms, and a CPU burner too ${pct(r.noisyNeighbour.underAttackMs)} ms, errors ${r.noisyNeighbour.errors}, attackers' async calls ${JSON.stringify(r.noisyNeighbour.attackCalls)}`);
+    lines.push(
+      '',
+      `noisy neighbour: victim alone ${pct(r.noisyNeighbour.aloneMs)} ms, beside the bombs ${r.noisyNeighbour.bombsMs ? pct(r.noisyNeighbour.bombsMs) : 'n/a'} ms, and a CPU burner too ${pct(r.noisyNeighbour.underAttackMs)} ms, errors ${r.noisyNeighbour.errors}, attackers' async calls ${JSON.stringify(r.noisyNeighbour.attackCalls)}`,
+    );
   }
   if (r.tracingOverhead) {
     const t = r.tracingOverhead;
-    lines.push('', `tracing: ${num(t.withoutPerSec, 0)} calls/s without export, ${num(t.withPerSec, 0)} with, overhead ${num(t.overheadPct, 1)}%, ${t.spansReceived} spans received by the sink`);
+    lines.push(
+      '',
+      `tracing: ${num(t.withoutPerSec, 0)} calls/s without export, ${num(t.withPerSec, 0)} with, overhead ${num(t.overheadPct, 1)}%, ${t.spansReceived} spans received by the sink`,
+    );
   }
   if (r.density) {
     const d = r.density;
-    lines.push('', `density (${d.at}): ${d.held}/${d.target} held, ${num(d.createdPerSec, 2)} created/s, first calls ${JSON.stringify(d.firstStatuses)}; second round ${d.second.ok}/${d.second.calls} 200, ${d.second.warm} warm, ${d.second.distinctInstances} distinct instances`);
-    lines.push(`  free memory ${d.freeMemMiB.before} → ${d.freeMemMiB.held} MiB, pids ${d.pids.before} → ${d.pids.held}, threads ${d.threads.before} → ${d.threads.held} (kernel.pid_max 32768)`);
+    lines.push(
+      '',
+      `density (${d.at}): ${d.held}/${d.target} held, ${num(d.createdPerSec, 2)} created/s, first calls ${JSON.stringify(d.firstStatuses)}; second round ${d.second.ok}/${d.second.calls} 200, ${d.second.warm} warm, ${d.second.distinctInstances} distinct instances`,
+    );
+    lines.push(
+      `  free memory ${d.freeMemMiB.before} → ${d.freeMemMiB.held} MiB, pids ${d.pids.before} → ${d.pids.held}, threads ${d.threads.before} → ${d.threads.held} (kernel.pid_max 32768)`,
+    );
   }
   if (r.notes.length > 0) lines.push('', 'notes:', ...r.notes.map((n) => `  - ${n}`));
   return lines.join('\n');
@@ -168,6 +237,10 @@ function met(ok: boolean | null | undefined): string {
 
 function render(rows: string[][]): string {
   const widths = rows[0]?.map((_, col) => Math.max(...rows.map((row) => (row[col] ?? '').length))) ?? [];
-  const line = (row: string[]): string => row.map((cell, col) => cell.padEnd(widths[col] ?? 0)).join('  ').trimEnd();
+  const line = (row: string[]): string =>
+    row
+      .map((cell, col) => cell.padEnd(widths[col] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(rows[0] ?? []), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
 }

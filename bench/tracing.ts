@@ -63,7 +63,11 @@ async function child(env: NodeJS.ProcessEnv): Promise<number> {
     proc.once('error', reject);
     proc.once('exit', resolve);
   });
-  const line = out.trim().split('\n').filter((l) => l.startsWith('{"perSec"')).pop();
+  const line = out
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{"perSec"'))
+    .pop();
   if (code !== 0 || !line) throw new Error(`the tracing child exited with ${code}: ${out.trim().slice(-300)}`);
   const result = JSON.parse(line) as { perSec: number; errors: number };
   if (result.errors > 0) throw new Error(`the tracing child saw ${result.errors} errors`);
@@ -76,10 +80,20 @@ export async function tracingOverhead(inFlight: number, durationMs: number): Pro
   const withoutPerSec = await child(base);
   const sink = await startSink();
   try {
-    const withPerSec = await child({ ...base, OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '200' });
+    const withPerSec = await child({
+      ...base,
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+    });
     const spansReceived = sink.spans();
     if (spansReceived === 0) throw new Error('the traced child exported no spans');
-    return { withoutPerSec: round(withoutPerSec, 1), withPerSec: round(withPerSec, 1), overheadPct: round((1 - withPerSec / withoutPerSec) * 100, 1), spansReceived };
+    return {
+      withoutPerSec: round(withoutPerSec, 1),
+      withPerSec: round(withPerSec, 1),
+      overheadPct: round((1 - withPerSec / withoutPerSec) * 100, 1),
+      spansReceived,
+    };
   } finally {
     await sink.close();
   }

@@ -129,7 +129,8 @@ export const WORKER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 /** A worker id argument (as the gateway spells them: letters, digits, _ . -, at most 63). */
 export function workerId(id: string, command: string): string {
-  if (!WORKER_ID.test(id)) throw new UsageError(`${JSON.stringify(id)} is not a worker id (letters, digits, _ . -, at most 63); 'skiff workers' lists them`, command);
+  if (!WORKER_ID.test(id))
+    throw new UsageError(`${JSON.stringify(id)} is not a worker id (letters, digits, _ . -, at most 63); 'skiff workers' lists them`, command);
   return id;
 }
 
@@ -147,7 +148,8 @@ export const TENANT = new RegExp(TENANT_NAME);
 
 /** A tenant name argument or --tenant value. */
 export function tenantName(name: string, command: string): string {
-  if (!TENANT.test(name)) throw new UsageError(`${JSON.stringify(name)} is not a tenant name (a lowercase letter, then up to 62 lowercase letters, digits or -)`, command);
+  if (!TENANT.test(name))
+    throw new UsageError(`${JSON.stringify(name)} is not a tenant name (a lowercase letter, then up to 62 lowercase letters, digits or -)`, command);
   return name;
 }
 

@@ -140,7 +140,8 @@ function gatewayUrl(raw: string): string {
   } catch {
     throw new UsageError(`the gateway ${JSON.stringify(raw)} is not a URL (e.g. http://127.0.0.1:8080)`);
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`the gateway ${JSON.stringify(raw)} must be an http:// or https:// URL`);
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new UsageError(`the gateway ${JSON.stringify(raw)} must be an http:// or https:// URL`);
   if (parsed.search || parsed.hash) throw new UsageError(`the gateway ${JSON.stringify(raw)} must not have a query or fragment`);
   return parsed.href.replace(/\/+$/, '');
 }

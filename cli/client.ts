@@ -218,7 +218,10 @@ export class SkiffClient {
         try {
           line = JSON.parse(raw) as LogLine;
         } catch {
-          throw new ApiError(200, { code: 'BadResponse', message: `GET ${path} sent a line that is not JSON: ${raw.slice(0, 200)}; is ${this.gateway} a Skiff gateway?` });
+          throw new ApiError(200, {
+            code: 'BadResponse',
+            message: `GET ${path} sent a line that is not JSON: ${raw.slice(0, 200)}; is ${this.gateway} a Skiff gateway?`,
+          });
         }
         onLine(raw, line);
       }
@@ -241,7 +244,9 @@ export class SkiffClient {
 
   /** A synchronous call: the handler's value as JSON text. `event` is JSON text, or undefined for none. */
   async invoke(name: string, event: string | undefined): Promise<InvokeResult> {
-    const response = await this.send('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, { body: event === undefined ? undefined : Buffer.from(event) });
+    const response = await this.send('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, {
+      body: event === undefined ? undefined : Buffer.from(event),
+    });
     const body = this.checked(response).toString('utf8');
     const cold = header(response.headers, 'x-skiff-cold-start');
     return { body, invocationId: header(response.headers, 'x-skiff-invocation-id'), coldStart: cold === undefined ? undefined : cold === 'true' };
@@ -315,7 +320,10 @@ export class SkiffClient {
     try {
       return JSON.parse(body.toString('utf8')) as T;
     } catch {
-      throw new ApiError(response.status, { code: 'BadResponse', message: `${method} ${path} answered ${response.status} with a body that is not JSON; is ${this.gateway} a Skiff gateway?` });
+      throw new ApiError(response.status, {
+        code: 'BadResponse',
+        message: `${method} ${path} answered ${response.status} with a body that is not JSON; is ${this.gateway} a Skiff gateway?`,
+      });
     }
   }
 
@@ -403,7 +411,8 @@ export class SkiffClient {
           resolve();
         });
         // A reset, or a gateway that went away mid-stream: 'error', or a 'close' without 'end'.
-        const broken = (cause: unknown): void => fail(new ConnectionError(this.gateway, cause, `the gateway at ${this.gateway} broke off the stream; is it still running?`));
+        const broken = (cause: unknown): void =>
+          fail(new ConnectionError(this.gateway, cause, `the gateway at ${this.gateway} broke off the stream; is it still running?`));
         response.on('error', broken);
         response.on('close', () => broken(new Error('closed')));
       });
@@ -432,7 +441,7 @@ interface SendOptions {
 /** Writes the body in chunks, waiting for the socket to drain, so progress follows the network. */
 async function upload(request: http.ClientRequest, body: Buffer, onUpload: UploadProgress | undefined): Promise<void> {
   try {
-    for (let sent = 0; sent < body.length && !request.destroyed; ) {
+    for (let sent = 0; sent < body.length && !request.destroyed;) {
       const chunk = body.subarray(sent, sent + UPLOAD_CHUNK);
       const flushed = request.write(chunk);
       sent += chunk.length;

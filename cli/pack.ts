@@ -17,7 +17,11 @@ declare module 'yazl' {
     forceDosTimestamp: boolean;
   }
   interface ZipFile {
-    addReadStreamLazy(metadataPath: string, options: Partial<ReadStreamOptions>, getReadStream: (callback: (error: Error | null, stream?: Readable) => void) => void): void;
+    addReadStreamLazy(
+      metadataPath: string,
+      options: Partial<ReadStreamOptions>,
+      getReadStream: (callback: (error: Error | null, stream?: Readable) => void) => void,
+    ): void;
   }
 }
 

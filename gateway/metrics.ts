@@ -56,7 +56,7 @@ export function createGatewayMetrics(): GatewayMetrics {
     }),
     throttled: new Counter({
       name: 'skiff_calls_throttled_total',
-      help: "Calls answered 429 because their tenant was over its callsPerSecond quota, by tenant.",
+      help: 'Calls answered 429 because their tenant was over its callsPerSecond quota, by tenant.',
       labelNames: ['tenant'],
       registers: [registry],
     }),

@@ -125,9 +125,13 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
       // Stop taking requests, let those in flight finish (bounded), then close every connection:
       // idle keep-alive connections of clients must not hold the gateway open.
       const closed = Promise.all(apps.map((each) => each.close()));
-      await waitFor('in-flight requests', async () => {
-        if (inFlight > 0) throw new Error(`${inFlight} requests in flight`);
-      }, config.gateway.queueWaitMs + 5000).catch((error: unknown) => deps.log.warn({ err: error }, 'closing with requests in flight'));
+      await waitFor(
+        'in-flight requests',
+        async () => {
+          if (inFlight > 0) throw new Error(`${inFlight} requests in flight`);
+        },
+        config.gateway.queueWaitMs + 5000,
+      ).catch((error: unknown) => deps.log.warn({ err: error }, 'closing with requests in flight'));
       for (const each of apps) each.server.closeAllConnections();
       await closed;
       await dispatcher.stop();

@@ -208,7 +208,11 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     },
     bringupWorkers: int(env, 'SKIFF_WORKERS', 1, 1, 16),
     bringupRestartMs: int(env, 'SKIFF_RESTART_DELAY_MS', 500, 100, 30_000),
-    external: { redis: Boolean(env.REDIS_URL) || Boolean(env.SKIFF_REDIS_SENTINELS?.trim()), database: Boolean(env.DATABASE_URL), registry: Boolean(env.REGISTRY_URL) },
+    external: {
+      redis: Boolean(env.REDIS_URL) || Boolean(env.SKIFF_REDIS_SENTINELS?.trim()),
+      database: Boolean(env.DATABASE_URL),
+      registry: Boolean(env.REGISTRY_URL),
+    },
     redisUrl: str(env, 'REDIS_URL', 'redis://127.0.0.1:6390'),
     databaseUrl: str(env, 'DATABASE_URL', 'postgres://skiff@127.0.0.1:5440/skiff'),
     databaseSchema: ident(env, 'SKIFF_DB_SCHEMA', 'public'),
@@ -333,7 +337,9 @@ function redisSentinel(env: Env): RedisSentinelConfig | undefined {
     const port = match?.[3] === undefined ? SENTINEL_PORT : Number(match[3]);
     const host = match?.[1] ?? match?.[2];
     if (host === undefined || port < 1 || port > 65535) {
-      throw new ConfigError(`SKIFF_REDIS_SENTINELS must be host[:port] entries separated by commas, such as 10.0.0.1:26379,10.0.0.2:26379, got "${item}" in "${raw}"`);
+      throw new ConfigError(
+        `SKIFF_REDIS_SENTINELS must be host[:port] entries separated by commas, such as 10.0.0.1:26379,10.0.0.2:26379, got "${item}" in "${raw}"`,
+      );
     }
     return { host, port };
   });

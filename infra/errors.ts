@@ -104,5 +104,4 @@ export function isSkiffError(value: unknown, code?: ErrorCode): value is SkiffEr
   return code === undefined || (value as SkiffError).code === code;
 }
 
-export const invalidRequest = (field: string, message: string, cause?: unknown): SkiffError =>
-  new SkiffError('InvalidRequest', message, { field, cause });
+export const invalidRequest = (field: string, message: string, cause?: unknown): SkiffError => new SkiffError('InvalidRequest', message, { field, cause });

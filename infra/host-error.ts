@@ -31,7 +31,16 @@ export type HostErrorKind =
   /** A host command unpacking an image layer (mknod or setfattr, for its whiteouts) failed or could not run. */
   | 'unpack';
 
-export const HOST_ERROR_KINDS: readonly HostErrorKind[] = ['oci-runtime', 'not-found', 'mount', 'network', 'unsuitable', 'channel-closed', 'launcher', 'unpack'];
+export const HOST_ERROR_KINDS: readonly HostErrorKind[] = [
+  'oci-runtime',
+  'not-found',
+  'mount',
+  'network',
+  'unsuitable',
+  'channel-closed',
+  'launcher',
+  'unpack',
+];
 
 /**
  * How the command launcher (worker/process/launcher.ts) failed a command, the `reason` of a

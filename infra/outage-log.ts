@@ -67,7 +67,11 @@ function summary(error: Error): { message: string; code?: string } {
  * Logs the `error` events of `emitter` (a BullMQ Queue or Worker, say) through an OutageLog: a
  * Queue with no listener writes every connection error to the console, once per reconnect.
  */
-export function logErrors(emitter: { on(event: 'error', listener: (error: Error) => void): unknown }, log: Pick<Logger, 'warn' | 'info'>, what: string): OutageLog {
+export function logErrors(
+  emitter: { on(event: 'error', listener: (error: Error) => void): unknown },
+  log: Pick<Logger, 'warn' | 'info'>,
+  what: string,
+): OutageLog {
   const outage = new OutageLog(log, what);
   emitter.on('error', (error) => outage.error(error));
   return outage;

@@ -29,7 +29,11 @@ export class Failover {
 
   constructor(private readonly o: FailoverOptions) {
     this.fleet = new FleetRegistry(o.redis, o.keys, o.heartbeatTtlMs);
-    this.periodic = new Periodic(o.everyMs, () => this.check(), (error) => o.log.error({ err: error }, 'failover check failed'));
+    this.periodic = new Periodic(
+      o.everyMs,
+      () => this.check(),
+      (error) => o.log.error({ err: error }, 'failover check failed'),
+    );
   }
 
   start(): void {

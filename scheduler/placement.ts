@@ -75,11 +75,17 @@ export function decide(nodes: readonly NodeView[], demand: Demand): Decision {
   // At its limits a tenant may not gamble on an idle instance that may be one it had evicted:
   // a warm start that finds none would make an instance past the limits.
   const idle = (n: NodeView): number => (n.idle[demand.versionId] ?? 0) - (over && tenant !== undefined ? (n.evicting?.[tenant] ?? 0) : 0);
-  const warm = most(active.filter((n) => idle(n) > 0), idle);
+  const warm = most(
+    active.filter((n) => idle(n) > 0),
+    idle,
+  );
   if (warm) return { placement: { nodeId: warm.id, start: 'warm' } };
   if (over && tenant !== undefined) {
     // A free slot on a busy instance of the version makes no instance either.
-    const slot = most(active.filter((n) => (n.slots?.[demand.versionId] ?? 0) > 0), (n) => n.slots?.[demand.versionId] ?? 0);
+    const slot = most(
+      active.filter((n) => (n.slots?.[demand.versionId] ?? 0) > 0),
+      (n) => n.slots?.[demand.versionId] ?? 0,
+    );
     if (slot) return { placement: { nodeId: slot.id, start: 'warm' } };
     const placement = evictingOwn(active, demand, tenant, over);
     return placement ? { placement } : { wait: 'quota', quota: over.wait };
@@ -91,20 +97,34 @@ export function decide(nodes: readonly NodeView[], demand: Demand): Decision {
 /** Steps 2 to 5: a node for a new instance, within the tenant's limits. */
 function placeNew(active: readonly NodeView[], demand: Demand): Placement | undefined {
   const fits = (n: NodeView): boolean => free(n) >= demand.memoryMb;
-  const running = most(active.filter((n) => (n.busy[demand.versionId] ?? 0) > 0 && fits(n)), free);
+  const running = most(
+    active.filter((n) => (n.busy[demand.versionId] ?? 0) > 0 && fits(n)),
+    free,
+  );
   if (running) return { nodeId: running.id, start: (running.pool[demand.runtime] ?? 0) > 0 ? 'pooled' : 'cold' };
-  const pooled = most(active.filter((n) => (n.pool[demand.runtime] ?? 0) > 0 && fits(n)), free);
+  const pooled = most(
+    active.filter((n) => (n.pool[demand.runtime] ?? 0) > 0 && fits(n)),
+    free,
+  );
   if (pooled) return { nodeId: pooled.id, start: 'pooled' };
   const roomy = most(active.filter(fits), free);
   if (roomy) return { nodeId: roomy.id, start: 'cold' };
   const reclaim = (n: NodeView): number => free(n) + (n.reclaimableMb ?? 0);
-  const evicting = most(active.filter((n) => reclaim(n) >= demand.memoryMb), reclaim);
+  const evicting = most(
+    active.filter((n) => reclaim(n) >= demand.memoryMb),
+    reclaim,
+  );
   if (evicting) return { nodeId: evicting.id, start: 'cold' };
   return undefined;
 }
 
 /** What one more instance of `memoryMb` would take the tenant past, fleet-wide; undefined: nothing. */
-function overLimits(nodes: readonly NodeView[], tenant: string, limits: TenantLimits, memoryMb: number): { instances: number; memoryMb: number; wait: QuotaWait } | undefined {
+function overLimits(
+  nodes: readonly NodeView[],
+  tenant: string,
+  limits: TenantLimits,
+  memoryMb: number,
+): { instances: number; memoryMb: number; wait: QuotaWait } | undefined {
   // Every live node counts, cordoned and draining ones too: their instances still hold memory.
   const used = tenantUsage(nodes, tenant);
   const instances = used.instances + 1 - limits.maxInstances;
@@ -121,12 +141,19 @@ function overLimits(nodes: readonly NodeView[], tenant: string, limits: TenantLi
  * An active node where evicting the tenant's own idle instances brings it back within its limits,
  * and that then has room for the new instance; the one with most room after the eviction.
  */
-function evictingOwn(active: readonly NodeView[], demand: Demand, tenant: string, over: { instances: number; memoryMb: number; wait: QuotaWait }): Placement | undefined {
+function evictingOwn(
+  active: readonly NodeView[],
+  demand: Demand,
+  tenant: string,
+  over: { instances: number; memoryMb: number; wait: QuotaWait },
+): Placement | undefined {
   if (over.wait.never) return undefined;
   const own = (n: NodeView): TenantUsage => n.tenants?.[tenant] ?? NO_USAGE;
   // Room once its own idle instances are gone (the node may evict other idle ones on top).
   const room = (n: NodeView): number => free(n) + Math.max(own(n).idleMemoryMb, n.reclaimableMb ?? 0);
-  const candidates = active.filter((n) => own(n).idleInstances >= Math.max(1, over.instances) && own(n).idleMemoryMb >= over.memoryMb && room(n) >= demand.memoryMb);
+  const candidates = active.filter(
+    (n) => own(n).idleInstances >= Math.max(1, over.instances) && own(n).idleMemoryMb >= over.memoryMb && room(n) >= demand.memoryMb,
+  );
   const chosen = most(candidates, (n) => free(n) + own(n).idleMemoryMb);
   if (!chosen) return undefined;
   return {

@@ -110,7 +110,11 @@ export class Reconciler {
 
   constructor(private readonly o: ReconcilerOptions) {
     this.shared = this.queue(o.keys.invocationQueue);
-    this.periodic = new Periodic(o.everyMs, async () => void (await this.check()), (error) => o.log.error({ err: error }, 'reconciliation pass failed'));
+    this.periodic = new Periodic(
+      o.everyMs,
+      async () => void (await this.check()),
+      (error) => o.log.error({ err: error }, 'reconciliation pass failed'),
+    );
   }
 
   /** A reconciler made from the configuration, on a scheduler's connections. */
@@ -186,13 +190,24 @@ export class Reconciler {
   }
 
   private async requeue(call: UnfinishedCall): Promise<'requeued' | 'dead' | 'failed' | 'skipped' | 'running'> {
-    const base = { id: call.id, functionName: call.functionName, functionVersion: call.functionVersion, tenant: call.tenant, async: true, attempt: call.attempt, ...(call.callerKeyId ? { callerKeyId: call.callerKeyId } : {}) };
+    const base = {
+      id: call.id,
+      functionName: call.functionName,
+      functionVersion: call.functionVersion,
+      tenant: call.tenant,
+      async: true,
+      attempt: call.attempt,
+      ...(call.callerKeyId ? { callerKeyId: call.callerKeyId } : {}),
+    };
     const fn = await this.o.version(call.functionName, call.functionVersion);
     if (fn && leftToItsNode(call, this.liveNodes, fn.timeoutMs, this.o.graceMs, Date.now())) return 'running';
     const claimed = await this.o.records.claimRequeue(call);
     if (!claimed) return 'skipped'; // another scheduler took it, or it moved on
     if (!fn) {
-      const error = new SkiffError('FunctionNotFound', `version ${call.functionVersion} of ${call.functionName} is gone: the call, lost from the queue, cannot run again`).toBody();
+      const error = new SkiffError(
+        'FunctionNotFound',
+        `version ${call.functionVersion} of ${call.functionName} is gone: the call, lost from the queue, cannot run again`,
+      ).toBody();
       await this.o.records.write({ ...base, status: 'failed', error });
       this.o.log.warn({ invocation: call.id, function: call.functionName }, 'async call lost from the queue, and its version is gone: failed');
       return 'failed';
@@ -203,8 +218,18 @@ export class Reconciler {
     if (age > maxAge) {
       const error = tooOldError(age, maxAge);
       await this.o.records.write({ ...base, status: 'failed', error });
-      await this.o.deadLetters.add({ id: call.id, functionName: call.functionName, functionVersion: call.functionVersion, event: claimed.event, error, attempts: call.attempt });
-      this.o.log.warn({ invocation: call.id, function: call.functionName, ageMs: age }, 'async call lost from the queue, and too old to run again: dead-lettered');
+      await this.o.deadLetters.add({
+        id: call.id,
+        functionName: call.functionName,
+        functionVersion: call.functionVersion,
+        event: claimed.event,
+        error,
+        attempts: call.attempt,
+      });
+      this.o.log.warn(
+        { invocation: call.id, function: call.functionName, ageMs: age },
+        'async call lost from the queue, and too old to run again: dead-lettered',
+      );
       return 'dead';
     }
     const limits = await this.o.limits?.(call.tenant);
@@ -224,11 +249,18 @@ export class Reconciler {
     // If this add fails, the record (just stamped) is found again after the grace period.
     await this.shared.add('invoke', job, { jobId: `${call.id}-${call.attempt}-reconciled-${claimed.requeues}` });
     await this.o.redis.hincrby(this.o.keys.reconciled, 'requeued', 1);
-    this.o.log.warn({ invocation: call.id, function: call.functionName, was: call.status, attempt: call.attempt }, 'async call lost from the queue: queued again');
+    this.o.log.warn(
+      { invocation: call.id, function: call.functionName, was: call.status, attempt: call.attempt },
+      'async call lost from the queue: queued again',
+    );
     return 'requeued';
   }
 
   private queue(name: string): Queue<InvocationJob> {
-    return new Queue<InvocationJob>(name, { connection: this.o.redis, prefix: this.o.keys.bullPrefix, defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 } });
+    return new Queue<InvocationJob>(name, {
+      connection: this.o.redis,
+      prefix: this.o.keys.bullPrefix,
+      defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 },
+    });
   }
 }

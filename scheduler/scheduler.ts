@@ -78,7 +78,10 @@ export function quotaError(wait: QuotaWait, fnName: string, memoryMb: number): S
   if (wait.never) {
     return new SkiffError('TooManyRequests', `${fnName} needs ${memoryMb} MiB, more than tenant ${wait.tenant} may use at all (maxMemoryMb ${wait.limit} MiB)`);
   }
-  return new SkiffError('TooManyRequests', `tenant ${wait.tenant} is at its ${wait.quota} (${wait.used} of ${wait.limit}${unit} in use) and has no idle instance to give up; try again`);
+  return new SkiffError(
+    'TooManyRequests',
+    `tenant ${wait.tenant} is at its ${wait.quota} (${wait.used} of ${wait.limit}${unit} in use) and has no idle instance to give up; try again`,
+  );
 }
 
 export class Scheduler {
@@ -110,7 +113,11 @@ export class Scheduler {
 
   private async schedule(job: Job<InvocationJob>): Promise<void> {
     const data = job.data;
-    const span = this.o.tracer.startSpan('scheduler.place', { attributes: { 'skiff.function': data.fn.name, 'skiff.invocation_id': data.id } }, contextOf(data.trace));
+    const span = this.o.tracer.startSpan(
+      'scheduler.place',
+      { attributes: { 'skiff.function': data.fn.name, 'skiff.invocation_id': data.id } },
+      contextOf(data.trace),
+    );
     try {
       await otelContext.with(trace.setSpan(otelContext.active(), span), async () => {
         const tenant = data.fn.tenant;
@@ -127,7 +134,11 @@ export class Scheduler {
             const decision = await this.o.fleet.decide(demand);
             if ('placement' in decision) {
               const { placement } = decision;
-              span.setAttributes({ 'skiff.worker': placement.nodeId, 'skiff.start': placement.start, 'skiff.evict_tenant': placement.evictTenant !== undefined });
+              span.setAttributes({
+                'skiff.worker': placement.nodeId,
+                'skiff.start': placement.start,
+                'skiff.evict_tenant': placement.evictTenant !== undefined,
+              });
               // An order of an earlier placement (a call taken back from a node) does not carry over.
               const { evictTenant: _earlier, ...call } = data;
               const nodeJob: InvocationJob = { ...call, trace: carrierOf(span), ...(placement.evictTenant ? { evictTenant: placement.evictTenant } : {}) };
@@ -141,14 +152,20 @@ export class Scheduler {
                 return;
               }
               if (!counted && !this.tenantWaits.enter(tenant)) {
-                const error = new SkiffError('TooManyRequests', `tenant ${tenant} is at its ${decision.quota.quota} and has ${this.tenantWaits.count(tenant)} calls waiting for it already; try again`);
+                const error = new SkiffError(
+                  'TooManyRequests',
+                  `tenant ${tenant} is at its ${decision.quota.quota} and has ${this.tenantWaits.count(tenant)} calls waiting for it already; try again`,
+                );
                 await this.fail(data, error);
                 return;
               }
               counted = true;
             }
             if (Date.now() >= data.startBy) {
-              const error = decision.wait === 'quota' ? quotaError(decision.quota, data.fn.name, data.fn.memoryMb) : new SkiffError('Unavailable', 'no worker node has capacity for this call');
+              const error =
+                decision.wait === 'quota'
+                  ? quotaError(decision.quota, data.fn.name, data.fn.memoryMb)
+                  : new SkiffError('Unavailable', 'no worker node has capacity for this call');
               await this.fail(data, error);
               return;
             }

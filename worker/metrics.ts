@@ -57,7 +57,13 @@ const SPAN_NAMES: Record<ColdStartPhase, string> = {
  * or a free slot). A created sandbox's own steps are laid out forward from the start of `create`.
  * `total` (acquire start to end) is a step too, but not a span: the invocation's span holds it.
  */
-export function coldStartSteps(kind: ColdStartKind, timings: AcquireTimings, created: CreationTimings | undefined, acquireStartMs: number, acquiredAtMs: number): ColdStartStep[] {
+export function coldStartSteps(
+  kind: ColdStartKind,
+  timings: AcquireTimings,
+  created: CreationTimings | undefined,
+  acquireStartMs: number,
+  acquiredAtMs: number,
+): ColdStartStep[] {
   const step = (phase: ColdStartPhase, startMs: number, endMs: number, parent?: ColdStartPhase): ColdStartStep => ({
     phase,
     span: SPAN_NAMES[phase],
@@ -80,9 +86,17 @@ export function coldStartSteps(kind: ColdStartKind, timings: AcquireTimings, cre
     const at = (ms: number): number => Math.min(bindStart, ms);
     const runcStart = at(createStart + created.mountMs);
     const bootStart = at(runcStart + created.runcMs);
-    steps.push(step('mount', createStart, runcStart, 'create'), step('runc', runcStart, bootStart, 'create'), step('bootstrap', bootStart, at(bootStart + created.bootstrapMs), 'create'));
+    steps.push(
+      step('mount', createStart, runcStart, 'create'),
+      step('runc', runcStart, bootStart, 'create'),
+      step('bootstrap', bootStart, at(bootStart + created.bootstrapMs), 'create'),
+    );
   }
-  steps.push(step('specialize', bindStart, acquiredAtMs), step('bind', bindStart, initStart, 'specialize'), step('init', initStart, acquiredAtMs, 'specialize'));
+  steps.push(
+    step('specialize', bindStart, acquiredAtMs),
+    step('bind', bindStart, initStart, 'specialize'),
+    step('init', initStart, acquiredAtMs, 'specialize'),
+  );
   return steps;
 }
 
@@ -137,8 +151,18 @@ export class WorkerMetrics {
       buckets: WAIT_BUCKETS,
       registers,
     });
-    this.sandboxesCreated = new Counter({ name: 'skiff_sandboxes_created_total', help: 'Sandboxes made, for the pool or for a call.', labelNames: ['runtime'], registers });
-    this.sandboxCreateFailures = new Counter({ name: 'skiff_sandbox_create_failures_total', help: 'Sandboxes that could not be made.', labelNames: ['runtime'], registers });
+    this.sandboxesCreated = new Counter({
+      name: 'skiff_sandboxes_created_total',
+      help: 'Sandboxes made, for the pool or for a call.',
+      labelNames: ['runtime'],
+      registers,
+    });
+    this.sandboxCreateFailures = new Counter({
+      name: 'skiff_sandbox_create_failures_total',
+      help: 'Sandboxes that could not be made.',
+      labelNames: ['runtime'],
+      registers,
+    });
     this.sandboxCreate = new Histogram({
       name: 'skiff_sandbox_create_seconds',
       help: 'Making a sandbox, for the pool or for a call, by phase (mount, runc, bootstrap, total).',

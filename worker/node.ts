@@ -169,7 +169,8 @@ export async function startWorker(
   logErrors(asyncCalls.queue, log, 'invocation queue (retries)');
   const agent = new WorkerAgent({
     images: () => imageCache.ready(),
-    prefetch: (image) => void code.prepareImage(image).catch((error: unknown) => log.warn({ err: error, image }, 'could not prepare a deployed image ahead of its calls')),
+    prefetch: (image) =>
+      void code.prepareImage(image).catch((error: unknown) => log.warn({ err: error, image }, 'could not prepare a deployed image ahead of its calls')),
     asyncCalls,
     id: w.id,
     keys,

@@ -51,7 +51,10 @@ gateway answers.`,
       ctx.out.line('no audit events');
       return;
     }
-    ctx.out.table([['ID', 'AT', 'TENANT', 'KEY', 'ACTION', 'TARGET', 'DETAIL'], ...events.map((e) => [String(e.id), formatTime(e.at), e.tenant, e.keyId ?? '-', e.action, e.target, detail(e)])]);
+    ctx.out.table([
+      ['ID', 'AT', 'TENANT', 'KEY', 'ACTION', 'TARGET', 'DETAIL'],
+      ...events.map((e) => [String(e.id), formatTime(e.at), e.tenant, e.keyId ?? '-', e.action, e.target, detail(e)]),
+    ]);
   },
 };
 

@@ -80,8 +80,12 @@ Examples:
     const manifest = dir === undefined ? {} : await readManifest(dir);
     const name = str(values, 'name') ?? manifest.name ?? basename(dir ?? '');
     if (!FUNCTION_NAME.test(name)) {
-      const from = str(values, 'name') !== undefined ? '--name' : manifest.name !== undefined ? `${MANIFEST}'s name` : `the directory name ${JSON.stringify(name)}`;
-      throw new UsageError(`${from} is not a function name (a lowercase letter, then up to 62 lowercase letters, digits or -); pass --name or set "name" in ${MANIFEST}`, 'deploy');
+      const from =
+        str(values, 'name') !== undefined ? '--name' : manifest.name !== undefined ? `${MANIFEST}'s name` : `the directory name ${JSON.stringify(name)}`;
+      throw new UsageError(
+        `${from} is not a function name (a lowercase letter, then up to 62 lowercase letters, digits or -); pass --name or set "name" in ${MANIFEST}`,
+        'deploy',
+      );
     }
     const request: Omit<DeployRequest, 'code'> = {
       name,
@@ -114,7 +118,9 @@ Examples:
     const packed = await packDirectory(dir, (p) =>
       progress.update(`zipping ${dirArg}: ${p.files}/${p.totalFiles} files, ${formatBytes(p.bytes)} of ${formatBytes(p.totalBytes)}`),
     );
-    progress.done(`zipped ${packed.files} files (${formatBytes(packed.bytes)}) into ${formatBytes(packed.zip.length)} in ${formatDuration(Date.now() - zipStarted)}`);
+    progress.done(
+      `zipped ${packed.files} files (${formatBytes(packed.bytes)}) into ${formatBytes(packed.zip.length)} in ${formatDuration(Date.now() - zipStarted)}`,
+    );
     for (const warning of packed.warnings) ctx.out.note(`warning: ${warning}`);
 
     const zipBase64 = packed.zip.toString('base64');

@@ -16,7 +16,21 @@ import { whoami } from './whoami.js';
 import { cordon, drain, uncordon, workers } from './workers.js';
 
 export const COMMANDS: readonly Command[] = [
-  deploy, invoke, url, ls, info, versions, rollback, rm, logs,
-  whoami, tenants, keys, audit,
-  workers, cordon, uncordon, drain,
+  deploy,
+  invoke,
+  url,
+  ls,
+  info,
+  versions,
+  rollback,
+  rm,
+  logs,
+  whoami,
+  tenants,
+  keys,
+  audit,
+  workers,
+  cordon,
+  uncordon,
+  drain,
 ];

@@ -148,7 +148,7 @@ function list(ctx: Context, all: KeyView[]): void {
     return;
   }
   if (all.length === 0) {
-    ctx.out.line("no keys; make one with: skiff keys create --name NAME --role ROLE");
+    ctx.out.line('no keys; make one with: skiff keys create --name NAME --role ROLE');
     return;
   }
   ctx.out.table([

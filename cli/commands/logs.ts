@@ -56,7 +56,11 @@ Examples:
     if (!ctx.out.quiet) ctx.out.note(`following ${name}'s logs; Ctrl-C to stop`);
     await ctx.client.followLogs(name, query, (raw, line) => print(ctx, raw, line));
     // The stream has no end of its own: the gateway closed it.
-    throw new ConnectionError(ctx.client.gateway, new Error('stream ended'), `the gateway at ${ctx.client.gateway} ended the log stream; it may be stopping or restarting`);
+    throw new ConnectionError(
+      ctx.client.gateway,
+      new Error('stream ended'),
+      `the gateway at ${ctx.client.gateway} ended the log stream; it may be stopping or restarting`,
+    );
   },
 };
 

@@ -33,7 +33,15 @@ With --json: {"functions":[...]}, each as 'skiff info --json' prints it (with it
     const withTenant = await isAdmin(ctx);
     ctx.out.table([
       ['NAME', ...(withTenant ? ['TENANT'] : []), 'VERSION', 'RUNTIME', 'MEMORY', 'TIMEOUT', 'DEPLOYED'],
-      ...functions.map((f) => [f.name, ...(withTenant ? [f.tenant ?? '-'] : []), String(f.version), f.runtime, `${f.memoryMb} MB`, `${f.timeoutMs} ms`, formatTime(f.updatedAt)]),
+      ...functions.map((f) => [
+        f.name,
+        ...(withTenant ? [f.tenant ?? '-'] : []),
+        String(f.version),
+        f.runtime,
+        `${f.memoryMb} MB`,
+        `${f.timeoutMs} ms`,
+        formatTime(f.updatedAt),
+      ]),
     ]);
   },
 };

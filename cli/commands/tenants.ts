@@ -83,7 +83,8 @@ Examples:
         try {
           result = await whoMay(ctx.client.deleteTenant(name), ADMIN_ONLY);
         } catch (error) {
-          if (error instanceof ApiError && error.code === 'Conflict') error.hint = `'skiff ls --tenant ${name}' lists its functions; 'skiff rm NAME' deletes one`;
+          if (error instanceof ApiError && error.code === 'Conflict')
+            error.hint = `'skiff ls --tenant ${name}' lists its functions; 'skiff rm NAME' deletes one`;
           throw error;
         }
         if (ctx.out.json) ctx.out.value(result);
@@ -127,7 +128,14 @@ function list(ctx: Context, all: TenantView[]): void {
     ['NAME', 'FUNCTIONS', 'CALLS/S', 'INSTANCES', 'MEMORY', 'CREATED'],
     ...[...all]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map((t) => [t.name, `${t.functions}/${quota(t, 'maxFunctions')}`, quota(t, 'callsPerSecond'), quota(t, 'maxInstances'), quota(t, 'maxMemoryMb', ' MB'), formatTime(t.createdAt)]),
+      .map((t) => [
+        t.name,
+        `${t.functions}/${quota(t, 'maxFunctions')}`,
+        quota(t, 'callsPerSecond'),
+        quota(t, 'maxInstances'),
+        quota(t, 'maxMemoryMb', ' MB'),
+        formatTime(t.createdAt),
+      ]),
   ]);
 }
 

@@ -42,7 +42,9 @@ With --json: {"workers":[...]}, as the gateway answers (instances by function ve
           `${w.usedMb}/${w.capacityMb} MB`,
           String(sum(w.idle)),
           String(sum(w.busy)),
-          Object.entries(w.pool).map(([runtime, n]) => `${runtime}:${n}`).join(',') || '-',
+          Object.entries(w.pool)
+            .map(([runtime, n]) => `${runtime}:${n}`)
+            .join(',') || '-',
           `${formatDuration(w.lastHeartbeatMs)} ago`,
         ]),
     ]);

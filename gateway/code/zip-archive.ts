@@ -155,7 +155,10 @@ async function planArchive(zip: Buffer, limits: ZipLimits): Promise<Plan> {
       if (entry === null) break;
       declaredBytes += entry.uncompressedSize;
       if (declaredBytes > limits.maxUnpackedBytes) {
-        throw new ZipError('code.zip', `the zip unpacks to more than the limit of ${limits.maxUnpackedBytes} bytes (at entry ${JSON.stringify(entry.fileName)})`);
+        throw new ZipError(
+          'code.zip',
+          `the zip unpacks to more than the limit of ${limits.maxUnpackedBytes} bytes (at entry ${JSON.stringify(entry.fileName)})`,
+        );
       }
       const planned = await planEntry(zipfile, entry, index, budget);
       if (planned !== null) entries.push(planned);
@@ -190,7 +193,10 @@ async function planEntry(zipfile: ZipFile, entry: Entry, index: number, budget: 
   }
   // Type 0 is what archivers that record no unix mode (e.g. on Windows) write for files.
   if (type !== 0 && type !== S_IFREG) {
-    throw new ZipError('code.zip', `entry ${JSON.stringify(name)} is a special file (mode ${mode.toString(8)}): only files, directories and symlinks are allowed`);
+    throw new ZipError(
+      'code.zip',
+      `entry ${JSON.stringify(name)} is a special file (mode ${mode.toString(8)}): only files, directories and symlinks are allowed`,
+    );
   }
   return { kind: 'file', index, path, mode: (mode & 0o111) !== 0 ? EXEC_FILE_MODE : FILE_MODE, size: entry.uncompressedSize };
 }
@@ -477,7 +483,10 @@ function handlerFiles(handler: string, runtime: string): string[] {
   const segments = handler.slice(0, handler.lastIndexOf('.')).split(/[/.]/);
   const bad = segments.find((s) => !PYTHON_IDENTIFIER.test(s));
   if (bad !== undefined) {
-    throw new ZipError('handler', `handler ${JSON.stringify(handler)}: ${JSON.stringify(bad)} is not a Python module name (letters, digits and _, not starting with a digit)`);
+    throw new ZipError(
+      'handler',
+      `handler ${JSON.stringify(handler)}: ${JSON.stringify(bad)} is not a Python module name (letters, digits and _, not starting with a digit)`,
+    );
   }
   const modulePath = segments.join('/');
   return [`${modulePath}.py`, `${modulePath}/__init__.py`];

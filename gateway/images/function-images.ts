@@ -49,7 +49,10 @@ export class FunctionImages {
       const repository = functionRepository(name);
       for (const descriptor of base.manifest.layers) {
         if (!(await this.registry.mountBlob(repository, descriptor.digest, runtimeRepository(runtime)))) {
-          throw new SkiffError('RegistryUnavailable', `the registry did not share layer ${descriptor.digest} of ${runtimeRepository(runtime)} with ${repository}`);
+          throw new SkiffError(
+            'RegistryUnavailable',
+            `the registry did not share layer ${descriptor.digest} of ${runtimeRepository(runtime)} with ${repository}`,
+          );
         }
       }
       await this.registry.pushBlob(repository, layer.digest, layer.blob);
@@ -83,7 +86,10 @@ export class FunctionImages {
   async fromReference(reference: string, runtime: string): Promise<BuiltImage> {
     const ref = parseReference(reference, this.registry.host);
     if (ref.host !== this.registry.host) {
-      throw invalidRequest('image', `image ${reference} is in registry ${ref.host}; Skiff runs images from its registry ${this.registry.host}: push it there (e.g. skopeo copy)`);
+      throw invalidRequest(
+        'image',
+        `image ${reference} is in registry ${ref.host}; Skiff runs images from its registry ${this.registry.host}: push it there (e.g. skopeo copy)`,
+      );
     }
     const tagOrDigest = ref.digest ?? ref.tag ?? 'latest';
     let pulled;
@@ -96,7 +102,10 @@ export class FunctionImages {
     const config = JSON.parse((await this.registry.getBlob(ref.repository, pulled.manifest.config.digest)).toString('utf8')) as ImageConfig;
     const built = config.config?.Labels?.[RUNTIME_LABEL];
     if (built !== runtime) {
-      throw invalidRequest('image', `image ${reference} was ${built ? `built for ${built}` : 'not built on a Skiff runtime image'}; deploy it with runtime "${built ?? '...'}" or build it FROM ${runtimeRepository(runtime)}:${CURRENT_TAG}`);
+      throw invalidRequest(
+        'image',
+        `image ${reference} was ${built ? `built for ${built}` : 'not built on a Skiff runtime image'}; deploy it with runtime "${built ?? '...'}" or build it FROM ${runtimeRepository(runtime)}:${CURRENT_TAG}`,
+      );
     }
     const top = pulled.manifest.layers.at(-1);
     if (!top || pulled.manifest.layers.length < 2) {
@@ -113,7 +122,9 @@ export class FunctionImages {
       current = await this.registry.getManifest(repository, CURRENT_TAG);
     } catch (error) {
       if (isSkiffError(error, 'ImageNotFound')) {
-        throw new SkiffError('Unavailable', `the ${runtime} base image is not in the registry (${repository}:${CURRENT_TAG}); the bring-up publishes it`, { cause: error });
+        throw new SkiffError('Unavailable', `the ${runtime} base image is not in the registry (${repository}:${CURRENT_TAG}); the bring-up publishes it`, {
+          cause: error,
+        });
       }
       throw error;
     }

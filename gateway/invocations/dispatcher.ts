@@ -143,14 +143,18 @@ export class Dispatcher {
   private async dispatch(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions): Promise<InvocationOutcome> {
     // After a Redis outage the command connection may be back before the reply subscription (each
     // reconnects on its own backoff): a call queued then would run and its reply reach no one.
-    if (!this.receivingReplies()) throw new SkiffError('Unavailable', 'the gateway cannot receive replies yet (its Redis subscription is reconnecting); try again');
+    if (!this.receivingReplies())
+      throw new SkiffError('Unavailable', 'the gateway cannot receive replies yet (its Redis subscription is reconnecting); try again');
     const id = invocationId();
     span.setAttribute('skiff.invocation_id', id);
     const outcome = new Promise<InvocationOutcome>((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(id);
-        resolve({ id, ok: false, error: { code: 'Unavailable', message: 'no answer from the platform in time' } });
-      }, this.o.queueWaitMs + fn.timeoutMs + REPLY_GRACE_MS);
+      const timer = setTimeout(
+        () => {
+          this.waiting.delete(id);
+          resolve({ id, ok: false, error: { code: 'Unavailable', message: 'no answer from the platform in time' } });
+        },
+        this.o.queueWaitMs + fn.timeoutMs + REPLY_GRACE_MS,
+      );
       this.waiting.set(id, { resolve, timer });
     });
     try {
@@ -169,7 +173,12 @@ export class Dispatcher {
    * same Idempotency-Key, which was not queued again. Unavailable (503) when the call could not be
    * recorded or queued: it was not accepted.
    */
-  async submit(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions & { idempotencyKey?: string | undefined }): Promise<{ id: string; replayed: boolean }> {
+  async submit(
+    fn: FunctionVersion,
+    event: unknown,
+    span: Span,
+    options: CallOptions & { idempotencyKey?: string | undefined },
+  ): Promise<{ id: string; replayed: boolean }> {
     const job = this.job(invocationId(), fn, event, null, span, options);
     const scope = options.idempotencyKey === undefined ? undefined : { tenant: fn.tenant, functionName: fn.name, key: options.idempotencyKey };
     let accepted: { id: string; replayed: boolean };

@@ -28,12 +28,12 @@ export function deadLetterRoutes(app: FastifyInstance, ctx: GatewayContext): voi
     '/v1/functions/:name/dead-letters/:id/redrive',
     { schema: params, config: { access: 'deadLetters:redrive' } },
     async (request, reply) => {
-    const fn = versionOf(await visibleFunction(ctx.current, request, request.params.name, 'deadLetters:redrive'));
-    const letter = await ctx.deadLetters.take(fn.name, request.params.id);
-    if (!letter) throw new SkiffError('NotFound', `no dead letter ${request.params.id} for ${fn.name}`);
-    const limits = await tenantLimits(ctx, fn);
-    await traced(ctx, request, reply, fn.name, (span) => ctx.dispatcher.redrive(fn, letter.event, letter.id, span, limits));
-    return reply.status(202).send({ id: letter.id, status: 'queued' });
+      const fn = versionOf(await visibleFunction(ctx.current, request, request.params.name, 'deadLetters:redrive'));
+      const letter = await ctx.deadLetters.take(fn.name, request.params.id);
+      if (!letter) throw new SkiffError('NotFound', `no dead letter ${request.params.id} for ${fn.name}`);
+      const limits = await tenantLimits(ctx, fn);
+      await traced(ctx, request, reply, fn.name, (span) => ctx.dispatcher.redrive(fn, letter.event, letter.id, span, limits));
+      return reply.status(202).send({ id: letter.id, status: 'queued' });
     },
   );
 }

@@ -15,7 +15,11 @@ import { registerCallLimit } from '../invocations/call-limit.js';
 export function functionUrlRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.register(async (scope) => {
     // Counted against the function's tenant before the body is read (gateway/invocations/call-limit.ts).
-    await registerCallLimit(scope, ctx, (request) => routeFunction(ctx.config.gateway.functions.domain, request.headers.host, request.raw.url ?? request.url)?.name);
+    await registerCallLimit(
+      scope,
+      ctx,
+      (request) => routeFunction(ctx.config.gateway.functions.domain, request.headers.host, request.raw.url ?? request.url)?.name,
+    );
     // Bodies reach the function as they came: text as text, anything else base64.
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: ctx.config.gateway.invokeBodyLimitBytes }, (_request, body, done) => done(null, body));

@@ -87,7 +87,10 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
     if (minWarm > maxInstances) throw invalidRequest('minWarm', 'minWarm cannot exceed maxInstances');
     // Instances kept warm count against the tenant's quotas even without calls: refuse what can never fit.
     if (minWarm * memoryMb > tenant.quotas.maxMemoryMb) {
-      throw invalidRequest('minWarm', `minWarm × memoryMb is ${minWarm * memoryMb} MiB; tenant ${tenant.name} may use ${tenant.quotas.maxMemoryMb} MiB (maxMemoryMb)`);
+      throw invalidRequest(
+        'minWarm',
+        `minWarm × memoryMb is ${minWarm * memoryMb} MiB; tenant ${tenant.name} may use ${tenant.quotas.maxMemoryMb} MiB (maxMemoryMb)`,
+      );
     }
     if (minWarm > tenant.quotas.maxInstances) {
       throw invalidRequest('minWarm', `minWarm is ${minWarm}; tenant ${tenant.name} may run ${tenant.quotas.maxInstances} instances (maxInstances)`);
@@ -97,7 +100,8 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
     }
     // Fails early, before an image is built, when the name is another tenant's.
     const existing = await ctx.functions.get(body.name);
-    if (existing && existing.tenant !== tenant.name) throw new SkiffError('NameTaken', `the function name ${body.name} is taken; choose another`, { field: 'name' });
+    if (existing && existing.tenant !== tenant.name)
+      throw new SkiffError('NameTaken', `the function name ${body.name} is taken; choose another`, { field: 'name' });
     let code: { zip: Buffer; sha256: string } | null = null;
     let image;
     if (body.code) {
@@ -136,8 +140,17 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
     });
     if (prunedVersions > 0) await ctx.redis.hincrby(ctx.keys.pruned, 'versions', prunedVersions);
     await publish(ctx, { type: 'deployed', name: info.name, version: info.version, image: info.image });
-    await ctx.audit.add({ keyId: who.keyId, tenant: info.tenant, action: 'function.deploy', target: info.name, detail: { version: info.version, image: info.image } });
-    request.log.info({ function: info.name, tenant: info.tenant, version: info.version, image: info.image, codeLayerBytes: image.codeLayerBytes }, 'function deployed');
+    await ctx.audit.add({
+      keyId: who.keyId,
+      tenant: info.tenant,
+      action: 'function.deploy',
+      target: info.name,
+      detail: { version: info.version, image: info.image },
+    });
+    request.log.info(
+      { function: info.name, tenant: info.tenant, version: info.version, image: info.image, codeLayerBytes: image.codeLayerBytes },
+      'function deployed',
+    );
     return reply.status(201).send(describe(ctx, request, info));
   });
 
@@ -173,7 +186,13 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
         throw new SkiffError('NotFound', `function ${name} has no version ${version}; GET /v1/functions/${name}/versions lists them`, { field: 'version' });
       }
       await publish(ctx, { type: 'deployed', name, version: result.info.version, image: result.info.image });
-      await ctx.audit.add({ keyId: principalOf(request).keyId, tenant: fn.tenant, action: 'function.rollback', target: name, detail: { version: result.info.version } });
+      await ctx.audit.add({
+        keyId: principalOf(request).keyId,
+        tenant: fn.tenant,
+        action: 'function.rollback',
+        target: name,
+        detail: { version: result.info.version },
+      });
       request.log.info({ function: name, version: result.info.version }, 'function rolled back');
       return describe(ctx, request, result.info);
     },

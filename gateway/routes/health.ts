@@ -44,7 +44,9 @@ export function healthRoutes(app: FastifyInstance, ctx: GatewayContext, db: { qu
     };
     const [redis, postgres] = await Promise.all([probe(redisUp, timeoutMs), probe(() => db.query('SELECT 1'), timeoutMs)]);
     const dependencies = { redis, postgres };
-    const down = Object.entries(dependencies).filter(([, state]) => state.status === 'down').map(([name]) => name);
+    const down = Object.entries(dependencies)
+      .filter(([, state]) => state.status === 'down')
+      .map(([name]) => name);
     if (down.length === 0) return { status: 'ok', dependencies };
     // The error body every route answers with, and what each dependency said.
     const error = new SkiffError('Unavailable', `${down.join(' and ')} ${down.length === 1 ? 'does' : 'do'} not answer`);

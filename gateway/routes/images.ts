@@ -33,7 +33,12 @@ export function imageRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     const byDigest = new Map<string, { reference: string; digest: string; runtime?: string; workers: string[] }>();
     for (const beat of beats) {
       for (const image of beat.images ?? []) {
-        const entry = byDigest.get(image.digest) ?? { reference: image.reference, digest: image.digest, ...(image.runtime ? { runtime: image.runtime } : {}), workers: [] };
+        const entry = byDigest.get(image.digest) ?? {
+          reference: image.reference,
+          digest: image.digest,
+          ...(image.runtime ? { runtime: image.runtime } : {}),
+          workers: [],
+        };
         if (!entry.workers.includes(beat.id)) entry.workers.push(beat.id);
         byDigest.set(image.digest, entry);
       }

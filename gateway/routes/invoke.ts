@@ -57,7 +57,9 @@ export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
         const key = async ? idempotencyKey(request) : undefined;
         const size = request.body?.length ?? 0;
         if (async && size > ctx.config.gateway.asyncEventLimitBytes) {
-          throw new SkiffError('PayloadTooLarge', `an asynchronous event is at most ${ctx.config.gateway.asyncEventLimitBytes} bytes; this one is ${size}`, { field: 'body' });
+          throw new SkiffError('PayloadTooLarge', `an asynchronous event is at most ${ctx.config.gateway.asyncEventLimitBytes} bytes; this one is ${size}`, {
+            field: 'body',
+          });
         }
         const event = parseEvent(request.body);
         const target = await lookUp(ctx, request.params.name, request);
@@ -69,7 +71,10 @@ export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
             const { id, replayed } = await ctx.dispatcher.submit(fn, event, span, { callerKeyId: target.caller?.keyId, limits, idempotencyKey: key });
             if (!replayed) return reply.status(202).send({ id, status: 'queued' });
             const record = await ctx.records.get(id);
-            return reply.status(202).header('idempotent-replayed', 'true').send({ id, status: record?.status ?? 'queued' });
+            return reply
+              .status(202)
+              .header('idempotent-replayed', 'true')
+              .send({ id, status: record?.status ?? 'queued' });
           }
           const value = await callFunction(ctx, target, event, span, reply);
           return reply.type('application/json').send(JSON.stringify(value ?? null));
@@ -80,7 +85,10 @@ export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
 
   app.get<{ Params: { id: string } }>(
     '/v1/invocations/:id',
-    { schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } } }, config: { access: 'invocations:read' } },
+    {
+      schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } } },
+      config: { access: 'invocations:read' },
+    },
     async (request, reply) => {
       const record = await ctx.records.get(request.params.id);
       if (!record || !readable(request, record)) throw new SkiffError('NotFound', `invocation ${request.params.id} does not exist`);

@@ -51,7 +51,8 @@ export function keyRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     let expiresAt: Date | null = null;
     if (body.expiresAt !== undefined) {
       expiresAt = new Date(body.expiresAt);
-      if (!Number.isFinite(expiresAt.getTime()) || !/^\d{4}-\d{2}-\d{2}T/.test(body.expiresAt)) throw invalidRequest('expiresAt', 'expiresAt must be an ISO date-time such as 2027-01-31T00:00:00Z');
+      if (!Number.isFinite(expiresAt.getTime()) || !/^\d{4}-\d{2}-\d{2}T/.test(body.expiresAt))
+        throw invalidRequest('expiresAt', 'expiresAt must be an ISO date-time such as 2027-01-31T00:00:00Z');
       if (expiresAt.getTime() <= Date.now()) throw invalidRequest('expiresAt', 'expiresAt must be in the future');
     }
     const { id, key, info } = await ctx.apiKeys.create({ name: body.name, tenant, role: body.role, expiresAt, functions: body.functions ?? null });

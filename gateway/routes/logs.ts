@@ -41,47 +41,51 @@ export function logRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.addHook('preClose', async () => {
     for (const res of following) res.destroy();
   });
-  app.get<{ Params: { name: string }; Querystring: LogsQuery }>('/v1/functions/:name/logs', { schema, config: { access: 'logs:read' } }, async (request, reply) => {
-    const name = request.params.name;
-    await visibleFunction(ctx.functions, request, name, 'logs:read');
-    const query: LogQuery = { functionName: name, limit: request.query.limit === undefined ? 1000 : Number(request.query.limit) };
-    if (request.query.invocation !== undefined) query.invocationId = request.query.invocation;
-    if (request.query.since !== undefined) query.since = parseSince(request.query.since);
-    const follow = request.query.follow === '1' || request.query.follow === 'true';
-    if (!follow) return { lines: (await ctx.logs.query(query)).map(present) };
+  app.get<{ Params: { name: string }; Querystring: LogsQuery }>(
+    '/v1/functions/:name/logs',
+    { schema, config: { access: 'logs:read' } },
+    async (request, reply) => {
+      const name = request.params.name;
+      await visibleFunction(ctx.functions, request, name, 'logs:read');
+      const query: LogQuery = { functionName: name, limit: request.query.limit === undefined ? 1000 : Number(request.query.limit) };
+      if (request.query.invocation !== undefined) query.invocationId = request.query.invocation;
+      if (request.query.since !== undefined) query.since = parseSince(request.query.since);
+      const follow = request.query.follow === '1' || request.query.follow === 'true';
+      if (!follow) return { lines: (await ctx.logs.query(query)).map(present) };
 
-    // Subscribe before reading what is stored, so no line falls between the two. A follower's own
-    // subscriber waits for Redis; while Redis is away the request is refused rather than held.
-    if (ctx.redis.status !== 'ready') throw new SkiffError('Unavailable', 'Redis does not answer: logs cannot be followed now');
-    const subscriber = openRedis(ctx.config.redisUrl, 'subscriber', ctx.config.redisClient, { log: request.log, component: 'gateway-logs' });
-    const early: LogLine[] = [];
-    const sink: { live?: (lines: LogLine[]) => void } = {};
-    subscriber.on('message', (_channel: string, message: string) => {
-      const lines = (JSON.parse(message) as LogLine[]).filter((l) => query.invocationId === undefined || l.invocationId === query.invocationId);
-      if (sink.live) sink.live(lines);
-      else early.push(...lines);
-    });
-    await subscriber.subscribe(ctx.keys.logs(name));
-    const stored = await ctx.logs.query(query);
+      // Subscribe before reading what is stored, so no line falls between the two. A follower's own
+      // subscriber waits for Redis; while Redis is away the request is refused rather than held.
+      if (ctx.redis.status !== 'ready') throw new SkiffError('Unavailable', 'Redis does not answer: logs cannot be followed now');
+      const subscriber = openRedis(ctx.config.redisUrl, 'subscriber', ctx.config.redisClient, { log: request.log, component: 'gateway-logs' });
+      const early: LogLine[] = [];
+      const sink: { live?: (lines: LogLine[]) => void } = {};
+      subscriber.on('message', (_channel: string, message: string) => {
+        const lines = (JSON.parse(message) as LogLine[]).filter((l) => query.invocationId === undefined || l.invocationId === query.invocationId);
+        if (sink.live) sink.live(lines);
+        else early.push(...lines);
+      });
+      await subscriber.subscribe(ctx.keys.logs(name));
+      const stored = await ctx.logs.query(query);
 
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
-    const write = (lines: LogLine[]): void => {
-      for (const line of lines) res.write(`${JSON.stringify(present(line))}\n`);
-    };
-    write(stored);
-    const last = stored.at(-1);
-    const seen = new Set(stored.filter((l) => l.at === last?.at).map(key));
-    write(early.filter((l) => !last || l.at > last.at || (l.at === last.at && !seen.has(key(l)))));
-    sink.live = write;
-    following.add(res);
-    // The response's close, not the request's: a GET's request stream ends as soon as it is read.
-    res.on('close', () => {
-      following.delete(res);
-      void subscriber.quit().catch((error: unknown) => request.log.warn({ err: error }, 'log follower did not close cleanly'));
-    });
-  });
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
+      const write = (lines: LogLine[]): void => {
+        for (const line of lines) res.write(`${JSON.stringify(present(line))}\n`);
+      };
+      write(stored);
+      const last = stored.at(-1);
+      const seen = new Set(stored.filter((l) => l.at === last?.at).map(key));
+      write(early.filter((l) => !last || l.at > last.at || (l.at === last.at && !seen.has(key(l)))));
+      sink.live = write;
+      following.add(res);
+      // The response's close, not the request's: a GET's request stream ends as soon as it is read.
+      res.on('close', () => {
+        following.delete(res);
+        void subscriber.quit().catch((error: unknown) => request.log.warn({ err: error }, 'log follower did not close cleanly'));
+      });
+    },
+  );
 }
 
 function parseSince(since: string): number {

@@ -15,10 +15,7 @@ export function movedFunctionUrlRoutes(app: FastifyInstance, ctx: GatewayContext
   const moved = async (request: FastifyRequest): Promise<never> => {
     // Routed as on the functions listener but by path only: the Host here is the API's.
     const route = routeFunction(undefined, undefined, request.raw.url ?? request.url);
-    const where =
-      route === undefined
-        ? `${ctx.functionsOrigin()}/fn/<name>`
-        : ctx.functionUrl(route.name);
+    const where = route === undefined ? `${ctx.functionsOrigin()}/fn/<name>` : ctx.functionUrl(route.name);
     throw new SkiffError('NotFound', `function URLs are served at ${where}`);
   };
   // Answered on request, before any body is read or parsed (whatever its type or size).

@@ -57,7 +57,11 @@ const windowQuery = {
   additionalProperties: false,
   properties: {
     // A decimal string: query strings are not type-coerced (the app's ajv does not coerce).
-    windowMinutes: { type: 'string', pattern: '^[0-9]{1,6}$', description: `minutes to look back, 1 to ${MAX_WINDOW_MINUTES} (default ${DEFAULT_WINDOW_MINUTES})` },
+    windowMinutes: {
+      type: 'string',
+      pattern: '^[0-9]{1,6}$',
+      description: `minutes to look back, 1 to ${MAX_WINDOW_MINUTES} (default ${DEFAULT_WINDOW_MINUTES})`,
+    },
   },
 } as const;
 
@@ -197,14 +201,22 @@ export function statsRoutes(app: FastifyInstance, ctx: GatewayContext, stats: In
     return { windowMinutes, functions: shown.map((f) => withInstances(f, all)) };
   });
 
-  app.get<{ Params: { name: string }; Querystring: { windowMinutes?: string } }>('/v1/stats/functions/:name', { schema: oneSchema, config: access }, async (request) => {
-    const { name } = request.params;
-    const windowMinutes = bounded('windowMinutes', request.query.windowMinutes, MAX_WINDOW_MINUTES, DEFAULT_WINDOW_MINUTES);
-    const fn = await visibleFunction(ctx.functions, request, name, 'stats:read');
-    const [[summary], minutes, all] = await Promise.all([stats.functions(windowMinutes, name, fn.tenant), stats.perMinute(name, fn.tenant, windowMinutes), instances()]);
-    if (!summary) throw notFound(name);
-    return { windowMinutes, function: withInstances(summary, all), minutes };
-  });
+  app.get<{ Params: { name: string }; Querystring: { windowMinutes?: string } }>(
+    '/v1/stats/functions/:name',
+    { schema: oneSchema, config: access },
+    async (request) => {
+      const { name } = request.params;
+      const windowMinutes = bounded('windowMinutes', request.query.windowMinutes, MAX_WINDOW_MINUTES, DEFAULT_WINDOW_MINUTES);
+      const fn = await visibleFunction(ctx.functions, request, name, 'stats:read');
+      const [[summary], minutes, all] = await Promise.all([
+        stats.functions(windowMinutes, name, fn.tenant),
+        stats.perMinute(name, fn.tenant, windowMinutes),
+        instances(),
+      ]);
+      if (!summary) throw notFound(name);
+      return { windowMinutes, function: withInstances(summary, all), minutes };
+    },
+  );
 
   app.get<{ Params: { name: string }; Querystring: { limit?: string } }>(
     '/v1/functions/:name/invocations',
@@ -213,7 +225,8 @@ export function statsRoutes(app: FastifyInstance, ctx: GatewayContext, stats: In
       const { name } = request.params;
       const limit = bounded('limit', request.query.limit, MAX_INVOCATIONS, DEFAULT_INVOCATIONS);
       // An invoker reads single records of its own calls (GET /v1/invocations/:id), not a function's list.
-      if (principalOf(request).role === 'invoker') throw new SkiffError('Forbidden', 'an invoker key reads the records of its own calls only: GET /v1/invocations/{id}');
+      if (principalOf(request).role === 'invoker')
+        throw new SkiffError('Forbidden', 'an invoker key reads the records of its own calls only: GET /v1/invocations/{id}');
       const fn = await visibleFunction(ctx.functions, request, name, 'invocations:read');
       return { invocations: await stats.recent(name, fn.tenant, limit) };
     },

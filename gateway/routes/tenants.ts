@@ -8,7 +8,9 @@ import { QUOTA_NAMES, TENANT_NAME, type TenantQuotas } from '../../infra/tenancy
 import type { GatewayContext } from '../context.js';
 import { principalOf } from '../access.js';
 
-const quotaProperties = Object.fromEntries(QUOTA_NAMES.map((name) => [name, { type: ['integer', 'null'], minimum: name === 'maxMemoryMb' ? 64 : 1, maximum: 1_000_000_000 }]));
+const quotaProperties = Object.fromEntries(
+  QUOTA_NAMES.map((name) => [name, { type: ['integer', 'null'], minimum: name === 'maxMemoryMb' ? 64 : 1, maximum: 1_000_000_000 }]),
+);
 const nameParams = { params: { type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: TENANT_NAME } } } } as const;
 
 type QuotaChanges = Partial<Record<keyof TenantQuotas, number | null>>;
@@ -47,7 +49,13 @@ export function tenantRoutes(app: FastifyInstance, ctx: GatewayContext): void {
     async (request) => {
       const tenant = await ctx.tenants.setQuotas(request.params.name, request.body);
       ctx.tenantQuotas.forget(tenant.name);
-      await ctx.audit.add({ keyId: principalOf(request).keyId, tenant: tenant.name, action: 'tenant.update', target: tenant.name, detail: { quotas: request.body } });
+      await ctx.audit.add({
+        keyId: principalOf(request).keyId,
+        tenant: tenant.name,
+        action: 'tenant.update',
+        target: tenant.name,
+        detail: { quotas: request.body },
+      });
       return tenant;
     },
   );

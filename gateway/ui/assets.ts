@@ -20,7 +20,7 @@ export type UiFile = keyof typeof UI_FILES;
 /** The directory holding the dashboard's files, or undefined if no ancestor of `from` has them. */
 export function findUiDir(from: string = dirname(fileURLToPath(import.meta.url))): string | undefined {
   if (existsSync(join(from, 'index.html')) && existsSync(join(from, 'app.js'))) return from;
-  for (let dir = from; ; ) {
+  for (let dir = from; ;) {
     const candidate = join(dir, 'gateway', 'ui');
     if (existsSync(join(candidate, 'index.html'))) return candidate;
     const parent = dirname(dir);
@@ -39,9 +39,10 @@ export class UiAssets {
     let text = this.loaded.get(file);
     if (text === undefined) {
       const dir = this.dir;
-      text = dir === undefined
-        ? Promise.reject(new Error('the dashboard files (gateway/ui/) are not found above the gateway module'))
-        : readFile(join(dir, file), 'utf8');
+      text =
+        dir === undefined
+          ? Promise.reject(new Error('the dashboard files (gateway/ui/) are not found above the gateway module'))
+          : readFile(join(dir, file), 'utf8');
       // A failed read is not kept: the next request tries again.
       text.catch(() => this.loaded.delete(file));
       this.loaded.set(file, text);

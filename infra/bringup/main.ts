@@ -106,10 +106,15 @@ async function stopAll(code: number): Promise<never> {
 }
 /** What a clean stop must not leave: the worker's containers and any mount under the state dir. */
 async function leftovers(): Promise<string[]> {
-  const ids = config.bringupWorkers === 1 ? [config.worker.id] : Array.from({ length: config.bringupWorkers }, (_, i) => `${config.worker.id.replace(/-1$/, '')}-${i + 1}`);
+  const ids =
+    config.bringupWorkers === 1
+      ? [config.worker.id]
+      : Array.from({ length: config.bringupWorkers }, (_, i) => `${config.worker.id.replace(/-1$/, '')}-${i + 1}`);
   const roots = ids.map((id) => (config.bringupWorkers === 1 ? join(config.worker.runDir, 'runc') : `/run/skiff/${id}/runc`));
   const launcher = new Launcher();
-  const containers = (await Promise.all(roots.map((root) => new OciRuntime({ binary: config.worker.runcPath, root, launcher }).list())).finally(() => launcher.stop())).flat();
+  const containers = (
+    await Promise.all(roots.map((root) => new OciRuntime({ binary: config.worker.runcPath, root, launcher }).list())).finally(() => launcher.stop())
+  ).flat();
   const mounts = await mountPointsUnder([config.stateDir]);
   const processes = supervised.filter((child) => child.pid !== undefined).map((child) => `process ${child.name} (pid ${child.pid})`);
   return [...containers.map((c) => `container ${c.id}`), ...mounts.map((m) => `mount ${m}`), ...processes];
@@ -144,7 +149,8 @@ try {
     say(`starting PostgreSQL on 127.0.0.1:${port}`);
     await supervise({
       name: 'postgres',
-      start: async (signal) => (await startPostgres({ dir: join(config.stateDir, 'postgres'), port, database, user, durable: true, detached: true, signal })).process,
+      start: async (signal) =>
+        (await startPostgres({ dir: join(config.stateDir, 'postgres'), port, database, user, durable: true, detached: true, signal })).process,
       // PostgreSQL's "fast" shutdown: disconnect clients, stop cleanly.
       stopSignal: 'SIGINT',
       stopGraceMs: SERVER_STOP_MS,
@@ -203,16 +209,26 @@ try {
   await supervise({ name: 'scheduler', start: component('scheduler', {}), stopGraceMs: COMPONENT_STOP_MS });
   await supervise({ name: 'gateway', start: component('gateway', {}), stopGraceMs: GATEWAY_STOP_MS });
   const url = `http://${config.gateway.host}:${config.gateway.port}`;
-  await waitFor('gateway', async () => {
-    const res = await fetch(`${url}/healthz`);
-    if (!res.ok) throw new Error(`healthz answered ${res.status}`);
-  }, 60000, 200);
+  await waitFor(
+    'gateway',
+    async () => {
+      const res = await fetch(`${url}/healthz`);
+      if (!res.ok) throw new Error(`healthz answered ${res.status}`);
+    },
+    60000,
+    200,
+  );
   // The functions listener answers a 404 to anything that names no function: then it is up.
   const { host: fnHost, port: fnPort } = config.gateway.functions;
   const functionsListener = `http://${fnHost.includes(':') ? `[${fnHost}]` : fnHost}:${fnPort}`;
-  await waitFor('functions listener', async () => {
-    await (await fetch(`${functionsListener}/`)).arrayBuffer();
-  }, 10000, 200);
+  await waitFor(
+    'functions listener',
+    async () => {
+      await (await fetch(`${functionsListener}/`)).arrayBuffer();
+    },
+    10000,
+    200,
+  );
   // Two origins: function code never runs where an operator's key is used (docs/SECURITY.md).
   const fnUrls = functionUrl(config, 'skiff-name-placeholder').replace('skiff-name-placeholder', '<name>');
   say(`ready (Ctrl-C stops everything)\n\n    API and dashboard: ${url}\n    function URLs:     ${fnUrls}\n`);

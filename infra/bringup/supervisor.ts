@@ -126,9 +126,7 @@ export class Supervised extends EventEmitter<SupervisedEvents> {
     this.current = proc;
     this.runs++;
     const upSince = performance.now();
-    void proc.exited
-      .catch(() => null)
-      .then(() => this.exited(proc, Math.round(performance.now() - upSince)));
+    void proc.exited.catch(() => null).then(() => this.exited(proc, Math.round(performance.now() - upSince)));
     this.emit('started', { pid: proc.child.pid, run: this.runs });
     // Stopped while starting, and the start did not notice: end what it made.
     if (this.held) await proc.stop(this.options.stopSignal ?? 'SIGTERM', this.options.stopGraceMs);

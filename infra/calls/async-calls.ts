@@ -53,7 +53,10 @@ function bounded(outcome: InvocationOutcome, limitBytes: number): InvocationOutc
   if (json.length <= limitBytes / 3) return outcome; // a character is at most 3 bytes
   const bytes = Buffer.byteLength(json);
   if (bytes <= limitBytes) return outcome;
-  const error = new SkiffError('FunctionResponseTooLarge', `the result is ${bytes} bytes of JSON, over the limit of ${limitBytes} bytes for an asynchronous call`);
+  const error = new SkiffError(
+    'FunctionResponseTooLarge',
+    `the result is ${bytes} bytes of JSON, over the limit of ${limitBytes} bytes for an asynchronous call`,
+  );
   return { id: outcome.id, ok: false, error: error.toBody(), cold: outcome.cold, workerId: outcome.workerId };
 }
 

@@ -81,9 +81,11 @@ export class ApiKeys {
     }
     const match = KEY.exec(key);
     if (!match?.[1] || !match[2]) return undefined;
-    const { rows } = await this.db.query<Row & { secret_hash: string }>(
-      { name: 'skiff-key-verify', text: 'SELECT id, name, tenant, role, expires_at, functions, created_at, last_used_at, secret_hash FROM api_keys WHERE id = $1', values: [match[1]] },
-    );
+    const { rows } = await this.db.query<Row & { secret_hash: string }>({
+      name: 'skiff-key-verify',
+      text: 'SELECT id, name, tenant, role, expires_at, functions, created_at, last_used_at, secret_hash FROM api_keys WHERE id = $1',
+      values: [match[1]],
+    });
     const row = rows[0];
     if (!row) return undefined;
     if (!timingSafeEqual(Buffer.from(digest(match[2]), 'hex'), Buffer.from(row.secret_hash, 'hex'))) return undefined;
@@ -106,7 +108,9 @@ export class ApiKeys {
   }
 
   async get(id: string): Promise<ApiKeyInfo | undefined> {
-    const { rows } = await this.db.query<Row>('SELECT id, name, tenant, role, expires_at, functions, created_at, last_used_at FROM api_keys WHERE id = $1', [id]);
+    const { rows } = await this.db.query<Row>('SELECT id, name, tenant, role, expires_at, functions, created_at, last_used_at FROM api_keys WHERE id = $1', [
+      id,
+    ]);
     return rows[0] ? toInfo(rows[0]) : undefined;
   }
 

@@ -6,14 +6,7 @@
 import type { Database } from './database.js';
 
 export type AuditAction =
-  | 'function.deploy'
-  | 'function.rollback'
-  | 'function.delete'
-  | 'key.create'
-  | 'key.revoke'
-  | 'tenant.create'
-  | 'tenant.update'
-  | 'tenant.delete';
+  'function.deploy' | 'function.rollback' | 'function.delete' | 'key.create' | 'key.revoke' | 'tenant.create' | 'tenant.update' | 'tenant.delete';
 
 export interface AuditEvent {
   id: number;
@@ -50,12 +43,28 @@ export class AuditLog {
 
   /** Newest first. */
   async list(query: AuditQuery): Promise<AuditEvent[]> {
-    const { rows } = await this.db.query<{ id: string; at: Date; key_id: string | null; tenant: string; action: AuditAction; target: string; detail: Record<string, unknown> }>(
+    const { rows } = await this.db.query<{
+      id: string;
+      at: Date;
+      key_id: string | null;
+      tenant: string;
+      action: AuditAction;
+      target: string;
+      detail: Record<string, unknown>;
+    }>(
       `SELECT id, at, key_id, tenant, action, target, detail FROM audit_events
        WHERE ($1::text IS NULL OR tenant = $1) AND ($2::bigint IS NULL OR id < $2)
        ORDER BY id DESC LIMIT $3`,
       [query.tenant ?? null, query.before ?? null, query.limit],
     );
-    return rows.map((r) => ({ id: Number(r.id), at: r.at.toISOString(), keyId: r.key_id, tenant: r.tenant, action: r.action, target: r.target, detail: r.detail }));
+    return rows.map((r) => ({
+      id: Number(r.id),
+      at: r.at.toISOString(),
+      keyId: r.key_id,
+      tenant: r.tenant,
+      action: r.action,
+      target: r.target,
+      detail: r.detail,
+    }));
   }
 }

@@ -76,9 +76,7 @@ export async function migrate(db: Database, schema: string): Promise<number[]> {
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
     );
-    const done = new Set(
-      (await client.query<{ id: number }>(`SELECT id FROM ${schema}.schema_migrations`)).rows.map((r) => r.id),
-    );
+    const done = new Set((await client.query<{ id: number }>(`SELECT id FROM ${schema}.schema_migrations`)).rows.map((r) => r.id));
     for (const migration of MIGRATIONS) {
       if (done.has(migration.id)) continue;
       await client.query('BEGIN');

@@ -74,7 +74,8 @@ export class FunctionStore {
       const existing = await client.query<{ tenant: string }>('SELECT tenant FROM functions WHERE name = $1', [input.name]);
       const owner = existing.rows[0]?.tenant;
       // Reveals only that the name is taken, not by whom.
-      if (owner !== undefined && owner !== input.tenant) throw new SkiffError('NameTaken', `the function name ${input.name} is taken; choose another`, { field: 'name' });
+      if (owner !== undefined && owner !== input.tenant)
+        throw new SkiffError('NameTaken', `the function name ${input.name} is taken; choose another`, { field: 'name' });
       if (owner === undefined) {
         const { rows: owned } = await client.query<{ n: string }>('SELECT count(*) AS n FROM functions WHERE tenant = $1', [input.tenant]);
         if (Number(owned[0]?.n ?? 0) >= input.limits.maxFunctions) {
@@ -82,10 +83,11 @@ export class FunctionStore {
         }
       }
       if (input.code) {
-        await client.query(
-          'INSERT INTO code_blobs (sha256, zip, size_bytes) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING',
-          [input.code.sha256, input.code.zip, input.code.zip.length],
-        );
+        await client.query('INSERT INTO code_blobs (sha256, zip, size_bytes) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING', [
+          input.code.sha256,
+          input.code.zip,
+          input.code.zip.length,
+        ]);
       }
       // The row lock serializes concurrent deploys (and rollbacks) of one name, so versions never
       // collide. The new version is one past the highest there is, not past the current one: after
@@ -110,9 +112,25 @@ export class FunctionStore {
            idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256, image, maximum_retry_attempts, maximum_event_age_seconds)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
         [
-          nanoid(), input.name, version, input.runtime, input.handler, input.memoryMb, input.timeoutMs, input.concurrency,
-          input.idleTimeoutMs, input.minWarm, input.maxInstances, input.auth, input.network, input.idempotent, JSON.stringify(input.env), input.code?.sha256 ?? null, input.image,
-          input.maximumRetryAttempts ?? null, input.maximumEventAgeSeconds ?? null,
+          nanoid(),
+          input.name,
+          version,
+          input.runtime,
+          input.handler,
+          input.memoryMb,
+          input.timeoutMs,
+          input.concurrency,
+          input.idleTimeoutMs,
+          input.minWarm,
+          input.maxInstances,
+          input.auth,
+          input.network,
+          input.idempotent,
+          JSON.stringify(input.env),
+          input.code?.sha256 ?? null,
+          input.image,
+          input.maximumRetryAttempts ?? null,
+          input.maximumEventAgeSeconds ?? null,
         ],
       );
       // Versions past the tenant's bound go, oldest first; the current one never does.
@@ -145,9 +163,10 @@ export class FunctionStore {
 
   /** Every function, or a tenant's. */
   async list(tenant?: string): Promise<FunctionInfo[]> {
-    const { rows } = tenant === undefined
-      ? await this.db.query(`${CURRENT} ORDER BY f.name`)
-      : await this.db.query(`${CURRENT} WHERE f.tenant = $1 ORDER BY f.name`, [tenant]);
+    const { rows } =
+      tenant === undefined
+        ? await this.db.query(`${CURRENT} ORDER BY f.name`)
+        : await this.db.query(`${CURRENT} WHERE f.tenant = $1 ORDER BY f.name`, [tenant]);
     return (rows as Row[]).map(toInfo);
   }
 

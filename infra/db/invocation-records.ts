@@ -68,7 +68,23 @@ export function jsonForPostgres(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? v.replaceAll('\u0000', '\uFFFD') : v));
 }
 
-const COLUMNS = ['id', 'function_name', 'tenant', 'caller_key_id', 'function_version', 'async', 'status', 'result', 'error', 'cold', 'worker_id', 'duration_ms', 'finished_at', 'event', 'attempt'];
+const COLUMNS = [
+  'id',
+  'function_name',
+  'tenant',
+  'caller_key_id',
+  'function_version',
+  'async',
+  'status',
+  'result',
+  'error',
+  'cold',
+  'worker_id',
+  'duration_ms',
+  'finished_at',
+  'event',
+  'attempt',
+];
 const FINAL: ReadonlySet<InvocationStatus> = new Set(['succeeded', 'failed', 'refused']);
 /** A batch of any size goes in statements under PostgreSQL's parameter limit, and of moderate size. */
 const ROWS_PER_STATEMENT = rowsPerStatement(COLUMNS.length);
@@ -124,7 +140,10 @@ export class InvocationRecords {
         [...scope, record.id],
       );
       if (rows.length === 0) {
-        const taken = await client.query<{ invocation_id: string }>('SELECT invocation_id FROM idempotency_keys WHERE tenant = $1 AND function_name = $2 AND key = $3', scope);
+        const taken = await client.query<{ invocation_id: string }>(
+          'SELECT invocation_id FROM idempotency_keys WHERE tenant = $1 AND function_name = $2 AND key = $3',
+          scope,
+        );
         const id = taken.rows[0]?.invocation_id;
         if (id === undefined) throw new Error('an idempotency key taken by another call has no row');
         return { id, replayed: true };
@@ -142,7 +161,10 @@ export class InvocationRecords {
     );
     if (idempotency) {
       await this.db.query('UPDATE idempotency_keys SET refused = true WHERE tenant = $1 AND function_name = $2 AND key = $3 AND invocation_id = $4', [
-        idempotency.tenant, idempotency.functionName, idempotency.key, id,
+        idempotency.tenant,
+        idempotency.functionName,
+        idempotency.key,
+        id,
       ]);
     }
   }
@@ -278,10 +300,19 @@ export class InvocationRecords {
   private row(r: InvocationRecord): Row {
     const final = FINAL.has(r.status);
     return [
-      r.id, r.functionName, r.tenant ?? null, r.callerKeyId ?? null, r.functionVersion, r.async, r.status,
+      r.id,
+      r.functionName,
+      r.tenant ?? null,
+      r.callerKeyId ?? null,
+      r.functionVersion,
+      r.async,
+      r.status,
       r.result === undefined ? null : jsonForPostgres(r.result),
       r.error === undefined ? null : jsonForPostgres(r.error),
-      r.cold ?? null, r.workerId ?? null, r.durationMs ?? null, final ? new Date() : null,
+      r.cold ?? null,
+      r.workerId ?? null,
+      r.durationMs ?? null,
+      final ? new Date() : null,
       r.event === undefined || final ? null : jsonForPostgres(r.event ?? null),
       r.attempt ?? null,
     ];

@@ -33,7 +33,10 @@ export class TenantStore {
 
   /** Makes a tenant; 409 Conflict if the name exists. */
   async create(name: string, quotas: Partial<TenantQuotas> = {}): Promise<TenantInfo> {
-    const { rowCount } = await this.db.query('INSERT INTO tenants (name, quotas) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, JSON.stringify(quotas)]);
+    const { rowCount } = await this.db.query('INSERT INTO tenants (name, quotas) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [
+      name,
+      JSON.stringify(quotas),
+    ]);
     if ((rowCount ?? 0) === 0) throw new SkiffError('Conflict', `tenant ${name} exists already`, { field: 'name' });
     return this.require(name);
   }
@@ -62,7 +65,11 @@ export class TenantStore {
       if (value === null) unset.push(quota);
       else if (value !== undefined) set[quota] = value;
     }
-    const { rowCount } = await this.db.query('UPDATE tenants SET quotas = (quotas - $3::text[]) || $2::jsonb WHERE name = $1', [name, JSON.stringify(set), unset]);
+    const { rowCount } = await this.db.query('UPDATE tenants SET quotas = (quotas - $3::text[]) || $2::jsonb WHERE name = $1', [
+      name,
+      JSON.stringify(set),
+      unset,
+    ]);
     if ((rowCount ?? 0) === 0) throw new SkiffError('NotFound', `tenant ${name} does not exist`);
     return this.require(name);
   }

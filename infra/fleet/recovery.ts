@@ -59,14 +59,13 @@ async function takeBackStarted(o: RecoveryDeps, shared: Queue<InvocationJob>, da
 }
 
 const sharedQueue = (o: RecoveryDeps): Queue<InvocationJob> =>
-  new Queue<InvocationJob>(o.keys.invocationQueue, { connection: o.redis, prefix: o.keys.bullPrefix, defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 } });
+  new Queue<InvocationJob>(o.keys.invocationQueue, {
+    connection: o.redis,
+    prefix: o.keys.bullPrefix,
+    defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 },
+  });
 
-export async function takeBackCalls(
-  o: RecoveryDeps,
-  nodeId: string,
-  includeStarted: boolean,
-  settleMs = 600,
-): Promise<RecoveryResult> {
+export async function takeBackCalls(o: RecoveryDeps, nodeId: string, includeStarted: boolean, settleMs = 600): Promise<RecoveryResult> {
   const opts = { connection: o.redis, prefix: o.keys.bullPrefix };
   const nodeQueue = new Queue<InvocationJob>(o.keys.nodeQueue(nodeId), opts);
   const shared = sharedQueue(o);

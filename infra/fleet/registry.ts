@@ -40,7 +40,9 @@ export class FleetRegistry {
   /** Every node in the fleet, alive or not yet removed, with its order. */
   async members(now = Date.now()): Promise<FleetMember[]> {
     const [beats, orders] = await Promise.all([this.redis.hgetall(this.keys.workers), this.redis.hgetall(this.keys.workerOrders)]);
-    return Object.entries(beats).map(([id, json]) => this.member(id, JSON.parse(json) as WorkerHeartbeat, (orders[id] as WorkerOrder | undefined) ?? null, now));
+    return Object.entries(beats).map(([id, json]) =>
+      this.member(id, JSON.parse(json) as WorkerHeartbeat, (orders[id] as WorkerOrder | undefined) ?? null, now),
+    );
   }
 
   /** The live nodes' heartbeats. */

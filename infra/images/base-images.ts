@@ -98,10 +98,7 @@ export async function publishBaseImage(client: RegistryClient, base: BaseRootfs,
   };
   const digest = await client.putManifest(repository, tag, manifest, MediaType.manifest);
   await client.putManifest(repository, CURRENT_TAG, manifest, MediaType.manifest);
-  log.info(
-    { runtime: base.runtime, digest, layerBytes: layer.size, ms: Math.round(performance.now() - started) },
-    `published the ${base.runtime} base image`,
-  );
+  log.info({ runtime: base.runtime, digest, layerBytes: layer.size, ms: Math.round(performance.now() - started) }, `published the ${base.runtime} base image`);
   return { runtime: base.runtime, repository, digest };
 }
 

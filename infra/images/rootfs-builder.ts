@@ -29,12 +29,7 @@ export const MOUNT_POINTS = ['proc', 'dev', 'sys', 'tmp', 'var/task', 'run/skiff
  * `<imagesDir>/<runtime>/<digest>/rootfs`, built by `fill` if it is not there yet. `fill` gets an
  * empty root with the mount points, the host's top-level links and /etc already in place.
  */
-export async function ensureImage(
-  imagesDir: string,
-  runtime: string,
-  digest: string,
-  fill: (target: string) => Promise<void>,
-): Promise<BaseImage> {
+export async function ensureImage(imagesDir: string, runtime: string, digest: string, fill: (target: string) => Promise<void>): Promise<BaseImage> {
   const imageDir = join(imagesDir, runtime, digest);
   const rootfs = join(imageDir, 'rootfs');
   if (existsSync(join(imageDir, 'ready'))) return { runtime, rootfs, digest };
@@ -68,7 +63,6 @@ async function removeStaleBuilds(runtimeDir: string, digest: string): Promise<vo
     if (!processAlive(pid)) await rm(join(runtimeDir, name), { recursive: true, force: true });
   }
 }
-
 
 /** The shared libraries the binaries link, by the paths ldd prints (the dynamic loader included). */
 export async function sharedLibraries(...binaries: string[]): Promise<string[]> {
@@ -134,7 +128,10 @@ export async function copyPreservingPath(file: string, target: string): Promise<
 async function writeEtc(target: string): Promise<void> {
   const etc = join(target, 'etc');
   await mkdir(etc, { recursive: true });
-  await writeFile(join(etc, 'passwd'), 'root:x:0:0:root:/root:/sbin/nologin\nsbx:x:1000:1000:sandbox:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n');
+  await writeFile(
+    join(etc, 'passwd'),
+    'root:x:0:0:root:/root:/sbin/nologin\nsbx:x:1000:1000:sandbox:/tmp:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n',
+  );
   await writeFile(join(etc, 'group'), 'root:x:0:\nsbx:x:1000:\nnogroup:x:65534:\n');
   await writeFile(join(etc, 'hosts'), '127.0.0.1 localhost\n::1 localhost\n');
   await writeFile(join(etc, 'nsswitch.conf'), 'passwd: files\ngroup: files\nhosts: files dns\n');

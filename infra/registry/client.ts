@@ -154,13 +154,16 @@ export class RegistryClient {
     const hash = createHash('sha256');
     let size = 0;
     try {
-      await pipeline(async function* () {
-        for await (const chunk of answer.chunks()) {
-          hash.update(chunk);
-          size += chunk.length;
-          yield chunk;
-        }
-      }, createWriteStream(partial, { flags: 'wx', mode: 0o644 }));
+      await pipeline(
+        async function* () {
+          for await (const chunk of answer.chunks()) {
+            hash.update(chunk);
+            size += chunk.length;
+            yield chunk;
+          }
+        },
+        createWriteStream(partial, { flags: 'wx', mode: 0o644 }),
+      );
       this.checkBlobDigest(repository, digest, `sha256:${hash.digest('hex')}`, size);
       await rename(partial, destFile);
       return size;
@@ -217,7 +220,10 @@ export class RegistryClient {
     const entry = pickManifest(index, platform);
     if (!entry) {
       const has = index.manifests.map((m) => (m.platform ? platformName(m.platform) : '(no platform)')).join(', ');
-      throw new SkiffError('ImageNotFound', `image ${this.name(repository, reference)} has no manifest for ${platformName(platform)} (it has: ${has || 'none'})`);
+      throw new SkiffError(
+        'ImageNotFound',
+        `image ${this.name(repository, reference)} has no manifest for ${platformName(platform)} (it has: ${has || 'none'})`,
+      );
     }
     return this.imageManifest(repository, await this.fetchManifest(repository, entry.digest));
   }
@@ -266,7 +272,10 @@ export class RegistryClient {
     }
     const claimed = answer.response.headers.get('docker-content-digest');
     if (claimed?.startsWith('sha256:') && claimed !== digest) {
-      throw new SkiffError('ImageCorrupt', `manifest ${name} does not match the registry's Docker-Content-Digest ${claimed}: received ${bytes.length} bytes with digest ${digest}`);
+      throw new SkiffError(
+        'ImageCorrupt',
+        `manifest ${name} does not match the registry's Docker-Content-Digest ${claimed}: received ${bytes.length} bytes with digest ${digest}`,
+      );
     }
     let json: unknown;
     try {
@@ -279,7 +288,10 @@ export class RegistryClient {
 
   private imageManifest(repository: string, fetched: { digest: string; mediaType: string; bytes: Buffer; json: unknown }): PulledManifest {
     if (!IMAGE_MANIFEST_TYPES.includes(fetched.mediaType)) {
-      throw new SkiffError('ImageCorrupt', `manifest ${this.name(repository, fetched.digest)} has media type ${fetched.mediaType}, not an image manifest Skiff can run`);
+      throw new SkiffError(
+        'ImageCorrupt',
+        `manifest ${this.name(repository, fetched.digest)} has media type ${fetched.mediaType}, not an image manifest Skiff can run`,
+      );
     }
     const manifest = this.parsed<ImageManifest>(repository, fetched, checkImageManifest);
     return { digest: fetched.digest, mediaType: fetched.mediaType, manifest, bytes: fetched.bytes };
@@ -511,7 +523,9 @@ function checkIndex(json: unknown): string | undefined {
 
 function isDescriptor(value: unknown): value is Descriptor {
   const d = value as Partial<Descriptor> | null;
-  return typeof d === 'object' && d !== null && typeof d.mediaType === 'string' && typeof d.digest === 'string' && isDigest(d.digest) && typeof d.size === 'number';
+  return (
+    typeof d === 'object' && d !== null && typeof d.mediaType === 'string' && typeof d.digest === 'string' && isDigest(d.digest) && typeof d.size === 'number'
+  );
 }
 
 function platformName(platform: Platform): string {

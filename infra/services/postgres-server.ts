@@ -55,28 +55,50 @@ export async function startPostgres(options: {
     await run(join(bin, 'initdb'), ['-D', data, '-U', options.user, '--auth=trust', '--encoding=UTF8', '--no-sync'], { ...as, cwd: options.dir });
   }
   await assertPortFree(options.port);
-  const proc = startProcess(join(bin, 'postgres'), [
-    '-D', data, '-p', String(options.port), '-k', sockets, '-c', 'listen_addresses=127.0.0.1',
-    '-c', `fsync=${options.durable ? 'on' : 'off'}`, '-c', 'max_connections=200', '-c', 'shared_buffers=64MB',
-  ], { ...as, cwd: options.dir, logFile: join(options.dir, 'postgres.log'), detached: options.detached ?? false });
+  const proc = startProcess(
+    join(bin, 'postgres'),
+    [
+      '-D',
+      data,
+      '-p',
+      String(options.port),
+      '-k',
+      sockets,
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      `fsync=${options.durable ? 'on' : 'off'}`,
+      '-c',
+      'max_connections=200',
+      '-c',
+      'shared_buffers=64MB',
+    ],
+    { ...as, cwd: options.dir, logFile: join(options.dir, 'postgres.log'), detached: options.detached ?? false },
+  );
   const admin = `postgres://${options.user}@127.0.0.1:${options.port}/postgres`;
   // After a crash, PostgreSQL replays its WAL before it answers: that may take a while.
-  await waitFor('postgres', async () => {
-    // After a SIGKILL of the last server, it refuses to start while that one's backends live on
-    // ("pre-existing shared memory block is still in use"): they notice and leave within a second.
-    if (proc.hasExited()) throw new GaveUp(`it exited (${proc.child.exitCode ?? proc.child.signalCode}); see ${options.dir}/postgres.log`);
-    // This server, not another one (its lock file names the server that owns the cluster).
-    const owner = Number((await readFile(join(data, 'postmaster.pid'), 'utf8')).split('\n')[0]);
-    if (owner !== proc.child.pid) throw new Error(`the cluster's lock names pid ${owner}`);
-    const client = new pg.Client({ connectionString: admin });
-    await client.connect();
-    try {
-      const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [options.database]);
-      if (rowCount === 0) await client.query(`CREATE DATABASE "${options.database}"`);
-    } finally {
-      await client.end();
-    }
-  }, 60000, 100, { signal: options.signal }).catch(async (error: unknown) => {
+  await waitFor(
+    'postgres',
+    async () => {
+      // After a SIGKILL of the last server, it refuses to start while that one's backends live on
+      // ("pre-existing shared memory block is still in use"): they notice and leave within a second.
+      if (proc.hasExited()) throw new GaveUp(`it exited (${proc.child.exitCode ?? proc.child.signalCode}); see ${options.dir}/postgres.log`);
+      // This server, not another one (its lock file names the server that owns the cluster).
+      const owner = Number((await readFile(join(data, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+      if (owner !== proc.child.pid) throw new Error(`the cluster's lock names pid ${owner}`);
+      const client = new pg.Client({ connectionString: admin });
+      await client.connect();
+      try {
+        const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [options.database]);
+        if (rowCount === 0) await client.query(`CREATE DATABASE "${options.database}"`);
+      } finally {
+        await client.end();
+      }
+    },
+    60000,
+    100,
+    { signal: options.signal },
+  ).catch(async (error: unknown) => {
     await proc.stop('SIGINT', 5000);
     throw error;
   });

@@ -55,7 +55,13 @@ export class GaveUp extends Error {}
  * Calls `probe` until it resolves, or throws its last error after `timeoutMs`; at once when the
  * probe throws `GaveUp` or `signal` aborts.
  */
-export async function waitFor<T>(what: string, probe: () => Promise<T>, timeoutMs = 30000, everyMs = 100, options: { signal?: AbortSignal | undefined } = {}): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T>,
+  timeoutMs = 30000,
+  everyMs = 100,
+  options: { signal?: AbortSignal | undefined } = {},
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   const { signal } = options;
   for (;;) {

@@ -66,17 +66,26 @@ export async function startSentinel(options: SentinelOptions): Promise<LocalSent
   const proc = startProcess('redis-sentinel', [config], { stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `redis://127.0.0.1:${options.port}`;
   try {
-    await waitFor('redis-sentinel', async () => {
-      if (proc.hasExited()) {
-        // Not spawned at all: most likely not installed (Debian package redis-sentinel; infra/system/prepare.sh).
-        const how = await proc.exited.then((code) => `it exited (${code ?? proc.child.signalCode}); see ${options.dir}/sentinel.log`, (error: Error) => `it could not be started: ${error.message}`);
-        throw new GaveUp(how);
-      }
-      const info = await withClient(url, (client) => client.info('server'));
-      const pid = /^process_id:(\d+)/m.exec(info)?.[1];
-      if (Number(pid) !== proc.child.pid) throw new Error(`another server (pid ${pid}) answers on the port`);
-      if (!/^redis_mode:sentinel/m.test(info)) throw new GaveUp('it answers, but not as a sentinel');
-    }, 30000, 100, { signal: options.signal });
+    await waitFor(
+      'redis-sentinel',
+      async () => {
+        if (proc.hasExited()) {
+          // Not spawned at all: most likely not installed (Debian package redis-sentinel; infra/system/prepare.sh).
+          const how = await proc.exited.then(
+            (code) => `it exited (${code ?? proc.child.signalCode}); see ${options.dir}/sentinel.log`,
+            (error: Error) => `it could not be started: ${error.message}`,
+          );
+          throw new GaveUp(how);
+        }
+        const info = await withClient(url, (client) => client.info('server'));
+        const pid = /^process_id:(\d+)/m.exec(info)?.[1];
+        if (Number(pid) !== proc.child.pid) throw new Error(`another server (pid ${pid}) answers on the port`);
+        if (!/^redis_mode:sentinel/m.test(info)) throw new GaveUp('it answers, but not as a sentinel');
+      },
+      30000,
+      100,
+      { signal: options.signal },
+    );
   } catch (error) {
     await proc.stop('SIGKILL');
     throw error;
@@ -145,15 +154,27 @@ export async function startSentinelSet(options: SentinelSetOptions): Promise<Loc
     const primaryAt = { host: '127.0.0.1', port: Number(new URL(primary.url).port) };
     const replicas: LocalRedis[] = [];
     for (let i = 0; i < (options.replicas ?? 1); i++) {
-      const replica = await startRedis({ dir: join(options.dir, `replica-${i + 1}`), port: await freePort(), persist: false, replicaOf: primaryAt, ...signalOf(options) });
+      const replica = await startRedis({
+        dir: join(options.dir, `replica-${i + 1}`),
+        port: await freePort(),
+        persist: false,
+        replicaOf: primaryAt,
+        ...signalOf(options),
+      });
       started.push(replica);
       replicas.push(replica);
     }
     for (const replica of replicas) {
-      await waitFor('redis replica in sync', async () => {
-        const info = await withClient(replica.url, (client) => client.info('replication'));
-        if (!/^master_link_status:up/m.test(info)) throw new Error('its link to the primary is not up');
-      }, 60000, 100, signalOf(options));
+      await waitFor(
+        'redis replica in sync',
+        async () => {
+          const info = await withClient(replica.url, (client) => client.info('replication'));
+          if (!/^master_link_status:up/m.test(info)) throw new Error('its link to the primary is not up');
+        },
+        60000,
+        100,
+        signalOf(options),
+      );
     }
     const sentinels: LocalSentinel[] = [];
     for (let i = 0; i < sentinelCount; i++) {
@@ -173,16 +194,22 @@ export async function startSentinelSet(options: SentinelSetOptions): Promise<Loc
     const readyToFailOver = async (wanted: number): Promise<void> => {
       // Replicas are found through the primary's INFO, sentinels through each other's hellos.
       for (const sentinel of sentinels.filter((s) => !s.process.hasExited())) {
-        await waitFor('redis-sentinel ready to fail over', async () => {
-          await withClient(sentinel.url, async (client) => {
-            const found = (await client.call('SENTINEL', 'replicas', name)) as string[][];
-            const up = found.map(fields).filter((r) => !/disconnected|s_down|o_down/.test(r.flags ?? '') && r['master-link-status'] === 'ok');
-            if (up.length < wanted) throw new Error(`it sees ${up.length} of ${wanted} replicas in sync`);
-            const others = (await client.call('SENTINEL', 'sentinels', name)) as string[][];
-            if (others.length < sentinelCount - 1) throw new Error(`it knows ${others.length} of ${sentinelCount - 1} other sentinels`);
-            await client.call('SENTINEL', 'ckquorum', name); // rejects while quorum or majority cannot be reached
-          });
-        }, 60000, 200, signalOf(options));
+        await waitFor(
+          'redis-sentinel ready to fail over',
+          async () => {
+            await withClient(sentinel.url, async (client) => {
+              const found = (await client.call('SENTINEL', 'replicas', name)) as string[][];
+              const up = found.map(fields).filter((r) => !/disconnected|s_down|o_down/.test(r.flags ?? '') && r['master-link-status'] === 'ok');
+              if (up.length < wanted) throw new Error(`it sees ${up.length} of ${wanted} replicas in sync`);
+              const others = (await client.call('SENTINEL', 'sentinels', name)) as string[][];
+              if (others.length < sentinelCount - 1) throw new Error(`it knows ${others.length} of ${sentinelCount - 1} other sentinels`);
+              await client.call('SENTINEL', 'ckquorum', name); // rejects while quorum or majority cannot be reached
+            });
+          },
+          60000,
+          200,
+          signalOf(options),
+        );
       }
     };
     await readyToFailOver(replicas.length);

@@ -48,22 +48,40 @@ export async function startRedis(options: RedisServerOptions): Promise<LocalRedi
   const proc = startProcess(
     'redis-server',
     [
-      '--bind', '127.0.0.1', '--port', String(options.port), '--dir', options.dir,
-      ...persistence, '--maxmemory-policy', 'noeviction',
-      '--daemonize', 'no', '--protected-mode', 'yes', '--logfile', join(options.dir, 'redis.log'),
+      '--bind',
+      '127.0.0.1',
+      '--port',
+      String(options.port),
+      '--dir',
+      options.dir,
+      ...persistence,
+      '--maxmemory-policy',
+      'noeviction',
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'yes',
+      '--logfile',
+      join(options.dir, 'redis.log'),
       ...(options.replicaOf ? ['--replicaof', options.replicaOf.host, String(options.replicaOf.port)] : []),
     ],
     { stdio: ['ignore', 'ignore', 'inherit'], detached: options.detached ?? false },
   );
   const url = `redis://127.0.0.1:${options.port}`;
   try {
-    await waitFor('redis-server', async () => {
-      if (proc.hasExited()) throw new GaveUp(`it exited (${proc.child.exitCode ?? proc.child.signalCode}); see ${options.dir}/redis.log`);
-      // This server, not another one on the port (a probe answered by it would be a false start).
-      const info = await withClient(url, (client) => client.info('server'));
-      const pid = /^process_id:(\d+)/m.exec(info)?.[1];
-      if (Number(pid) !== proc.child.pid) throw new Error(`another redis-server (pid ${pid}) answers on the port`);
-    }, 30000, 100, { signal: options.signal });
+    await waitFor(
+      'redis-server',
+      async () => {
+        if (proc.hasExited()) throw new GaveUp(`it exited (${proc.child.exitCode ?? proc.child.signalCode}); see ${options.dir}/redis.log`);
+        // This server, not another one on the port (a probe answered by it would be a false start).
+        const info = await withClient(url, (client) => client.info('server'));
+        const pid = /^process_id:(\d+)/m.exec(info)?.[1];
+        if (Number(pid) !== proc.child.pid) throw new Error(`another redis-server (pid ${pid}) answers on the port`);
+      },
+      30000,
+      100,
+      { signal: options.signal },
+    );
     if (upgrade) await switchOnAof(url, options);
   } catch (error) {
     await proc.stop('SIGKILL');
@@ -75,14 +93,20 @@ export async function startRedis(options: RedisServerOptions): Promise<LocalRedi
 /** `CONFIG SET appendonly yes`, then waits for the rewrite that writes the AOF's base to end. */
 async function switchOnAof(url: string, options: RedisServerOptions): Promise<void> {
   await withClient(url, (client) => client.config('SET', 'appendonly', 'yes'));
-  await waitFor('redis append-only file', async () => {
-    const info = await withClient(url, (client) => client.info('persistence'));
-    const field = (name: string): string | undefined => new RegExp(`^${name}:(\\S+)`, 'm').exec(info)?.[1];
-    if (field('aof_last_bgrewrite_status') === 'err') throw new GaveUp(`the AOF rewrite failed; see ${options.dir}/redis.log`);
-    if (field('aof_enabled') !== '1' || field('aof_rewrite_in_progress') !== '0' || field('aof_rewrite_scheduled') !== '0') {
-      throw new Error('the AOF is still being written');
-    }
-  }, 120000, 100, { signal: options.signal });
+  await waitFor(
+    'redis append-only file',
+    async () => {
+      const info = await withClient(url, (client) => client.info('persistence'));
+      const field = (name: string): string | undefined => new RegExp(`^${name}:(\\S+)`, 'm').exec(info)?.[1];
+      if (field('aof_last_bgrewrite_status') === 'err') throw new GaveUp(`the AOF rewrite failed; see ${options.dir}/redis.log`);
+      if (field('aof_enabled') !== '1' || field('aof_rewrite_in_progress') !== '0' || field('aof_rewrite_scheduled') !== '0') {
+        throw new Error('the AOF is still being written');
+      }
+    },
+    120000,
+    100,
+    { signal: options.signal },
+  );
 }
 
 /** Runs `use` on a connection of its own to `url` (one attempt, no retries), closed afterwards. */

@@ -48,13 +48,19 @@ export async function startRegistry(options: {
   // An empty environment: REGISTRY_* variables would override the file, which must say it all.
   const proc = startProcess(BINARY, ['serve', configFile], { logFile, env: {}, detached: options.detached ?? false });
   const url = `http://127.0.0.1:${options.port}`;
-  await waitFor('docker-registry', async () => {
-    if (proc.hasExited()) throw new GaveUp(`it exited (${proc.child.exitCode ?? proc.child.signalCode}); see ${logFile}`);
-    const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) });
-    await response.body?.cancel();
-    // 401 is a ready registry that wants credentials.
-    if (response.status !== 200 && response.status !== 401) throw new Error(`GET /v2/ answered ${response.status}`);
-  }, 30000, 100, { signal: options.signal }).catch(async (error: unknown) => {
+  await waitFor(
+    'docker-registry',
+    async () => {
+      if (proc.hasExited()) throw new GaveUp(`it exited (${proc.child.exitCode ?? proc.child.signalCode}); see ${logFile}`);
+      const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) });
+      await response.body?.cancel();
+      // 401 is a ready registry that wants credentials.
+      if (response.status !== 200 && response.status !== 401) throw new Error(`GET /v2/ answered ${response.status}`);
+    },
+    30000,
+    100,
+    { signal: options.signal },
+  ).catch(async (error: unknown) => {
     await proc.stop('SIGKILL');
     throw error;
   });

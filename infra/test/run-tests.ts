@@ -15,7 +15,10 @@ import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
 
 const root = await mkdtemp(join(tmpdir(), 'skiff-test-'));
 /** Marks this run's workers (w-<run>...), so the leak check sees only what this run made. */
-const run = `r${root.slice(-4).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
+const run = `r${root
+  .slice(-4)
+  .toLowerCase()
+  .replace(/[^a-z0-9]/g, 'x')}`;
 // PostgreSQL runs as the postgres user and must reach its directory below this one.
 await chmod(root, 0o755);
 const files = process.argv.slice(2);
@@ -23,7 +26,9 @@ console.log(`skiff tests: state in ${root}`);
 const started = performance.now();
 const services = await startScratchServices(root, createLogger('test-runner', 'warn'));
 console.log(`skiff tests: redis ${services.redisUrl}, postgres ${services.databaseUrl}, registry ${services.registryUrl}`);
-console.log(`skiff tests: runtime images ${services.published.map((p) => p.runtime).join(', ')} published (${Math.round(performance.now() - started)} ms for all services)`);
+console.log(
+  `skiff tests: runtime images ${services.published.map((p) => p.runtime).join(', ')} published (${Math.round(performance.now() - started)} ms for all services)`,
+);
 
 let code = 1;
 try {

@@ -96,7 +96,12 @@ function runFile(file: string): Promise<FileResult> {
       if (settled) return;
       settled = true;
       // tap's summary of the file: "# { total: 10, pass: 9, fail: 1, skip: 2 }"
-      const summary = /^# \{ total: (\d+)(.*)\}$/m.exec(output.split('\n').filter((line) => line.startsWith('# { total')).at(-1) ?? '');
+      const summary = /^# \{ total: (\d+)(.*)\}$/m.exec(
+        output
+          .split('\n')
+          .filter((line) => line.startsWith('# { total'))
+          .at(-1) ?? '',
+      );
       const count = (key: string): number => Number(new RegExp(`${key}: (\\d+)`).exec(summary?.[2] ?? '')?.[1] ?? 0);
       const total = Number(summary?.[1] ?? 0);
       const fail = summary ? count('fail') : 1;

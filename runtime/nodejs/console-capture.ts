@@ -16,11 +16,7 @@ export type LogSink = (id: string, stream: 'stdout' | 'stderr', text: string) =>
 const STDOUT_METHODS = ['log', 'info', 'debug'] as const;
 const STDERR_METHODS = ['warn', 'error', 'trace'] as const;
 
-export function captureConsole(
-  sink: LogSink,
-  maxBytesPerInvocation: number,
-  maxLineBytes: () => number,
-): { forget(id: string): void } {
+export function captureConsole(sink: LogSink, maxBytesPerInvocation: number, maxLineBytes: () => number): { forget(id: string): void } {
   const used = new Map<string, number>();
   const emit = (stream: 'stdout' | 'stderr', original: (...args: unknown[]) => void, args: unknown[]): void => {
     const id = invocationScope.getStore();

@@ -7,11 +7,7 @@ import type { Callback, Handler, LambdaContext } from './context.js';
 export type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    (typeof value === 'object' || typeof value === 'function') &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
 
 /**
@@ -19,11 +15,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
  * callback) are ignored, as on Lambda. A plain return value that is not a thenable is NOT a
  * result: such handlers answer through the callback, and until they do the invocation is pending.
  */
-export function runHandler(
-  handler: Handler,
-  event: unknown,
-  makeContext: (complete: Callback) => LambdaContext,
-): Promise<Outcome> {
+export function runHandler(handler: Handler, event: unknown, makeContext: (complete: Callback) => LambdaContext): Promise<Outcome> {
   return new Promise((resolve) => {
     let settled = false;
     const finish = (outcome: Outcome): void => {
@@ -31,8 +23,7 @@ export function runHandler(
       settled = true;
       resolve(outcome);
     };
-    const complete: Callback = (error, value) =>
-      finish(error === undefined || error === null ? { ok: true, value } : { ok: false, error });
+    const complete: Callback = (error, value) => finish(error === undefined || error === null ? { ok: true, value } : { ok: false, error });
 
     let returned: unknown;
     try {

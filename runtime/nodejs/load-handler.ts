@@ -46,13 +46,13 @@ export function resolveModuleBase(taskRoot: string, modulePath: string): string 
 async function findModuleFile(base: string, modulePath: string): Promise<string> {
   for (const extension of MODULE_EXTENSIONS) {
     const file = base + extension;
-    const found = await stat(file).then((s) => s.isFile(), () => false);
+    const found = await stat(file).then(
+      (s) => s.isFile(),
+      () => false,
+    );
     if (found) return file;
   }
-  throw runtimeError(
-    'Runtime.ImportModuleError',
-    `Cannot find module '${modulePath}' (tried ${MODULE_EXTENSIONS.join(', ')} in the task root)`,
-  );
+  throw runtimeError('Runtime.ImportModuleError', `Cannot find module '${modulePath}' (tried ${MODULE_EXTENSIONS.join(', ')} in the task root)`);
 }
 
 /** Import failures keep the user's error, except a missing dependency, which Lambda names specially. */

@@ -25,9 +25,9 @@ t.test('accepted async calls are kept', async (t) => {
   const record = async (id: string): Promise<{ status: string; result?: unknown; error?: { code: string } }> =>
     (await (await fetch(`${platform.url}/v1/invocations/${id}`, { headers: platform.auth })).json()) as { status: string };
   const runs = async (fn: string, id: string): Promise<number> =>
-    ((await (await fetch(`${platform.url}/v1/functions/${fn}/logs?invocation=${id}`, { headers: platform.auth })).json()) as { lines: Array<{ text: string }> }).lines.filter((l) =>
-      l.text.startsWith('ran'),
-    ).length;
+    (
+      (await (await fetch(`${platform.url}/v1/functions/${fn}/logs?invocation=${id}`, { headers: platform.auth })).json()) as { lines: Array<{ text: string }> }
+    ).lines.filter((l) => l.text.startsWith('ran')).length;
   const submit = async (fn: string, event: unknown, headers: Record<string, string> = {}): Promise<{ status: number; id: string; replayed: string | null }> => {
     const res = await api.invoke(fn, event, { ...async, ...headers });
     const body = (await res.json()) as { id: string };
@@ -80,7 +80,7 @@ t.test('accepted async calls are kept', async (t) => {
     for (const [n, id] of ids.entries()) t.match(await record(id), { status: 'succeeded', result: 10 + n }, 'with its own event');
     t.ok(Number(await redis.hget(keys.reconciled, 'requeued')) >= 3, 'the reconciler queued them again (counted in Redis)');
     const metrics = await (await fetch(`${platform.url}/metrics`, { headers: platform.auth })).text();
-    t.match(metrics, /skiff_reconciled_total\{kind="requeued"\} ([3-9]|\d{2,})\n/, 'and shown on the gateway\'s /metrics');
+    t.match(metrics, /skiff_reconciled_total\{kind="requeued"\} ([3-9]|\d{2,})\n/, "and shown on the gateway's /metrics");
     for (const id of ids) {
       await eventually(async () => (await runs('tally', id)) >= 1, 10_000);
       t.equal(await runs('tally', id), 1, 'each ran once');
@@ -88,10 +88,17 @@ t.test('accepted async calls are kept', async (t) => {
   });
 
   t.test('maximumRetryAttempts 0: a failing async call is dead-lettered after one attempt', async (t) => {
-    const res = await api.deploy({ name: 'once', maximumRetryAttempts: 0, maximumEventAgeSeconds: 60 }, { 'index.js': 'exports.handler = async () => { console.log("ran"); throw new Error("no"); };' });
+    const res = await api.deploy(
+      { name: 'once', maximumRetryAttempts: 0, maximumEventAgeSeconds: 60 },
+      { 'index.js': 'exports.handler = async () => { console.log("ran"); throw new Error("no"); };' },
+    );
     t.equal(res.status, 201);
     t.match(await res.json(), { maximumRetryAttempts: 0, maximumEventAgeSeconds: 60 }, 'the settings are shown');
-    t.equal((await api.deploy({ name: 'bad', maximumEventAgeSeconds: 10 }, { 'index.js': 'exports.handler = async () => 1;' })).status, 400, 'maximumEventAgeSeconds is 60 to 21600');
+    t.equal(
+      (await api.deploy({ name: 'bad', maximumEventAgeSeconds: 10 }, { 'index.js': 'exports.handler = async () => 1;' })).status,
+      400,
+      'maximumEventAgeSeconds is 60 to 21600',
+    );
     const { id } = await submit('once', null);
     t.ok(await eventually(async () => (await record(id)).status === 'failed', 30_000));
     // The record says `failed` a moment before the dead letter is written (infra/calls/async-calls.ts).

@@ -13,7 +13,10 @@ t.test('failures are retried, dead-lettered, and re-driven', async (t) => {
   const record = async (id: string): Promise<{ status: string; result?: unknown; error?: { code: string; message: string } }> =>
     (await (await fetch(`${platform.url}/v1/invocations/${id}`, { headers: platform.auth })).json()) as { status: string };
 
-  await api.deploy({ name: 'flaky' }, { 'index.js': 'exports.handler = async (e) => { console.log("attempt for", e.order); throw new Error("down for maintenance"); };' });
+  await api.deploy(
+    { name: 'flaky' },
+    { 'index.js': 'exports.handler = async (e) => { console.log("attempt for", e.order); throw new Error("down for maintenance"); };' },
+  );
   const res = await api.invoke('flaky', { order: 7 }, { 'x-skiff-invocation-type': 'async' });
   t.equal(res.status, 202);
   const { id } = (await res.json()) as { id: string };
@@ -21,9 +24,9 @@ t.test('failures are retried, dead-lettered, and re-driven', async (t) => {
   t.match(await record(id), { status: 'failed', error: { code: 'FunctionError', message: 'down for maintenance' } });
 
   const attempts = async (): Promise<number> =>
-    ((await (await fetch(`${platform.url}/v1/functions/flaky/logs?invocation=${id}`, { headers: platform.auth })).json()) as { lines: Array<{ text: string }> }).lines.filter(
-      (l) => l.text === 'attempt for 7',
-    ).length;
+    (
+      (await (await fetch(`${platform.url}/v1/functions/flaky/logs?invocation=${id}`, { headers: platform.auth })).json()) as { lines: Array<{ text: string }> }
+    ).lines.filter((l) => l.text === 'attempt for 7').length;
   await eventually(async () => (await attempts()) >= 3, 5000);
   t.equal(await attempts(), 3, 'it ran three times: the call and two retries');
 

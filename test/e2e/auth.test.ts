@@ -14,7 +14,13 @@ t.teardown(() => platform?.stop());
 const api = client(() => platform);
 
 t.test('management needs a valid key; calls by URL do not', async (t) => {
-  for (const [method, path] of [['GET', '/v1/functions'], ['POST', '/v1/functions'], ['DELETE', '/v1/functions/x'], ['GET', '/v1/keys'], ['GET', '/v1/functions/x/logs']]) {
+  for (const [method, path] of [
+    ['GET', '/v1/functions'],
+    ['POST', '/v1/functions'],
+    ['DELETE', '/v1/functions/x'],
+    ['GET', '/v1/keys'],
+    ['GET', '/v1/functions/x/logs'],
+  ]) {
     const none = await fetch(`${platform.url}${path}`, { method });
     t.equal(none.status, 401, `${method} ${path} without a key: 401`);
     t.match(await none.json(), { error: { code: 'Unauthorized' } });

@@ -58,7 +58,11 @@ const SIZED = "exports.handler = async (e) => 'x'.repeat(Math.round(e.mib * 1024
 
 t.test("a 40 MiB result answers 502 FunctionResponseTooLarge, and another tenant's 20 calls made meanwhile all answer 200", async (t) => {
   for (const name of ['big-results', 'bystander']) {
-    const made = await fetch(`${platform.url}/v1/tenants`, { method: 'POST', headers: { ...platform.auth, 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+    const made = await fetch(`${platform.url}/v1/tenants`, {
+      method: 'POST',
+      headers: { ...platform.auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ name }),
+    });
     t.equal(made.status, 201, `tenant ${name}`);
   }
   await deploy(t, { name: 'big', memoryMb: 512, tenant: 'big-results' }, SIZED);
@@ -85,8 +89,16 @@ t.test("a 40 MiB result answers 502 FunctionResponseTooLarge, and another tenant
   t.equal(refused.status, 502, 'the 40 MiB result is refused');
   t.equal(refused.body.error.code, 'FunctionResponseTooLarge');
   t.match(refused.body.error.message, /41943042 bytes.*6291456 bytes/, 'the message names the size and the limit');
-  t.same(answers.map((a) => a.status), Array(20).fill(200), "every call of the other tenant made meanwhile answers 200");
-  t.same(answers.map((a) => a.body.n).sort((a, b) => a - b), Array.from({ length: 20 }, (_, n) => n), 'each with its own answer');
+  t.same(
+    answers.map((a) => a.status),
+    Array(20).fill(200),
+    'every call of the other tenant made meanwhile answers 200',
+  );
+  t.same(
+    answers.map((a) => a.body.n).sort((a, b) => a - b),
+    Array.from({ length: 20 }, (_, n) => n),
+    'each with its own answer',
+  );
   t.equal((await invoke('big', { mib: 0.001 })).status, 200, 'the instance that refused the result still serves');
   t.comment(`figures: 40 MiB result refused after ${bigMs.toFixed(0)} ms; the 20 calls made meanwhile answered within ${Math.max(...quickMs).toFixed(0)} ms`);
 });
@@ -165,9 +177,17 @@ t.test('a function writing an endless line is stopped with a clear error; memory
     const id = res.headers.get('x-skiff-invocation-id') ?? '';
     const limit = platform.config.worker.logLineLimitBytes;
     const lines = async (): Promise<Array<{ text: string }>> =>
-      ((await (await fetch(`${platform.url}/v1/functions/huge-log/logs?invocation=${id}`, { headers: platform.auth })).json()) as { lines: Array<{ text: string }> }).lines;
+      (
+        (await (await fetch(`${platform.url}/v1/functions/huge-log/logs?invocation=${id}`, { headers: platform.auth })).json()) as {
+          lines: Array<{ text: string }>;
+        }
+      ).lines;
     t.ok(await eventually(async () => (await lines()).length > 0), 'its line is stored');
-    t.same((await lines()).map((l) => l.text), [`${'h'.repeat(limit)}${cutMarker(limit)}`], 'cut at the line limit, with the marker');
+    t.same(
+      (await lines()).map((l) => l.text),
+      [`${'h'.repeat(limit)}${cutMarker(limit)}`],
+      'cut at the line limit, with the marker',
+    );
   });
 
   await t.test('more than 1 GiB of output in long lines is read and cut, with memory flat', async (t) => {

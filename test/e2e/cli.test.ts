@@ -93,7 +93,10 @@ async function appDirectory(dir: string): Promise<void> {
   await mkdir(join(dir, '.git'), { recursive: true });
   await writeFile(join(dir, 'app.js'), APP);
   await writeFile(join(dir, 'skiff.json'), JSON.stringify({ handler: 'app.handler', memoryMb: 192, env: { GREETING: 'hello', WHERE: 'manifest' } }));
-  await writeFile(join(dir, 'node_modules', 'tiny-shout', 'package.json'), JSON.stringify({ name: 'tiny-shout', version: '1.0.0', main: 'index.js', bin: 'cli.js' }));
+  await writeFile(
+    join(dir, 'node_modules', 'tiny-shout', 'package.json'),
+    JSON.stringify({ name: 'tiny-shout', version: '1.0.0', main: 'index.js', bin: 'cli.js' }),
+  );
   await writeFile(join(dir, 'node_modules', 'tiny-shout', 'index.js'), "module.exports = (text) => String(text).toUpperCase() + '!';\n");
   await writeFile(join(dir, 'node_modules', 'tiny-shout', 'cli.js'), "#!/usr/bin/env node\nconsole.log(require('./')(process.argv[2]));\n", { mode: 0o755 });
   await symlink('../tiny-shout/cli.js', join(dir, 'node_modules', '.bin', 'tiny-shout'));
@@ -154,7 +157,11 @@ t.test('deploy: skiff.json gives defaults, flags win, the name is the directory,
 t.test('invoke: --data as JSON, @file and @- (stdin); --json prints one line', async (t) => {
   const direct = await skiff(['invoke', 'cli-app', '--data', '{"who":"cli"}']);
   t.equal(direct.code, 0, direct.stderr);
-  t.same(JSON.parse(direct.stdout), { greeting: 'HELLO, CLI!', where: 'flag', stage: 'test', git: false, binIsLink: true }, 'the handler required its node_modules package; .git was left out; .bin stayed a symlink');
+  t.same(
+    JSON.parse(direct.stdout),
+    { greeting: 'HELLO, CLI!', where: 'flag', stage: 'test', git: false, binIsLink: true },
+    'the handler required its node_modules package; .git was left out; .bin stayed a symlink',
+  );
 
   await writeFile(join(work, 'event.json'), '{"who":"file"}');
   const fromFile = await skiff(['invoke', 'cli-app', '--data', '@event.json']);
@@ -215,7 +222,10 @@ t.test('ls and info, for people and with --json', async (t) => {
   const listed = await skiff(['ls', '--json']);
   t.equal(listed.code, 0, listed.stderr);
   const { functions } = JSON.parse(listed.stdout) as { functions: Described[] };
-  t.match(functions.find((f) => f.name === 'cli-app'), { version: 1, memoryMb: 256, url: `${platform.fnUrl}/fn/cli-app` });
+  t.match(
+    functions.find((f) => f.name === 'cli-app'),
+    { version: 1, memoryMb: 256, url: `${platform.fnUrl}/fn/cli-app` },
+  );
 
   const info = await skiff(['info', 'cli-app']);
   t.equal(info.code, 0, info.stderr);
@@ -244,7 +254,11 @@ t.test('versions lists them newest first; rollback makes one current again and c
   t.match(table.stdout, /^VERSION\s+CURRENT\s+RUNTIME\s+HANDLER\s+MEMORY\s+TIMEOUT\s+AUTH\s+IMAGE\s+DEPLOYED$/m);
   const rows = table.stdout.trim().split('\n').slice(1);
   t.equal(rows.length, 2, 'two versions');
-  t.match(rows[0], new RegExp(`^2\\s+\\*\\s+nodejs20\\s+app\\.handler\\s+192 MB\\s+30000 ms\\s+none\\s+${firstImage.split('@sha256:')[1]?.slice(0, 12)}\\s+\\d{4}-`), 'version 2 first, current');
+  t.match(
+    rows[0],
+    new RegExp(`^2\\s+\\*\\s+nodejs20\\s+app\\.handler\\s+192 MB\\s+30000 ms\\s+none\\s+${firstImage.split('@sha256:')[1]?.slice(0, 12)}\\s+\\d{4}-`),
+    'version 2 first, current',
+  );
   t.match(rows[1], /^1\s+nodejs20\s+app\.handler\s+256 MB\s/, 'then version 1, not current');
 
   const back = await skiff(['rollback', 'cli-app', '1']);
@@ -258,7 +272,14 @@ t.test('versions lists them newest first; rollback makes one current again and c
   const listed = await skiff(['versions', 'cli-app', '--json']);
   t.equal(listed.code, 0, listed.stderr);
   const { versions } = JSON.parse(listed.stdout) as { versions: { version: number; current: boolean; memoryMb: number }[] };
-  t.same(versions.map((v) => [v.version, v.current, v.memoryMb]), [[2, false, 192], [1, true, 256]], 'no new version; 1 is current');
+  t.same(
+    versions.map((v) => [v.version, v.current, v.memoryMb]),
+    [
+      [2, false, 192],
+      [1, true, 256],
+    ],
+    'no new version; 1 is current',
+  );
 
   const missing = await skiff(['rollback', 'cli-app', '9']);
   t.equal(missing.code, 1);
@@ -317,7 +338,10 @@ t.test('deploy --auth key: calls need a key; info says so', async (t) => {
 t.test('logs: of one invocation, with --json, and followed as lines arrive', async (t) => {
   const dir = join(work, 'talker');
   await mkdir(dir);
-  await writeFile(join(dir, 'index.js'), 'console.log("loaded");\nexports.handler = async (e) => { console.log("said", e.n); console.error("warned", e.n); return e.n; };');
+  await writeFile(
+    join(dir, 'index.js'),
+    'console.log("loaded");\nexports.handler = async (e) => { console.log("said", e.n); console.error("warned", e.n); return e.n; };',
+  );
   t.equal((await skiff(['deploy', dir, '--quiet'])).code, 0);
 
   const invoked = await skiff(['invoke', 'talker', '--data', '{"n":1}']);
@@ -342,8 +366,18 @@ t.test('logs: of one invocation, with --json, and followed as lines arrive', asy
   t.match(all.stdout, /^\S+Z \[-\] stdout loaded$/m, 'output made while loading has no invocation');
   const json = await skiff(['logs', 'talker', '--json', '--invocation', id]);
   t.equal(json.code, 0, json.stderr);
-  const parsed = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { invocationId: string; stream: string; text: string; version: number });
-  t.same(parsed.map((l) => [l.invocationId, l.stream, l.text]), [[id, 'stdout', 'said 1'], [id, 'stderr', 'warned 1']], '--json: one object a line');
+  const parsed = json.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { invocationId: string; stream: string; text: string; version: number });
+  t.same(
+    parsed.map((l) => [l.invocationId, l.stream, l.text]),
+    [
+      [id, 'stdout', 'said 1'],
+      [id, 'stderr', 'warned 1'],
+    ],
+    '--json: one object a line',
+  );
   t.equal(parsed[0]?.version, 1);
   const since = await skiff(['logs', 'talker', '--since', String(Date.now() + 60_000)]);
   t.equal(since.stdout, '', '--since the future: nothing');
@@ -372,7 +406,14 @@ t.test('logs: of one invocation, with --json, and followed as lines arrive', asy
 t.test('logs --limit N: the newest N lines', async (t) => {
   const run = await skiff(['logs', 'talker', '--json', '--limit', '2']);
   t.equal(run.code, 0, run.stderr);
-  t.same(run.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { text: string }).text), ['said 2', 'warned 2'], 'the newest two');
+  t.same(
+    run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { text: string }).text),
+    ['said 2', 'warned 2'],
+    'the newest two',
+  );
 });
 
 t.test('workers lists the fleet; cordon and uncordon set the order; drain of an unknown worker is NotFound', async (t) => {
@@ -380,7 +421,10 @@ t.test('workers lists the fleet; cordon and uncordon set the order; drain of an 
   const table = await skiff(['workers']);
   t.equal(table.code, 0, table.stderr);
   t.match(table.stdout, /^ID\s+STATE\s+ORDER\s+ALIVE\s+MEMORY\s+IDLE\s+BUSY\s+POOL\s+HEARTBEAT$/m);
-  t.match(table.stdout, new RegExp(`^${id}\\s+active\\s+-\\s+yes\\s+\\d+/4096 MB\\s+\\d+\\s+\\d+\\s+([a-z0-9.]+:\\d+(,[a-z0-9.]+:\\d+)*|-)\\s+\\d+(\\.\\d+)? m?s ago$`, 'm'));
+  t.match(
+    table.stdout,
+    new RegExp(`^${id}\\s+active\\s+-\\s+yes\\s+\\d+/4096 MB\\s+\\d+\\s+\\d+\\s+([a-z0-9.]+:\\d+(,[a-z0-9.]+:\\d+)*|-)\\s+\\d+(\\.\\d+)? m?s ago$`, 'm'),
+  );
   const json = await skiff(['workers', '--json']);
   t.equal(json.code, 0, json.stderr);
   t.match((JSON.parse(json.stdout) as { workers: { id: string }[] }).workers, [{ id, state: 'active', alive: true, capacityMb: 4096, order: null }]);
@@ -395,14 +439,22 @@ t.test('workers lists the fleet; cordon and uncordon set the order; drain of an 
     t.equal(cordoned.stdout.trim(), `cordoned ${id}: it takes no new calls`);
     t.equal((await orders())[id], 'cordoned', 'the gateway has the order');
     t.match((await skiff(['workers'])).stdout, new RegExp(`^${id}\\s+\\S+\\s+cordoned\\s`, 'm'));
-    t.ok(await eventually(async () => new RegExp(`^${id}\\s+cordoned\\s+cordoned\\s`, 'm').test((await skiff(['workers'])).stdout), 5000), 'the worker reports itself cordoned');
+    t.ok(
+      await eventually(async () => new RegExp(`^${id}\\s+cordoned\\s+cordoned\\s`, 'm').test((await skiff(['workers'])).stdout), 5000),
+      'the worker reports itself cordoned',
+    );
   } finally {
     const uncordoned = await skiff(['uncordon', id, '--json']);
     t.equal(uncordoned.code, 0, uncordoned.stderr);
     t.same(JSON.parse(uncordoned.stdout), { id, order: null });
   }
   t.equal((await orders())[id], null, 'the order is lifted');
-  t.ok(await eventually(async () => (JSON.parse((await skiff(['workers', '--json'])).stdout) as { workers: { state: string }[] }).workers[0]?.state === 'active', 5000));
+  t.ok(
+    await eventually(
+      async () => (JSON.parse((await skiff(['workers', '--json'])).stdout) as { workers: { state: string }[] }).workers[0]?.state === 'active',
+      5000,
+    ),
+  );
   t.equal((await skiff(['invoke', 'talker', '--data', '{"n":3}'])).code, 0, 'calls run again');
 
   const unknown = await skiff(['drain', 'no-such-worker']);
@@ -488,7 +540,25 @@ t.test('usage errors exit 2 before anything is sent; --help exits 0', async (t) 
   t.equal(typo.code, 2);
   t.match(typo.stderr, /skiff\.json: unknown field "memory"/);
 
-  const commands = ['deploy', 'invoke', 'url', 'ls', 'info', 'versions', 'rollback', 'rm', 'logs', 'whoami', 'tenants', 'keys', 'audit', 'workers', 'cordon', 'uncordon', 'drain'];
+  const commands = [
+    'deploy',
+    'invoke',
+    'url',
+    'ls',
+    'info',
+    'versions',
+    'rollback',
+    'rm',
+    'logs',
+    'whoami',
+    'tenants',
+    'keys',
+    'audit',
+    'workers',
+    'cordon',
+    'uncordon',
+    'drain',
+  ];
   const helps = await Promise.all(commands.map((command) => skiff([command, '--help'], { gateway: false })));
   for (const [i, command] of commands.entries()) {
     const help = helps[i] as Run;
@@ -536,8 +606,16 @@ t.test('tenants, keys, whoami and audit: an admin makes a tenant and its keys; e
   t.match(listed.stdout, /^default\s+\d+\/\d+\s/m);
   const changed = await skiff(['tenants', 'set', 'cli-acme', '--max-functions', 'default', '--max-instances', '7', '--json']);
   t.equal(changed.code, 0, changed.stderr);
-  t.same((JSON.parse(changed.stdout) as { ownQuotas: unknown }).ownQuotas, { callsPerSecond: 20, maxInstances: 7 }, '"default" gives a quota back to the default');
-  t.match(JSON.parse((await skiff(['tenants', 'show', 'cli-acme', '--json'])).stdout), { name: 'cli-acme', functions: 0, quotas: { maxInstances: 7, callsPerSecond: 20 } });
+  t.same(
+    (JSON.parse(changed.stdout) as { ownQuotas: unknown }).ownQuotas,
+    { callsPerSecond: 20, maxInstances: 7 },
+    '"default" gives a quota back to the default',
+  );
+  t.match(JSON.parse((await skiff(['tenants', 'show', 'cli-acme', '--json'])).stdout), {
+    name: 'cli-acme',
+    functions: 0,
+    quotas: { maxInstances: 7, callsPerSecond: 20 },
+  });
   const twice = await skiff(['tenants', 'create', 'cli-acme']);
   t.equal(twice.code, 1);
   t.match(twice.stderr, /^error: Conflict: tenant cli-acme exists already/m);
@@ -555,7 +633,9 @@ t.test('tenants, keys, whoami and audit: an admin makes a tenant and its keys; e
   t.match(loud.stdout, /^created key ([A-Za-z0-9]+) \(owner of tenant cli-acme\)$/m);
   t.match(loud.stderr, /shown only this once/, 'and that it is not shown again');
   const ownerId = /^created key ([A-Za-z0-9]+)/m.exec(loud.stdout)?.[1] ?? '';
-  const viewer = JSON.parse((await skiff(['keys', 'create', '--name', 'cli viewer', '--tenant', 'cli-acme', '--role', 'viewer', '--function', 'cli-tenant-app', '--json'])).stdout) as {
+  const viewer = JSON.parse(
+    (await skiff(['keys', 'create', '--name', 'cli viewer', '--tenant', 'cli-acme', '--role', 'viewer', '--function', 'cli-tenant-app', '--json'])).stdout,
+  ) as {
     key: string;
     functions: string[];
     expiresAt: string | null;
@@ -578,11 +658,27 @@ t.test('tenants, keys, whoami and audit: an admin makes a tenant and its keys; e
   t.match(adminList.stdout, /^locked\s+default\s+/m, "and the default tenant's functions");
   const filtered = await skiff(['ls', '--tenant', 'cli-acme']);
   t.equal(filtered.code, 0, filtered.stderr);
-  t.same(filtered.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]), ['cli-tenant-app'], '--tenant: that tenant only');
+  t.same(
+    filtered.stdout
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(/\s+/)[0]),
+    ['cli-tenant-app'],
+    '--tenant: that tenant only',
+  );
   const devList = await skiffAs(developer, ['ls']);
   t.equal(devList.code, 0, devList.stderr);
   t.match(devList.stdout, /^NAME\s+VERSION\s+RUNTIME/m, 'a tenant key: no TENANT column');
-  t.same(devList.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0]), ['cli-tenant-app'], "its own tenant's functions only");
+  t.same(
+    devList.stdout
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(/\s+/)[0]),
+    ['cli-tenant-app'],
+    "its own tenant's functions only",
+  );
 
   // Roles that may not: 403 Forbidden, naming the role, with a hint.
   const devTenants = await skiffAs(developer, ['tenants']);
@@ -626,15 +722,28 @@ t.test('tenants, keys, whoami and audit: an admin makes a tenant and its keys; e
   const trail = await skiff(['audit', '--tenant', 'cli-acme', '--json']);
   t.equal(trail.code, 0, trail.stderr);
   const events = (JSON.parse(trail.stdout) as { events: { action: string; target: string; keyId: string; tenant: string }[] }).events;
-  t.ok(events.every((e) => e.tenant === 'cli-acme'), "--tenant: that tenant's events");
-  t.match(events.find((e) => e.action === 'tenant.create'), { target: 'cli-acme', keyId: platform.keyId });
-  t.match(events.find((e) => e.action === 'function.deploy'), { target: 'cli-tenant-app' });
+  t.ok(
+    events.every((e) => e.tenant === 'cli-acme'),
+    "--tenant: that tenant's events",
+  );
+  t.match(
+    events.find((e) => e.action === 'tenant.create'),
+    { target: 'cli-acme', keyId: platform.keyId },
+  );
+  t.match(
+    events.find((e) => e.action === 'function.deploy'),
+    { target: 'cli-tenant-app' },
+  );
   t.equal(events.filter((e) => e.action === 'key.create').length, 3);
   t.not(events.find((e) => e.action === 'function.deploy')?.keyId, platform.keyId, 'the deploy was the developer key');
   const trailTable = await skiffAs(owner, ['audit', '--limit', '2']);
   t.equal(trailTable.code, 0, trailTable.stderr);
   t.match(trailTable.stdout, /^ID\s+AT\s+TENANT\s+KEY\s+ACTION\s+TARGET\s+DETAIL$/m);
-  t.match(trailTable.stdout, /^\d+\s+\d{4}-\S+ \S+Z\s+cli-acme\s+\S+\s+function\.deploy\s+cli-tenant-app\s+.*\bversion=1\b/m, 'newest first, for the owner too');
+  t.match(
+    trailTable.stdout,
+    /^\d+\s+\d{4}-\S+ \S+Z\s+cli-acme\s+\S+\s+function\.deploy\s+cli-tenant-app\s+.*\bversion=1\b/m,
+    'newest first, for the owner too',
+  );
   t.match(trailTable.stdout, /\bimage=skiff\/functions\/cli-tenant-app@sha256:[0-9a-f]{64}\b/, 'the detail as key=value');
   t.equal(trailTable.stdout.trim().split('\n').length, 3, '--limit 2: two events');
   const devAudit = await skiffAs(developer, ['audit']);

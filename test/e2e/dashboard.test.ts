@@ -22,7 +22,16 @@ import { client, eventually } from '../support/api.js';
 import { startPlatform, type Platform } from '../support/platform.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 /** The compiled worker entry point next to this compiled test (dist/ or any other output directory). */
 const WORKER_MAIN = fileURLToPath(new URL('../../worker/main.js', import.meta.url));
 const ARTIFACTS = resolve('.tap', 'artifacts');
@@ -53,7 +62,8 @@ let markedId = '';
 const api = client(() => platform);
 const get = (path: string, headers: Record<string, string> = platform.auth): Promise<Response> => fetch(`${platform.url}${path}`, { headers });
 const workers = async (): Promise<WorkerView[]> => ((await (await get('/v1/workers')).json()) as { workers: WorkerView[] }).workers;
-const stats = async (): Promise<FunctionStats[]> => ((await (await get('/v1/stats/functions?windowMinutes=60')).json()) as { functions: FunctionStats[] }).functions;
+const stats = async (): Promise<FunctionStats[]> =>
+  ((await (await get('/v1/stats/functions?windowMinutes=60')).json()) as { functions: FunctionStats[] }).functions;
 
 t.before(async () => {
   platform = await startPlatform();
@@ -67,7 +77,9 @@ t.before(async () => {
 
   const deployed = await api.deploy(
     { name: 'alpha' },
-    { 'index.js': "exports.handler = async (e) => { console.log('dashboard-marker', e.n); if (e.fail) throw new Error('asked to fail'); return { n: e.n }; };" },
+    {
+      'index.js': "exports.handler = async (e) => { console.log('dashboard-marker', e.n); if (e.fail) throw new Error('asked to fail'); return { n: e.n }; };",
+    },
   );
   if (deployed.status !== 201) throw new Error(`deploy alpha: ${deployed.status} ${await deployed.text()}`);
   const beta = await api.deploy({ name: 'beta' }, { 'index.js': "exports.handler = async () => 'ok';" });
@@ -76,7 +88,12 @@ t.before(async () => {
   const first = await api.invoke('alpha', { n: 1 });
   if (first.status !== 200) throw new Error(`alpha call 1: ${first.status} ${await first.text()}`);
   markedId = first.headers.get('x-skiff-invocation-id') ?? '';
-  for (const [name, event, status] of [['alpha', { n: 2 }, 200], ['alpha', { n: 3, fail: true }, 502], ['beta', {}, 200], ['beta', {}, 200]] as const) {
+  for (const [name, event, status] of [
+    ['alpha', { n: 2 }, 200],
+    ['alpha', { n: 3, fail: true }, 502],
+    ['beta', {}, 200],
+    ['beta', {}, 200],
+  ] as const) {
     const res = await api.invoke(name, event);
     await res.text();
     if (res.status !== status) throw new Error(`${name} answered ${res.status}, not ${status}`);
@@ -137,16 +154,32 @@ t.test('the statistics API: numbers from the invocations, key required, fields c
 
   const listed = (await (await get('/v1/functions/alpha/invocations')).json()) as { invocations: Invocation[] };
   t.equal(listed.invocations.length, 3, "alpha's three calls are listed");
-  t.ok(listed.invocations.some((i) => i.id === markedId), 'the first call among them');
-  t.ok(listed.invocations.every((i, n) => n === 0 || Date.parse(i.createdAt) <= Date.parse(listed.invocations[n - 1]?.createdAt ?? '')), 'newest first');
+  t.ok(
+    listed.invocations.some((i) => i.id === markedId),
+    'the first call among them',
+  );
+  t.ok(
+    listed.invocations.every((i, n) => n === 0 || Date.parse(i.createdAt) <= Date.parse(listed.invocations[n - 1]?.createdAt ?? '')),
+    'newest first',
+  );
   t.same(listed.invocations.map((i) => i.status).sort(), ['failed', 'succeeded', 'succeeded']);
-  t.match(listed.invocations.find((i) => i.status === 'failed'), { error: { code: 'FunctionError', message: /asked to fail/ } });
-  t.ok(listed.invocations.every((i) => typeof i.durationMs === 'number' && typeof i.cold === 'boolean'), 'each has a duration and cold-or-warm');
+  t.match(
+    listed.invocations.find((i) => i.status === 'failed'),
+    { error: { code: 'FunctionError', message: /asked to fail/ } },
+  );
+  t.ok(
+    listed.invocations.every((i) => typeof i.durationMs === 'number' && typeof i.cold === 'boolean'),
+    'each has a duration and cold-or-warm',
+  );
   const limited = (await (await get('/v1/functions/alpha/invocations?limit=2')).json()) as { invocations: Invocation[] };
   t.equal(limited.invocations.length, 2, 'limit is applied');
 
   const all = await stats();
-  t.same(all.map((f) => f.name), ['alpha', 'beta'], 'every function, by name');
+  t.same(
+    all.map((f) => f.name),
+    ['alpha', 'beta'],
+    'every function, by name',
+  );
   const alpha = all.find((f) => f.name === 'alpha');
   const durations = listed.invocations.map((i) => i.durationMs ?? NaN);
   const colds = listed.invocations.filter((i) => i.cold).length;
@@ -155,7 +188,10 @@ t.test('the statistics API: numbers from the invocations, key required, fields c
   t.ok(Math.abs((alpha?.p99Ms ?? NaN) - percentile(durations, 0.99)) < 0.02, `p99 is percentile_cont(0.99) of them (${alpha?.p99Ms})`);
   t.equal(alpha?.coldStartRatio, Math.round((colds / 3) * 1000) / 1000, 'cold-start ratio');
   t.ok((alpha?.instances.busy ?? 0) + (alpha?.instances.idle ?? 0) >= 1, "alpha's warm instance is counted from the heartbeats");
-  t.match(all.find((f) => f.name === 'beta'), { calls: 2, errors: 0 });
+  t.match(
+    all.find((f) => f.name === 'beta'),
+    { calls: 2, errors: 0 },
+  );
 
   const one = (await (await get('/v1/stats/functions/alpha?windowMinutes=30')).json()) as {
     windowMinutes: number;
@@ -165,15 +201,37 @@ t.test('the statistics API: numbers from the invocations, key required, fields c
   t.equal(one.windowMinutes, 30);
   t.match(one.function, { name: 'alpha', calls: 3, errors: 1 });
   t.equal(one.minutes.length, 30, 'one entry per minute, empty minutes included');
-  t.equal(one.minutes.reduce((n, m) => n + m.calls, 0), 3, 'the minutes add up to the calls');
-  t.equal(one.minutes.reduce((n, m) => n + m.errors, 0), 1);
-  t.ok(one.minutes.every((m, i) => i === 0 || Date.parse(m.minute) - Date.parse(one.minutes[i - 1]?.minute ?? '') === 60_000), 'consecutive minutes, oldest first');
-  t.ok(one.minutes.every((m) => m.calls > 0 || (m.p50Ms === null && m.p99Ms === null)), 'no latency for a minute without calls');
-  t.ok(one.minutes.every((m) => m.p50Ms === null || (m.p99Ms ?? 0) >= m.p50Ms), 'p99 >= p50');
+  t.equal(
+    one.minutes.reduce((n, m) => n + m.calls, 0),
+    3,
+    'the minutes add up to the calls',
+  );
+  t.equal(
+    one.minutes.reduce((n, m) => n + m.errors, 0),
+    1,
+  );
+  t.ok(
+    one.minutes.every((m, i) => i === 0 || Date.parse(m.minute) - Date.parse(one.minutes[i - 1]?.minute ?? '') === 60_000),
+    'consecutive minutes, oldest first',
+  );
+  t.ok(
+    one.minutes.every((m) => m.calls > 0 || (m.p50Ms === null && m.p99Ms === null)),
+    'no latency for a minute without calls',
+  );
+  t.ok(
+    one.minutes.every((m) => m.p50Ms === null || (m.p99Ms ?? 0) >= m.p50Ms),
+    'p99 >= p50',
+  );
 
-  const doc = (await (await fetch(`${platform.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { parameters?: Array<{ name: string }> }>> };
-  for (const path of ['/v1/stats/functions', '/v1/stats/functions/{name}', '/v1/functions/{name}/invocations']) t.ok(doc.paths[path]?.get, `${path} is in the OpenAPI document`);
-  t.ok(doc.paths['/v1/stats/functions']?.get?.parameters?.some((p) => p.name === 'windowMinutes'), 'with its query parameter');
+  const doc = (await (await fetch(`${platform.url}/openapi.json`)).json()) as {
+    paths: Record<string, Record<string, { parameters?: Array<{ name: string }> }>>;
+  };
+  for (const path of ['/v1/stats/functions', '/v1/stats/functions/{name}', '/v1/functions/{name}/invocations'])
+    t.ok(doc.paths[path]?.get, `${path} is in the OpenAPI document`);
+  t.ok(
+    doc.paths['/v1/stats/functions']?.get?.parameters?.some((p) => p.name === 'windowMinutes'),
+    'with its query parameter',
+  );
   t.notOk(doc.paths['/ui'], 'the page itself is not part of the API');
 
   const page = await fetch(`${platform.url}/ui`);
@@ -208,7 +266,10 @@ async function browse(t: Test): Promise<{ page: Page; problems: string[]; shows(
       .locator(selector, text ? { hasText: text } : {})
       .first()
       .waitFor({ timeout })
-      .then(() => true, () => false);
+      .then(
+        () => true,
+        () => false,
+      );
   return { page, problems, shows };
 }
 
@@ -248,7 +309,7 @@ t.test('in a browser: sign in, read the numbers, open an invocation and its logs
   t.ok(await shows('#latency-chart circle.dot.p99'), 'and p99');
 
   await page.click(`#invocations-table tr[data-invocation="${markedId}"]`);
-  t.ok(await shows('#logs-panel:not([hidden]) #logs .line', /dashboard-marker 1/), "a click on an invocation shows its log line");
+  t.ok(await shows('#logs-panel:not([hidden]) #logs .line', /dashboard-marker 1/), 'a click on an invocation shows its log line');
   t.notOk(await shows('#logs .line', /dashboard-marker 2/, 500), "and only that invocation's");
   await mkdir(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
@@ -272,7 +333,13 @@ t.test('in a browser: sign in, read the numbers, open an invocation and its logs
   const [code] = (await once(extra as ChildProcess, 'exit')) as [number | null];
   t.equal(code, 0, 'and leaves the fleet cleanly');
   t.ok(
-    await page.locator(`tr[data-worker="${extraId}"]`).waitFor({ state: 'detached', timeout: 15_000 }).then(() => true, () => false),
+    await page
+      .locator(`tr[data-worker="${extraId}"]`)
+      .waitFor({ state: 'detached', timeout: 15_000 })
+      .then(
+        () => true,
+        () => false,
+      ),
     'the page no longer lists it',
   );
   t.ok(await shows(`tr[data-worker="${mainId}"] td.state`, /^active$/), 'the platform worker still serves');
@@ -283,7 +350,11 @@ t.test('in a browser: sign in, read the numbers, open an invocation and its logs
 
 t.test('in a browser: a tenant key sees its tenant only, its role, no workers; an admin key every tenant', async (t) => {
   const post = async (path: string, body: unknown): Promise<Record<string, unknown>> => {
-    const res = await fetch(`${platform.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...platform.auth }, body: JSON.stringify(body) });
+    const res = await fetch(`${platform.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...platform.auth },
+      body: JSON.stringify(body),
+    });
     if (res.status !== 201) throw new Error(`POST ${path}: ${res.status} ${await res.text()}`);
     return (await res.json()) as Record<string, unknown>;
   };
@@ -329,10 +400,22 @@ t.test('in a browser: a tenant key sees its tenant only, its role, no workers; a
   t.ok(await page.locator('a[data-nav="workers"]').isVisible(), 'and the workers tab');
   // An option of a closed select is never "visible": wait for it to be there.
   const listed = page.locator('#tenant-filter option[value="dash-acme"]').waitFor({ state: 'attached', timeout: 15_000 });
-  t.ok(await listed.then(() => true, () => false), 'the filter lists the tenants');
+  t.ok(
+    await listed.then(
+      () => true,
+      () => false,
+    ),
+    'the filter lists the tenants',
+  );
   await page.selectOption('#tenant-filter', 'dash-acme');
   t.ok(
-    await page.locator('tr[data-function="alpha"]').waitFor({ state: 'detached', timeout: 15_000 }).then(() => true, () => false),
+    await page
+      .locator('tr[data-function="alpha"]')
+      .waitFor({ state: 'detached', timeout: 15_000 })
+      .then(
+        () => true,
+        () => false,
+      ),
     'filtered by tenant: alpha goes',
   );
   t.ok(await shows('tr[data-function="gamma"] td.tenant', /^dash-acme$/), 'gamma stays');

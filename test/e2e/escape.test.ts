@@ -75,7 +75,14 @@ function syscallProgram(nr: number, args: Array<number | bigint> = []): Buffer {
     code.push(...prefix, ...imm);
   };
   mov([0x48, 0xb8], nr); // movabs rax, nr
-  const registers = [[0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xba], [0x49, 0xb8], [0x49, 0xb9]]; // rdi rsi rdx r10 r8 r9
+  const registers = [
+    [0x48, 0xbf],
+    [0x48, 0xbe],
+    [0x48, 0xba],
+    [0x49, 0xba],
+    [0x49, 0xb8],
+    [0x49, 0xb9],
+  ]; // rdi rsi rdx r10 r8 r9
   args.forEach((value, i) => mov(registers[i] as number[], value));
   code.push(0x0f, 0x05); // syscall
   code.push(0x48, 0xf7, 0xd8); // neg rax
@@ -178,7 +185,10 @@ exports.handler = async () => ({
   );
   const { status, body } = await call<{ self: Record<string, string>; child: Record<string, string>; uid: number; uidMap: number[] }>('status');
   t.equal(status, 200);
-  for (const [who, fields] of [['runtime', body.self], ['child process', body.child]] as const) {
+  for (const [who, fields] of [
+    ['runtime', body.self],
+    ['child process', body.child],
+  ] as const) {
     for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) t.equal(fields[set], '0000000000000000', `${who}: ${set} is empty`);
     t.equal(fields.NoNewPrivs, '1', `${who}: no new privileges`);
     t.equal(fields.Seccomp, '2', `${who}: a seccomp filter is on (mode 2)`);
@@ -263,7 +273,10 @@ exports.handler = async (event) => {
   const own = [c.stateDir, c.imagesDir, c.worker.runDir];
   t.ok(body.hostPaths.length > 0, 'the overlay and bind sources are listed');
   for (const { path, visible } of body.hostPaths) {
-    t.ok(own.some((dir) => path === dir || path.startsWith(`${dir}/`)), `${path} belongs to the platform`);
+    t.ok(
+      own.some((dir) => path === dir || path.startsWith(`${dir}/`)),
+      `${path} belongs to the platform`,
+    );
     t.notOk(visible, `${path} is not reachable inside`);
   }
 });
@@ -290,13 +303,25 @@ exports.handler = async () => {
   t.equal(status, 200, JSON.stringify(body));
   const expect: Record<string, string[]> = {
     // the read-only root file system
-    '/x': ['EROFS'], '/etc/passwd': ['EROFS'], '/etc/x': ['EROFS'], '/usr/bin/node': ['EROFS'], '/usr/x': ['EROFS'], '/opt/skiff/x': ['EROFS'],
+    '/x': ['EROFS'],
+    '/etc/passwd': ['EROFS'],
+    '/etc/x': ['EROFS'],
+    '/usr/bin/node': ['EROFS'],
+    '/usr/x': ['EROFS'],
+    '/opt/skiff/x': ['EROFS'],
     // the code: a read-only mount of files owned by a host id the sandbox does not map
-    '/var/task/index.js': ['EROFS', 'EACCES'], '/var/task/x': ['EROFS', 'EACCES'], 'chmod /var/task/index.js': ['EROFS', 'EPERM'], 'mkdir /var/task/d': ['EROFS', 'EACCES'],
+    '/var/task/index.js': ['EROFS', 'EACCES'],
+    '/var/task/x': ['EROFS', 'EACCES'],
+    'chmod /var/task/index.js': ['EROFS', 'EPERM'],
+    'mkdir /var/task/d': ['EROFS', 'EACCES'],
     // read-only /proc/sys and /sys
-    '/proc/sys/kernel/hostname': ['EROFS'], '/proc/sys/kernel/core_pattern': ['EROFS'], '/proc/sys/vm/overcommit_memory': ['EROFS'], '/sys/kernel/x': ['EROFS'],
+    '/proc/sys/kernel/hostname': ['EROFS'],
+    '/proc/sys/kernel/core_pattern': ['EROFS'],
+    '/proc/sys/vm/overcommit_memory': ['EROFS'],
+    '/sys/kernel/x': ['EROFS'],
     // directories of the platform that the sandbox user does not own
-    '/run/skiff/x': ['EACCES'], '/dev/x': ['EACCES'],
+    '/run/skiff/x': ['EACCES'],
+    '/dev/x': ['EACCES'],
   };
   for (const [path, codes] of Object.entries(expect)) {
     t.ok(body[path]?.ok === false && codes.includes(body[path]?.code ?? ''), `${path}: ${codes.join(' or ')} (got ${JSON.stringify(body[path])})`);
@@ -361,7 +386,10 @@ exports.handler = async (event) => {
 };`,
     { timeoutMs: 20_000 },
   );
-  const { status, body } = await call<{ tcp: Record<string, string>; udp: Record<string, string>; interfaces: string[] }>('netprobe', { ports, hosts: hostAddresses });
+  const { status, body } = await call<{ tcp: Record<string, string>; udp: Record<string, string>; interfaces: string[] }>('netprobe', {
+    ports,
+    hosts: hostAddresses,
+  });
   t.equal(status, 200);
   t.same(body.interfaces, ['lo'], 'loopback is the only interface');
   for (const port of ports) t.equal(body.tcp[`127.0.0.1:${port}`], 'ECONNREFUSED', `127.0.0.1:${port} is the sandbox's own loopback: refused`);
@@ -481,7 +509,7 @@ exports.handler = async (event) => {
   t.same(cleanup, { status: 200, body: { after: 7 } }, 'once its processes are gone, the same sandbox can start a process again');
 });
 
-t.test('busy loops on every core are held to the function\'s CPU ceiling; the platform keeps serving', async (t) => {
+t.test("busy loops on every core are held to the function's CPU ceiling; the platform keeps serving", async (t) => {
   // 128 MiB is far below a core's 1,769 MiB: the ceiling is the floor (SKIFF_CPU_FLOOR_MILLICORES).
   const floor = platform.config.worker.cpuFloorCores;
   await deploy(

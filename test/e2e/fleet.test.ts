@@ -43,7 +43,10 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
   const subnet = `198.19.${process.pid % 250}`;
   t.teardown(() => sh(`ip netns del ${net}b 2>/dev/null || true; ip netns del ${net}c 2>/dev/null || true; ip link del ${net} 2>/dev/null || true`));
   sh(`ip link add ${net} type bridge && ip addr add ${subnet}.1/24 dev ${net} && ip link set ${net} up`);
-  for (const [node, n] of [['b', 2], ['c', 3]] as const) {
+  for (const [node, n] of [
+    ['b', 2],
+    ['c', 3],
+  ] as const) {
     sh(`ip netns add ${net}${node}
       ip link add ${net}${node}h type veth peer name ${net}${node}n
       ip link set ${net}${node}h master ${net} up
@@ -97,7 +100,8 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
 
   // At first only the node to be killed takes calls, so calls are surely running on it when it dies.
   const inProcess = platform.config.worker.id;
-  const order = async (id: string, what: string): Promise<number> => (await fetch(`${platform.url}/v1/workers/${id}/${what}`, { method: 'POST', headers: platform.auth })).status;
+  const order = async (id: string, what: string): Promise<number> =>
+    (await fetch(`${platform.url}/v1/workers/${id}/${what}`, { method: 'POST', headers: platform.auth })).status;
   t.equal(await order(inProcess, 'cordon'), 200);
   t.equal(await order(drainedId, 'cordon'), 200);
   // Up to 8 calls per instance: the load needs few containers (creating them is what this 2-core
@@ -175,7 +179,10 @@ t.test('SIGKILL one node and drain another under load: no call lost or answered 
   const heldAnswer = await held;
   t.equal(heldAnswer.status, 503, 'the long call running on the killed node is answered Unavailable');
   t.match(JSON.parse(heldAnswer.body), { error: { code: 'Unavailable' } });
-  t.ok(idempotentAnswers.length >= 45 && idempotentAnswers.every((s) => s === 200), `an idempotent function's lost calls ran again: all ${idempotentAnswers.length} answered 200`);
+  t.ok(
+    idempotentAnswers.length >= 45 && idempotentAnswers.every((s) => s === 200),
+    `an idempotent function's lost calls ran again: all ${idempotentAnswers.length} answered 200`,
+  );
   t.ok(statuses.length >= 90, `the load ran (${statuses.length} calls)`);
 
   t.ok(

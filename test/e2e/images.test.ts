@@ -75,8 +75,16 @@ t.test('two functions of one runtime share every base layer; the second adds onl
 
   const [a, b] = [await manifestOf(first.image), await manifestOf(second.image)];
   const base = (await registryClient.getManifest(runtimeRepository('nodejs20'), 'current')).manifest.layers.map((l) => l.digest);
-  t.same(a.layers.slice(0, -1).map((l) => l.digest), base, 'the first image is the runtime image plus one layer');
-  t.same(b.layers.slice(0, -1).map((l) => l.digest), base, 'so is the second');
+  t.same(
+    a.layers.slice(0, -1).map((l) => l.digest),
+    base,
+    'the first image is the runtime image plus one layer',
+  );
+  t.same(
+    b.layers.slice(0, -1).map((l) => l.digest),
+    base,
+    'so is the second',
+  );
   const added = [...after.keys()].filter((digest) => !before.has(digest));
   t.same(added, [b.layers.at(-1)?.digest], 'deploying and calling the second added exactly its code layer on the worker');
   const baseBytes = base.reduce((sum, digest) => sum + (after.get(digest) ?? 0), 0);
@@ -123,7 +131,10 @@ async function pushImage(repository: string, tag: string, files: Record<string, 
   const base = await registryClient.getManifest(runtimeRepository(runtime), 'current');
   const baseConfig = JSON.parse((await registryClient.getBlob(runtimeRepository(runtime), base.manifest.config.digest)).toString()) as ImageConfig;
   for (const layer of base.manifest.layers) await registryClient.mountBlob(repository, layer.digest, runtimeRepository(runtime));
-  const layer = await layerFromFiles(Object.entries(files).map(([path, data]) => ({ path, data })), { prefix: 'var/task' });
+  const layer = await layerFromFiles(
+    Object.entries(files).map(([path, data]) => ({ path, data })),
+    { prefix: 'var/task' },
+  );
   await registryClient.pushBlob(repository, layer.digest, layer.blob);
   const config: ImageConfig = { ...baseConfig, rootfs: { type: 'layers', diff_ids: [...baseConfig.rootfs.diff_ids, layer.diffId] } };
   const configBytes = Buffer.from(JSON.stringify(config));
@@ -200,7 +211,10 @@ t.test('a layer whose bytes do not match its digest fails the call clearly and l
   const downloads = join(platform.config.stateDir, 'workers', platform.config.worker.id, 'images', 'downloads');
   t.same(existsSync(downloads) ? await readdir(downloads) : [], [], 'no partial download is left');
   const layerDirs = await readdir(join(imagesDir, 'layers', 'sha256')).catch(() => []);
-  t.notOk(layerDirs.some((name) => name.includes(hex)), 'no partial layer directory is left');
+  t.notOk(
+    layerDirs.some((name) => name.includes(hex)),
+    'no partial layer directory is left',
+  );
 });
 
 t.test('past the disk budget, layers no instance uses are removed; those in use stay', async (t) => {
@@ -217,16 +231,23 @@ t.test('past the disk budget, layers no instance uses are removed; those in use 
   // Its container's mounts go a moment after the instance does (teardown): until then the layer is
   // in use, and a collection keeps it.
   const removed: string[] = [];
-  const collected = await eventually(async () => {
-    removed.push(...(await platform.worker.collectImages()));
-    return removed.includes(goneLayer);
-  }, 10_000, 200);
+  const collected = await eventually(
+    async () => {
+      removed.push(...(await platform.worker.collectImages()));
+      return removed.includes(goneLayer);
+    },
+    10_000,
+    200,
+  );
   t.ok(collected, "gc-a's code layer, unused, is removed (the budget is 64 MiB, the base alone is more)");
   const onDisk = await layersOnDisk();
   t.notOk(onDisk.has(goneLayer));
   t.ok(onDisk.has(keptLayer), "gc-b's layer, in use, stays");
   const base = (await manifestOf(kept.image)).layers.slice(0, -1);
-  t.ok(base.every((l) => onDisk.has(l.digest)), 'the base layers, in use, stay');
+  t.ok(
+    base.every((l) => onDisk.has(l.digest)),
+    'the base layers, in use, stay',
+  );
   t.same(await (await api.invoke('gc-b', {})).json(), { word: 'gc-b' }, 'gc-b keeps answering');
 });
 
@@ -244,14 +265,19 @@ t.test('a deploy makes the workers pull its image and mount its code before any 
 });
 
 t.test('GET /v1/images lists what the workers hold; a Python function deployed by zip answers through /fn/', async (t) => {
-  await deployed({ name: 'py-image', runtime: 'python3.11', handler: 'app.handler' }, { 'app.py': 'def handler(event, context):\n    return {"statusCode": 200, "body": "py"}\n' });
+  await deployed(
+    { name: 'py-image', runtime: 'python3.11', handler: 'app.handler' },
+    { 'app.py': 'def handler(event, context):\n    return {"statusCode": 200, "body": "py"}\n' },
+  );
   const call = await fetch(`${platform.fnUrl}/fn/py-image`);
   t.equal(call.status, 200);
   t.equal(await call.text(), 'py');
   const listed = await eventually(async () => {
     const res = await fetch(`${platform.url}/v1/images`, { headers: platform.auth });
     const { images } = (await res.json()) as { images: Array<{ reference: string; runtime: string; workers: string[] }> };
-    return images.some((i) => i.reference.startsWith('skiff/functions/py-image@') && i.runtime === 'python3.11' && i.workers.includes(platform.config.worker.id));
+    return images.some(
+      (i) => i.reference.startsWith('skiff/functions/py-image@') && i.runtime === 'python3.11' && i.workers.includes(platform.config.worker.id),
+    );
   }, 5000);
   t.ok(listed, 'the python image is listed with the worker holding it');
   t.equal((await fetch(`${platform.url}/v1/images`)).status, 401, 'the list needs a key');

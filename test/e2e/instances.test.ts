@@ -33,7 +33,10 @@ exports.handler = (e) => new Promise((resolve) => {
 
 /** Calls of function `name` running in the worker now (holding a slot of one of its instances). */
 const running = (platform: Platform, name: string): number =>
-  platform.worker.instances.list().filter((i) => i.fn.name === name).reduce((sum, i) => sum + i.inFlight, 0);
+  platform.worker.instances
+    .list()
+    .filter((i) => i.fn.name === name)
+    .reduce((sum, i) => sum + i.inFlight, 0);
 
 /** Lets the calls of function `name` waiting on `gate` go: the file appears in each of its instances. */
 async function openGate(platform: Platform, name: string, gate: string): Promise<void> {
@@ -79,7 +82,10 @@ t.test('idle instances expire after their keep-alive; minWarm ones stay without 
 
   const res = await deploy({ name: 'ready', minWarm: 2, idleTimeoutMs: 1000 }, NOOP);
   t.match(await res.json(), { minWarm: 2 });
-  t.ok(await eventually(() => platform.worker.instances.list().filter((i) => i.fn.name === 'ready').length === 2, 10_000), 'two instances exist without any call');
+  t.ok(
+    await eventually(() => platform.worker.instances.list().filter((i) => i.fn.name === 'ready').length === 2, 10_000),
+    'two instances exist without any call',
+  );
   await new Promise((r) => setTimeout(r, 2500));
   t.equal(platform.worker.instances.list().filter((i) => i.fn.name === 'ready').length, 2, 'keep-alive does not take them below minWarm');
   const warm = await invoke('ready', {});
@@ -93,10 +99,23 @@ t.test('memory pressure evicts the least recently used idle instance', async (t)
   const { deploy, invoke } = client(() => platform);
   for (const name of ['m1', 'm2', 'm3', 'm4']) await deploy({ name, memoryMb: 128 }, NOOP);
   for (const name of ['m1', 'm2', 'm3']) t.equal((await invoke(name, {})).status, 200);
-  t.same(platform.worker.instances.list().map((i) => i.fn.name).sort(), ['m1', 'm2', 'm3']);
+  t.same(
+    platform.worker.instances
+      .list()
+      .map((i) => i.fn.name)
+      .sort(),
+    ['m1', 'm2', 'm3'],
+  );
   t.equal((await invoke('m2', {})).headers.get('x-skiff-cold-start'), 'false', 'm2 used again: m1 is now least recent');
   t.equal((await invoke('m4', {})).status, 200, 'a fourth function still gets an instance');
-  t.same(platform.worker.instances.list().map((i) => i.fn.name).sort(), ['m2', 'm3', 'm4'], 'm1 was evicted');
+  t.same(
+    platform.worker.instances
+      .list()
+      .map((i) => i.fn.name)
+      .sort(),
+    ['m2', 'm3', 'm4'],
+    'm1 was evicted',
+  );
 });
 
 t.test('maxInstances: calls wait for a free instance, then get 429 with Retry-After', async (t) => {
@@ -158,13 +177,21 @@ t.test('back-pressure: a function past its bound of waiting calls gets 429; othe
     t.ok(await eventually(() => running(platform, 'slow') === n, 20_000, 10), `call ${n} runs`);
   }
   const refused = [await invoke('slow', { n: 3 }), await invoke('slow', { n: 4 })];
-  t.same(refused.map((r) => r.status), [429, 429], 'two calls wait, the next two are refused');
+  t.same(
+    refused.map((r) => r.status),
+    [429, 429],
+    'two calls wait, the next two are refused',
+  );
   t.match(await refused[0]?.json(), { error: { code: 'TooManyRequests', message: /slow has 2 calls waiting already/ } });
   const other = await invoke('quick', {});
   t.equal(other.status, 200, 'another function is not held back');
   t.equal(running(platform, 'slow'), 2, 'the two held calls were running all along');
   await openGate(platform, 'slow', 'open');
   const answers = await Promise.all(held);
-  t.same(answers.map((r) => r.status), [200, 200], 'the two waiting calls answer');
+  t.same(
+    answers.map((r) => r.status),
+    [200, 200],
+    'the two waiting calls answer',
+  );
   t.same(await Promise.all(answers.map((r) => r.json())), [1, 2]);
 });

@@ -92,7 +92,10 @@ t.test('errors: handler throws, timeout, unknown function', async (t) => {
   const slow = await invoke('sleeper', {});
   t.equal(slow.status, 504);
   t.match(await slow.json(), { error: { code: 'FunctionTimeout' } });
-  t.notOk(platform.worker.instances.list().some((i) => i.fn.name === 'sleeper'), 'the timed-out container is gone');
+  t.notOk(
+    platform.worker.instances.list().some((i) => i.fn.name === 'sleeper'),
+    'the timed-out container is gone',
+  );
 
   const missing = await invoke('nope', {});
   t.equal(missing.status, 404);
@@ -121,7 +124,11 @@ t.test('bad deploys answer 400 naming the field and leave nothing behind', async
   const list = (await (await fetch(`${platform.url}/v1/functions`, { headers: platform.auth })).json()) as { functions: Array<{ name: string }> };
   const names = list.functions.map((f) => f.name);
   for (const name of ['rt', 'nocode', 'nofile', 'evil', 'tiny', 'notzip']) t.notOk(names.includes(name), `${name} was not created`);
-  const badJson = await fetch(`${platform.url}/v1/functions`, { method: 'POST', headers: { 'content-type': 'application/json', ...platform.auth }, body: '{"name":' });
+  const badJson = await fetch(`${platform.url}/v1/functions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...platform.auth },
+    body: '{"name":',
+  });
   t.equal(badJson.status, 400);
 });
 
@@ -146,7 +153,10 @@ t.test('delete removes the function and stops its instances', async (t) => {
   t.equal(res.status, 200);
   t.equal((await invoke('doomed', {})).status, 404);
   for (let i = 0; i < 50 && platform.worker.instances.list().some((x) => x.fn.name === 'doomed'); i++) await new Promise((r) => setTimeout(r, 50));
-  t.notOk(platform.worker.instances.list().some((i) => i.fn.name === 'doomed'), 'its instance is gone');
+  t.notOk(
+    platform.worker.instances.list().some((i) => i.fn.name === 'doomed'),
+    'its instance is gone',
+  );
   t.equal((await fetch(`${platform.url}/v1/functions/doomed`, { method: 'DELETE', headers: platform.auth })).status, 404);
 });
 
@@ -158,7 +168,10 @@ t.test('a function past its memory limit is killed and answered 502 FunctionOutO
   const res = await invoke('hog', {});
   t.equal(res.status, 502);
   t.match(await res.json(), { error: { code: 'FunctionOutOfMemory' } });
-  t.notOk(platform.worker.instances.list().some((i) => i.fn.name === 'hog'), 'the killed container is gone');
+  t.notOk(
+    platform.worker.instances.list().some((i) => i.fn.name === 'hog'),
+    'the killed container is gone',
+  );
   await deploy({ name: 'after-hog' }, { 'index.js': 'exports.handler = async () => "still serving";' });
   t.equal(await (await invoke('after-hog', {})).json(), 'still serving', 'the worker keeps serving');
 

@@ -50,7 +50,11 @@ t.test('Express behind serverless-http, deployed with its node_modules', async (
 
   const cookies = await fetch(`${platform.fnUrl}/fn/express-app/cookie`);
   t.equal(await cookies.text(), 'cookies set');
-  t.same(cookies.headers.getSetCookie().map((c) => c.split(';')[0]), ['a=1', 'b=2'], 'each cookie is its own Set-Cookie');
+  t.same(
+    cookies.headers.getSetCookie().map((c) => c.split(';')[0]),
+    ['a=1', 'b=2'],
+    'each cookie is its own Set-Cookie',
+  );
 
   const posted = await fetch(`${platform.fnUrl}/fn/express-app/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' });
   t.equal(posted.status, 201);

@@ -63,7 +63,11 @@ t.test('a tenant over its calls per second gets 429 with Retry-After; another te
 
   // The other tenant's calls made now are all answered.
   const others = await Promise.all(Array.from({ length: 20 }, () => invoke('fast-fn')));
-  t.same(others.map((r) => r.status), Array(20).fill(200), "another tenant's 20 calls all answer 200");
+  t.same(
+    others.map((r) => r.status),
+    Array(20).fill(200),
+    "another tenant's 20 calls all answer 200",
+  );
 
   // The rate limit counts per tenant across gateways: the counter lives in Redis.
   const metrics = await (await admin('GET', '/metrics')).text();
@@ -89,7 +93,8 @@ t.test('request bodies: 6 MiB for calls, 256 KiB for async events, 413 before an
   t.equal(asyncOk.status, 202, 'a 200 KiB async event is queued');
 
   // Records are written in batches: wait for the two calls that were taken, then count them all.
-  const recorded = async (): Promise<number> => ((await (await admin('GET', '/v1/functions/sizes/invocations')).json()) as { invocations: unknown[] }).invocations.length;
+  const recorded = async (): Promise<number> =>
+    ((await (await admin('GET', '/v1/functions/sizes/invocations')).json()) as { invocations: unknown[] }).invocations.length;
   t.ok(await eventually(async () => (await recorded()) >= 2), 'the two calls taken are recorded');
   t.equal(await recorded(), 2, 'the refused ones left no record');
 });

@@ -47,12 +47,22 @@ exports.handler = async (e) => {
   );
   t.same(
     (await logs('chatty', `?invocation=${idA}`)).map((l) => [l.stream, l.text]),
-    [['stdout', 'start 1'], ['stderr', 'warned 1'], ['stdout', '{ done: 1 }']],
+    [
+      ['stdout', 'start 1'],
+      ['stderr', 'warned 1'],
+      ['stdout', '{ done: 1 }'],
+    ],
     'invocation 1 sees only its own lines, though 2 ran at the same time in the same instance',
   );
-  t.same((await logs('chatty', `?invocation=${idB}`)).map((l) => l.text), ['start 2', 'warned 2', '{ done: 2 }']);
+  t.same(
+    (await logs('chatty', `?invocation=${idB}`)).map((l) => l.text),
+    ['start 2', 'warned 2', '{ done: 2 }'],
+  );
   const all = await logs('chatty');
-  t.ok(all.some((l) => l.text === 'loading' && l.invocationId === null), 'output made while loading has no invocation');
+  t.ok(
+    all.some((l) => l.text === 'loading' && l.invocationId === null),
+    'output made while loading has no invocation',
+  );
   t.equal((await fetch(`${platform.url}/v1/functions/nope/logs`, { headers: platform.auth })).status, 404);
   t.equal((await fetch(`${platform.url}/v1/functions/chatty/logs?since=yesterday`, { headers: platform.auth })).status, 400);
 });

@@ -85,7 +85,9 @@ async function heldNamespacesOf(platform: Platform, ids: string[]): Promise<stri
 
 /** The bridge whose address is `gateway`, and the host ends of veths on it. */
 function bridgeOf(gateway: string): string {
-  const line = execFileSync('ip', ['-o', '-4', 'addr', 'show'], { encoding: 'utf8' }).split('\n').find((l) => l.includes(` ${gateway}/`));
+  const line = execFileSync('ip', ['-o', '-4', 'addr', 'show'], { encoding: 'utf8' })
+    .split('\n')
+    .find((l) => l.includes(` ${gateway}/`));
   const name = line?.split(/\s+/)[1];
   if (!name) throw new Error(`no bridge has address ${gateway}`);
   return name;
@@ -97,14 +99,21 @@ function portsOf(bridge: string): string[] {
 
 /** The live sandboxes of the worker's instances of `names`. */
 function sandboxesOf(platform: Platform, ...names: string[]): Sandbox[] {
-  return platform.worker.instances.list().filter((i) => names.includes(i.fn.name)).map((i) => i.sandbox);
+  return platform.worker.instances
+    .list()
+    .filter((i) => names.includes(i.fn.name))
+    .map((i) => i.sandbox);
 }
 
 /** What the egress network made for `sandboxes`, for a check that it is all gone later. */
 async function networkOf(t: Test, platform: Platform, sandboxes: Sandbox[]): Promise<{ ids: string[]; chains: Set<string> }> {
   const ids = sandboxes.map((s) => s.id);
   const lines = natLinesOf(ids);
-  for (const id of ids) t.ok(lines.some((line) => line.includes(`id: \\"${id}\\"`)), `${id} has masquerade rules while it runs`);
+  for (const id of ids)
+    t.ok(
+      lines.some((line) => line.includes(`id: \\"${id}\\"`)),
+      `${id} has masquerade rules while it runs`,
+    );
   t.equal((await leasesOf(platform, ids)).length, ids.length, 'and an address lease each');
   t.equal((await heldNamespacesOf(platform, ids)).length, ids.length, 'and a held network namespace each');
   return { ids, chains: chainsIn(lines) };
@@ -124,18 +133,25 @@ t.test('egress reaches the outside, never the host, private ranges or other cont
   const outside = '198.18.0.2';
   // The "internet": a test host in a network namespace of its own, with a TCP server.
   t.teardown(() => execFileSync('sh', ['-c', `ip netns del ${tag} 2>/dev/null; ip link del ${tag}h 2>/dev/null; true`]));
-  execFileSync('sh', ['-ec', [
-    `ip netns add ${tag}`,
-    `ip link add ${tag}h type veth peer name ${tag}n`,
-    `ip link set ${tag}n netns ${tag}`,
-    `ip addr add 198.18.0.1/30 dev ${tag}h`,
-    `ip link set ${tag}h up`,
-    `ip netns exec ${tag} ip addr add ${outside}/30 dev ${tag}n`,
-    `ip netns exec ${tag} ip link set ${tag}n up`,
-    `ip netns exec ${tag} ip link set lo up`,
-    `ip netns exec ${tag} ip route add default via 198.18.0.1`,
-  ].join('\n')]);
-  const internet = spawn('ip', ['netns', 'exec', tag, process.execPath, '-e', `require('net').createServer((s) => s.end('hello from outside')).listen(8000, '${outside}')`], { stdio: 'ignore' });
+  execFileSync('sh', [
+    '-ec',
+    [
+      `ip netns add ${tag}`,
+      `ip link add ${tag}h type veth peer name ${tag}n`,
+      `ip link set ${tag}n netns ${tag}`,
+      `ip addr add 198.18.0.1/30 dev ${tag}h`,
+      `ip link set ${tag}h up`,
+      `ip netns exec ${tag} ip addr add ${outside}/30 dev ${tag}n`,
+      `ip netns exec ${tag} ip link set ${tag}n up`,
+      `ip netns exec ${tag} ip link set lo up`,
+      `ip netns exec ${tag} ip route add default via 198.18.0.1`,
+    ].join('\n'),
+  ]);
+  const internet = spawn(
+    'ip',
+    ['netns', 'exec', tag, process.execPath, '-e', `require('net').createServer((s) => s.end('hello from outside')).listen(8000, '${outside}')`],
+    { stdio: 'ignore' },
+  );
   // A service on this host, on every address: egress must not reach it.
   const hostService = createServer((s) => s.end('host secret'));
   await new Promise<void>((r) => hostService.listen(0, '0.0.0.0', r));
@@ -231,7 +247,8 @@ t.test('an egress container that was killed, or one a killed worker left, leaves
   const made = await networkOf(t, platform, sandboxes);
 
   // SIGKILL the container's process: the sandbox dies on its own, its network is removed after.
-  const runc = (...args: string[]): string => execFileSync(platform.config.worker.runcPath, ['--root', join(platform.config.worker.runDir, 'runc'), ...args], { encoding: 'utf8' });
+  const runc = (...args: string[]): string =>
+    execFileSync(platform.config.worker.runcPath, ['--root', join(platform.config.worker.runDir, 'runc'), ...args], { encoding: 'utf8' });
   const { pid } = JSON.parse(runc('state', made.ids[0] ?? '')) as { pid: number };
   t.ok(pid > 0, 'the container runs');
   process.kill(pid, 'SIGKILL');

@@ -166,7 +166,11 @@ t.test('a function that makes its own spans: one cold call, one warm call', asyn
       result,
     });
   }
-  t.same(calls.map((c) => c.cold), [true, false], 'cold, then warm');
+  t.same(
+    calls.map((c) => c.cold),
+    [true, false],
+    'cold, then warm',
+  );
   t.not(calls[0]?.traceId, calls[1]?.traceId, 'one trace per invocation');
 });
 
@@ -186,12 +190,21 @@ t.test('the worker registry has the cold start, phase by phase', async (t) => {
   t.equal(counts[0]?.labels.worker, platform.config.worker.id, 'labelled with the worker');
 
   // Two calls at once of a function with concurrency 1: two instances, and the pool holds one.
-  t.equal((await deploy({ name: 'twice' }, { 'index.js': 'exports.handler = async () => { await new Promise((r) => setTimeout(r, 200)); return 1; };' })).status, 201);
+  t.equal(
+    (await deploy({ name: 'twice' }, { 'index.js': 'exports.handler = async () => { await new Promise((r) => setTimeout(r, 200)); return 1; };' })).status,
+    201,
+  );
   const both = await Promise.all([invoke('twice', {}), invoke('twice', {})]);
-  t.same(both.map((r) => r.status), [200, 200]);
+  t.same(
+    both.map((r) => r.status),
+    [200, 200],
+  );
   const after = (await workerMetricValues('skiff_cold_start_seconds')).filter((v) => v.metricName === 'skiff_cold_start_seconds_count');
   for (const phase of ['create', 'mount', 'runc', 'bootstrap']) {
-    t.ok(after.some((v) => v.labels.phase === phase && v.labels.kind === 'created' && v.value >= 1), `a created sandbox: phase ${phase}`);
+    t.ok(
+      after.some((v) => v.labels.phase === phase && v.labels.kind === 'created' && v.value >= 1),
+      `a created sandbox: phase ${phase}`,
+    );
   }
   const created = (await workerMetricValues('skiff_sandboxes_created_total')).reduce((sum, v) => sum + v.value, 0);
   t.ok(created >= 2, `sandboxes made (pool and calls): ${created}`);
@@ -205,7 +218,7 @@ t.test('the worker registry has the cold start, phase by phase', async (t) => {
   t.equal(instances.busy, 0);
 });
 
-t.test("the worker serves its metrics at GET /metrics on SKIFF_WORKER_METRICS_PORT", async (t) => {
+t.test('the worker serves its metrics at GET /metrics on SKIFF_WORKER_METRICS_PORT', async (t) => {
   t.equal(platform.worker.metrics.server?.url, `http://127.0.0.1:${workerMetricsPort}/metrics`);
   const res = await fetch(`http://127.0.0.1:${workerMetricsPort}/metrics`);
   t.equal(res.status, 200);
@@ -237,7 +250,9 @@ t.test("the gateway's GET /metrics counts the calls", async (t) => {
 type Vector = Array<{ metric: Record<string, string>; value: [number, string] }>;
 
 const PROMETHEUS = '/usr/bin/prometheus';
-const noPrometheus = existsSync(PROMETHEUS) ? false : `${PROMETHEUS} is missing: install Debian's prometheus package (apt-get install prometheus) to run this test`;
+const noPrometheus = existsSync(PROMETHEUS)
+  ? false
+  : `${PROMETHEUS} is missing: install Debian's prometheus package (apt-get install prometheus) to run this test`;
 
 t.test('a real Prometheus server scrapes the gateway and the worker', { skip: noPrometheus }, async (t) => {
   const binary = PROMETHEUS;
@@ -257,7 +272,12 @@ t.test('a real Prometheus server scrapes the gateway and the worker', { skip: no
   let output = '';
   const prometheus: ChildProcess = spawn(
     binary,
-    [`--config.file=${join(home, 'prometheus.yml')}`, `--storage.tsdb.path=${join(home, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
+    [
+      `--config.file=${join(home, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(home, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--log.level=warn',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   prometheus.stdout?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000)));
@@ -281,10 +301,14 @@ t.test('a real Prometheus server scrapes the gateway and the worker', { skip: no
   t.ok(scraped, `both targets are up\n${output}`);
 
   let calls: Vector = [];
-  const counted = await eventually(async () => {
-    calls = await query('sum by (start) (skiff_invocations_total{job="skiff-gateway",function="traced",outcome="ok"})').catch(() => []);
-    return calls.length === 2;
-  }, 20_000, 250);
+  const counted = await eventually(
+    async () => {
+      calls = await query('sum by (start) (skiff_invocations_total{job="skiff-gateway",function="traced",outcome="ok"})').catch(() => []);
+      return calls.length === 2;
+    },
+    20_000,
+    250,
+  );
   t.ok(counted, 'prometheus has the calls of `traced`');
   t.same(Object.fromEntries(calls.map((s) => [s.metric.start, Number(s.value[1])])), { cold: 1, warm: 1 }, 'one cold and one warm call');
 
@@ -303,7 +327,8 @@ t.test('OTLP/JSON export: the span tree of the cold and the warm call', async (t
     return;
   }
   const inTrace = (traceId: string): Span[] => spansOf(receiver.received).filter((s) => s.traceId === traceId);
-  const complete = (traceId: string): boolean => ['gateway.invoke', 'scheduler.place', 'worker.invoke', 'handler'].every((name) => inTrace(traceId).some((s) => s.name === name));
+  const complete = (traceId: string): boolean =>
+    ['gateway.invoke', 'scheduler.place', 'worker.invoke', 'handler'].every((name) => inTrace(traceId).some((s) => s.name === name));
   t.ok(await eventually(() => complete(coldCall.traceId) && complete(warmCall.traceId), 15_000, 100), 'both traces arrive');
   const json = receiver.received.filter((r) => r.path === '/v1/traces');
   t.ok(json.length > 0 && json.every((r) => r.headers['content-type'] === 'application/json'), 'as OTLP/HTTP JSON (OTEL_EXPORTER_OTLP_PROTOCOL=http/json)');
@@ -334,7 +359,10 @@ t.test('OTLP/JSON export: the span tree of the cold and the warm call', async (t
     t.equal(worker.attrs['skiff.version'], 1, `${label}: skiff.version`);
     t.equal(worker.attrs['skiff.start'], call.cold ? worker.attrs['skiff.start'] : 'warm', `${label}: skiff.start`);
     t.type(worker.attrs['skiff.queue_wait_ms'], 'number', `${label}: queue wait on the worker span`);
-    t.ok(nanos(gateway.startTimeUnixNano) <= nanos(worker.startTimeUnixNano) && nanos(worker.endTimeUnixNano) <= nanos(gateway.endTimeUnixNano), `${label}: the worker's time lies inside the gateway's`);
+    t.ok(
+      nanos(gateway.startTimeUnixNano) <= nanos(worker.startTimeUnixNano) && nanos(worker.endTimeUnixNano) <= nanos(gateway.endTimeUnixNano),
+      `${label}: the worker's time lies inside the gateway's`,
+    );
 
     const phases = spans.filter((s) => s.attrs['skiff.phase'] !== undefined);
     if (!call.cold) {
@@ -345,16 +373,27 @@ t.test('OTLP/JSON export: the span tree of the cold and the warm call', async (t
     const ms = (s: Span): string => (Number(nanos(s.endTimeUnixNano) - nanos(s.startTimeUnixNano)) / 1e6).toFixed(2);
     t.comment(`cold start (${String(kind)}): ${phases.map((s) => `${s.name} ${ms(s)} ms`).join(', ')}; worker.invoke ${ms(worker)} ms`);
     t.ok(kind === 'pooled' || kind === 'created', `cold: skiff.start is ${String(kind)}`);
-    const under = (parent: Span): string[] => phases.filter((s) => s.parentSpanId === parent.spanId).map((s) => s.name).sort();
+    const under = (parent: Span): string[] =>
+      phases
+        .filter((s) => s.parentSpanId === parent.spanId)
+        .map((s) => s.name)
+        .sort();
     const expected = ['code.fetch', kind === 'pooled' ? 'pool.take' : 'sandbox.create', 'specialize'];
-    t.same(under(worker).filter((n) => n !== 'acquire.wait'), expected.sort(), 'cold: phase spans under worker.invoke');
+    t.same(
+      under(worker).filter((n) => n !== 'acquire.wait'),
+      expected.sort(),
+      'cold: phase spans under worker.invoke',
+    );
     const specialize = one('specialize');
     t.same(under(specialize), ['runtime.init', 'specialize.bind'], 'cold: bind and init under specialize');
     if (kind === 'created') t.same(under(one('sandbox.create')), ['sandbox.bootstrap', 'sandbox.mount', 'sandbox.runc']);
     // Real times: inside the worker span (1 ms of slack for the clocks' rounding), in order.
     const slack = 1_000_000n;
     for (const s of phases) {
-      t.ok(nanos(s.startTimeUnixNano) + slack >= nanos(worker.startTimeUnixNano) && nanos(s.endTimeUnixNano) <= nanos(worker.endTimeUnixNano) + slack, `${s.name} lies inside worker.invoke`);
+      t.ok(
+        nanos(s.startTimeUnixNano) + slack >= nanos(worker.startTimeUnixNano) && nanos(s.endTimeUnixNano) <= nanos(worker.endTimeUnixNano) + slack,
+        `${s.name} lies inside worker.invoke`,
+      );
       t.ok(nanos(s.endTimeUnixNano) >= nanos(s.startTimeUnixNano), `${s.name} ends after it starts`);
     }
     const init = one('runtime.init');
@@ -383,7 +422,14 @@ t.test('a caller traceparent is continued', async (t) => {
   t.equal(res.headers.get('x-skiff-trace-id'), traceId);
   const result = (await res.json()) as UserResult;
   t.equal(result.traceparent.split('-')[1], traceId, 'into the function too');
-  t.ok(await eventually(() => spansOf(receiver.received).some((s) => s.traceId === traceId && s.name === 'gateway.invoke' && s.parentSpanId === '00f067aa0ba902b7'), 10_000, 100), "gateway.invoke is the caller's span's child");
+  t.ok(
+    await eventually(
+      () => spansOf(receiver.received).some((s) => s.traceId === traceId && s.name === 'gateway.invoke' && s.parentSpanId === '00f067aa0ba902b7'),
+      10_000,
+      100,
+    ),
+    "gateway.invoke is the caller's span's child",
+  );
 });
 
 /** Runs a separate process that starts Skiff's telemetry with `env` and ends one span. */

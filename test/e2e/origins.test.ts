@@ -57,12 +57,21 @@ t.test('a key the platform verified never reaches the function; the caller is na
   const text = await byUrl.text();
   t.notOk(text.includes(secret), 'the secret is nowhere in what the function saw (by URL)');
   t.notOk(text.includes(platform.key), 'nor the whole key');
-  const seen = JSON.parse(text) as { event: { headers: Record<string, string>; requestContext: { accountId: string; authorizer?: { iam: Record<string, unknown> } } } };
+  const seen = JSON.parse(text) as {
+    event: { headers: Record<string, string>; requestContext: { accountId: string; authorizer?: { iam: Record<string, unknown> } } };
+  };
   t.notOk('authorization' in seen.event.headers, 'the authorization header is removed');
   t.equal(seen.event.headers['x-visible'], 'yes', 'other headers pass');
   t.equal(seen.event.requestContext.accountId, 'default', "accountId is the function's tenant");
   t.match(seen.event.requestContext.authorizer, {
-    iam: { accessKey: platform.keyId, accountId: 'default', callerId: platform.keyId, userId: platform.keyId, role: 'admin', userArn: `arn:skiff:iam::default:key/${platform.keyId}` },
+    iam: {
+      accessKey: platform.keyId,
+      accountId: 'default',
+      callerId: platform.keyId,
+      userId: platform.keyId,
+      role: 'admin',
+      userArn: `arn:skiff:iam::default:key/${platform.keyId}`,
+    },
   });
 
   const byInvoke = await invoke('reveal-key', { hello: 'there' }, platform.auth);
@@ -81,7 +90,7 @@ t.test('an auth "none" function sees its authorization header untouched', async 
   t.notOk('authorizer' in seen.event.requestContext);
 });
 
-t.test('x-skiff-* response headers are the platform\'s alone; cookies are the function\'s', async (t) => {
+t.test("x-skiff-* response headers are the platform's alone; cookies are the function's", async (t) => {
   t.equal((await deploy({ name: 'forger' }, { 'index.js': FORGER })).status, 201);
   for (const expected of ['true', 'false']) {
     const res = await fetch(`${platform.fnUrl}/fn/forger`);
@@ -133,7 +142,9 @@ t.test('with a functions domain, <name>.<domain> calls the function at its whole
 
   const root = await get(`${hosted.fnUrl}/`, { host: `hello.fn.test:${port}` });
   t.equal(root.status, 200);
-  t.match(JSON.parse(root.body), { event: { rawPath: '/', requestContext: { domainName: `hello.fn.test:${port}`, domainPrefix: 'hello', http: { path: '/' } } } });
+  t.match(JSON.parse(root.body), {
+    event: { rawPath: '/', requestContext: { domainName: `hello.fn.test:${port}`, domainPrefix: 'hello', http: { path: '/' } } },
+  });
   const deep = await get(`${hosted.fnUrl}/fn/other?q=1`, { host: 'hello.fn.test' });
   t.match(JSON.parse(deep.body), { event: { rawPath: '/fn/other', rawQueryString: 'q=1' } }, "every path on its host is the function's own");
   t.equal((await get(`${hosted.fnUrl}/`, { host: 'nothing.fn.test' })).status, 404, 'a host naming no function');

@@ -186,7 +186,11 @@ t.test('Redis killed: /healthz names it, calls are refused at once; Redis back: 
   t.equal(accepted.status, 202, 'async submissions are accepted again');
   const id = String(accepted.body.id);
   t.ok(
-    await eventually(async () => (await answered(`${live().url}/v1/invocations/${id}`, { headers: live().auth })).body.status === 'succeeded', BACK_WITHIN_MS, 200),
+    await eventually(
+      async () => (await answered(`${live().url}/v1/invocations/${id}`, { headers: live().auth })).body.status === 'succeeded',
+      BACK_WITHIN_MS,
+      200,
+    ),
     'and run',
   );
   const after = await asyncRecords();
@@ -219,7 +223,11 @@ t.test('PostgreSQL killed: /healthz names it; PostgreSQL back: all heals', async
   await healed(t, 'PostgreSQL', performance.now());
   for (const id of ids) {
     t.ok(
-      await eventually(async () => (await answered(`${live().url}/v1/invocations/${id}`, { headers: live().auth })).body.status === 'succeeded', BACK_WITHIN_MS, 200),
+      await eventually(
+        async () => (await answered(`${live().url}/v1/invocations/${id}`, { headers: live().auth })).body.status === 'succeeded',
+        BACK_WITHIN_MS,
+        200,
+      ),
       `the record of ${id}, made while PostgreSQL was down, is written once it is back`,
     );
   }

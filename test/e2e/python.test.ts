@@ -140,7 +140,7 @@ def try_write(path):
     t.match(await failedInit.json(), { error: { code: 'FunctionError', errorType: 'Runtime.ImportModuleError', message: /not_vendored_anywhere/ } });
   });
 
-  t.test("print() lines are kept with the invocation and retrievable by its id", async (t) => {
+  t.test('print() lines are kept with the invocation and retrievable by its id', async (t) => {
     await deploy(
       { name: 'py-chatty', concurrency: 2 },
       {
@@ -169,21 +169,38 @@ def handler(event, context):
     );
     t.same(await (await api.invoke('py-chatty', { n: 0 })).json(), { n: 0, met: null }, 'a first call makes the instance');
     const [a, b] = await Promise.all([api.invoke('py-chatty', { n: 1, meet: 2 }), api.invoke('py-chatty', { n: 2, meet: 1 })]);
-    t.same([await a.json(), await b.json()], [{ n: 1, met: true }, { n: 2, met: true }], 'the two calls overlapped: each saw the other start before it ended');
+    t.same(
+      [await a.json(), await b.json()],
+      [
+        { n: 1, met: true },
+        { n: 2, met: true },
+      ],
+      'the two calls overlapped: each saw the other start before it ended',
+    );
     t.equal(b.headers.get('x-skiff-cold-start'), 'false');
     const idA = a.headers.get('x-skiff-invocation-id') ?? '';
     const idB = b.headers.get('x-skiff-invocation-id') ?? '';
     t.ok(await eventually(async () => (await logs('py-chatty', `?invocation=${idA}`)).length === 3), 'the lines arrive');
     t.same(
       (await logs('py-chatty', `?invocation=${idA}`)).map((l) => [l.stream, l.text]),
-      [['stdout', 'start 1'], ['stderr', 'warned 1'], ['stdout', "{'done': 1}"]],
+      [
+        ['stdout', 'start 1'],
+        ['stderr', 'warned 1'],
+        ['stdout', "{'done': 1}"],
+      ],
       'invocation 1 sees only its own lines',
     );
     t.ok(await eventually(async () => (await logs('py-chatty', `?invocation=${idB}`)).length === 3));
-    t.same((await logs('py-chatty', `?invocation=${idB}`)).map((l) => l.text), ['start 2', 'warned 2', "{'done': 2}"]);
+    t.same(
+      (await logs('py-chatty', `?invocation=${idB}`)).map((l) => l.text),
+      ['start 2', 'warned 2', "{'done': 2}"],
+    );
     const instances = platform.worker.instances.list().filter((i) => i.fn.name === 'py-chatty');
     t.equal(instances.length, 1, 'both calls ran at the same time in one instance (concurrency 2), in two threads');
-    t.ok(await eventually(async () => (await logs('py-chatty')).some((l) => l.text === 'loading' && l.invocationId === null)), 'output made while importing has no invocation');
+    t.ok(
+      await eventually(async () => (await logs('py-chatty')).some((l) => l.text === 'loading' && l.invocationId === null)),
+      'output made while importing has no invocation',
+    );
   });
 
   t.test('packages vendored in the zip import, and handlers may live in packages', async (t) => {
@@ -202,7 +219,11 @@ def handler(event, context):
     t.equal(answer.status, 200);
     t.equal(await answer.json(), 'hello skiff from mylib');
 
-    t.equal((await deploy({ name: 'py-pkg', handler: 'pkg.handler' }, { 'pkg/__init__.py': 'def handler(event, context):\n    return "package"\n' })).status, 201, 'a package module (pkg/__init__.py)');
+    t.equal(
+      (await deploy({ name: 'py-pkg', handler: 'pkg.handler' }, { 'pkg/__init__.py': 'def handler(event, context):\n    return "package"\n' })).status,
+      201,
+      'a package module (pkg/__init__.py)',
+    );
     t.equal(await (await api.invoke('py-pkg', {})).json(), 'package');
   });
 

@@ -46,7 +46,9 @@ async function client(t: Test, url: string): Promise<Redis> {
 /** A redis-server with only the given settings (Redis' defaults otherwise), answering PING. */
 async function plainRedis(t: Test, dir: string, args: string[]): Promise<{ url: string; proc: OwnedProcess }> {
   const port = await freePort();
-  const proc = startProcess('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--save', '', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const proc = startProcess('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--save', '', ...args], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   t.teardown(() => proc.stop('SIGKILL'));
   const url = `redis://127.0.0.1:${port}`;
   const probe = await client(t, url);
@@ -66,7 +68,11 @@ t.test("the bring-up's Redis has an append-only file fsynced every second and no
   t.equal(await configGet(c, 'maxmemory-policy'), 'noeviction');
   const { log, lines } = capturedLog();
   t.same(await checkRedisSettings(redis.url, log), { checked: true, lacking: [] });
-  t.same(lines.filter((l) => l.level >= WARN), [], 'no warning');
+  t.same(
+    lines.filter((l) => l.level >= WARN),
+    [],
+    'no warning',
+  );
 });
 
 t.test('supervised as the bring-up does, a SIGKILLed Redis comes back on its port with what it had acknowledged', async (t) => {
@@ -136,7 +142,10 @@ t.test('the check warns about eviction, and about an AOF without fsync', async (
   const { url } = await plainRedis(t, await tempDir(t), ['--appendonly', 'yes', '--appendfsync', 'no', '--maxmemory-policy', 'allkeys-lru']);
   const { log, lines } = capturedLog();
   const result = await checkRedisSettings(url, log);
-  t.same(result.lacking.map((l) => l.setting), ['appendfsync', 'maxmemory-policy']);
+  t.same(
+    result.lacking.map((l) => l.setting),
+    ['appendfsync', 'maxmemory-policy'],
+  );
   const warnings = lines.filter((l) => l.level >= WARN);
   t.equal(warnings.length, 1);
   t.match(warnings[0]?.msg, /maxmemory-policy noeviction/);
@@ -166,6 +175,9 @@ t.test('the check uses a client it is given, and leaves it open', async (t) => {
   const { url } = await plainRedis(t, await tempDir(t), []);
   const redis = await client(t, url);
   const { log } = capturedLog();
-  t.same((await checkRedisSettings(redis, log)).lacking.map((l) => l.setting), ['appendonly']);
+  t.same(
+    (await checkRedisSettings(redis, log)).lacking.map((l) => l.setting),
+    ['appendonly'],
+  );
   t.equal(await redis.ping(), 'PONG', 'still usable');
 });

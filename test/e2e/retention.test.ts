@@ -53,7 +53,10 @@ t.test("a tenant's records and log lines past its bounds go, oldest first; count
     t.ok(await eventually(async () => (await records('chatty')) === n), `call ${n} is recorded`);
   }
   for (const n of [1, 2]) await api.invoke('roomy', { n });
-  t.ok(await eventually(async () => (await records('chatty')) === 3 && (await lines('chatty')) === 3 && (await lines('roomy')) === 2), 'every call is recorded');
+  t.ok(
+    await eventually(async () => (await records('chatty')) === 3 && (await lines('chatty')) === 3 && (await lines('roomy')) === 2),
+    'every call is recorded',
+  );
 
   const pruned: Record<string, number> = {};
   const swept = await new Retention(db, 24 * 7, createLogger('test', 'warn'), {

@@ -126,7 +126,11 @@ class Load {
   private readonly loops: Array<Promise<void>> = [];
   private next = 0;
 
-  constructor(asyncLoops: number, syncLoops: number, private readonly pauseMs: number) {
+  constructor(
+    asyncLoops: number,
+    syncLoops: number,
+    private readonly pauseMs: number,
+  ) {
     for (let i = 0; i < asyncLoops; i++) this.loops.push(this.loop('async'));
     for (let i = 0; i < syncLoops; i++) this.loops.push(this.loop('sync'));
   }
@@ -158,29 +162,51 @@ class Load {
 async function outcomes(ids: string[], within: number): Promise<Map<string, string>> {
   const status = new Map<string, string>(ids.map((id) => [id, 'unknown']));
   const pending = (): string[] => ids.filter((id) => status.get(id) !== 'succeeded');
-  await eventually(async () => {
-    const left = pending();
-    for (let i = 0; i < left.length; i += 20) {
-      await Promise.all(
-        left.slice(i, i + 20).map(async (id) => {
-          const res = await fetch(`${live().url}/v1/invocations/${id}`, { headers: live().auth, signal: AbortSignal.timeout(ANSWER_WITHIN_MS) }).catch(() => undefined);
-          if (res?.ok) status.set(id, ((await res.json()) as { status: string }).status);
-        }),
-      );
-    }
-    return pending().length === 0;
-  }, within, 500);
+  await eventually(
+    async () => {
+      const left = pending();
+      for (let i = 0; i < left.length; i += 20) {
+        await Promise.all(
+          left.slice(i, i + 20).map(async (id) => {
+            const res = await fetch(`${live().url}/v1/invocations/${id}`, { headers: live().auth, signal: AbortSignal.timeout(ANSWER_WITHIN_MS) }).catch(
+              () => undefined,
+            );
+            if (res?.ok) status.set(id, ((await res.json()) as { status: string }).status);
+          }),
+        );
+      }
+      return pending().length === 0;
+    },
+    within,
+    500,
+  );
   return status;
 }
 
 /** Asserts what the load got: every async call accepted or refused 503, every sync call its result or a 5xx, each answered. */
 function checkAnswers(t: TapTest, load: Load): void {
   const unanswered = load.answers.filter((a) => a.status === 0);
-  t.same(unanswered.map((a) => `${a.kind} ${a.n}: ${a.error}`), [], 'every call was answered');
-  const badAsync = load.answers.filter((a) => a.kind === 'async' && a.status !== 0 && !(a.status === 202 && a.body.id) && !(a.status === 503 && a.body.error?.code === 'Unavailable'));
-  t.same(badAsync.map((a) => `${a.status} ${JSON.stringify(a.body)}`), [], 'an async call is accepted (202 with its id) or refused with 503 Unavailable');
-  const badSync = load.answers.filter((a) => a.kind === 'sync' && a.status !== 0 && !(a.status === 200 && a.body.n === a.n) && !(a.status >= 500 && typeof a.body.error?.code === 'string'));
-  t.same(badSync.map((a) => `${a.status} ${JSON.stringify(a.body)}`), [], 'a sync call gets its own result, or a 5xx with an error code');
+  t.same(
+    unanswered.map((a) => `${a.kind} ${a.n}: ${a.error}`),
+    [],
+    'every call was answered',
+  );
+  const badAsync = load.answers.filter(
+    (a) => a.kind === 'async' && a.status !== 0 && !(a.status === 202 && a.body.id) && !(a.status === 503 && a.body.error?.code === 'Unavailable'),
+  );
+  t.same(
+    badAsync.map((a) => `${a.status} ${JSON.stringify(a.body)}`),
+    [],
+    'an async call is accepted (202 with its id) or refused with 503 Unavailable',
+  );
+  const badSync = load.answers.filter(
+    (a) => a.kind === 'sync' && a.status !== 0 && !(a.status === 200 && a.body.n === a.n) && !(a.status >= 500 && typeof a.body.error?.code === 'string'),
+  );
+  t.same(
+    badSync.map((a) => `${a.status} ${JSON.stringify(a.body)}`),
+    [],
+    'a sync call gets its own result, or a 5xx with an error code',
+  );
 }
 
 /** Sentinels fail over; calls are served again; every accepted call succeeds. `failover` makes it happen and resolves at once. */
@@ -193,27 +219,41 @@ async function failoverUnderLoad(t: TapTest, what: string, failover: () => Promi
     await failover();
     let promotedAt = 0;
     t.ok(
-      await eventually(async () => {
-        const primary = await sentinels().currentPrimary();
-        if (!primary || same(primary, from)) return false;
-        promotedAt = performance.now();
-        return true;
-      }, WITHIN_MS, 50),
+      await eventually(
+        async () => {
+          const primary = await sentinels().currentPrimary();
+          if (!primary || same(primary, from)) return false;
+          promotedAt = performance.now();
+          return true;
+        },
+        WITHIN_MS,
+        50,
+      ),
       'the sentinels name a new primary',
     );
-    t.ok(await eventually(() => load.count('async', 202, startedAt) >= 20 && load.count('sync', 200, startedAt) >= 5, WITHIN_MS, 50), 'calls sent after the failover are served');
+    t.ok(
+      await eventually(() => load.count('async', 202, startedAt) >= 20 && load.count('sync', 200, startedAt) >= 5, WITHIN_MS, 50),
+      'calls sent after the failover are served',
+    );
     const async = load.first('async', 202, startedAt);
     const sync = load.first('sync', 200, startedAt);
     const ms = (at: number | undefined): string => (at === undefined ? '-' : `${Math.round(at - startedAt)} ms`);
-    t.comment(`${what}: new primary named after ${ms(promotedAt)}; first async call accepted after ${ms(async?.answeredAt)}, first sync call answered 200 after ${ms(sync?.answeredAt)}`);
+    t.comment(
+      `${what}: new primary named after ${ms(promotedAt)}; first async call accepted after ${ms(async?.answeredAt)}, first sync call answered 200 after ${ms(sync?.answeredAt)}`,
+    );
   } finally {
     await load.stop();
   }
   checkAnswers(t, load);
   const refused = load.answers.filter((a) => a.kind === 'async' && a.status === 503);
   const sync5xx = load.answers.filter((a) => a.kind === 'sync' && a.status >= 500);
-  t.comment(`${what}: ${load.count('async', 202)} async calls accepted, ${refused.length} refused (503); ${load.count('sync', 200)} sync calls answered 200, ${sync5xx.length} 5xx`);
-  for (const [kind, answers] of [['refused async calls', refused], ['sync 5xx', sync5xx]] as const) {
+  t.comment(
+    `${what}: ${load.count('async', 202)} async calls accepted, ${refused.length} refused (503); ${load.count('sync', 200)} sync calls answered 200, ${sync5xx.length} 5xx`,
+  );
+  for (const [kind, answers] of [
+    ['refused async calls', refused],
+    ['sync 5xx', sync5xx],
+  ] as const) {
     const byMessage = new Map<string, number[]>();
     for (const a of answers) {
       const key = `${a.status} ${a.body.error?.code ?? ''}: ${String((a.body.error as { message?: string } | undefined)?.message ?? '')}`;
@@ -241,7 +281,11 @@ async function newCallsSucceed(t: TapTest): Promise<void> {
     t.match(answer, { status: 200, body: { n: 2000 + n } }, 'a new sync call answers its result');
   }
   const status = await outcomes(accepted, WITHIN_MS);
-  t.same(accepted.filter((id) => status.get(id) !== 'succeeded'), [], 'the new async calls succeed');
+  t.same(
+    accepted.filter((id) => status.get(id) !== 'succeeded'),
+    [],
+    'the new async calls succeed',
+  );
 }
 
 /** Clients connected to `server` other than sentinels, replication links and this probe. */
@@ -264,18 +308,29 @@ t.test('a function is deployed and answers through the primary the sentinels nam
   t.match(await call('sync', 1), { status: 200, body: { n: 1 } });
   const primary = await sentinels().currentPrimary();
   t.ok(same(primary, { host: '127.0.0.1', port: port(sentinels().primary) }), 'the sentinels name the primary started as such');
-  t.ok((await clientsOn(primary ?? { host: '', port: 0 })).some((c) => c.startsWith('skiff:')), "the platform's connections are on it");
+  t.ok(
+    (await clientsOn(primary ?? { host: '', port: 0 })).some((c) => c.startsWith('skiff:')),
+    "the platform's connections are on it",
+  );
 });
 
 t.test('the primary is SIGKILLed under load: the replica is promoted and the platform follows it', async (t) => {
   const old = { host: '127.0.0.1', port: port(sentinels().primary) };
-  await failoverUnderLoad(t, 'primary killed', async () => {
-    sentinels().primary.process.child.kill('SIGKILL');
-    await sentinels().primary.process.exited;
-  }, old);
+  await failoverUnderLoad(
+    t,
+    'primary killed',
+    async () => {
+      sentinels().primary.process.child.kill('SIGKILL');
+      await sentinels().primary.process.exited;
+    },
+    old,
+  );
   const primary = await sentinels().currentPrimary();
   t.ok(same(primary, { host: '127.0.0.1', port: port(sentinels().replicas[0] as LocalRedis) }), 'the replica is the primary now');
-  t.ok((await clientsOn(primary ?? { host: '', port: 0 })).some((c) => c.startsWith('skiff:')), "the platform's connections are on it");
+  t.ok(
+    (await clientsOn(primary ?? { host: '', port: 0 })).some((c) => c.startsWith('skiff:')),
+    "the platform's connections are on it",
+  );
   await newCallsSucceed(t);
 });
 
@@ -286,12 +341,21 @@ t.test('the old primary comes back as a replica; a failover back to it moves eve
   const back = await startRedis({ dir: join(root, 'redis', 'primary'), port: port(s.primary), persist: false, replicaOf: leaving });
   s.adopt(back);
   await s.readyToFailOver(1);
-  await failoverUnderLoad(t, 'failover asked of a sentinel', async () => {
-    await withClient(s.sentinels[0]?.url ?? '', (c) => c.call('SENTINEL', 'FAILOVER', s.name));
-  }, leaving);
+  await failoverUnderLoad(
+    t,
+    'failover asked of a sentinel',
+    async () => {
+      await withClient(s.sentinels[0]?.url ?? '', (c) => c.call('SENTINEL', 'FAILOVER', s.name));
+    },
+    leaving,
+  );
   t.ok(same(await s.currentPrimary(), { host: '127.0.0.1', port: port(back) }), 'the old primary is the primary again');
   let left: string[] = [];
-  t.ok(await eventually(async () => (left = await clientsOn(leaving)).length === 0, WITHIN_MS, 200), 'no connection is left on the primary it left (now a replica)', { left });
+  t.ok(
+    await eventually(async () => (left = await clientsOn(leaving)).length === 0, WITHIN_MS, 200),
+    'no connection is left on the primary it left (now a replica)',
+    { left },
+  );
   await newCallsSucceed(t);
   const reconciled = await probe?.hgetall(keySpace(live().config.keyPrefix).reconciled);
   t.comment(`reconciler counts (calls queued again after the promoted replica lacked their jobs; duplicate ends): ${JSON.stringify(reconciled)}`);

@@ -60,11 +60,18 @@ t.before(async () => {
     if (made.status !== 201) throw new Error(`tenant ${tenant}: ${made.status} ${JSON.stringify(made.json)}`);
     for (const role of TENANT_ROLES) keys[`${tenant}:${role}`] = (await makeKey(tenant, role)).key;
   }
-  for (const [tenant, name] of [['acme', 'acme-fn'], ['rival', 'rival-fn']] as const) {
+  for (const [tenant, name] of [
+    ['acme', 'acme-fn'],
+    ['rival', 'rival-fn'],
+  ] as const) {
     const deployed = await deployAs(platform.key, name, { tenant, auth: 'key', env: { SECRET_SETTING: 'hush' } });
     if (deployed.status !== 201) throw new Error(`deploy ${name}: ${deployed.status} ${JSON.stringify(deployed.json)}`);
   }
-  const byAdmin = await fetch(`${platform.url}/v1/functions/acme-fn/invoke`, { method: 'POST', headers: { ...platform.auth, 'x-skiff-invocation-type': 'async' }, body: '{}' });
+  const byAdmin = await fetch(`${platform.url}/v1/functions/acme-fn/invoke`, {
+    method: 'POST',
+    headers: { ...platform.auth, 'x-skiff-invocation-type': 'async' },
+    body: '{}',
+  });
   adminAsyncId = ((await byAdmin.json()) as { id: string }).id;
   const byInvoker = await fetch(`${platform.url}/v1/functions/acme-fn/invoke`, {
     method: 'POST',
@@ -105,20 +112,40 @@ const fresh = (prefix: string): string => `${prefix}-${counter++}`;
 const CASES: RouteCase[] = [
   { route: 'who am I', method: 'GET', path: '/v1/whoami', allowed: ALL, ok: 200, scope: 'tenant' },
   {
-    route: 'deploy', method: 'POST', path: '/v1/functions', allowed: WRITERS, ok: 201, scope: 'tenant',
+    route: 'deploy',
+    method: 'POST',
+    path: '/v1/functions',
+    allowed: WRITERS,
+    ok: 201,
+    scope: 'tenant',
     prepare: async (caller) => {
       const zip = (await zipFiles({ 'index.js': ECHO })).toString('base64');
       // Another tenant's key names acme as the tenant: only an admin key may deploy into another tenant.
-      return { body: { name: fresh('dep'), runtime: 'nodejs20', handler: 'index.handler', code: { zip }, ...(caller.startsWith('rival:') ? { tenant: 'acme' } : {}) } };
+      return {
+        body: { name: fresh('dep'), runtime: 'nodejs20', handler: 'index.handler', code: { zip }, ...(caller.startsWith('rival:') ? { tenant: 'acme' } : {}) },
+      };
     },
     otherStatus: 403,
   },
-  { route: 'list functions', method: 'GET', path: '/v1/functions', allowed: READERS, ok: 200, scope: 'tenant', hides: (json) => !names(json).includes('acme-fn') },
+  {
+    route: 'list functions',
+    method: 'GET',
+    path: '/v1/functions',
+    allowed: READERS,
+    ok: 200,
+    scope: 'tenant',
+    hides: (json) => !names(json).includes('acme-fn'),
+  },
   { route: 'describe', method: 'GET', path: '/v1/functions/acme-fn', allowed: READERS, ok: 200, scope: 'function' },
   { route: 'versions', method: 'GET', path: '/v1/functions/acme-fn/versions', allowed: READERS, ok: 200, scope: 'function' },
   { route: 'rollback', method: 'POST', path: '/v1/functions/acme-fn/rollback', allowed: WRITERS, ok: 200, scope: 'function', body: () => ({ version: 1 }) },
   {
-    route: 'delete', method: 'DELETE', path: '', allowed: WRITERS, ok: 200, scope: 'function',
+    route: 'delete',
+    method: 'DELETE',
+    path: '',
+    allowed: WRITERS,
+    ok: 200,
+    scope: 'function',
     prepare: async () => {
       const name = fresh('del');
       const made = await deployAs(platform.key, name, { tenant: 'acme' });
@@ -133,29 +160,82 @@ const CASES: RouteCase[] = [
   { route: 'redrive', method: 'POST', path: '/v1/functions/acme-fn/dead-letters/nope/redrive', allowed: WRITERS, ok: 404, scope: 'function' },
   { route: 'invoke', method: 'POST', path: '/v1/functions/acme-fn/invoke', allowed: CALLERS, ok: 200, scope: 'function', body: () => ({}) },
   { route: 'function URL', method: 'GET', path: '/fn/acme-fn/x', allowed: CALLERS, ok: 200, scope: 'function', origin: () => platform.fnUrl },
-  { route: "the admin's async record", method: 'GET', path: '', allowed: READERS, ok: 200, scope: 'function', invokerStatus: 404, prepare: async () => ({ path: `/v1/invocations/${adminAsyncId}` }) },
-  { route: 'stats of all functions', method: 'GET', path: '/v1/stats/functions', allowed: READERS, ok: 200, scope: 'tenant', hides: (json) => !names(json).includes('acme-fn') },
+  {
+    route: "the admin's async record",
+    method: 'GET',
+    path: '',
+    allowed: READERS,
+    ok: 200,
+    scope: 'function',
+    invokerStatus: 404,
+    prepare: async () => ({ path: `/v1/invocations/${adminAsyncId}` }),
+  },
+  {
+    route: 'stats of all functions',
+    method: 'GET',
+    path: '/v1/stats/functions',
+    allowed: READERS,
+    ok: 200,
+    scope: 'tenant',
+    hides: (json) => !names(json).includes('acme-fn'),
+  },
   { route: 'stats of one function', method: 'GET', path: '/v1/stats/functions/acme-fn', allowed: READERS, ok: 200, scope: 'function' },
   {
-    route: 'make a key', method: 'POST', path: '/v1/keys', allowed: KEY_MANAGERS, ok: 201, scope: 'tenant',
+    route: 'make a key',
+    method: 'POST',
+    path: '/v1/keys',
+    allowed: KEY_MANAGERS,
+    ok: 201,
+    scope: 'tenant',
     body: (caller) => ({ name: fresh('k'), role: 'viewer', ...(caller.startsWith('rival:') ? { tenant: 'acme' } : {}) }),
     otherStatus: 403,
   },
   {
-    route: 'list keys', method: 'GET', path: '/v1/keys', allowed: KEY_MANAGERS, ok: 200, scope: 'tenant',
+    route: 'list keys',
+    method: 'GET',
+    path: '/v1/keys',
+    allowed: KEY_MANAGERS,
+    ok: 200,
+    scope: 'tenant',
     hides: (json) => !(json as { keys: Array<{ tenant: string }> }).keys.some((k) => k.tenant === 'acme'),
   },
   {
-    route: 'revoke a key', method: 'DELETE', path: '', allowed: KEY_MANAGERS, ok: 200, scope: 'function',
+    route: 'revoke a key',
+    method: 'DELETE',
+    path: '',
+    allowed: KEY_MANAGERS,
+    ok: 200,
+    scope: 'function',
     prepare: async () => ({ path: `/v1/keys/${(await makeKey('acme', 'viewer', fresh('gone'))).id}` }),
   },
-  { route: 'audit', method: 'GET', path: '/v1/audit', allowed: KEY_MANAGERS, ok: 200, scope: 'tenant', hides: (json) => !(json as { events: Array<{ tenant: string }> }).events.some((e) => e.tenant === 'acme') },
+  {
+    route: 'audit',
+    method: 'GET',
+    path: '/v1/audit',
+    allowed: KEY_MANAGERS,
+    ok: 200,
+    scope: 'tenant',
+    hides: (json) => !(json as { events: Array<{ tenant: string }> }).events.some((e) => e.tenant === 'acme'),
+  },
   { route: 'make a tenant', method: 'POST', path: '/v1/tenants', allowed: PLATFORM, ok: 201, scope: 'platform', body: () => ({ name: fresh('tn') }) },
   { route: 'list tenants', method: 'GET', path: '/v1/tenants', allowed: PLATFORM, ok: 200, scope: 'platform' },
   { route: 'read a tenant', method: 'GET', path: '/v1/tenants/acme', allowed: PLATFORM, ok: 200, scope: 'platform' },
-  { route: "change a tenant's quotas", method: 'PATCH', path: '/v1/tenants/acme', allowed: PLATFORM, ok: 200, scope: 'platform', body: () => ({ maxFunctions: 500 }) },
   {
-    route: 'delete a tenant', method: 'DELETE', path: '', allowed: PLATFORM, ok: 200, scope: 'platform',
+    route: "change a tenant's quotas",
+    method: 'PATCH',
+    path: '/v1/tenants/acme',
+    allowed: PLATFORM,
+    ok: 200,
+    scope: 'platform',
+    body: () => ({ maxFunctions: 500 }),
+  },
+  {
+    route: 'delete a tenant',
+    method: 'DELETE',
+    path: '',
+    allowed: PLATFORM,
+    ok: 200,
+    scope: 'platform',
     prepare: async () => {
       const name = fresh('bye');
       await request('POST', '/v1/tenants', platform.key, { name });
@@ -213,7 +293,7 @@ t.test('every route × every role × own tenant, another tenant, no key', async 
   t.ok(checked >= CASES.length * CALLERS_ALL.length, `${checked} route × caller pairs checked`);
 });
 
-t.test("what one tenant sees of itself: env values, its own records, the function it deployed into", async (t) => {
+t.test('what one tenant sees of itself: env values, its own records, the function it deployed into', async (t) => {
   const asViewer = await request('GET', '/v1/functions/acme-fn', keys['acme:viewer']);
   t.equal(asViewer.status, 200);
   t.notOk('env' in (asViewer.json as object), 'a viewer sees no env values');
@@ -244,7 +324,9 @@ t.test('owners manage their own keys only, never admin keys', async (t) => {
   t.equal((await request('POST', '/v1/keys', owner, { name: 'x', role: 'admin' })).status, 403, 'an owner makes no admin key');
   const listed = (await request('GET', '/v1/keys', owner)).json as { keys: Array<{ tenant: string; role: string }> };
   t.ok(listed.keys.length > 0 && listed.keys.every((k) => k.tenant === 'acme'), "an owner lists its tenant's keys only");
-  const adminKeys = ((await request('GET', '/v1/keys', platform.key)).json as { keys: Array<{ id: string; role: string }> }).keys.filter((k) => k.role === 'admin');
+  const adminKeys = ((await request('GET', '/v1/keys', platform.key)).json as { keys: Array<{ id: string; role: string }> }).keys.filter(
+    (k) => k.role === 'admin',
+  );
   t.ok(adminKeys.length > 0);
   const ownerOfDefault = await makeKey('default', 'owner', 'default-owner');
   t.equal((await request('DELETE', `/v1/keys/${adminKeys[0]!.id}`, ownerOfDefault.key)).status, 403, "an owner of the admin key's tenant cannot revoke it");
@@ -258,7 +340,12 @@ t.test('expiry, function lists, revocation and last use', async (t) => {
   let brief = '';
   for (let aheadMs = 1500; ; aheadMs *= 2) {
     until = Date.now() + aheadMs;
-    const expiring = await request('POST', '/v1/keys', platform.key, { name: 'brief', tenant: 'acme', role: 'developer', expiresAt: new Date(until).toISOString() });
+    const expiring = await request('POST', '/v1/keys', platform.key, {
+      name: 'brief',
+      tenant: 'acme',
+      role: 'developer',
+      expiresAt: new Date(until).toISOString(),
+    });
     brief = (expiring.json as { key?: string }).key ?? '';
     const status = expiring.status === 201 ? (await request('GET', '/v1/functions', brief)).status : undefined;
     if (Date.now() < until || aheadMs >= 24_000) {
@@ -269,18 +356,25 @@ t.test('expiry, function lists, revocation and last use', async (t) => {
   }
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, until - Date.now()) + 50));
   t.equal((await request('GET', '/v1/functions', brief)).status, 401, 'an expired key is refused');
-  t.equal((await request('POST', '/v1/keys', platform.key, { name: 'past', tenant: 'acme', role: 'viewer', expiresAt: '2001-01-01T00:00:00Z' })).status, 400, 'an expiry in the past is 400');
+  t.equal(
+    (await request('POST', '/v1/keys', platform.key, { name: 'past', tenant: 'acme', role: 'viewer', expiresAt: '2001-01-01T00:00:00Z' })).status,
+    400,
+    'an expiry in the past is 400',
+  );
 
   await deployAs(platform.key, 'acme-other', { tenant: 'acme', auth: 'key' });
   const limited = await request('POST', '/v1/keys', platform.key, { name: 'one-fn', tenant: 'acme', role: 'invoker', functions: ['acme-fn'] });
   const oneFn = (limited.json as { key: string }).key;
-  const call = (name: string) => fetch(`${platform.url}/v1/functions/${name}/invoke`, { method: 'POST', headers: { authorization: `Bearer ${oneFn}` }, body: '{}' });
+  const call = (name: string) =>
+    fetch(`${platform.url}/v1/functions/${name}/invoke`, { method: 'POST', headers: { authorization: `Bearer ${oneFn}` }, body: '{}' });
   t.equal((await call('acme-fn')).status, 200, 'a key limited to a function calls it');
   t.equal((await call('acme-other')).status, 403, 'and no other');
 
   const made = await makeKey('acme', 'viewer', 'unused');
   const lastUsed = async (): Promise<string | null> =>
-    ((await request('GET', '/v1/keys?tenant=acme', platform.key)).json as { keys: Array<{ id: string; lastUsedAt: string | null }> }).keys.find((k) => k.id === made.id)?.lastUsedAt ?? null;
+    ((await request('GET', '/v1/keys?tenant=acme', platform.key)).json as { keys: Array<{ id: string; lastUsedAt: string | null }> }).keys.find(
+      (k) => k.id === made.id,
+    )?.lastUsedAt ?? null;
   const wrongSecret = made.key.slice(0, -4) + (made.key.endsWith('AAAA') ? 'BBBB' : 'AAAA');
   t.equal((await request('GET', '/v1/functions', wrongSecret)).status, 401, 'a wrong secret for a real key id is refused');
   t.equal(await lastUsed(), null, 'and does not count as a use');
@@ -306,7 +400,11 @@ t.test('tenants: quotas, deletion and the audit trail', async (t) => {
   t.equal((await request('PATCH', '/v1/tenants/small', platform.key, { maxVersionsPerFunction: 2 })).status, 200);
   for (let i = 0; i < 3; i++) t.equal((await deployAs(owner, 'small-one')).status, 201);
   const versions = (await request('GET', '/v1/functions/small-one/versions', owner)).json as { versions: Array<{ version: number; current: boolean }> };
-  t.same(versions.versions.map((v) => v.version), [4, 3], 'versions past maxVersionsPerFunction are pruned, oldest first');
+  t.same(
+    versions.versions.map((v) => v.version),
+    [4, 3],
+    'versions past maxVersionsPerFunction are pruned, oldest first',
+  );
   t.match(await (await fetch(`${platform.url}/metrics`, { headers: platform.auth })).text(), /skiff_pruned_total\{kind="versions"\} 2/, 'and counted');
 
   const busy = await request('DELETE', '/v1/tenants/small', platform.key);
@@ -318,14 +416,32 @@ t.test('tenants: quotas, deletion and the audit trail', async (t) => {
   t.equal((await request('DELETE', '/v1/tenants/small', platform.key)).status, 200);
   t.equal((await request('GET', '/v1/functions', owner)).status, 401, "a deleted tenant's keys go with it");
 
-  const audit = (await request('GET', '/v1/audit?tenant=small', platform.key)).json as { events: Array<{ action: string; target: string; keyId: string | null }> };
+  const audit = (await request('GET', '/v1/audit?tenant=small', platform.key)).json as {
+    events: Array<{ action: string; target: string; keyId: string | null }>;
+  };
   const actions = audit.events.map((e) => `${e.action} ${e.target}`).reverse();
   t.same(
     actions.filter((a) => !a.startsWith('key.create')),
-    ['tenant.create small', 'function.deploy small-one', 'tenant.update small', 'function.deploy small-one', 'function.deploy small-one', 'function.deploy small-one', 'function.delete small-one', 'tenant.update small', 'tenant.delete small'],
+    [
+      'tenant.create small',
+      'function.deploy small-one',
+      'tenant.update small',
+      'function.deploy small-one',
+      'function.deploy small-one',
+      'function.deploy small-one',
+      'function.delete small-one',
+      'tenant.update small',
+      'tenant.delete small',
+    ],
     'who did what to tenant small, in order',
   );
-  t.ok(audit.events.every((e) => typeof e.keyId === 'string'), 'each names the key that did it');
+  t.ok(
+    audit.events.every((e) => typeof e.keyId === 'string'),
+    'each names the key that did it',
+  );
   const acmeOwnerAudit = (await request('GET', '/v1/audit?tenant=small', keys['acme:owner'])).json as { events: Array<{ tenant: string }> };
-  t.ok(acmeOwnerAudit.events.every((e) => e.tenant === 'acme'), "an owner reads its own tenant's trail whatever it asks for");
+  t.ok(
+    acmeOwnerAudit.events.every((e) => e.tenant === 'acme'),
+    "an owner reads its own tenant's trail whatever it asks for",
+  );
 });

@@ -9,7 +9,9 @@ import t from 'tap';
 import { client, eventually } from '../support/api.js';
 import { startPlatform, type Platform } from '../support/platform.js';
 
-const SLEEPER = { 'index.js': 'exports.handler = async (e, c) => { await new Promise((r) => setTimeout(r, (e && e.ms) || 0)); return { fn: c.functionName }; };' };
+const SLEEPER = {
+  'index.js': 'exports.handler = async (e, c) => { await new Promise((r) => setTimeout(r, (e && e.ms) || 0)); return { fn: c.functionName }; };',
+};
 const LONG_MS = 8000;
 
 let platform: Platform;
@@ -40,7 +42,10 @@ async function call(name: string, ms = 0): Promise<{ status: number; body: unkno
 }
 
 const instancesOf = (owner: string) => platform.worker.instances.list().filter((i) => i.fn.tenant === owner);
-const names = (owner: string): string[] => instancesOf(owner).map((i) => i.fn.name).sort();
+const names = (owner: string): string[] =>
+  instancesOf(owner)
+    .map((i) => i.fn.name)
+    .sort();
 
 /** The most instances and memory `owner` ever held at once while `work` ran (sampled often). */
 async function watching<T>(owner: string, work: () => Promise<T>): Promise<{ result: T; most: { instances: number; memoryMb: number } }> {
@@ -48,7 +53,10 @@ async function watching<T>(owner: string, work: () => Promise<T>): Promise<{ res
   const sample = (): void => {
     const now = instancesOf(owner);
     most.instances = Math.max(most.instances, now.length);
-    most.memoryMb = Math.max(most.memoryMb, now.reduce((sum, i) => sum + i.sandbox.memoryMb, 0));
+    most.memoryMb = Math.max(
+      most.memoryMb,
+      now.reduce((sum, i) => sum + i.sandbox.memoryMb, 0),
+    );
   };
   const timer = setInterval(sample, 2);
   try {
@@ -112,7 +120,11 @@ t.test('maxInstances: with its one instance busy, a call waits and then answers 
   t.match(result.refused.body, { error: { code: 'TooManyRequests', message: /tenant busy .*maxInstances/ } });
   t.ok(Number(result.refused.retryAfter) >= 1, 'with Retry-After');
   t.ok(result.others.length >= 3, `${result.others.length} calls of the other tenant were made meanwhile`);
-  t.same(result.others, result.others.map(() => 200), 'and all answered 200');
+  t.same(
+    result.others,
+    result.others.map(() => 200),
+    'and all answered 200',
+  );
   t.equal(result.long.status, 200, 'the long call itself finishes');
   t.equal(most.instances, 1, 'the tenant never had two instances');
 });
@@ -145,7 +157,11 @@ t.test('maxMemoryMb: its own idle instances make room; with its memory busy, 429
   t.equal(result.refused.status, 429, 'with all its memory busy, a 64 MiB call is refused');
   t.match(result.refused.body, { error: { code: 'TooManyRequests', message: /tenant mem .*maxMemoryMb/ } });
   t.ok(result.others.length >= 3, `${result.others.length} calls of the other tenant were made meanwhile`);
-  t.same(result.others, result.others.map(() => 200), 'and all answered 200');
+  t.same(
+    result.others,
+    result.others.map(() => 200),
+    'and all answered 200',
+  );
   t.equal(result.long.status, 200);
   t.ok(most.memoryMb <= 256, `the tenant never held more than 256 MiB (most ${most.memoryMb})`);
 });

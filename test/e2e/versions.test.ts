@@ -62,14 +62,35 @@ t.test('three deploys: three versions, newest first, the last one current', asyn
     shas[body.version] = body.codeSha256;
   }
   t.equal(await (await api.invoke('verse', {}, platform.auth)).json(), 'three', 'calls run version 3');
-  t.ok(platform.worker.instances.list().some((i) => i.fn.name === 'verse' && i.fn.version === 3), 'the worker has an instance of version 3');
+  t.ok(
+    platform.worker.instances.list().some((i) => i.fn.name === 'verse' && i.fn.version === 3),
+    'the worker has an instance of version 3',
+  );
 
   const res = await versions('verse');
   t.equal(res.status, 200);
   const listed = ((await res.json()) as { versions: Version[] }).versions;
-  t.same(listed.map((v) => v.version), [3, 2, 1], 'newest first');
-  t.same(listed.map((v) => v.current), [true, false, false], 'version 3 is current');
-  t.match(listed[0], { runtime: 'nodejs20', handler: 'index.handler', memoryMb: 256, timeoutMs: 5000, concurrency: 1, minWarm: 0, maxInstances: 100, auth: 'none', codeSha256: shas[3] });
+  t.same(
+    listed.map((v) => v.version),
+    [3, 2, 1],
+    'newest first',
+  );
+  t.same(
+    listed.map((v) => v.current),
+    [true, false, false],
+    'version 3 is current',
+  );
+  t.match(listed[0], {
+    runtime: 'nodejs20',
+    handler: 'index.handler',
+    memoryMb: 256,
+    timeoutMs: 5000,
+    concurrency: 1,
+    minWarm: 0,
+    maxInstances: 100,
+    auth: 'none',
+    codeSha256: shas[3],
+  });
   t.match(listed[1], { memoryMb: 192, timeoutMs: 30000, auth: 'key', codeSha256: shas[2] });
   t.match(listed[2], { memoryMb: 128, codeSha256: shas[1] });
   for (const v of listed) {
@@ -91,10 +112,21 @@ t.test('rollback to version 1: answered with version 1, calls run it, instances 
     await eventually(() => !platform.worker.instances.list().some((i) => i.fn.name === 'verse' && i.fn.version !== 1)),
     'the worker keeps no instance of another version',
   );
-  t.ok(platform.worker.instances.list().some((i) => i.fn.name === 'verse' && i.fn.version === 1), 'version 1 runs in an instance');
+  t.ok(
+    platform.worker.instances.list().some((i) => i.fn.name === 'verse' && i.fn.version === 1),
+    'version 1 runs in an instance',
+  );
 
   const listed = ((await (await versions('verse')).json()) as { versions: Version[] }).versions;
-  t.same(listed.map((v) => [v.version, v.current]), [[3, false], [2, false], [1, true]], 'still three versions; 1 is current');
+  t.same(
+    listed.map((v) => [v.version, v.current]),
+    [
+      [3, false],
+      [2, false],
+      [1, true],
+    ],
+    'still three versions; 1 is current',
+  );
 
   const again = await rollback('verse', { version: 1 });
   t.equal(again.status, 200, 'rolling back to the current version is harmless');
@@ -115,12 +147,23 @@ t.test('the deploy after a rollback gets the next new number', async (t) => {
   t.match(await res.json(), { version: 4 });
   t.equal(await call('verse'), 'four');
   const listed = ((await (await versions('verse')).json()) as { versions: Version[] }).versions;
-  t.same(listed.map((v) => [v.version, v.current]), [[4, true], [3, false], [2, false], [1, false]]);
+  t.same(
+    listed.map((v) => [v.version, v.current]),
+    [
+      [4, true],
+      [3, false],
+      [2, false],
+      [1, false],
+    ],
+  );
 
   // Concurrent deploys still get distinct numbers.
   const parallel = await Promise.all([5, 6, 7].map(() => api.deploy({ name: 'verse' }, code('many'))));
   const numbers = await Promise.all(parallel.map(async (r) => ((await r.json()) as { version: number }).version));
-  t.same([...numbers].sort((a, b) => a - b), [5, 6, 7]);
+  t.same(
+    [...numbers].sort((a, b) => a - b),
+    [5, 6, 7],
+  );
 });
 
 t.test('errors: a missing version or function is 404; a bad body is 400; no key is 401', async (t) => {

@@ -64,7 +64,12 @@ t.test('a GET becomes a payload 2.0 event', async (t) => {
 });
 
 t.test('the path after the prefix, and no query or cookies keys when there are none', async (t) => {
-  for (const [url, rawPath] of [['/fn/hello', '/'], ['/fn/hello/', '/'], ['/fn/hello?', '/'], ['/fn/hello/a%20b/', '/a%20b/']] as const) {
+  for (const [url, rawPath] of [
+    ['/fn/hello', '/'],
+    ['/fn/hello/', '/'],
+    ['/fn/hello?', '/'],
+    ['/fn/hello/a%20b/', '/a%20b/'],
+  ] as const) {
     const event = toFunctionUrlEvent(request({ url }), 'hello', '/fn/hello', 'r', NOW);
     t.equal(event.rawPath, rawPath, url);
     t.equal(event.requestContext.http.path, rawPath);
@@ -105,7 +110,13 @@ t.test('text-like bodies are strings, others base64', async (t) => {
     t.equal(event.isBase64Encoded, !text, String(contentType));
     t.same(Buffer.from(event.body ?? '', text ? 'utf8' : 'base64'), body);
   }
-  const empty = toFunctionUrlEvent(request({ method: 'POST', url: '/fn/a', headers: { 'content-length': '0' }, body: Buffer.alloc(0) }), 'a', '/fn/a', 'r', NOW);
+  const empty = toFunctionUrlEvent(
+    request({ method: 'POST', url: '/fn/a', headers: { 'content-length': '0' }, body: Buffer.alloc(0) }),
+    'a',
+    '/fn/a',
+    'r',
+    NOW,
+  );
   t.notOk('body' in empty);
   t.notOk('content-length' in empty.headers);
 });
@@ -124,7 +135,12 @@ t.test('a value with a statusCode is a response description', async (t) => {
     body: Buffer.from('created'),
   });
   t.same(fromFunctionResult({ statusCode: 204 }), { statusCode: 204, headers: { 'content-type': 'application/json' }, cookies: [], body: Buffer.alloc(0) });
-  const binary = fromFunctionResult({ statusCode: 200, headers: { 'content-type': 'image/png' }, body: Buffer.from([1, 2, 255]).toString('base64'), isBase64Encoded: true });
+  const binary = fromFunctionResult({
+    statusCode: 200,
+    headers: { 'content-type': 'image/png' },
+    body: Buffer.from([1, 2, 255]).toString('base64'),
+    isBase64Encoded: true,
+  });
   t.same(binary.body, Buffer.from([1, 2, 255]));
 });
 
@@ -221,12 +237,19 @@ t.test('without a verified caller (auth "none") headers pass untouched and there
 t.test("a function's x-skiff-* response headers are dropped, in any case; its cookies are kept", async (t) => {
   const res = fromFunctionResult({
     statusCode: 200,
-    headers: { 'x-skiff-cold-start': 'forged', 'X-Skiff-Invocation-Id': 'forged', 'X-SKIFF-TRACE-ID': 'f', 'x-skiff-anything': 'x', 'x-skiffy': 'kept', 'Set-Cookie': 'a=1' },
+    headers: {
+      'x-skiff-cold-start': 'forged',
+      'X-Skiff-Invocation-Id': 'forged',
+      'X-SKIFF-TRACE-ID': 'f',
+      'x-skiff-anything': 'x',
+      'x-skiffy': 'kept',
+      'Set-Cookie': 'a=1',
+    },
     cookies: ['b=2'],
     body: 'ok',
   });
   t.same(res.headers, { 'x-skiffy': 'kept', 'content-type': 'application/json' });
-  t.same(res.cookies, ['a=1', 'b=2'], 'cookies are legitimate on the function\'s own origin');
+  t.same(res.cookies, ['a=1', 'b=2'], "cookies are legitimate on the function's own origin");
 });
 
 t.test('function origins: path-based by default, host-based with a domain, the bound port for port 0', async (t) => {
@@ -238,9 +261,16 @@ t.test('function origins: path-based by default, host-based with a domain, the b
   t.equal(functionUrl(config({ SKIFF_FUNCTIONS_URL: 'https://fn.example.com/' }), 'hello'), 'https://fn.example.com/fn/hello');
   t.equal(functionUrl(config({ SKIFF_FUNCTIONS_DOMAIN: 'fn.test' }), 'hello'), 'http://hello.fn.test:8081/');
   t.equal(functionUrl(config({ SKIFF_FUNCTIONS_DOMAIN: 'fn.test', SKIFF_FUNCTIONS_PORT: '0' }), 'hello', 40123), 'http://hello.fn.test:40123/');
-  t.equal(functionUrl(config({ SKIFF_FUNCTIONS_DOMAIN: 'skiff-fn.example', SKIFF_FUNCTIONS_URL: 'https://skiff-fn.example' }), 'hello'), 'https://hello.skiff-fn.example/');
+  t.equal(
+    functionUrl(config({ SKIFF_FUNCTIONS_DOMAIN: 'skiff-fn.example', SKIFF_FUNCTIONS_URL: 'https://skiff-fn.example' }), 'hello'),
+    'https://hello.skiff-fn.example/',
+  );
   t.equal(functionUrl(config({ SKIFF_FUNCTIONS_DOMAIN: 'fn.test', SKIFF_FUNCTIONS_URL: 'https://fn.test:8443' }), 'a-b'), 'https://a-b.fn.test:8443/');
-  t.equal(functionsOrigin(config({ SKIFF_FUNCTIONS_DOMAIN: 'fn.test', SKIFF_FUNCTIONS_URL: 'https://fn.test' })), 'https://fn.test', '/fn/ paths keep working there');
+  t.equal(
+    functionsOrigin(config({ SKIFF_FUNCTIONS_DOMAIN: 'fn.test', SKIFF_FUNCTIONS_URL: 'https://fn.test' })),
+    'https://fn.test',
+    '/fn/ paths keep working there',
+  );
 });
 
 t.test('which function a request to the functions listener calls', async (t) => {
@@ -314,7 +344,10 @@ t.test('the functions app: platform headers win, the secret stays out, nothing b
   t.same(res.headers['set-cookie'], ['session=1; HttpOnly']);
   t.equal(events.length, 1);
   t.notOk(JSON.stringify(events[0]).includes(SECRET), 'the function never sees the key');
-  t.match(events[0], { rawPath: '/path', requestContext: { accountId: 'acme', authorizer: { iam: { accessKey: 'key_abc', accountId: 'acme', role: 'invoker' } } } });
+  t.match(events[0], {
+    rawPath: '/path',
+    requestContext: { accountId: 'acme', authorizer: { iam: { accessKey: 'key_abc', accountId: 'acme', role: 'invoker' } } },
+  });
 
   t.equal((await app.inject({ method: 'GET', url: '/fn/hello' })).statusCode, 401, 'an auth "key" function without a key');
   for (const url of ['/v1/functions', '/ui', '/metrics', '/healthz', '/', '/fn/nope']) {
@@ -331,7 +364,12 @@ t.test('the functions app with a domain: <name>.<domain> calls the function with
   const root = await app.inject({ method: 'GET', url: '/', headers: { host: 'hello.fn.test' } });
   t.equal(root.statusCode, 200);
   t.match(root.json(), { rawPath: '/', requestContext: { domainName: 'hello.fn.test', domainPrefix: 'hello', accountId: 'acme' } });
-  const deep = await app.inject({ method: 'POST', url: '/fn/other/x?y=1', headers: { host: 'hello.fn.test:8081', 'content-type': 'text/plain' }, payload: 'body' });
+  const deep = await app.inject({
+    method: 'POST',
+    url: '/fn/other/x?y=1',
+    headers: { host: 'hello.fn.test:8081', 'content-type': 'text/plain' },
+    payload: 'body',
+  });
   t.match(deep.json(), { rawPath: '/fn/other/x', rawQueryString: 'y=1', body: 'body' }, "/fn/ on a function's host is that function's path");
   t.equal((await app.inject({ method: 'GET', url: '/fn/hello', headers: { host: '127.0.0.1:8081' } })).statusCode, 200, '/fn/<name> keeps working');
   t.equal((await app.inject({ method: 'GET', url: '/', headers: { host: 'nope.fn.test' } })).statusCode, 404);
@@ -347,7 +385,9 @@ t.test("the API's origin answers /fn/ with a 404 naming the functions origin", a
   const res = await app.inject({ method: 'POST', url: '/fn/hello/x', headers: { 'content-type': 'image/png' }, payload: Buffer.alloc(10) });
   t.equal(res.statusCode, 404);
   t.same(res.json(), { error: { code: 'NotFound', message: 'function URLs are served at http://127.0.0.1:40123/fn/hello' } });
-  t.same((await app.inject({ method: 'GET', url: '/fn' })).json(), { error: { code: 'NotFound', message: 'function URLs are served at http://127.0.0.1:40123/fn/<name>' } });
+  t.same((await app.inject({ method: 'GET', url: '/fn' })).json(), {
+    error: { code: 'NotFound', message: 'function URLs are served at http://127.0.0.1:40123/fn/<name>' },
+  });
   t.equal((await app.inject({ method: 'GET', url: '/fnx' })).statusCode, 404);
 });
 
@@ -384,7 +424,10 @@ const express = createRequire(import.meta.url)('express') as Express;
 function makeApp(): ExpressApp {
   const app = express();
   app.get('/users/:id', (req, res) => {
-    res.set('x-user', req.params['id'] ?? '').cookie('seen', 'yes').json({ id: req.params['id'], query: req.query, path: req.path, url: req.originalUrl, cookie: req.headers.cookie });
+    res
+      .set('x-user', req.params['id'] ?? '')
+      .cookie('seen', 'yes')
+      .json({ id: req.params['id'], query: req.query, path: req.path, url: req.originalUrl, cookie: req.headers.cookie });
   });
   app.get('/two-cookies', (_req, res) => {
     res.cookie('a', '1').cookie('b', '2').send('ok');
@@ -442,7 +485,14 @@ t.test('an Express app behind serverless-http runs unchanged', async (t) => {
 
   t.test('POST with a JSON body', async (t) => {
     const body = Buffer.from(JSON.stringify({ name: 'Jörg', n: [1, 2] }));
-    const res = await call(request({ method: 'POST', url: '/fn/app/echo', headers: { host: 'localhost', 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, body }));
+    const res = await call(
+      request({
+        method: 'POST',
+        url: '/fn/app/echo',
+        headers: { host: 'localhost', 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+        body,
+      }),
+    );
     t.equal(res.statusCode, 201);
     t.same(JSON.parse(res.body.toString('utf8')), { got: { name: 'Jörg', n: [1, 2] }, type: 'application/json', length: String(body.length), chunked: null });
   });
@@ -459,7 +509,7 @@ t.test('an Express app behind serverless-http runs unchanged', async (t) => {
     t.same(image.body, Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x00, 0xff, 0xfe]));
   });
 
-  t.test('an unknown route is the app\'s own 404', async (t) => {
+  t.test("an unknown route is the app's own 404", async (t) => {
     const res = await call(request({ url: '/fn/app/nope' }));
     t.equal(res.statusCode, 404);
     t.match(res.headers['content-type'], /^text\/html/);

@@ -13,10 +13,7 @@ type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 
 const LIMITS: ZipLimits = { maxEntries: 100, maxUnpackedBytes: 1024 * 1024 };
 
-type Item =
-  | { dir: string; mode?: number }
-  | { file: string; data: string | Buffer; mode?: number; compress?: boolean }
-  | { link: string; target: string };
+type Item = { dir: string; mode?: number } | { file: string; data: string | Buffer; mode?: number; compress?: boolean } | { link: string; target: string };
 
 /** Builds a zip with yazl, which writes unix modes into the external attributes. */
 function makeZip(items: Item[]): Promise<Buffer> {
@@ -106,7 +103,16 @@ t.test('the handler file is found as .js, .mjs or .cjs, the export after the las
 
 t.test('a handler that is malformed or leaves the archive is refused', async (t) => {
   const zip = await makeZip([HANDLER]);
-  for (const handler of ['index', 'index.', '.handler', '../index.handler', 'lib/../index.handler', '/index.handler', 'lib\\index.handler', 'lib//index.handler']) {
+  for (const handler of [
+    'index',
+    'index.',
+    '.handler',
+    '../index.handler',
+    'lib/../index.handler',
+    '/index.handler',
+    'lib\\index.handler',
+    'lib//index.handler',
+  ]) {
     await rejectsZip(t, inspectZip(zip, LIMITS, handler), 'handler', /handler/);
   }
 });
@@ -148,10 +154,28 @@ t.test('symlinks that point outside the archive are refused', async (t) => {
     [[{ link: 'lib/up', target: '../..' }], /symlink "lib\/up" .* points outside/],
     [[{ link: 'lib/deep', target: 'x/../../../etc' }], /points outside/],
     // Each target looks harmless alone; followed through `d/b`, `c` climbs above the root.
-    [[{ link: 'd/b', target: '..' }, { link: 'c', target: 'd/b/..' }], /symlink "c" .* points outside/],
+    [
+      [
+        { link: 'd/b', target: '..' },
+        { link: 'c', target: 'd/b/..' },
+      ],
+      /symlink "c" .* points outside/,
+    ],
     // Same, with the link that makes the escape coming after the one that uses it.
-    [[{ link: 'c', target: 'd/b/../x' }, { link: 'd/b', target: '..' }], /symlink "c" .* points outside/],
-    [[{ link: 'loop1', target: 'loop2' }, { link: 'loop2', target: 'loop1' }], /"loop1" -> "loop2" goes through more than 40 symlinks/],
+    [
+      [
+        { link: 'c', target: 'd/b/../x' },
+        { link: 'd/b', target: '..' },
+      ],
+      /symlink "c" .* points outside/,
+    ],
+    [
+      [
+        { link: 'loop1', target: 'loop2' },
+        { link: 'loop2', target: 'loop1' },
+      ],
+      /"loop1" -> "loop2" goes through more than 40 symlinks/,
+    ],
     [[{ link: 'empty', target: '' }], /empty target/],
   ];
   for (const [items, message] of cases) {
@@ -185,9 +209,15 @@ t.test('symlinks that stay inside are allowed and recreated as symlinks', async 
 
 t.test('nothing is written through a symlink of the archive, in either order', async (t) => {
   const cases: Item[][] = [
-    [{ link: 'a', target: '.' }, { file: 'a/x.js', data: 'x' }],
+    [
+      { link: 'a', target: '.' },
+      { file: 'a/x.js', data: 'x' },
+    ],
     [{ dir: 'b' }, { link: 'a', target: 'b/' }, { file: 'a/x.js', data: 'x' }],
-    [{ file: 'a/x.js', data: 'x' }, { link: 'a', target: '.' }],
+    [
+      { file: 'a/x.js', data: 'x' },
+      { link: 'a', target: '.' },
+    ],
     [{ link: 'a', target: 'b' }, { dir: 'a/sub' }],
   ];
   for (const items of cases) {
@@ -200,9 +230,24 @@ t.test('nothing is written through a symlink of the archive, in either order', a
 });
 
 t.test('duplicate paths and entries below a file are refused', async (t) => {
-  await rejectsZip(t, inspectZip(await makeZip([HANDLER, { file: 'index.js', data: 'again' }]), LIMITS, 'index.handler'), 'code.zip', /"index.js" appears more than once/);
-  await rejectsZip(t, inspectZip(await makeZip([HANDLER, { file: 'x', data: '' }, { link: 'x', target: 'index.js' }]), LIMITS, 'index.handler'), 'code.zip', /"x" appears more than once/);
-  await rejectsZip(t, inspectZip(await makeZip([HANDLER, { file: 'f', data: '' }, { file: 'f/g.js', data: '' }]), LIMITS, 'index.handler'), 'code.zip', /below "f", which is a file/);
+  await rejectsZip(
+    t,
+    inspectZip(await makeZip([HANDLER, { file: 'index.js', data: 'again' }]), LIMITS, 'index.handler'),
+    'code.zip',
+    /"index.js" appears more than once/,
+  );
+  await rejectsZip(
+    t,
+    inspectZip(await makeZip([HANDLER, { file: 'x', data: '' }, { link: 'x', target: 'index.js' }]), LIMITS, 'index.handler'),
+    'code.zip',
+    /"x" appears more than once/,
+  );
+  await rejectsZip(
+    t,
+    inspectZip(await makeZip([HANDLER, { file: 'f', data: '' }, { file: 'f/g.js', data: '' }]), LIMITS, 'index.handler'),
+    'code.zip',
+    /below "f", which is a file/,
+  );
   // `./x` and `x` are the same path.
   const dotted = patchName(await makeZip([HANDLER, { file: 'x.js', data: '' }, { file: '__x.js', data: '' }]), '__x.js', './x.js');
   await rejectsZip(t, inspectZip(dotted, LIMITS, 'index.handler'), 'code.zip', /"x.js" appears more than once/);
@@ -277,7 +322,7 @@ t.test('extractZip refuses an existing destination without touching it', async (
   const dest = join(dir, 'code');
   await mkdir(dest);
   const err = await extractZip(await makeZip([HANDLER]), dest, LIMITS).catch((e: unknown) => e);
-  t.ok(err instanceof Error && !(err instanceof ZipError), 'a server-side error, not the user\'s');
+  t.ok(err instanceof Error && !(err instanceof ZipError), "a server-side error, not the user's");
   t.same(await readdir(dir), ['code']);
   t.same(await readdir(dest), []);
 });

@@ -10,13 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFrames } from '../../runtime/protocol/framing.js';
-import {
-  PROTOCOL_VERSION,
-  type ErrorInfo,
-  type FunctionSpec,
-  type RuntimeMessage,
-  type WorkerMessage,
-} from '../../runtime/protocol/messages.js';
+import { PROTOCOL_VERSION, type ErrorInfo, type FunctionSpec, type RuntimeMessage, type WorkerMessage } from '../../runtime/protocol/messages.js';
 import { toErrorInfo } from '../../runtime/nodejs/errors.js';
 import { parseHandlerName, resolveModuleBase } from '../../runtime/nodejs/load-handler.js';
 
@@ -193,7 +187,11 @@ async function startSandbox(t: Teardown): Promise<Sandbox> {
 
   const connection = await waitForConnection(server, exitCode, () => stderr);
   const queue = new FrameQueue(() => `bootstrap stderr: ${stderr}`);
-  readFrames(connection, (frame) => queue.push(frame as RuntimeMessage), (error) => queue.fail(error));
+  readFrames(
+    connection,
+    (frame) => queue.push(frame as RuntimeMessage),
+    (error) => queue.fail(error),
+  );
   return {
     pid: child.pid ?? -1,
     connection,
@@ -359,7 +357,10 @@ t.test('context fields and the init environment', async (t) => {
   // The handler read the clock between the send and the answer, so what it got lies between the
   // deadline seen from those two moments (never below 0).
   const earliest = Math.max(0, deadlineMs - answeredAt);
-  t.ok(remaining >= earliest && remaining <= deadlineMs - sentAt, `getRemainingTimeInMillis counts down to the deadline (${remaining}, within ${earliest}..2000)`);
+  t.ok(
+    remaining >= earliest && remaining <= deadlineMs - sentAt,
+    `getRemainingTimeInMillis counts down to the deadline (${remaining}, within ${earliest}..2000)`,
+  );
 
   invoke(sandbox, 'ctx-2', {}, Date.now() - 5_000);
   t.match(await sandbox.next(), { id: 'ctx-2', value: { remaining: 0 } }, 'never negative');

@@ -20,7 +20,11 @@ t.test('frames split across chunks are reassembled; malformed ones are reported'
   const stream = new PassThrough() as unknown as Socket;
   const frames: unknown[] = [];
   const errors: Error[] = [];
-  readFrames(stream, (m) => frames.push(m), (e) => errors.push(e));
+  readFrames(
+    stream,
+    (m) => frames.push(m),
+    (e) => errors.push(e),
+  );
   stream.write('{"a":1}\n{"b"');
   stream.write(':"x\\ny"}\nnot json\n');
   await new Promise((r) => setImmediate(r));
@@ -36,7 +40,12 @@ t.test('a frame over the cap is reported once, never buffered, and the frames ar
   const frames: unknown[] = [];
   const errors: Error[] = [];
   const cap = 1024;
-  readFrames(stream, (m) => frames.push(m), (e) => errors.push(e), { maxFrameBytes: cap });
+  readFrames(
+    stream,
+    (m) => frames.push(m),
+    (e) => errors.push(e),
+    { maxFrameBytes: cap },
+  );
   stream.write('{"before":1}\n');
   stream.write(`{"fits":"${'f'.repeat(cap - 12)}"}\n`);
   // 64 MiB of one line, in 64 KiB writes: were it buffered, memory would hold about that.
@@ -61,7 +70,12 @@ t.test('the cap counts bytes, across chunks, and multi-byte characters split acr
   const stream = new PassThrough() as unknown as Socket;
   const frames: unknown[] = [];
   const errors: Error[] = [];
-  readFrames(stream, (m) => frames.push(m), (e) => errors.push(e), { maxFrameBytes: 20 });
+  readFrames(
+    stream,
+    (m) => frames.push(m),
+    (e) => errors.push(e),
+    { maxFrameBytes: 20 },
+  );
   const text = Buffer.from('{"s":"ééé"}\n'); // 14 bytes, 11 characters
   stream.write(text.subarray(0, 7)); // splits the first é
   stream.write(text.subarray(7));

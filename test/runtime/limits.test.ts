@@ -91,11 +91,15 @@ async function start(t: Harness, command: string[], taskRoot: string): Promise<S
   });
   const frames: RuntimeMessage[] = [];
   const waiters: Array<(frame: RuntimeMessage) => void> = [];
-  readFrames(connection, (frame) => {
-    const waiter = waiters.shift();
-    if (waiter) waiter(frame as RuntimeMessage);
-    else frames.push(frame as RuntimeMessage);
-  }, (error) => t.fail(`bad frame from the bootstrap: ${error.message}`));
+  readFrames(
+    connection,
+    (frame) => {
+      const waiter = waiters.shift();
+      if (waiter) waiter(frame as RuntimeMessage);
+      else frames.push(frame as RuntimeMessage);
+    },
+    (error) => t.fail(`bad frame from the bootstrap: ${error.message}`),
+  );
   return {
     send: (message) => connection.write(JSON.stringify(message) + '\n'),
     next: () => {
@@ -138,7 +142,11 @@ for (const runtime of runtimes) {
       if (known) return known;
       const sandbox = await start(t, runtime.command, taskRoot);
       t.match(await sandbox.next(), { type: 'hello' });
-      sandbox.send({ type: 'init', function: { name: 'bounded', version: 1, handler: `${runtime.module}.${handler}`, memoryMb: 256, timeoutMs: 10_000, env: {} }, limits: LIMITS });
+      sandbox.send({
+        type: 'init',
+        function: { name: 'bounded', version: 1, handler: `${runtime.module}.${handler}`, memoryMb: 256, timeoutMs: 10_000, env: {} },
+        limits: LIMITS,
+      });
       t.match(await sandbox.next(), { type: 'initDone' }, `init ${handler}`);
       sandboxes.set(handler, sandbox);
       return sandbox;
@@ -146,7 +154,11 @@ for (const runtime of runtimes) {
 
     const big = await sandboxFor('big');
     const refused = await call(big, 'big-1', { n: 5000 });
-    t.match(refused.result, { type: 'result', id: 'big-1', ok: false, error: { type: RESULT_TOO_LARGE, message: /5002 bytes.*1000 bytes/ } }, 'a result over the limit is refused, naming both sizes');
+    t.match(
+      refused.result,
+      { type: 'result', id: 'big-1', ok: false, error: { type: RESULT_TOO_LARGE, message: /5002 bytes.*1000 bytes/ } },
+      'a result over the limit is refused, naming both sizes',
+    );
     const fits = await call(big, 'big-2', { n: 998 });
     t.match(fits.result, { id: 'big-2', ok: true, value: 'x'.repeat(998) }, 'the same sandbox answers the next call; exactly the limit fits');
 
@@ -166,6 +178,9 @@ for (const runtime of runtimes) {
     const huge = await sandboxFor('hugeLog');
     const hugeCall = await call(huge, 'huge-1');
     t.match(hugeCall.result, { ok: true, value: 'logged' }, 'a 64 MiB line costs the caller nothing');
-    t.same(hugeCall.logs.map((l) => (l.type === 'log' ? l.text : '')), [`${'h'.repeat(100)}${cutMarker(100)}`]);
+    t.same(
+      hugeCall.logs.map((l) => (l.type === 'log' ? l.text : '')),
+      [`${'h'.repeat(100)}${cutMarker(100)}`],
+    );
   });
 }

@@ -220,7 +220,11 @@ async function startSandbox(t: Teardown): Promise<Sandbox> {
     void exitCode.then((code) => reject(new Error(`bootstrap exited (${code}) before connecting: ${stderr}`)));
   });
   const queue = new FrameQueue(() => `bootstrap stderr: ${stderr}`);
-  readFrames(connection, (frame) => queue.push(frame as RuntimeMessage), (error) => queue.push(error));
+  readFrames(
+    connection,
+    (frame) => queue.push(frame as RuntimeMessage),
+    (error) => queue.push(error),
+  );
   return {
     pid: child.pid ?? -1,
     connection,
@@ -289,7 +293,10 @@ if (!existsSync(PYTHON)) {
       if (frame.type === 'result') break;
     }
     const logs = frames.filter((f) => f.type === 'log');
-    t.ok(logs.every((f) => f.type === 'log' && f.id === 'a1' && typeof f.at === 'number'), 'every line carries the invocation id and a time');
+    t.ok(
+      logs.every((f) => f.type === 'log' && f.id === 'a1' && typeof f.at === 'number'),
+      'every line carries the invocation id and a time',
+    );
     t.match(
       logs.map((f) => (f.type === 'log' ? [f.stream, f.text] : [])),
       [
@@ -329,8 +336,14 @@ if (!existsSync(PYTHON)) {
     if (thrown.type === 'result' && !thrown.ok) {
       const stack = thrown.error.stack ?? [];
       t.equal(stack.at(-1), 'TypeError: bad input', 'the stack ends with the exception');
-      t.ok(stack.some((line) => /app\.py", line \d+, in throws/.test(line)), 'the stack shows the user frame');
-      t.notOk(stack.some((line) => line.includes('bootstrap.py')), 'no bootstrap frames in the stack');
+      t.ok(
+        stack.some((line) => /app\.py", line \d+, in throws/.test(line)),
+        'the stack shows the user frame',
+      );
+      t.notOk(
+        stack.some((line) => line.includes('bootstrap.py')),
+        'no bootstrap frames in the stack',
+      );
     }
     t.match(await call('custom'), { ok: false, error: { type: 'QuotaError', message: 'over quota' } }, 'the class name is the type');
 
@@ -428,7 +441,10 @@ if (!existsSync(PYTHON)) {
     // The handler read the clock between the send and the answer, so what it got lies between the
     // deadline seen from those two moments (whole milliseconds, rounded down; never below 0).
     const earliest = Math.max(0, deadlineMs - answeredAt - 1);
-    t.ok(remaining >= earliest && remaining <= deadlineMs - sentAt, `get_remaining_time_in_millis counts down to the deadline (${remaining}, within ${earliest}..2000)`);
+    t.ok(
+      remaining >= earliest && remaining <= deadlineMs - sentAt,
+      `get_remaining_time_in_millis counts down to the deadline (${remaining}, within ${earliest}..2000)`,
+    );
 
     invoke(sandbox, 'ctx-2', {}, Date.now() - 5_000);
     t.match(await sandbox.next(), { id: 'ctx-2', value: { remaining: 0, traceparent: null } }, 'never negative; no traceparent is None');
@@ -452,7 +468,10 @@ if (!existsSync(PYTHON)) {
     );
     const syntax = await initError(t, 'syntax_bad.handler');
     t.match(syntax, { type: 'SyntaxError', stack: Array }, 'syntax errors keep their type');
-    t.ok(syntax?.stack?.some((line) => line.includes('syntax_bad.py')), 'and say where');
+    t.ok(
+      syntax?.stack?.some((line) => line.includes('syntax_bad.py')),
+      'and say where',
+    );
     t.match(await initError(t, 'raises.handler'), { type: 'ValueError', message: 'cannot start' }, 'an exception at import keeps its type');
     t.match(await initError(t, 'nodot'), { type: 'Runtime.MalformedHandlerName' }, 'no function name');
     t.match(await initError(t, 'app.'), { type: 'Runtime.MalformedHandlerName' });

@@ -8,7 +8,16 @@
  */
 import { SkiffError } from '../../infra/errors.js';
 import type { FunctionSpec, InvokeMessage } from '../../runtime/protocol/messages.js';
-import type { CreationEvent, CreationTimings, InvokeOutcome, OutputLine, RuntimeImage, Sandbox, SandboxFactory, SandboxState } from '../../worker/sandbox/sandbox.js';
+import type {
+  CreationEvent,
+  CreationTimings,
+  InvokeOutcome,
+  OutputLine,
+  RuntimeImage,
+  Sandbox,
+  SandboxFactory,
+  SandboxState,
+} from '../../worker/sandbox/sandbox.js';
 
 /** A promise and the functions that settle it. */
 export interface Deferred<T> {
@@ -125,7 +134,10 @@ export class FakeSandbox implements Sandbox {
   }
 
   /** The runtime dies (a crash, the OOM killer): calls in flight reject with `error`, then it is destroyed. */
-  die(reason = 'runtime exited', error: SkiffError = new SkiffError('FunctionError', 'runtime exited during the call', { errorType: 'Runtime.ExitError' })): void {
+  die(
+    reason = 'runtime exited',
+    error: SkiffError = new SkiffError('FunctionError', 'runtime exited during the call', { errorType: 'Runtime.ExitError' }),
+  ): void {
     this.kill(reason, error);
   }
 

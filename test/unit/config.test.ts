@@ -254,21 +254,35 @@ t.test('telemetry is enabled only when an exporter or endpoint is configured', a
 
 t.test('Redis behind Sentinel: SKIFF_REDIS_SENTINELS, _NAME, _PASSWORD', async (t) => {
   const c = loadConfig({ SKIFF_REDIS_SENTINELS: ' 10.0.0.1:26380, sentinel-2.internal ,[fd00::3]:5000', REDIS_URL: 'redis://:pw@ignored:6379/2' });
-  t.same(c.redisClient.sentinel, {
-    sentinels: [{ host: '10.0.0.1', port: 26380 }, { host: 'sentinel-2.internal', port: 26379 }, { host: 'fd00::3', port: 5000 }],
-    name: 'mymaster',
-    password: undefined,
-  }, 'host[:port] entries, port 26379 by default, IPv6 in brackets; the primary is called mymaster unless named');
-  t.equal(c.redisUrl, 'redis://:pw@ignored:6379/2', "REDIS_URL is kept: its password and database still apply");
+  t.same(
+    c.redisClient.sentinel,
+    {
+      sentinels: [
+        { host: '10.0.0.1', port: 26380 },
+        { host: 'sentinel-2.internal', port: 26379 },
+        { host: 'fd00::3', port: 5000 },
+      ],
+      name: 'mymaster',
+      password: undefined,
+    },
+    'host[:port] entries, port 26379 by default, IPv6 in brackets; the primary is called mymaster unless named',
+  );
+  t.equal(c.redisUrl, 'redis://:pw@ignored:6379/2', 'REDIS_URL is kept: its password and database still apply');
   t.same(loadConfig({ SKIFF_REDIS_SENTINELS: 's1:1', SKIFF_REDIS_SENTINEL_NAME: 'queues', SKIFF_REDIS_SENTINEL_PASSWORD: 'x' }).redisClient.sentinel, {
     sentinels: [{ host: 's1', port: 1 }],
     name: 'queues',
     password: 'x',
   });
   t.equal(loadConfig({ SKIFF_REDIS_SENTINELS: '' }).redisClient.sentinel, undefined, 'empty: no Sentinel');
-  t.same(loadConfig({ SKIFF_REDIS_SENTINELS: 's1' }).external, { redis: true, database: false, registry: false }, 'sentinels name an existing Redis: the bring-up starts none');
-  for (const bad of ['s1:0', 's1:65536', 's1:', 's1,,s2', 'http://s1:26379', 's1:26379:1', '[zz::1]:1', '-s1']) rejects(t, { SKIFF_REDIS_SENTINELS: bad }, 'SKIFF_REDIS_SENTINELS');
-  for (const bad of ['my master', 'x'.repeat(65), 'a;b']) rejects(t, { SKIFF_REDIS_SENTINELS: 's1', SKIFF_REDIS_SENTINEL_NAME: bad }, 'SKIFF_REDIS_SENTINEL_NAME');
+  t.same(
+    loadConfig({ SKIFF_REDIS_SENTINELS: 's1' }).external,
+    { redis: true, database: false, registry: false },
+    'sentinels name an existing Redis: the bring-up starts none',
+  );
+  for (const bad of ['s1:0', 's1:65536', 's1:', 's1,,s2', 'http://s1:26379', 's1:26379:1', '[zz::1]:1', '-s1'])
+    rejects(t, { SKIFF_REDIS_SENTINELS: bad }, 'SKIFF_REDIS_SENTINELS');
+  for (const bad of ['my master', 'x'.repeat(65), 'a;b'])
+    rejects(t, { SKIFF_REDIS_SENTINELS: 's1', SKIFF_REDIS_SENTINEL_NAME: bad }, 'SKIFF_REDIS_SENTINEL_NAME');
 });
 
 t.test('telemetry: an empty variable counts as unset', async (t) => {

@@ -84,7 +84,11 @@ function worker(queueName: string, connection: Redis, done: (value: number) => v
 
 t.test('the settings check reads the primary the sentinels name, and says so when no sentinel answers', async (t) => {
   const { set, config, url } = await sentinelSet(t);
-  t.match(await checkRedisSettings(url, log, { sentinel: config.sentinel }), { checked: true, lacking: [{ setting: 'appendonly', value: 'no' }] }, "the test primary's own settings (no AOF)");
+  t.match(
+    await checkRedisSettings(url, log, { sentinel: config.sentinel }),
+    { checked: true, lacking: [{ setting: 'appendonly', value: 'no' }] },
+    "the test primary's own settings (no AOF)",
+  );
   const nowhere = loadConfig({ SKIFF_REDIS_SENTINELS: `127.0.0.1:${await freePort()}` }).redisClient.sentinel;
   t.match(await checkRedisSettings(url, log, { sentinel: nowhere, timeoutMs: 1000 }), { checked: false, reason: /^no answer: .*sentinels are unreachable/ });
   t.ok(set.sentinels.length === 3);

@@ -26,7 +26,7 @@ t.test('a producer fails fast; consumers, blocking connections and subscribers w
   t.equal(producer.enableOfflineQueue, false, 'no offline queue: a command while disconnected fails at once');
   t.equal(producer.maxRetriesPerRequest, 1, 'a command in flight when the connection drops is sent again once at most');
   t.equal(producer.commandTimeout, TIMEOUTS.commandTimeoutMs, 'a command Redis does not answer fails after the timeout');
-  t.equal(redisOptions('subscriber', TIMEOUTS).enableReadyCheck, false, "a subscriber sends no INFO that could meet subscriber mode");
+  t.equal(redisOptions('subscriber', TIMEOUTS).enableReadyCheck, false, 'a subscriber sends no INFO that could meet subscriber mode');
   for (const role of ['consumer', 'blocking', 'subscriber'] as const) {
     const options = redisOptions(role, TIMEOUTS);
     t.equal(options.maxRetriesPerRequest, null, `${role}: commands are retried until Redis answers (BullMQ's advice for workers)`);
@@ -37,22 +37,45 @@ t.test('a producer fails fast; consumers, blocking connections and subscribers w
     const options = redisOptions(role, TIMEOUTS, `skiff:test:${role}`);
     t.equal(options.connectTimeout, TIMEOUTS.connectTimeoutMs, `${role}: connection attempts time out`);
     t.type(options.retryStrategy?.(1000), 'number', `${role}: reconnects forever`);
-    t.equal(options.connectionName, role === 'subscriber' ? undefined : `skiff:test:${role}`, `${role}: named in CLIENT LIST, but a subscriber (its reconnect would refuse SETNAME)`);
+    t.equal(
+      options.connectionName,
+      role === 'subscriber' ? undefined : `skiff:test:${role}`,
+      `${role}: named in CLIENT LIST, but a subscriber (its reconnect would refuse SETNAME)`,
+    );
   }
 });
 
 t.test('behind Sentinel every role asks the sentinels for the primary and keeps its semantics', async (t) => {
-  const sentinel = loadConfig({ SKIFF_REDIS_SENTINELS: '10.0.0.1:26380,10.0.0.2', SKIFF_REDIS_SENTINEL_NAME: 'queues', SKIFF_REDIS_SENTINEL_PASSWORD: 's3cret' }).redisClient;
+  const sentinel = loadConfig({
+    SKIFF_REDIS_SENTINELS: '10.0.0.1:26380,10.0.0.2',
+    SKIFF_REDIS_SENTINEL_NAME: 'queues',
+    SKIFF_REDIS_SENTINEL_PASSWORD: 's3cret',
+  }).redisClient;
   for (const role of ['producer', 'consumer', 'blocking', 'subscriber'] as const) {
     const plain = redisOptions(role, TIMEOUTS, `skiff:test:${role}`);
     const options = redisOptions(role, sentinel, `skiff:test:${role}`);
-    t.same(options.sentinels, [{ host: '10.0.0.1', port: 26380 }, { host: '10.0.0.2', port: 26379 }], `${role}: the sentinels, in order`);
+    t.same(
+      options.sentinels,
+      [
+        { host: '10.0.0.1', port: 26380 },
+        { host: '10.0.0.2', port: 26379 },
+      ],
+      `${role}: the sentinels, in order`,
+    );
     t.match(options, { name: 'queues', role: 'master', sentinelPassword: 's3cret' }, `${role}: the primary by name, checked to be a primary`);
     t.equal(options.failoverDetector, false, `${role}: no failover detector (it can end a client for good, infra/queue/connections.ts)`);
     t.type(options.sentinelRetryStrategy?.(1000), 'number', `${role}: asks the sentinels again forever`);
     t.equal(options.sentinelCommandTimeout, sentinel.commandTimeoutMs, `${role}: passes over a sentinel that does not answer`);
     t.equal(plain.sentinels, undefined, `${role}: without sentinels, none`);
-    for (const key of ['enableOfflineQueue', 'maxRetriesPerRequest', 'commandTimeout', 'enableReadyCheck', 'connectTimeout', 'keepAlive', 'connectionName'] as const) {
+    for (const key of [
+      'enableOfflineQueue',
+      'maxRetriesPerRequest',
+      'commandTimeout',
+      'enableReadyCheck',
+      'connectTimeout',
+      'keepAlive',
+      'connectionName',
+    ] as const) {
       t.equal(options[key], plain[key], `${role}: ${key} as without Sentinel`);
     }
     t.type(options.reconnectOnError, 'function', `${role}: a reply of a replica reconnects (to the primary the sentinels name)`);
@@ -60,15 +83,22 @@ t.test('behind Sentinel every role asks the sentinels for the primary and keeps 
   }
 });
 
-t.test('a reply of a server that is no longer the primary reconnects: the command is sent again, a producer\'s fails', async (t) => {
+t.test("a reply of a server that is no longer the primary reconnects: the command is sent again, a producer's fails", async (t) => {
   const readonly = new Error("READONLY You can't write against a read only replica.");
   const script = new Error("READONLY You can't write against a read only replica. script: ee5bed0f6963e93a14eebfb64f07c299c1b4313f, on @user_script:1.");
   const unblocked = new Error('UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)');
   for (const role of ['consumer', 'blocking', 'subscriber'] as const) {
-    for (const error of [readonly, script, unblocked]) t.equal(onErrorReply(role)(error), 2, `${role}: ${error.message.slice(0, 30)}...: reconnect, send again`);
+    for (const error of [readonly, script, unblocked])
+      t.equal(onErrorReply(role)(error), 2, `${role}: ${error.message.slice(0, 30)}...: reconnect, send again`);
   }
-  for (const error of [readonly, script, unblocked]) t.equal(onErrorReply('producer')(error), 1, `producer: ${error.message.slice(0, 30)}...: reconnect, fail the command`);
-  for (const message of ['ERR wrong number of arguments', 'NOSCRIPT No matching script', 'WRONGTYPE Operation against a key holding the wrong kind of value', 'ERR READONLY in the middle']) {
+  for (const error of [readonly, script, unblocked])
+    t.equal(onErrorReply('producer')(error), 1, `producer: ${error.message.slice(0, 30)}...: reconnect, fail the command`);
+  for (const message of [
+    'ERR wrong number of arguments',
+    'NOSCRIPT No matching script',
+    'WRONGTYPE Operation against a key holding the wrong kind of value',
+    'ERR READONLY in the middle',
+  ]) {
     t.equal(onErrorReply('consumer')(new Error(message)), false, `"${message}" is the command's own error`);
   }
 });
@@ -77,8 +107,16 @@ t.test('reconnect delays double from 50 ms up to the cap, with jitter', async (t
   const exact = (attempt: number): number => reconnectDelay(attempt, 2000, () => 0.5);
   t.same([1, 2, 3, 4, 5, 6, 7].map(exact), [50, 100, 200, 400, 800, 1600, 2000]);
   t.equal(exact(10_000), 2000, 'capped however many attempts');
-  t.equal(reconnectDelay(1, 2000, () => 0), 40, '-20 %');
-  t.equal(reconnectDelay(20, 2000, () => 0.999_999), 2400, '+20 %');
+  t.equal(
+    reconnectDelay(1, 2000, () => 0),
+    40,
+    '-20 %',
+  );
+  t.equal(
+    reconnectDelay(20, 2000, () => 0.999_999),
+    2400,
+    '+20 %',
+  );
 });
 
 t.test('an outage is logged once, then summarized at most every interval, then its end', async (t) => {
@@ -96,7 +134,11 @@ t.test('an outage is logged once, then summarized at most every interval, then i
     outage.error(new Error('connect ECONNREFUSED'));
   }
   t.equal(outage.down, true);
-  t.same(lines.map((l) => l.level), ['warn', 'warn', 'warn'], 'an error a second for a minute makes three lines');
+  t.same(
+    lines.map((l) => l.level),
+    ['warn', 'warn', 'warn'],
+    'an error a second for a minute makes three lines',
+  );
   t.equal(lines[0]?.message, 'redis connection failed; retrying');
   t.match(lines[1]?.fields, { errors: 30, downMs: 30_000 });
   outage.recovered();

@@ -9,7 +9,7 @@ t.test('CPU weight follows memory; the ceiling is a core per 1,769 MiB, at least
   t.equal(cpuLimits(3538, 8, 0.5).quotaUs, 200_000, 'two cores at twice that');
   t.equal(cpuLimits(10240, 2, 0.5).quotaUs, 200_000, 'never more than the host has');
   t.equal(cpuLimits(64, 2, 0.5).quotaUs, 50_000, 'never less than the floor');
-  t.equal(cpuLimits(64, 2, 1).quotaUs, 100_000, 'the floor is the operator\'s');
+  t.equal(cpuLimits(64, 2, 1).quotaUs, 100_000, "the floor is the operator's");
   t.equal(cpuLimits(128, 2, 4).quotaUs, 200_000, 'a floor above the host is the host');
   t.ok(cpuLimits(1, 2, 0.5).shares >= 2, 'the kernel minimum weight');
 });

@@ -26,7 +26,11 @@ t.teardown(async () => {
 
 t.test('chunked: runs bounded by count and by size, in order', async (t) => {
   t.same(chunked([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]);
-  t.same(chunked([5, 5, 5, 20, 1], 10, 10, (n) => n), [[5, 5], [5], [20], [1]], 'an item over the size goes alone');
+  t.same(
+    chunked([5, 5, 5, 20, 1], 10, 10, (n) => n),
+    [[5, 5], [5], [20], [1]],
+    'an item over the size goes alone',
+  );
   t.same(chunked([], 3), []);
   t.ok(rowsPerStatement(7) * 7 <= MAX_PARAMETERS && (rowsPerStatement(7) + 1) * 7 > MAX_PARAMETERS);
 });
@@ -36,7 +40,15 @@ t.test('a batch of 70,000 log lines is written whole', { skip: url ? false : 'DA
   const store = new LogStore(db, undefined, (error) => errors.push(error), 60_000);
   const at = Date.now();
   for (let i = 0; i < 70_000; i++) {
-    const line: LogLine = { functionName: 'chatty', functionVersion: 1, invocationId: `inv-${i % 7}`, sandboxId: 's1', stream: 'stdout', text: `line ${i}`, at };
+    const line: LogLine = {
+      functionName: 'chatty',
+      functionVersion: 1,
+      invocationId: `inv-${i % 7}`,
+      sandboxId: 's1',
+      stream: 'stdout',
+      text: `line ${i}`,
+      at,
+    };
     store.append(line);
   }
   await store.flush();

@@ -27,7 +27,14 @@ if (!url) {
   const span = trace.getTracer('dispatcher-test').startSpan('call');
   const limits = { maxInstances: 5, maxMemoryMb: 1024 };
   /** A successful outcome as a worker sends it. */
-  const answer = (id: string, value: unknown): InvocationOutcome => ({ id, ok: true, value, cold: false, workerId: 'w1', timings: { queuedMs: 1, acquireMs: 0, runMs: 1 } });
+  const answer = (id: string, value: unknown): InvocationOutcome => ({
+    id,
+    ok: true,
+    value,
+    cold: false,
+    workerId: 'w1',
+    timings: { queuedMs: 1, acquireMs: 0, runMs: 1 },
+  });
 
   const version = (name = 'f'): FunctionVersion => ({
     name,

@@ -51,12 +51,18 @@ class FakeHost implements CommandRunner {
     }
     if (command.endsWith('/bridge')) {
       if (options.env?.CNI_COMMAND !== 'ADD') return ok();
-      return ok(JSON.stringify({ interfaces: [{ name: 'skbr' }, { name: 'veth1' }, { name: 'eth0', sandbox: options.env.CNI_NETNS }], ips: [{ address: '10.213.9.2/24' }] }));
+      return ok(
+        JSON.stringify({
+          interfaces: [{ name: 'skbr' }, { name: 'veth1' }, { name: 'eth0', sandbox: options.env.CNI_NETNS }],
+          ips: [{ address: '10.213.9.2/24' }],
+        }),
+      );
     }
     if (command !== 'iptables' || args[1] !== '-t' || args[2] !== 'nat') return ok();
     const [op, chain, ...spec] = args.slice(3);
     const same = (rule: string[]): boolean => rule.join('\0') === [chain, ...spec].join('\0');
-    if (op === '-S') return chain === undefined ? ok(this.save()) : this.chains.has(chain) ? ok(`-N ${chain}\n`) : fail('iptables: No chain/target/match by that name.');
+    if (op === '-S')
+      return chain === undefined ? ok(this.save()) : this.chains.has(chain) ? ok(`-N ${chain}\n`) : fail('iptables: No chain/target/match by that name.');
     if (op === '-D') {
       const at = this.rules.findIndex(same);
       if (at < 0) return fail('iptables: Bad rule (does a matching rule exist in that chain?).');
@@ -88,7 +94,16 @@ t.test('the chain is named as the bridge plugin names it', async (t) => {
   // Made by /usr/lib/cni/bridge (containernetworking-plugins 1.1.1) for this network and id.
   t.equal(masqueradeChain('skiff-skexp0001', 'expid1'), 'CNI-ccedcb297bdfcc33329b1a0e');
   t.same(splitRule('-A POSTROUTING -s 10.213.1.2/32 -m comment --comment "name: \\"skiff-sk1\\" id: \\"s1\\"" -j CNI-abc'), [
-    '-A', 'POSTROUTING', '-s', '10.213.1.2/32', '-m', 'comment', '--comment', 'name: "skiff-sk1" id: "s1"', '-j', 'CNI-abc',
+    '-A',
+    'POSTROUTING',
+    '-s',
+    '10.213.1.2/32',
+    '-m',
+    'comment',
+    '--comment',
+    'name: "skiff-sk1" id: "s1"',
+    '-j',
+    'CNI-abc',
   ]);
 });
 
@@ -124,12 +139,21 @@ t.test('leftovers of a previous run: its held namespaces, rules and leases go, o
   await mkdir(join(dataDir, name));
   await writeFile(join(dataDir, name, '10.213.9.2'), 'sold1\r\neth0');
   await net.removeLeftovers();
-  t.ok(host.rules.every((r) => r.includes(other)), 'only the other network has rules left');
+  t.ok(
+    host.rules.every((r) => r.includes(other)),
+    'only the other network has rules left',
+  );
   t.equal(host.rules.length, 3);
-  t.same([...host.chains].filter((c) => c.startsWith('CNI-')), [other]);
+  t.same(
+    [...host.chains].filter((c) => c.startsWith('CNI-')),
+    [other],
+  );
   t.same(await readdir(dataDir).then((d) => d.sort()), ['netns'], 'the lease directory is gone');
   t.same(await readdir(join(dataDir, 'netns')), [], 'so is the handle');
-  t.ok(host.commands.some((c) => c.env?.CNI_COMMAND === 'DEL' && c.env.CNI_CONTAINERID === 'sold1'), 'the plugin was asked to release it');
+  t.ok(
+    host.commands.some((c) => c.env?.CNI_COMMAND === 'DEL' && c.env.CNI_CONTAINERID === 'sold1'),
+    'the plugin was asked to release it',
+  );
 });
 
 t.test('a detach during an attach runs after it, so nothing is added once it is done', async (t) => {

@@ -29,10 +29,7 @@ const EXPECTED_STATUS: Record<ErrorCode, number> = {
 };
 
 /** A fastify schema-validation error, as fastify hands it to the error handler. */
-function validationError(
-  detail: { instancePath: string; message?: string; params: Record<string, unknown> } | undefined,
-  context = 'body',
-): Error {
+function validationError(detail: { instancePath: string; message?: string; params: Record<string, unknown> } | undefined, context = 'body'): Error {
   const message = `${context}${detail?.instancePath ?? ''} ${detail?.message ?? ''}`;
   return Object.assign(new Error(message), {
     statusCode: 400,
@@ -172,7 +169,9 @@ t.test('toSkiffError: an additional property is an unknown field', async (t) => 
   t.equal(error.code, 'InvalidRequest');
   t.equal(error.field, 'colour');
   t.equal(error.message, 'unknown field colour');
-  const nested = toSkiffError(validationError({ instancePath: '/code', message: 'must NOT have additional properties', params: { additionalProperty: 'tar' } }));
+  const nested = toSkiffError(
+    validationError({ instancePath: '/code', message: 'must NOT have additional properties', params: { additionalProperty: 'tar' } }),
+  );
   t.equal(nested.field, 'code.tar');
   t.equal(nested.message, 'unknown field code.tar');
 });
@@ -259,7 +258,12 @@ t.test('the gateway answers with the one mapping: errors thrown in routes, and u
     throw new HostError('oci-runtime', 'runc run s1 failed (code 1): no space left on device');
   });
   t.teardown(() => app.close());
-  for (const [url, code] of [['/timeout', 'FunctionTimeout'], ['/busy', 'TooManyRequests'], ['/host', 'Internal'], ['/nowhere', 'NotFound']] as const) {
+  for (const [url, code] of [
+    ['/timeout', 'FunctionTimeout'],
+    ['/busy', 'TooManyRequests'],
+    ['/host', 'Internal'],
+    ['/nowhere', 'NotFound'],
+  ] as const) {
     const answer = await app.inject({ method: 'GET', url });
     t.equal(answer.statusCode, ERROR_STATUS[code], `${url}: ${code} ${ERROR_STATUS[code]}`);
     t.equal((answer.json() as { error: ErrorBody }).error.code, code);

@@ -28,11 +28,7 @@ t.test('expired: a busy instance never expires, however old', async (t) => {
 });
 
 t.test('toFreeMemory: least recently used first, only as many as needed', async (t) => {
-  const instances = [
-    instance('newest', { lastUsedAt: 300 }),
-    instance('oldest', { lastUsedAt: 100 }),
-    instance('middle', { lastUsedAt: 200 }),
-  ];
+  const instances = [instance('newest', { lastUsedAt: 300 }), instance('oldest', { lastUsedAt: 100 }), instance('middle', { lastUsedAt: 200 })];
   t.same(toFreeMemory(instances, 1), ['oldest']);
   t.same(toFreeMemory(instances, 128), ['oldest'], 'exactly one instance worth');
   t.same(toFreeMemory(instances, 129), ['oldest', 'middle']);
@@ -60,11 +56,7 @@ t.test('toFreeMemory: busy instances are never chosen', async (t) => {
 });
 
 t.test('toFreeMemory: nothing when even every idle instance would not free enough', async (t) => {
-  const instances = [
-    instance('a', { lastUsedAt: 1 }),
-    instance('b', { lastUsedAt: 2 }),
-    instance('busy', { lastUsedAt: 0, inFlight: 1, memoryMb: 1024 }),
-  ];
+  const instances = [instance('a', { lastUsedAt: 1 }), instance('b', { lastUsedAt: 2 }), instance('busy', { lastUsedAt: 0, inFlight: 1, memoryMb: 1024 })];
   t.same(toFreeMemory(instances, 257), [], '256 MiB idle is one short; busy memory does not count');
   t.same(toFreeMemory(instances, 256), ['a', 'b'], 'exactly all idle');
   t.same(toFreeMemory([], 1), []);
@@ -97,5 +89,12 @@ t.test('minWarm: expiry and memory pressure never take a version below its minim
   t.same(toFreeMemory(instances, 384), [], 'not enough without breaking minWarm: nothing');
   const busy = instances.map((i) => (i.id === 'a2' || i.id === 'a3' ? { ...i, inFlight: 1 } : i));
   t.same(expired(busy, 100_000), ['a1', 'b1'], 'busy instances count toward minWarm');
-  t.same(expired(instances.map((i) => ({ ...i, minWarm: 3 })), 100_000), [], 'minWarm equal to the count keeps all');
+  t.same(
+    expired(
+      instances.map((i) => ({ ...i, minWarm: 3 })),
+      100_000,
+    ),
+    [],
+    'minWarm equal to the count keeps all',
+  );
 });

@@ -45,7 +45,11 @@ t.test('members lists every node with its order and liveness; live lists the liv
   const members = new Map((await fleet.members(now)).map((m) => [m.id, m]));
   t.match(members.get('fresh'), { alive: true, order: null, ageMs: 0 });
   t.match(members.get('dead'), { alive: false, order: 'removed', ageMs: TTL_MS + 1 });
-  t.same((await fleet.live(now)).map((b) => b.id), ['fresh'], 'a dead node is not live');
+  t.same(
+    (await fleet.live(now)).map((b) => b.id),
+    ['fresh'],
+    'a dead node is not live',
+  );
   t.same((await fleet.ids()).sort(), ['dead', 'fresh'], 'ids: every node still in the fleet');
   t.match(await fleet.get('dead', now), { id: 'dead', alive: false });
   t.equal(await fleet.get('nobody', now), undefined);

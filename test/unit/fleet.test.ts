@@ -55,7 +55,11 @@ t.test('a node that filled up since the last read gets nothing once its heartbea
   const { fleet, key } = await fleetWith({});
   for (let i = 0; i < 6; i++) t.ok(await fleet.place(DEMAND));
   const now = Date.now();
-  await redis.hset(key, 'n1', JSON.stringify({ id: 'n1', at: now, state: 'active', capacityMb: 1024, usedMb: 1024, reclaimableMb: 0, idle: {}, busy: { v1: 7 }, pool: {} }));
+  await redis.hset(
+    key,
+    'n1',
+    JSON.stringify({ id: 'n1', at: now, state: 'active', capacityMb: 1024, usedMb: 1024, reclaimableMb: 0, idle: {}, busy: { v1: 7 }, pool: {} }),
+  );
   t.equal(await fleet.place(DEMAND, now), undefined);
 });
 
@@ -71,7 +75,15 @@ t.test("a tenant's placements count against its quota until its node's heartbeat
 
   // The node's next heartbeat shows a's instance idle: the next call evicts it and takes its place.
   const beat: WorkerHeartbeat = {
-    id: 'n1', at: at + 40, state: 'active', capacityMb: 1024, usedMb: 256, reclaimableMb: 128, idle: { v0: 1 }, busy: { v1: 1 }, pool: {},
+    id: 'n1',
+    at: at + 40,
+    state: 'active',
+    capacityMb: 1024,
+    usedMb: 256,
+    reclaimableMb: 128,
+    idle: { v0: 1 },
+    busy: { v1: 1 },
+    pool: {},
     tenants: { a: { instances: 1, memoryMb: 128, idleInstances: 1, idleMemoryMb: 128 }, b: { instances: 1, memoryMb: 128, idleInstances: 0, idleMemoryMb: 0 } },
   };
   await redis.hset(key, 'n1', JSON.stringify(beat));

@@ -17,7 +17,11 @@ t.test('deploys retire older versions, wake the warm keeper and prefetch the ima
     { type: 'deleted', name: 'f' },
   ];
   for (const event of events) reactToFunctionEvent(reactions, event);
-  t.same(retired, [['f', 3], ['g', 1], ['f', undefined]]);
+  t.same(retired, [
+    ['f', 3],
+    ['g', 1],
+    ['f', undefined],
+  ]);
   t.equal(checks, 2, 'the warm keeper is told of each deploy');
   t.same(prefetched, ['registry/f:3'], 'only a deploy with an image prefetches');
 });

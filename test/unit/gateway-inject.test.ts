@@ -137,7 +137,12 @@ t.test('a function is described to its tenant; env values only to roles that may
 t.test('invalid input is 400 InvalidRequest naming the field, before any handler runs', async (t) => {
   const gateway = await app(t);
   const deploy = (body: unknown) =>
-    gateway.inject({ method: 'POST', url: '/v1/functions', headers: { ...bearer('developer-key'), 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+    gateway.inject({
+      method: 'POST',
+      url: '/v1/functions',
+      headers: { ...bearer('developer-key'), 'content-type': 'application/json' },
+      payload: JSON.stringify(body),
+    });
   const noName = await deploy({ runtime: 'nodejs20', handler: 'index.handler' });
   t.equal(noName.statusCode, 400);
   t.match(noName.json(), { error: { code: 'InvalidRequest', field: 'name' } });
@@ -147,10 +152,20 @@ t.test('invalid input is 400 InvalidRequest naming the field, before any handler
   const wrongType = await deploy({ name: 'ok-name', runtime: 'nodejs20', handler: 'index.handler', memoryMb: 'lots' });
   t.equal(wrongType.statusCode, 400);
   t.match(wrongType.json(), { error: { code: 'InvalidRequest', field: 'memoryMb' } });
-  const notJson = await gateway.inject({ method: 'POST', url: '/v1/functions', headers: { ...bearer('developer-key'), 'content-type': 'application/json' }, payload: '{"name":' });
+  const notJson = await gateway.inject({
+    method: 'POST',
+    url: '/v1/functions',
+    headers: { ...bearer('developer-key'), 'content-type': 'application/json' },
+    payload: '{"name":',
+  });
   t.equal(notJson.statusCode, 400);
   t.match(notJson.json(), { error: { code: 'InvalidRequest', field: 'body' } });
-  const rollback = await gateway.inject({ method: 'POST', url: '/v1/functions/hello/rollback', headers: { ...bearer('developer-key'), 'content-type': 'application/json' }, payload: '{"version":"two"}' });
+  const rollback = await gateway.inject({
+    method: 'POST',
+    url: '/v1/functions/hello/rollback',
+    headers: { ...bearer('developer-key'), 'content-type': 'application/json' },
+    payload: '{"version":"two"}',
+  });
   t.equal(rollback.statusCode, 400);
   t.match(rollback.json(), { error: { code: 'InvalidRequest', field: 'version' } });
 });

@@ -11,7 +11,10 @@ t.test('ranges start at the base and are disjoint, 65536 ids each', async (t) =>
   for (let i = 1; i < sorted.length; i++) {
     t.ok((sorted[i] ?? 0) - (sorted[i - 1] ?? 0) >= RANGE, `range ${i} starts after range ${i - 1} ends`);
   }
-  t.ok(taken.every((base) => base >= 1_000_000), 'nothing below the base');
+  t.ok(
+    taken.every((base) => base >= 1_000_000),
+    'nothing below the base',
+  );
 });
 
 t.test('two allocators with different bases are independent', async (t) => {

@@ -25,7 +25,6 @@ async function scratch(t: TapTest): Promise<string> {
   return dir;
 }
 
-
 async function blobFile(dir: string, blob: Buffer): Promise<{ digest: string; file: string }> {
   const digest = sha256Digest(blob);
   const file = join(dir, `${digest.slice(7)}.tar.gz`);
@@ -62,10 +61,12 @@ t.test('a layer whose files pass the byte budget is refused before they are writ
   const dir = await scratch(t);
   const storeDir = join(dir, 'store');
   const store = new LayerStore(storeDir, launcher, { maxBytes: 1024 * 1024 });
-  const blob = gzipSync(await tarOf([
-    { name: 'a', type: 'file', data: Buffer.alloc(600 * 1024) },
-    { name: 'b', type: 'file', data: Buffer.alloc(600 * 1024) },
-  ]));
+  const blob = gzipSync(
+    await tarOf([
+      { name: 'a', type: 'file', data: Buffer.alloc(600 * 1024) },
+      { name: 'b', type: 'file', data: Buffer.alloc(600 * 1024) },
+    ]),
+  );
   await refused(t, store, storeDir, blob, 'two files of 600 KiB over 1 MiB', /files are over 1048576 bytes/);
 });
 
@@ -84,12 +85,14 @@ t.test('a gzip bomb is refused at the budget: a huge file of zeros, and gigabyte
 
 t.test('owners outside a container id range become 65534; those inside are kept', async (t) => {
   const dir = await scratch(t);
-  const blob = gzipSync(await tarOf([
-    { name: 'far', type: 'file', uid: 100000, gid: 70000, data: 'x' },
-    { name: 'edge', type: 'file', uid: 65535, gid: 0, data: 'x' },
-    { name: 'dir/', type: 'directory', uid: 2_000_000, gid: 1000 },
-    { name: 'link', type: 'symlink', linkname: 'far', uid: 1_000_000, gid: 1_000_000 },
-  ]));
+  const blob = gzipSync(
+    await tarOf([
+      { name: 'far', type: 'file', uid: 100000, gid: 70000, data: 'x' },
+      { name: 'edge', type: 'file', uid: 65535, gid: 0, data: 'x' },
+      { name: 'dir/', type: 'directory', uid: 2_000_000, gid: 1000 },
+      { name: 'link', type: 'symlink', linkname: 'far', uid: 1_000_000, gid: 1_000_000 },
+    ]),
+  );
   const { digest, file } = await blobFile(dir, blob);
   const { path } = await new LayerStore(join(dir, 'store'), launcher).unpack(digest, file);
   const far = await stat(join(path, 'far'));

@@ -164,15 +164,39 @@ t.test('unpack: entries that would write outside the layer, or through a symlink
     ['an absolute path', [file(`${outside}/absolute`)]],
     ['a file through a symlink to outside', [{ name: 'lib', type: 'symlink', linkname: outside }, file('lib/through')]],
     ['a file through a relative symlink', [{ name: 'up', type: 'symlink', linkname: '../../../outside' }, file('up/through')]],
-    ['a directory through a symlink', [{ name: 'lib', type: 'symlink', linkname: outside }, { name: 'lib/dir/', type: 'directory' }]],
-    ['a symlink through a symlink', [{ name: 'lib', type: 'symlink', linkname: outside }, { name: 'lib/s', type: 'symlink', linkname: '/' }]],
+    [
+      'a directory through a symlink',
+      [
+        { name: 'lib', type: 'symlink', linkname: outside },
+        { name: 'lib/dir/', type: 'directory' },
+      ],
+    ],
+    [
+      'a symlink through a symlink',
+      [
+        { name: 'lib', type: 'symlink', linkname: outside },
+        { name: 'lib/s', type: 'symlink', linkname: '/' },
+      ],
+    ],
     ['a whiteout through a symlink', [{ name: 'lib', type: 'symlink', linkname: outside }, file('lib/.wh.x', '')]],
     ['an opaque marker through a symlink', [{ name: 'lib', type: 'symlink', linkname: outside }, file('lib/.wh..wh..opq', '')]],
     ['a hard link to outside', [{ name: 'x', type: 'link', linkname: '../../../outside/target' }]],
     ['a hard link to a host file', [{ name: 'x', type: 'link', linkname: '/etc/passwd' }]],
     ['a hard link to a file this layer lacks', [{ name: 'x', type: 'link', linkname: 'nope' }]],
-    ['a hard link through a symlink', [{ name: 'lib', type: 'symlink', linkname: outside }, { name: 'x', type: 'link', linkname: 'lib/target' }]],
-    ['a hard link to a directory', [{ name: 'd/', type: 'directory' }, { name: 'x', type: 'link', linkname: 'd' }]],
+    [
+      'a hard link through a symlink',
+      [
+        { name: 'lib', type: 'symlink', linkname: outside },
+        { name: 'x', type: 'link', linkname: 'lib/target' },
+      ],
+    ],
+    [
+      'a hard link to a directory',
+      [
+        { name: 'd/', type: 'directory' },
+        { name: 'x', type: 'link', linkname: 'd' },
+      ],
+    ],
     [
       'a hard link to a file replaced by a symlink',
       [file('d/f'), { name: 'd', type: 'symlink', linkname: outside }, { name: 'x', type: 'link', linkname: 'd/f' }],
@@ -238,7 +262,7 @@ t.test('unpack: work left by a crashed process is cleared first', async (t) => {
   const live = `${hex}.unpacking-${process.ppid}-0badc0de`;
   await mkdir(join(root, live));
   await new LayerStore(join(dir, 'store'), launcher).unpack(digest, file);
-  t.same((await readdir(root)).sort(), [hex, other, live, `${hex}.json`].sort(), 'only the dead process\' work on this digest is removed');
+  t.same((await readdir(root)).sort(), [hex, other, live, `${hex}.json`].sort(), "only the dead process' work on this digest is removed");
 });
 
 t.test('remove: the layer and its size are gone; removing again is fine', async (t) => {
@@ -274,7 +298,15 @@ t.test('remove: the layer and its size are gone; removing again is fine', async 
 t.test('list: a missing size is measured again', async (t) => {
   const dir = await scratch(t);
   const store = new LayerStore(join(dir, 'store'), launcher);
-  const { digest, file } = await blobFile(dir, (await layerFromFiles([{ path: 'x/y', data: '12345' }, { path: 'z', data: '1' }])).blob);
+  const { digest, file } = await blobFile(
+    dir,
+    (
+      await layerFromFiles([
+        { path: 'x/y', data: '12345' },
+        { path: 'z', data: '1' },
+      ])
+    ).blob,
+  );
   const { path } = await store.unpack(digest, file);
   await rm(`${path}.json`);
   t.same(await store.list(), [{ digest, bytes: 6 }]);
@@ -339,4 +371,3 @@ async function deadPid(): Promise<number> {
   if (pid === undefined) throw new Error('no pid');
   return pid;
 }
-

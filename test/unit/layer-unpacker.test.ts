@@ -70,7 +70,12 @@ t.test('a whiteout command that fails is an `unpack` HostError with its command 
   const error = await result.catch((e: unknown) => e);
   t.ok(isHostError(error, 'unpack'), `an unpack HostError (got ${String(error)})`);
   t.notOk(isSkiffError(error), 'not ImageCorrupt: the layer is fine, the host failed');
-  t.match(error, { command: /^mknod .*\/a\/x c 0 0$/, exitCode: 1, stderr: 'mknod: Operation not permitted', message: /failed \(code 1\): mknod: Operation not permitted/ });
+  t.match(error, {
+    command: /^mknod .*\/a\/x c 0 0$/,
+    exitCode: 1,
+    stderr: 'mknod: Operation not permitted',
+    message: /failed \(code 1\): mknod: Operation not permitted/,
+  });
 });
 
 t.test('commands that cannot run make an `unpack` HostError whose cause says why', { skip }, async (t) => {
@@ -86,7 +91,14 @@ t.test('commands that cannot run make an `unpack` HostError whose cause says why
 t.test('an unsafe entry is refused before any command runs', { skip }, async (t) => {
   const dir = await scratch(t);
   const commands = new FakeCommands();
-  const { result } = await unpack(dir, [{ name: 'lib', type: 'symlink', linkname: '/etc' }, { name: 'lib/.wh.passwd', type: 'file' }], commands);
+  const { result } = await unpack(
+    dir,
+    [
+      { name: 'lib', type: 'symlink', linkname: '/etc' },
+      { name: 'lib/.wh.passwd', type: 'file' },
+    ],
+    commands,
+  );
   const error = await result.catch((e: unknown) => e);
   t.ok(isSkiffError(error) && error.code === 'ImageCorrupt', `ImageCorrupt (got ${String(error)})`);
   t.same(commands.commands, [], 'no mknod through the symlink');

@@ -191,9 +191,18 @@ t.test('layerFromFiles: paths outside the layer, twice, or under a file are refu
     [{ path: '../etc/passwd', data: '' }],
     [{ path: 'a/../../b', data: '' }],
     [{ path: '', data: '' }],
-    [{ path: 'x', data: '' }, { path: '/x', data: '' }],
-    [{ path: 'x', data: '' }, { path: 'x/y', data: '' }],
-    [{ path: 'x/y', data: '' }, { path: 'x', data: '' }],
+    [
+      { path: 'x', data: '' },
+      { path: '/x', data: '' },
+    ],
+    [
+      { path: 'x', data: '' },
+      { path: 'x/y', data: '' },
+    ],
+    [
+      { path: 'x/y', data: '' },
+      { path: 'x', data: '' },
+    ],
   ]) {
     const error = await layerFromFiles(files).catch((e: unknown) => e);
     t.ok(isSkiffError(error) && error.code === 'InvalidRequest', JSON.stringify(files.map((f) => f.path)));

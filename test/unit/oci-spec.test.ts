@@ -138,7 +138,10 @@ t.test('devices are denied by default', async (t) => {
 });
 
 t.test('no core dumps', async (t) => {
-  t.same(json.process.rlimits.filter((r) => r.type === 'RLIMIT_CORE'), [{ type: 'RLIMIT_CORE', hard: 0, soft: 0 }]);
+  t.same(
+    json.process.rlimits.filter((r) => r.type === 'RLIMIT_CORE'),
+    [{ type: 'RLIMIT_CORE', hard: 0, soft: 0 }],
+  );
 });
 
 t.test('RLIMIT_NOFILE equals the option, soft and hard', async (t) => {
@@ -179,11 +182,41 @@ t.test('the filter covers x86-64 (with x86 and x32) and arm64', async (t) => {
 });
 
 t.test('escape and kernel-attack syscalls are in no allow rule, under any argument', async (t) => {
-  for (const name of ['mount', 'umount2', 'pivot_root', 'ptrace', 'keyctl', 'add_key', 'request_key', 'bpf', 'unshare', 'setns', 'init_module', 'finit_module',
-    'delete_module', 'kexec_load', 'perf_event_open', 'userfaultfd', 'open_by_handle_at', 'acct', 'swapon', 'swapoff', 'reboot', 'syslog', 'io_uring_setup']) {
-    t.notOk(allowRules.some((rule) => rule.names.includes(name)), `${name} is not allowed`);
+  for (const name of [
+    'mount',
+    'umount2',
+    'pivot_root',
+    'ptrace',
+    'keyctl',
+    'add_key',
+    'request_key',
+    'bpf',
+    'unshare',
+    'setns',
+    'init_module',
+    'finit_module',
+    'delete_module',
+    'kexec_load',
+    'perf_event_open',
+    'userfaultfd',
+    'open_by_handle_at',
+    'acct',
+    'swapon',
+    'swapoff',
+    'reboot',
+    'syslog',
+    'io_uring_setup',
+  ]) {
+    t.notOk(
+      allowRules.some((rule) => rule.names.includes(name)),
+      `${name} is not allowed`,
+    );
   }
-  for (const name of DENIED_SYSCALLS) t.notOk(allowRules.some((rule) => rule.names.includes(name)), `${name} (DENIED_SYSCALLS) is not allowed`);
+  for (const name of DENIED_SYSCALLS)
+    t.notOk(
+      allowRules.some((rule) => rule.names.includes(name)),
+      `${name} (DENIED_SYSCALLS) is not allowed`,
+    );
 });
 
 t.test('clone is allowed only without namespace flags; clone3 answers ENOSYS', async (t) => {
@@ -201,18 +234,57 @@ t.test('clone is allowed only without namespace flags; clone3 answers ENOSYS', a
 t.test('personality only with safe values; socket only for allowed families', async (t) => {
   t.notOk(allowedAlways('personality'));
   const personas = rulesFor('personality').map((rule) => rule.args?.[0]);
-  t.same(personas.map((a) => a?.op), personas.map(() => 'SCMP_CMP_EQ'));
-  t.same(personas.map((a) => a?.value).sort((a, b) => (a ?? 0) - (b ?? 0)), [0, 8, 0x20000, 0x20008, 0xffffffff]);
+  t.same(
+    personas.map((a) => a?.op),
+    personas.map(() => 'SCMP_CMP_EQ'),
+  );
+  t.same(
+    personas.map((a) => a?.value).sort((a, b) => (a ?? 0) - (b ?? 0)),
+    [0, 8, 0x20000, 0x20008, 0xffffffff],
+  );
   t.notOk(allowedAlways('socket'));
   const families = rulesFor('socket').map((rule) => rule.args?.[0]);
-  t.ok(families.every((a) => a?.index === 0), 'socket rules test the address family');
-  t.notOk(families.some((a) => a?.op === 'SCMP_CMP_EQ' && a.value === 40), 'AF_VSOCK is not allowed');
-  t.ok(families.some((a) => a?.op === 'SCMP_CMP_LT' && a.value === 12), 'AF_UNIX, AF_INET, AF_INET6 are allowed');
+  t.ok(
+    families.every((a) => a?.index === 0),
+    'socket rules test the address family',
+  );
+  t.notOk(
+    families.some((a) => a?.op === 'SCMP_CMP_EQ' && a.value === 40),
+    'AF_VSOCK is not allowed',
+  );
+  t.ok(
+    families.some((a) => a?.op === 'SCMP_CMP_LT' && a.value === 12),
+    'AF_UNIX, AF_INET, AF_INET6 are allowed',
+  );
 });
 
 t.test('what Node.js needs is allowed', async (t) => {
-  for (const name of ['read', 'write', 'openat', 'close', 'mmap', 'mprotect', 'futex', 'epoll_wait', 'epoll_pwait', 'eventfd2', 'execve', 'wait4',
-    'arch_prctl', 'rt_sigaction', 'getrandom', 'statx', 'clock_gettime', 'connect', 'sendto', 'recvfrom', 'madvise', 'prctl', 'set_robust_list', 'rseq']) {
+  for (const name of [
+    'read',
+    'write',
+    'openat',
+    'close',
+    'mmap',
+    'mprotect',
+    'futex',
+    'epoll_wait',
+    'epoll_pwait',
+    'eventfd2',
+    'execve',
+    'wait4',
+    'arch_prctl',
+    'rt_sigaction',
+    'getrandom',
+    'statx',
+    'clock_gettime',
+    'connect',
+    'sendto',
+    'recvfrom',
+    'madvise',
+    'prctl',
+    'set_robust_list',
+    'rseq',
+  ]) {
     t.ok(allowedAlways(name), name);
   }
 });
@@ -225,5 +297,8 @@ t.test('every rule is well formed and each spec gets its own copy of the filter'
   const a = buildSandboxSpec(OPTIONS).linux.seccomp as SeccompProfile;
   a.syscalls.push({ names: ['mount'], action: 'SCMP_ACT_ALLOW' });
   const b = buildSandboxSpec(OPTIONS).linux.seccomp as SeccompProfile;
-  t.notOk(b.syscalls.some((rule) => rule.action === 'SCMP_ACT_ALLOW' && rule.names.includes('mount')), 'a change to one spec does not leak into the next');
+  t.notOk(
+    b.syscalls.some((rule) => rule.action === 'SCMP_ACT_ALLOW' && rule.names.includes('mount')),
+    'a change to one spec does not leak into the next',
+  );
 });

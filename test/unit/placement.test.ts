@@ -34,11 +34,7 @@ t.test('idle instances of another version do not make a warm start', async (t) =
 });
 
 t.test('a node already running the version with room beats a pooled and a roomier node', async (t) => {
-  const nodes = [
-    node('roomy', { capacityMb: 8192 }),
-    node('pooled', { capacityMb: 4096, pool: { nodejs20: 2 } }),
-    node('running', { busy: { v1: 1 } }),
-  ];
+  const nodes = [node('roomy', { capacityMb: 8192 }), node('pooled', { capacityMb: 4096, pool: { nodejs20: 2 } }), node('running', { busy: { v1: 1 } })];
   t.same(place(nodes, DEMAND), { nodeId: 'running', start: 'cold' });
 });
 
@@ -53,11 +49,7 @@ t.test('a pooled sandbox of another runtime does not make a running node start p
 });
 
 t.test('among nodes running the version, the one with most free memory is chosen', async (t) => {
-  const nodes = [
-    node('a', { busy: { v1: 1 }, usedMb: 800 }),
-    node('b', { busy: { v1: 1 }, usedMb: 100 }),
-    node('c', { busy: { v1: 1 }, usedMb: 500 }),
-  ];
+  const nodes = [node('a', { busy: { v1: 1 }, usedMb: 800 }), node('b', { busy: { v1: 1 }, usedMb: 100 }), node('c', { busy: { v1: 1 }, usedMb: 500 })];
   t.same(place(nodes, DEMAND), { nodeId: 'b', start: 'cold' });
 });
 
@@ -91,11 +83,7 @@ t.test('among pooled nodes, the one with most free memory is chosen', async (t) 
 });
 
 t.test('otherwise the node with most free memory gets a cold start', async (t) => {
-  const nodes = [
-    node('a', { capacityMb: 2048, usedMb: 1500 }),
-    node('b', { capacityMb: 1024, usedMb: 100 }),
-    node('c', { capacityMb: 4096, usedMb: 3500 }),
-  ];
+  const nodes = [node('a', { capacityMb: 2048, usedMb: 1500 }), node('b', { capacityMb: 1024, usedMb: 100 }), node('c', { capacityMb: 4096, usedMb: 3500 })];
   t.same(place(nodes, DEMAND), { nodeId: 'b', start: 'cold' });
 });
 
@@ -198,10 +186,16 @@ t.test('warmOwner: one node per function, stable, and moves only what it must', 
   const owners = new Map(names.map((n) => [n, warmOwner(n, nodes)]));
   t.same(new Map(names.map((n) => [n, warmOwner(n, [...nodes].reverse())])), owners, 'node order does not matter');
   const counts = nodes.map((id) => names.filter((n) => owners.get(n) === id).length);
-  t.ok(counts.every((c) => c > 20), `spread over all nodes: ${counts.join(',')}`);
+  t.ok(
+    counts.every((c) => c > 20),
+    `spread over all nodes: ${counts.join(',')}`,
+  );
   const without = new Map(names.map((n) => [n, warmOwner(n, ['n1', 'n2', 'n4'])]));
   const moved = names.filter((n) => owners.get(n) !== without.get(n));
-  t.ok(moved.every((n) => owners.get(n) === 'n3'), 'only functions n3 held move when n3 leaves');
+  t.ok(
+    moved.every((n) => owners.get(n) === 'n3'),
+    'only functions n3 held move when n3 leaves',
+  );
 });
 
 t.test('a full node that can evict idle instances is chosen last', async (t) => {
@@ -247,14 +241,15 @@ t.test('tenant limits: at maxInstances, the tenant’s own idle instance is evic
 
 t.test('tenant limits: at maxMemoryMb, enough of its idle memory is ordered out', async (t) => {
   const demand: Demand = { ...OF_A, limits: { maxInstances: 100, maxMemoryMb: 512 } };
-  const nodes = [
-    node('small-idle', { tenants: { a: usage(1, 64, 1, 64) } }),
-    node('big-idle', { tenants: { a: usage(2, 384, 1, 256) } }),
-  ];
+  const nodes = [node('small-idle', { tenants: { a: usage(1, 64, 1, 64) } }), node('big-idle', { tenants: { a: usage(2, 384, 1, 256) } })];
   // 448 in use + 128 = 576: 64 MiB over. small-idle's 64 MiB idle would do, big-idle has more room after.
   t.same(decide(nodes, demand), { placement: { nodeId: 'big-idle', start: 'cold', evictTenant: { tenant: 'a', instances: 0, memoryMb: 64 } } });
   const tight: Demand = { ...OF_A, limits: { maxInstances: 100, maxMemoryMb: 448 } };
-  t.same(decide(nodes, tight), { placement: { nodeId: 'big-idle', start: 'cold', evictTenant: { tenant: 'a', instances: 0, memoryMb: 128 } } }, 'a node with too little idle memory is passed over');
+  t.same(
+    decide(nodes, tight),
+    { placement: { nodeId: 'big-idle', start: 'cold', evictTenant: { tenant: 'a', instances: 0, memoryMb: 128 } } },
+    'a node with too little idle memory is passed over',
+  );
 });
 
 t.test('tenant limits: at them with nothing idle, the call waits for its quota', async (t) => {
@@ -263,11 +258,18 @@ t.test('tenant limits: at them with nothing idle, the call waits for its quota',
   t.equal(place(nodes, OF_A), undefined);
   const memory: Demand = { ...OF_A, limits: { maxInstances: 100, maxMemoryMb: 300 } };
   t.same(decide(nodes, memory), { wait: 'quota', quota: { tenant: 'a', quota: 'maxMemoryMb', used: 256, limit: 300, never: false } });
-  t.same(decide([node('empty')], { ...OF_A, memoryMb: 2048 }), { wait: 'quota', quota: { tenant: 'a', quota: 'maxMemoryMb', used: 0, limit: 1024, never: true } }, 'a function bigger than the quota can never run');
+  t.same(
+    decide([node('empty')], { ...OF_A, memoryMb: 2048 }),
+    { wait: 'quota', quota: { tenant: 'a', quota: 'maxMemoryMb', used: 0, limit: 1024, never: true } },
+    'a function bigger than the quota can never run',
+  );
 });
 
 t.test('tenant limits: usage counts on every live node; idle ones are evicted only on active nodes', async (t) => {
-  const nodes = [node('cordoned', { state: 'cordoned', idle: { v2: 1 }, tenants: { a: usage(1, 128, 1, 128) } }), node('n2', { tenants: { a: usage(1, 128) } })];
+  const nodes = [
+    node('cordoned', { state: 'cordoned', idle: { v2: 1 }, tenants: { a: usage(1, 128, 1, 128) } }),
+    node('n2', { tenants: { a: usage(1, 128) } }),
+  ];
   t.same(decide(nodes, OF_A), { wait: 'quota', quota: { tenant: 'a', quota: 'maxInstances', used: 2, limit: 2, never: false } });
 });
 
@@ -310,9 +312,25 @@ t.test('afterPlacement with an eviction order frees at least what it ordered', a
 
 t.test('tenant limits: at them, an idle instance it may have ordered out is not counted on', async (t) => {
   const nodes = [node('n1', { idle: { v1: 1 }, tenants: { a: usage(2, 256, 0, 0) }, evicting: { a: 1 } })];
-  t.same(decide(nodes, OF_A), { wait: 'quota', quota: { tenant: 'a', quota: 'maxInstances', used: 2, limit: 2, never: false } }, 'the idle v1 may be the one evicted');
-  t.same(decide([node('n1', { idle: { v1: 2 }, tenants: { a: usage(2, 256, 1, 128) }, evicting: { a: 1 } })], OF_A), { placement: { nodeId: 'n1', start: 'warm' } }, 'two idle, one evicted: one is left');
-  t.same(decide(nodes, { ...OF_A, limits: { maxInstances: 3, maxMemoryMb: 1024 } }), { placement: { nodeId: 'n1', start: 'warm' } }, 'under its limits a stale warm guess costs nothing');
-  const after = afterPlacement(node('n1', { tenants: { a: usage(1, 128, 1, 128) } }), OF_A, { nodeId: 'n1', start: 'cold', evictTenant: { tenant: 'a', instances: 1, memoryMb: 0 } });
+  t.same(
+    decide(nodes, OF_A),
+    { wait: 'quota', quota: { tenant: 'a', quota: 'maxInstances', used: 2, limit: 2, never: false } },
+    'the idle v1 may be the one evicted',
+  );
+  t.same(
+    decide([node('n1', { idle: { v1: 2 }, tenants: { a: usage(2, 256, 1, 128) }, evicting: { a: 1 } })], OF_A),
+    { placement: { nodeId: 'n1', start: 'warm' } },
+    'two idle, one evicted: one is left',
+  );
+  t.same(
+    decide(nodes, { ...OF_A, limits: { maxInstances: 3, maxMemoryMb: 1024 } }),
+    { placement: { nodeId: 'n1', start: 'warm' } },
+    'under its limits a stale warm guess costs nothing',
+  );
+  const after = afterPlacement(node('n1', { tenants: { a: usage(1, 128, 1, 128) } }), OF_A, {
+    nodeId: 'n1',
+    start: 'cold',
+    evictTenant: { tenant: 'a', instances: 1, memoryMb: 0 },
+  });
   t.same(after.evicting, { a: 1 }, 'afterPlacement counts the eviction it ordered');
 });

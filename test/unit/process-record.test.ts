@@ -27,7 +27,12 @@ t.test('what a killed bring-up left is ended by the next: last started first, on
   const stranger = sleeper(t, ['/somewhere/else']);
   // Ignores SIGTERM: ended by SIGKILL after the grace.
   const ready = join(dir, 'stubborn.ready');
-  const stubborn = sleeper(t, [`${dir}/stubborn`], {}, `process.on('SIGTERM', () => {}); require('node:fs').writeFileSync(${JSON.stringify(ready)}, ''); setInterval(() => {}, 1000)`);
+  const stubborn = sleeper(
+    t,
+    [`${dir}/stubborn`],
+    {},
+    `process.on('SIGTERM', () => {}); require('node:fs').writeFileSync(${JSON.stringify(ready)}, ''); setInterval(() => {}, 1000)`,
+  );
   const dead = startProcess(process.execPath, ['-e', '0']);
   await dead.exited;
   await writeFile(
@@ -55,7 +60,17 @@ t.test('what a killed bring-up left is ended by the next: last started first, on
   record.started('redis', 1234);
   record.started('redis', 1235);
   record.started('worker', 1240);
-  t.same(JSON.parse(readFileSync(file, 'utf8')), { bringup: process.pid, children: [{ name: 'redis', pid: 1235 }, { name: 'worker', pid: 1240 }] }, 'the current pids, in start order');
+  t.same(
+    JSON.parse(readFileSync(file, 'utf8')),
+    {
+      bringup: process.pid,
+      children: [
+        { name: 'redis', pid: 1235 },
+        { name: 'worker', pid: 1240 },
+      ],
+    },
+    'the current pids, in start order',
+  );
   record.clear();
   t.notOk(existsSync(file), 'a clean stop leaves no record');
 });

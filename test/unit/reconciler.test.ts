@@ -33,9 +33,24 @@ let redis: Redis;
 let records: InvocationRecords;
 
 const fn: FunctionVersion = {
-  name: 'work', version: 1, versionId: 'v1', tenant: 'default', runtime: 'nodejs20', handler: 'index.handler', memoryMb: 128, timeoutMs: 1000,
-  env: {}, codeSha256: null, image: 'skiff/functions/work@sha256:0', concurrency: 1, idleTimeoutMs: 1000, minWarm: 0, maxInstances: 1,
-  auth: 'none', network: 'none', idempotent: false,
+  name: 'work',
+  version: 1,
+  versionId: 'v1',
+  tenant: 'default',
+  runtime: 'nodejs20',
+  handler: 'index.handler',
+  memoryMb: 128,
+  timeoutMs: 1000,
+  env: {},
+  codeSha256: null,
+  image: 'skiff/functions/work@sha256:0',
+  concurrency: 1,
+  idleTimeoutMs: 1000,
+  minWarm: 0,
+  maxInstances: 1,
+  auth: 'none',
+  network: 'none',
+  idempotent: false,
 } as FunctionVersion;
 
 t.before(async () => {
@@ -43,7 +58,9 @@ t.before(async () => {
   db = openDatabase(dbUrl ?? '', schema, 2);
   await migrate(db, schema);
   redis = new Redis(redisUrl ?? '', { maxRetriesPerRequest: null });
-  records = new InvocationRecords(db, (error) => { throw error; });
+  records = new InvocationRecords(db, (error) => {
+    throw error;
+  });
 });
 t.teardown(async () => {
   if (skip) return;
@@ -58,15 +75,31 @@ t.teardown(async () => {
   await db.end();
 });
 
-const call = (id: string): UnfinishedCall => ({ id, functionName: 'f', functionVersion: 1, tenant: 'default', status: 'queued', attempt: 1, acceptedAt: 0, stamp: '0' });
+const call = (id: string): UnfinishedCall => ({
+  id,
+  functionName: 'f',
+  functionVersion: 1,
+  tenant: 'default',
+  status: 'queued',
+  attempt: 1,
+  acceptedAt: 0,
+  stamp: '0',
+});
 
 t.test('choose: a call is kept by any job whose id is its own or starts with it and a dash', async (t) => {
   const a = 'A'.repeat(21);
   const b = `${'B'.repeat(20)}-`;
   const c = 'C'.repeat(21);
   const gone = choose([call(a), call(b), call(c)], [a, `${b}-2-1700000000000`, `${'C'.repeat(20)}X-attempt-2`, `${c}x`]);
-  t.same(gone.map((g) => g.id), [c], 'only C has no job: a longer id that merely starts with its id does not count');
-  t.same(choose([call(a)], []).map((g) => g.id), [a]);
+  t.same(
+    gone.map((g) => g.id),
+    [c],
+    'only C has no job: a longer id that merely starts with its id does not count',
+  );
+  t.same(
+    choose([call(a)], []).map((g) => g.id),
+    [a],
+  );
 });
 
 t.test('leftToItsNode: a call running on a node still in the fleet is left to it until its timeout and the grace have passed', async (t) => {
@@ -76,7 +109,7 @@ t.test('leftToItsNode: a call running on a node still in the fleet is left to it
   t.ok(leftToItsNode(running, live, 60_000, 30_000, startedAt + 89_999), 'within timeout + grace');
   t.notOk(leftToItsNode(running, live, 60_000, 30_000, startedAt + 90_000), 'past them: its node has lost it');
   t.notOk(leftToItsNode(running, new Set(['other']), 60_000, 30_000, startedAt + 1), 'its node left the fleet');
-  t.notOk(leftToItsNode({ ...running, status: 'queued' }, live, 60_000, 30_000, startedAt + 1), 'a queued call is no node\'s');
+  t.notOk(leftToItsNode({ ...running, status: 'queued' }, live, 60_000, 30_000, startedAt + 1), "a queued call is no node's");
   const { workerId: _unused, ...nowhere } = running;
   t.notOk(leftToItsNode(nowhere, live, 60_000, 30_000, startedAt + 1), 'a running call that names no node');
 });
@@ -89,7 +122,12 @@ t.test('the reconciler queues again exactly the calls past the grace period whos
   t.teardown(() => Promise.all([shared.close(), liveNode.close(), deadNode.close()]));
   await redis.hset(keys.workers, 'alive', JSON.stringify({ id: 'alive', at: Date.now() }));
 
-  const ids = Object.fromEntries(['inShared', 'retrying', 'onLiveNode', 'onDeadNode', 'gone', 'runningGone', 'fresh', 'done', 'refused', 'tooOld', 'versionGone', 'runningHeld'].map((k) => [k, nanoid()]));
+  const ids = Object.fromEntries(
+    ['inShared', 'retrying', 'onLiveNode', 'onDeadNode', 'gone', 'runningGone', 'fresh', 'done', 'refused', 'tooOld', 'versionGone', 'runningHeld'].map((k) => [
+      k,
+      nanoid(),
+    ]),
+  );
   const accept = async (id: string, version = 1): Promise<void> => {
     await records.accept({ id, functionName: 'work', functionVersion: version, tenant: 'default', async: true, status: 'queued', event: { id }, attempt: 1 });
   };
@@ -109,20 +147,35 @@ t.test('the reconciler queues again exactly the calls past the grace period whos
   await db.query("UPDATE invocations SET created_at = now() - interval '1 day' WHERE id = $1", [ids.tooOld]);
 
   const reconciler = new Reconciler({
-    redis, keys, records, log,
+    redis,
+    keys,
+    records,
+    log,
     deadLetters: new DeadLetters(db),
-    version: async (name, version) => (name !== 'work' ? undefined : version === 1 ? fn : version === 2 ? { ...fn, version: 2, timeoutMs: 600_000 } : undefined),
+    version: async (name, version) =>
+      name !== 'work' ? undefined : version === 1 ? fn : version === 2 ? { ...fn, version: 2, timeoutMs: 600_000 } : undefined,
     limits: async () => ({ maxInstances: 7, maxMemoryMb: 700 }),
-    graceMs: 30_000, everyMs: 60_000, queueWaitMs: 30_000, maxEventAgeSeconds: 3600,
+    graceMs: 30_000,
+    everyMs: 60_000,
+    queueWaitMs: 30_000,
+    maxEventAgeSeconds: 3600,
   });
   t.teardown(() => reconciler.stop());
   const result = await reconciler.check();
   t.match(result, { checked: 9, requeued: 3, dead: 1, failed: 1, skipped: 0, running: 1 }, 'the ones past the grace period, still on their way, were checked');
 
   const requeued = (await shared.getJobs(['wait'])).filter((j) => j.id?.includes('-reconciled-'));
-  t.same(requeued.map((j) => j.data.id).sort(), [ids.gone, ids.runningGone, ids.onDeadNode].sort(), 'queued again: no job, or a job only on a node with no heartbeat');
+  t.same(
+    requeued.map((j) => j.data.id).sort(),
+    [ids.gone, ids.runningGone, ids.onDeadNode].sort(),
+    'queued again: no job, or a job only on a node with no heartbeat',
+  );
   const again = requeued.find((j) => j.data.id === ids.gone);
-  t.match(again?.data, { fn: { name: 'work', version: 1 }, event: { id: ids.gone }, attempt: 1, replyTo: null, tenantLimits: { maxInstances: 7 } }, 'the job carries the event and version its record names');
+  t.match(
+    again?.data,
+    { fn: { name: 'work', version: 1 }, event: { id: ids.gone }, attempt: 1, replyTo: null, tenantLimits: { maxInstances: 7 } },
+    'the job carries the event and version its record names',
+  );
   t.equal(again?.id, `${ids.gone}-1-reconciled-1`);
   const status = async (id: string | undefined): Promise<string | undefined> => (await records.get(id ?? ''))?.status;
   t.equal(await status(ids.runningGone), 'queued', 'a running call whose job is gone is queued again (past its timeout)');
@@ -140,12 +193,25 @@ t.test('the reconciler queues again exactly the calls past the grace period whos
 
   // A re-queued call whose first run then also finishes: the second end is a duplicate.
   const deps: AsyncCallDeps = {
-    queue: shared, records, deadLetters: new DeadLetters(db), retries: 2, backoffMs: 10, queueWaitMs: 1000, resultLimitBytes: 1000, maxEventAgeSeconds: 3600,
+    queue: shared,
+    records,
+    deadLetters: new DeadLetters(db),
+    retries: 2,
+    backoffMs: 10,
+    queueWaitMs: 1000,
+    resultLimitBytes: 1000,
+    maxEventAgeSeconds: 3600,
     countDuplicate: () => redis.hincrby(keys.reconciled, 'duplicates', 1),
   };
   const ran = { ...job(ids.gone ?? ''), fn };
-  t.equal(await finishAsync(deps, ran, { id: ran.id, ok: true, value: 1, cold: false, workerId: 'alive', timings: { queuedMs: 0, acquireMs: 0, runMs: 0 } }), 'succeeded');
-  t.equal(await finishAsync(deps, ran, { id: ran.id, ok: true, value: 2, cold: false, workerId: 'alive', timings: { queuedMs: 0, acquireMs: 0, runMs: 0 } }), 'duplicate');
+  t.equal(
+    await finishAsync(deps, ran, { id: ran.id, ok: true, value: 1, cold: false, workerId: 'alive', timings: { queuedMs: 0, acquireMs: 0, runMs: 0 } }),
+    'succeeded',
+  );
+  t.equal(
+    await finishAsync(deps, ran, { id: ran.id, ok: true, value: 2, cold: false, workerId: 'alive', timings: { queuedMs: 0, acquireMs: 0, runMs: 0 } }),
+    'duplicate',
+  );
   t.match(await records.get(ids.gone ?? ''), { status: 'succeeded', result: 1 }, 'the first end stands');
   t.equal(await redis.hget(keys.reconciled, 'duplicates'), '1');
 });
@@ -154,7 +220,13 @@ t.test('per-function async settings: maximumRetryAttempts and maximumEventAgeSec
   const added: string[] = [];
   const deps: AsyncCallDeps = {
     queue: { add: async (_name: string, _data: InvocationJob, o: { jobId: string }) => added.push(o.jobId) } as unknown as Queue<InvocationJob>,
-    records, deadLetters: new DeadLetters(db), retries: 2, backoffMs: 10, queueWaitMs: 1000, resultLimitBytes: 1000, maxEventAgeSeconds: 3600,
+    records,
+    deadLetters: new DeadLetters(db),
+    retries: 2,
+    backoffMs: 10,
+    queueWaitMs: 1000,
+    resultLimitBytes: 1000,
+    maxEventAgeSeconds: 3600,
   };
   const failure = (id: string) => ({ id, ok: false as const, error: { code: 'FunctionError' as const, message: 'boom' } });
   const accepted = async (id: string): Promise<void> => {
@@ -164,10 +236,18 @@ t.test('per-function async settings: maximumRetryAttempts and maximumEventAgeSec
 
   const noRetry = nanoid();
   await accepted(noRetry);
-  t.equal(await finishAsync(deps, { ...base, id: noRetry, fn: { ...fn, name: 'settings', maximumRetryAttempts: 0 } }, failure(noRetry)), 'dead', 'maximumRetryAttempts 0: dead after one attempt');
+  t.equal(
+    await finishAsync(deps, { ...base, id: noRetry, fn: { ...fn, name: 'settings', maximumRetryAttempts: 0 } }, failure(noRetry)),
+    'dead',
+    'maximumRetryAttempts 0: dead after one attempt',
+  );
   const defaults = nanoid();
   await accepted(defaults);
-  t.equal(await finishAsync(deps, { ...base, id: defaults, fn: { ...fn, name: 'settings' } }, failure(defaults)), 'retrying', 'no setting: the platform default (2 retries)');
+  t.equal(
+    await finishAsync(deps, { ...base, id: defaults, fn: { ...fn, name: 'settings' } }, failure(defaults)),
+    'retrying',
+    'no setting: the platform default (2 retries)',
+  );
   t.same(added, [`${defaults}-attempt-2`]);
   t.match(await records.get(defaults), { status: 'queued', error: { code: 'FunctionError' } });
 
@@ -175,7 +255,10 @@ t.test('per-function async settings: maximumRetryAttempts and maximumEventAgeSec
   await accepted(old);
   const aged = { ...base, id: old, acceptedAt: Date.now() - 61_000, fn: { ...fn, name: 'settings', maximumEventAgeSeconds: 60 } };
   t.equal(await finishAsync(deps, aged, failure(old)), 'dead', 'an event past maximumEventAgeSeconds is not run again');
-  t.match(await records.get(old), { status: 'failed', error: { code: 'FunctionError', message: /boom \(the event is 61 s old, past the function's maximumEventAgeSeconds \(60 s\)/ } });
+  t.match(await records.get(old), {
+    status: 'failed',
+    error: { code: 'FunctionError', message: /boom \(the event is 61 s old, past the function's maximumEventAgeSeconds \(60 s\)/ },
+  });
   t.match(await new DeadLetters(db).list('settings'), [{ id: noRetry, attempts: 1 }, { id: old }]);
 });
 
@@ -194,7 +277,10 @@ t.test('a call that cannot be queued is refused (503), and its Idempotency-Key m
   const refusedIds = async (): Promise<string[]> =>
     ((await db.query("SELECT id FROM invocations WHERE status = 'refused' AND event IS NULL")).rows as Array<{ id: string }>).map((r) => r.id);
   const before = await refusedIds();
-  const error: unknown = await dispatcher.submit(fn, { n: 1 }, span, options).then(() => undefined, (e: unknown) => e);
+  const error: unknown = await dispatcher.submit(fn, { n: 1 }, span, options).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.ok(isSkiffError(error) && error.code === 'Unavailable' && error.status === 503, 'the caller is answered 503 Unavailable');
   const refused = (await refusedIds()).filter((id) => !before.includes(id));
   t.equal(refused.length, 1, 'its record says refused (and keeps no event to be queued again with)');

@@ -130,7 +130,12 @@ t.test('an index resolves to the manifest of the platform asked for', async (t) 
     schemaVersion: 2,
     mediaType: MediaType.index,
     manifests: [
-      { mediaType: MediaType.manifest, digest: arm64.digest, size: arm64.manifestBytes.length, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      {
+        mediaType: MediaType.manifest,
+        digest: arm64.digest,
+        size: arm64.manifestBytes.length,
+        platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+      },
       { mediaType: MediaType.manifest, digest: amd64.digest, size: amd64.manifestBytes.length, platform: { os: 'linux', architecture: 'amd64' } },
     ],
   };
@@ -152,7 +157,9 @@ t.test('an index resolves to the manifest of the platform asked for', async (t) 
   const list: ImageIndex = {
     schemaVersion: 2,
     mediaType: MediaType.dockerManifestList,
-    manifests: [{ mediaType: MediaType.dockerManifest, digest: docker.digest, size: docker.manifestBytes.length, platform: { os: 'linux', architecture: 'amd64' } }],
+    manifests: [
+      { mediaType: MediaType.dockerManifest, digest: docker.digest, size: docker.manifestBytes.length, platform: { os: 'linux', architecture: 'amd64' } },
+    ],
   };
   await client.putManifest('multi/docker', 'latest', list, MediaType.dockerManifestList);
   const fromList = await client.getManifest('multi/docker', 'latest', { os: 'linux', architecture: 'amd64' });
@@ -246,7 +253,10 @@ t.test('RegistryUnavailable when nothing listens, on 5xx and on silence', async 
   stops.push(() => stalls.close());
   const destDir = join(dir, 'stalled');
   await mkdir(destDir);
-  const stalled = await rejection(new RegistryClient({ url: stalls.url, timeoutMs: 300 }).pullBlob('any/app', sha256Digest('x'), join(destDir, 'blob')), 'RegistryUnavailable');
+  const stalled = await rejection(
+    new RegistryClient({ url: stalls.url, timeoutMs: 300 }).pullBlob('any/app', sha256Digest('x'), join(destDir, 'blob')),
+    'RegistryUnavailable',
+  );
   t.match(stalled.message, 'no answer within 300 ms');
   t.same(await readdir(destDir), [], 'the partial file is removed');
 });
@@ -305,7 +315,13 @@ function blob(data: Buffer): Blob {
 }
 
 /** A one-layer image of random bytes (several network chunks), pushed as `repository:tag`. */
-async function pushImage(on: RegistryClient, repository: string, tag: string, architecture = 'amd64', mediaType: string = MediaType.manifest): Promise<PushedImage> {
+async function pushImage(
+  on: RegistryClient,
+  repository: string,
+  tag: string,
+  architecture = 'amd64',
+  mediaType: string = MediaType.manifest,
+): Promise<PushedImage> {
   const docker = mediaType === MediaType.dockerManifest;
   const layer = blob(randomBytes(300_000));
   const configJson: ImageConfig = { architecture, os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] }, config: { Cmd: ['/bin/true'] } };

@@ -6,7 +6,10 @@ import { ACTIONS, ROLES, can, functionAccess, seesTenant, type Principal } from 
 const key = (role: Principal['role'], tenant = 'acme', functions: string[] | null = null): Principal => ({ keyId: 'k', tenant, role, functions });
 
 t.test('what each role may do', async (t) => {
-  t.ok(ROLES.every((role) => can('admin', 'functions:read') && (role === 'admin' || !can(role, 'tenants:manage'))), 'only admins manage tenants');
+  t.ok(
+    ROLES.every((role) => can('admin', 'functions:read') && (role === 'admin' || !can(role, 'tenants:manage'))),
+    'only admins manage tenants',
+  );
   t.notOk(can('viewer', 'functions:readEnv'), 'a viewer never reads env values');
   t.notOk(can('viewer', 'functions:invoke'), 'a viewer does not call');
   t.ok(can('invoker', 'functions:invoke'));
@@ -14,7 +17,11 @@ t.test('what each role may do', async (t) => {
   t.notOk(can('developer', 'keys:manage'), 'a developer makes no keys');
   t.ok(can('owner', 'keys:manage'));
   for (const action of ['workers:manage', 'images:read', 'metrics:read'] as const) {
-    t.same(ROLES.filter((role) => can(role, action)), ['admin'], `${action}: the platform's, admins only`);
+    t.same(
+      ROLES.filter((role) => can(role, action)),
+      ['admin'],
+      `${action}: the platform's, admins only`,
+    );
   }
 });
 
@@ -34,7 +41,10 @@ t.test('docs/SECURITY.md prints the same table', async (t) => {
   const rows = table.trim().split('\n').slice(2);
   const documented = Object.fromEntries(
     rows.map((row) => {
-      const cells = row.split('|').slice(1, -1).map((c) => c.trim());
+      const cells = row
+        .split('|')
+        .slice(1, -1)
+        .map((c) => c.trim());
       const action = (cells[0] ?? '').replaceAll('`', '');
       return [action, ROLES.filter((_, i) => cells[i + 1] === '✓')];
     }),

@@ -33,7 +33,9 @@ async function connected(t: Test, maxFrameBytes = 1024): Promise<{ channel: Runt
 
 /** The next frame the worker sends to the fake runtime. */
 function nextFrame(runtime: Socket): Promise<{ type: string; id?: string }> {
-  return new Promise((resolve) => runtime.once('data', (chunk: Buffer) => resolve(JSON.parse(chunk.toString('utf8').split('\n')[0] ?? '') as { type: string })));
+  return new Promise((resolve) =>
+    runtime.once('data', (chunk: Buffer) => resolve(JSON.parse(chunk.toString('utf8').split('\n')[0] ?? '') as { type: string })),
+  );
 }
 
 t.test('a handler the runtime could not load fails init with FunctionError, its type and stack the handler’s', async (t) => {
@@ -41,7 +43,9 @@ t.test('a handler the runtime could not load fails init with FunctionError, its 
   const sent = nextFrame(runtime);
   const init = channel.init(FN);
   t.equal((await sent).type, 'init');
-  runtime.write(`${JSON.stringify({ type: 'initFailed', error: { type: 'Runtime.ImportModuleError', message: "Cannot find module 'x'", stack: ['at y'] } })}\n`);
+  runtime.write(
+    `${JSON.stringify({ type: 'initFailed', error: { type: 'Runtime.ImportModuleError', message: "Cannot find module 'x'", stack: ['at y'] } })}\n`,
+  );
   const error = await init.catch((e: unknown) => e);
   t.ok(isSkiffError(error, 'FunctionError'));
   t.match(error, { errorType: 'Runtime.ImportModuleError', handlerStack: ['at y'], message: "handler could not be loaded: Cannot find module 'x'" });
@@ -52,7 +56,15 @@ t.test('a runtime that exits mid-call fails the call with channel-closed', async
   const call = channel.invoke({ id: 'c1', event: {}, deadlineMs: Date.now() + 1000 });
   runtime.destroy();
   t.ok(isHostError(await call.catch((e: unknown) => e), 'channel-closed'));
-  t.ok(isHostError(await Promise.resolve().then(() => channel.invoke({ id: 'c2', event: {}, deadlineMs: 0 })).catch((e: unknown) => e), 'channel-closed'), 'and every call after it');
+  t.ok(
+    isHostError(
+      await Promise.resolve()
+        .then(() => channel.invoke({ id: 'c2', event: {}, deadlineMs: 0 }))
+        .catch((e: unknown) => e),
+      'channel-closed',
+    ),
+    'and every call after it',
+  );
 });
 
 t.test('a frame over the cap fails the calls waiting with FunctionResponseTooLarge and closes the channel', async (t) => {

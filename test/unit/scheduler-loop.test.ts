@@ -116,7 +116,17 @@ if (!url) {
     });
     /** Queues a synchronous call; resolves with its reply, if it gets one. */
     const call = async (over: Partial<InvocationJob> = {}) => {
-      const job: InvocationJob = { id: nanoid(), fn, event: { n: 1 }, replyTo, enqueuedAt: Date.now(), startBy: Date.now() + 60_000, attempt: 1, trace: {}, ...over };
+      const job: InvocationJob = {
+        id: nanoid(),
+        fn,
+        event: { n: 1 },
+        replyTo,
+        enqueuedAt: Date.now(),
+        startBy: Date.now() + 60_000,
+        attempt: 1,
+        trace: {},
+        ...over,
+      };
       const reply = deferred<InvocationOutcome>();
       replies.set(job.id, reply);
       await invocations.add('invoke', job, { jobId: job.id });
@@ -141,7 +151,11 @@ if (!url) {
     t.equal(placed?.id, job.id);
     t.same(placed?.event, { n: 1 });
     t.same(placed?.evictTenant, evictTenant);
-    t.same(fleet.asked[0], { versionId: 'f-v1', runtime: 'nodejs20', memoryMb: 128, tenant: 't1', limits: { maxInstances: 5, maxMemoryMb: 1024 } }, 'the fleet was asked for the call’s demand');
+    t.same(
+      fleet.asked[0],
+      { versionId: 'f-v1', runtime: 'nodejs20', memoryMb: 128, tenant: 't1', limits: { maxInstances: 5, maxMemoryMb: 1024 } },
+      'the fleet was asked for the call’s demand',
+    );
   });
 
   t.test('a call waiting for capacity asks again, after a refresh, until it is placed', async (t) => {

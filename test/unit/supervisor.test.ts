@@ -139,7 +139,11 @@ t.test('a child that ignores SIGTERM is killed after the bound', async (t) => {
 });
 
 t.test('a final exit is not restarted', async (t) => {
-  const child = supervised(t, { start: nodeChild(`console.log('ready'); setTimeout(() => process.exit(0), 50);`), backoff: { firstMs: 20 }, isFinal: ({ code }) => code === 0 });
+  const child = supervised(t, {
+    start: nodeChild(`console.log('ready'); setTimeout(() => process.exit(0), 50);`),
+    backoff: { firstMs: 20 },
+    isFinal: ({ code }) => code === 0,
+  });
   let starts = 0;
   child.on('started', () => starts++);
   await child.start();

@@ -34,10 +34,14 @@ t.test("tenantUsage: each tenant's busy and idle instances, and the idle ones it
     instance('a-warm', { versionId: 'kept', minWarm: 1, memoryMb: 256 }),
     instance('b-idle', { tenant: 'b', versionId: 'v2', memoryMb: 64 }),
   ]);
-  t.same(usage, {
-    a: { instances: 3, memoryMb: 512, idleInstances: 1, idleMemoryMb: 128 },
-    b: { instances: 1, memoryMb: 64, idleInstances: 1, idleMemoryMb: 64 },
-  }, "a minWarm instance counts in the tenant's usage but is not given up");
+  t.same(
+    usage,
+    {
+      a: { instances: 3, memoryMb: 512, idleInstances: 1, idleMemoryMb: 128 },
+      b: { instances: 1, memoryMb: 64, idleInstances: 1, idleMemoryMb: 64 },
+    },
+    "a minWarm instance counts in the tenant's usage but is not given up",
+  );
 });
 
 t.test("tenantVictims: the tenant's own idle instances, least recently used first, only as many as needed", async (t) => {
@@ -50,7 +54,11 @@ t.test("tenantVictims: the tenant's own idle instances, least recently used firs
   ];
   t.same(tenantVictims(instances, 'a', { instances: 1, memoryMb: 0 }), { ids: ['old'], instances: 1, memoryMb: 128 });
   t.same(tenantVictims(instances, 'a', { instances: 1, memoryMb: 300 }), { ids: ['old', 'mid'], instances: 2, memoryMb: 384 });
-  t.same(tenantVictims(instances, 'a', { instances: 9, memoryMb: 0 }), { ids: ['old', 'mid', 'new'], instances: 3, memoryMb: 512 }, 'all it has, when that is short');
+  t.same(
+    tenantVictims(instances, 'a', { instances: 9, memoryMb: 0 }),
+    { ids: ['old', 'mid', 'new'], instances: 3, memoryMb: 512 },
+    'all it has, when that is short',
+  );
   t.same(tenantVictims(instances, 'b', { instances: 0, memoryMb: 0 }), { ids: [], instances: 0, memoryMb: 0 }, 'nothing needed, nothing chosen');
   t.same(tenantVictims([instance('kept', { minWarm: 1 })], 'a', { instances: 1, memoryMb: 0 }).ids, [], 'never below minWarm');
 });
@@ -81,9 +89,24 @@ if (!url) throw new Error('REDIS_URL is not set: run the tests with `npm test`')
 
 function version(name: string, tenant: string): FunctionVersion {
   return {
-    name, version: 1, versionId: `${name}-1`, tenant, handler: 'index.handler', memoryMb: 128, timeoutMs: 1000, env: {},
-    runtime: 'nodejs20', codeSha256: null, image: 'none', concurrency: 1, idleTimeoutMs: 60_000, minWarm: 0, maxInstances: 10,
-    auth: 'none', network: 'none', idempotent: false,
+    name,
+    version: 1,
+    versionId: `${name}-1`,
+    tenant,
+    handler: 'index.handler',
+    memoryMb: 128,
+    timeoutMs: 1000,
+    env: {},
+    runtime: 'nodejs20',
+    codeSha256: null,
+    image: 'none',
+    concurrency: 1,
+    idleTimeoutMs: 60_000,
+    minWarm: 0,
+    maxInstances: 10,
+    auth: 'none',
+    network: 'none',
+    idempotent: false,
   };
 }
 
@@ -121,13 +144,26 @@ async function hogRun(url: string, waitMs: number): Promise<HogRun> {
   await subscriber.subscribe(replyTo);
 
   const beat: WorkerHeartbeat = {
-    id: 'n1', at: Date.now() + 60_000, state: 'active', capacityMb: 65_536, usedMb: 128, reclaimableMb: 0, idle: {}, busy: { 'hog-fn-1': 1 }, pool: {},
+    id: 'n1',
+    at: Date.now() + 60_000,
+    state: 'active',
+    capacityMb: 65_536,
+    usedMb: 128,
+    reclaimableMb: 0,
+    idle: {},
+    busy: { 'hog-fn-1': 1 },
+    pool: {},
     tenants: { hog: { instances: 1, memoryMb: 128, idleInstances: 0, idleMemoryMb: 0 } },
   };
   await redis.hset(keys.workers, 'n1', JSON.stringify(beat));
   const records = { record: () => undefined, flush: async () => undefined } as unknown as InvocationRecords;
   const scheduler = new Scheduler({
-    keys, redis, queueConnection, records, tracer: trace.getTracer('test'), log: createLogger('test', 'warn'),
+    keys,
+    redis,
+    queueConnection,
+    records,
+    tracer: trace.getTracer('test'),
+    log: createLogger('test', 'warn'),
     asyncCalls: {} as AsyncCallDeps,
     fleet: new Fleet(new FleetRegistry(redis, keys, 120_000), 50),
     concurrency: 8,
@@ -138,7 +174,15 @@ async function hogRun(url: string, waitMs: number): Promise<HogRun> {
   const nodeQueue = new Queue<InvocationJob>(keys.nodeQueue('n1'), { connection: redis, prefix: keys.bullPrefix });
   try {
     const job = (id: string, fn: FunctionVersion, startBy: number): InvocationJob => ({
-      id, fn, event: null, replyTo, enqueuedAt: Date.now(), startBy, attempt: 1, trace: {}, tenantLimits: { maxInstances: 1, maxMemoryMb: 65_536 },
+      id,
+      fn,
+      event: null,
+      replyTo,
+      enqueuedAt: Date.now(),
+      startBy,
+      attempt: 1,
+      trace: {},
+      tenantLimits: { maxInstances: 1, maxMemoryMb: 65_536 },
     });
     const startBy = Date.now() + waitMs;
     const hog = version('hog-fn', 'hog');

@@ -32,7 +32,10 @@ t.test('at most `limit` run at once; the others start in order as turns free up'
 
 t.test('a failing holder gives its turn back', async (t) => {
   const turns = new Turns(1);
-  await t.rejects(turns.run(() => Promise.reject(new Error('boom'))), /boom/);
+  await t.rejects(
+    turns.run(() => Promise.reject(new Error('boom'))),
+    /boom/,
+  );
   t.equal(await turns.run(async () => 'next'), 'next');
   t.same(turns.state, { held: 0, waiting: 0 });
 });

@@ -40,7 +40,10 @@ t.test('a created cold start: mount, runc and bootstrap inside create', async (t
 
   const skewed = byPhase(coldStartSteps('created', { codeMs: 0, createMs: 10, bindMs: 0, initMs: 0 }, { mountMs: 6, runcMs: 6, bootstrapMs: 6 }, 0, 10));
   t.ok(skewed.bootstrap!.endMs <= skewed.create!.endMs && skewed.runc!.endMs <= skewed.create!.endMs, 'inner steps never outlast create');
-  t.ok(Object.values(skewed).every((s) => s.endMs >= s.startMs), 'no step ends before it starts');
+  t.ok(
+    Object.values(skewed).every((s) => s.endMs >= s.startMs),
+    'no step ends before it starts',
+  );
 });
 
 t.test('the anchored clock is epoch milliseconds and never goes back', async (t) => {
@@ -92,18 +95,26 @@ t.test('the histogram, the gauges and the default worker label', async (t) => {
   t.equal(waits.find((v) => v.metricName === 'skiff_queue_wait_seconds_count')?.value, 2);
   t.ok(close(waits.find((v) => v.metricName === 'skiff_queue_wait_seconds_sum')?.value ?? NaN, 0.025));
 
+  t.same((await values(metrics, 'skiff_instances')).map((v) => [v.labels.state, v.value]).sort(), [
+    ['busy', 1],
+    ['idle', 3],
+  ]);
   t.same(
-    (await values(metrics, 'skiff_instances')).map((v) => [v.labels.state, v.value]).sort(),
-    [['busy', 1], ['idle', 3]],
+    (await values(metrics, 'skiff_pool_ready')).map((v) => [v.labels.runtime, v.value]),
+    [['nodejs20', 2]],
   );
-  t.same((await values(metrics, 'skiff_pool_ready')).map((v) => [v.labels.runtime, v.value]), [['nodejs20', 2]]);
   delete src.pooled.nodejs20;
   src.pooled.python3 = 1;
-  t.same((await values(metrics, 'skiff_pool_ready')).map((v) => [v.labels.runtime, v.value]), [['python3', 1]], 'read afresh at every scrape');
   t.same(
-    Object.fromEntries((await values(metrics, 'skiff_worker_memory_mb')).map((v) => [v.labels.kind, v.value])),
-    { capacity: 4096, used: 640, reclaimable: 384 },
+    (await values(metrics, 'skiff_pool_ready')).map((v) => [v.labels.runtime, v.value]),
+    [['python3', 1]],
+    'read afresh at every scrape',
   );
+  t.same(Object.fromEntries((await values(metrics, 'skiff_worker_memory_mb')).map((v) => [v.labels.kind, v.value])), {
+    capacity: 4096,
+    used: 640,
+    reclaimable: 384,
+  });
   const text = await metrics.registry.metrics();
   t.match(text, /# TYPE skiff_cold_start_seconds histogram/);
   t.match(text, /skiff_worker_process_cpu_seconds_total/, 'process metrics, prefixed');
@@ -119,8 +130,14 @@ t.test('measure() counts and times every creation the factory reports', async (t
   report({ runtime: 'nodejs20', ok: true, timings: { mountMs: 10, runcMs: 30, bootstrapMs: 35 }, totalMs: 80 });
   report({ runtime: 'nodejs20', ok: false, totalMs: 5 });
 
-  t.same((await values(metrics, 'skiff_sandboxes_created_total')).map((v) => [v.labels.runtime, v.value]), [['nodejs20', 2]]);
-  t.same((await values(metrics, 'skiff_sandbox_create_failures_total')).map((v) => [v.labels.runtime, v.value]), [['nodejs20', 1]]);
+  t.same(
+    (await values(metrics, 'skiff_sandboxes_created_total')).map((v) => [v.labels.runtime, v.value]),
+    [['nodejs20', 2]],
+  );
+  t.same(
+    (await values(metrics, 'skiff_sandbox_create_failures_total')).map((v) => [v.labels.runtime, v.value]),
+    [['nodejs20', 1]],
+  );
   const create = await values(metrics, 'skiff_sandbox_create_seconds');
   const sum = (phase: string): number | undefined => create.find((v) => v.metricName === 'skiff_sandbox_create_seconds_sum' && v.labels.phase === phase)?.value;
   t.ok(close(sum('runc') ?? NaN, 0.06), 'runc: 2 × 30 ms');

@@ -57,7 +57,8 @@ export class NodeQueueConsumer {
     // A run of this node killed with calls under way left them active on its queue: they are
     // taken back before this run takes any job (async ones retried, attempts counted).
     const reclaimed = await reclaimStartedCalls(this.recovery(), o.id);
-    if (reclaimed.replaced + reclaimed.retried + reclaimed.answered > 0) o.log.warn({ worker: o.id, ...reclaimed }, "took back the calls this node's previous run had started");
+    if (reclaimed.replaced + reclaimed.retried + reclaimed.answered > 0)
+      o.log.warn({ worker: o.id, ...reclaimed }, "took back the calls this node's previous run had started");
     this.queueWorker = new QueueWorker<InvocationJob>(o.keys.nodeQueue(o.id), (job) => this.run(job), {
       connection: o.queueConnection,
       prefix: o.keys.bullPrefix,
@@ -120,7 +121,11 @@ export class NodeQueueConsumer {
     if (data.replyTo === null) {
       // Recorded (or retried, or dead-lettered) before the job completes: a node dying now loses nothing.
       const end = await finishAsync(o.asyncCalls, data, outcome, Date.now() - startedAt);
-      if (end === 'duplicate') o.log.warn({ invocation: data.id, attempt: data.attempt, function: data.fn.name }, 'async call ran again after it had ended (a duplicate: it was queued again while its first run went on)');
+      if (end === 'duplicate')
+        o.log.warn(
+          { invocation: data.id, attempt: data.attempt, function: data.fn.name },
+          'async call ran again after it had ended (a duplicate: it was queued again while its first run went on)',
+        );
       return;
     }
     await finishSync(o, data, outcome, { durationMs: Date.now() - startedAt, resultLimitBytes: o.recordResultLimitBytes });

@@ -27,7 +27,14 @@ export interface RunCallDeps {
  * `span` is the call's own (`worker.invoke`) and `inSpan` the context holding it; `clock` times the
  * cold-start steps on the span's clock; `startedAt` is when the node took the call (Date.now()).
  */
-export async function runCall(deps: RunCallDeps, data: InvocationJob, startedAt: number, span: Span, inSpan: Context, clock: () => number): Promise<InvocationOutcome> {
+export async function runCall(
+  deps: RunCallDeps,
+  data: InvocationJob,
+  startedAt: number,
+  span: Span,
+  inSpan: Context,
+  clock: () => number,
+): Promise<InvocationOutcome> {
   const acquireStart = clock();
   // The tenant's limits, and the scheduler's order to evict its own idle instances first.
   const { instance, kind, timings } = await deps.instances.acquire(data.fn, data.startBy, { limits: data.tenantLimits, evict: data.evictTenant });
@@ -62,7 +69,10 @@ export async function runCall(deps: RunCallDeps, data: InvocationJob, startedAt:
       return { id: data.id, ok: false, error: error.toBody(), cold, workerId: deps.workerId };
     }
     if (!result.ok) {
-      const error = new SkiffError('FunctionError', result.error.message, { errorType: result.error.type, ...(result.error.stack ? { stack: result.error.stack } : {}) });
+      const error = new SkiffError('FunctionError', result.error.message, {
+        errorType: result.error.type,
+        ...(result.error.stack ? { stack: result.error.stack } : {}),
+      });
       return { id: data.id, ok: false, error: error.toBody(), cold, workerId: deps.workerId };
     }
     return {

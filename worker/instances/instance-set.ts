@@ -108,7 +108,10 @@ export class InstanceSet {
       }
       const refusedMs = this.crashes.refusedFor(fn.versionId);
       if (refusedMs > 0) {
-        throw new SkiffError('TooManyRequests', `${fn.name} ran out of memory ${CRASH_STREAK} times in a row: no new instance of it for ${Math.ceil(refusedMs / 1000)} s (crash backoff)`);
+        throw new SkiffError(
+          'TooManyRequests',
+          `${fn.name} ran out of memory ${CRASH_STREAK} times in a row: no new instance of it for ${Math.ceil(refusedMs / 1000)} s (crash backoff)`,
+        );
       }
       if (this.countOf(fn.versionId) < fn.maxInstances) {
         const victims = this.roomForTenant(fn, tenant.limits, evict);
@@ -122,7 +125,10 @@ export class InstanceSet {
       const left = deadline - Date.now();
       if (left <= 0) {
         if (atTenantLimits) {
-          throw new SkiffError('TooManyRequests', `tenant ${fn.tenant} is at its maxInstances (${tenant.limits?.maxInstances}) or maxMemoryMb (${tenant.limits?.maxMemoryMb} MiB) on this worker; try again`);
+          throw new SkiffError(
+            'TooManyRequests',
+            `tenant ${fn.tenant} is at its maxInstances (${tenant.limits?.maxInstances}) or maxMemoryMb (${tenant.limits?.maxMemoryMb} MiB) on this worker; try again`,
+          );
         }
         throw new SkiffError('TooManyRequests', `${fn.name} is at its limit of instances (maxInstances ${fn.maxInstances}) or the worker is full; try again`);
       }

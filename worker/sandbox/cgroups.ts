@@ -22,8 +22,7 @@ export function cgroupVersion(): 1 | 2 {
 
 /** Number of processes the OOM killer has killed in the cgroup (0 if it is gone). */
 export async function oomKills(cgroupPath: string): Promise<number> {
-  const file =
-    cgroupVersion() === 1 ? join(ROOT, 'memory', cgroupPath, 'memory.oom_control') : join(ROOT, cgroupPath, 'memory.events');
+  const file = cgroupVersion() === 1 ? join(ROOT, 'memory', cgroupPath, 'memory.oom_control') : join(ROOT, cgroupPath, 'memory.events');
   const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
     // The cgroup is gone, or being removed (ENODEV) as its last process exits.
     if (error.code === 'ENOENT' || error.code === 'ENODEV') return '';
@@ -35,8 +34,7 @@ export async function oomKills(cgroupPath: string): Promise<number> {
 
 /** Memory charged to the cgroup, in bytes. */
 export async function memoryCharged(cgroupPath: string): Promise<number> {
-  const file =
-    cgroupVersion() === 1 ? join(ROOT, 'memory', cgroupPath, 'memory.usage_in_bytes') : join(ROOT, cgroupPath, 'memory.current');
+  const file = cgroupVersion() === 1 ? join(ROOT, 'memory', cgroupPath, 'memory.usage_in_bytes') : join(ROOT, cgroupPath, 'memory.current');
   return Number((await readFile(file, 'utf8')).trim());
 }
 

@@ -110,7 +110,9 @@ export class EgressNetwork {
     if (left) await this.removeMasquerade((id) => id === sandboxId, [chain]).catch((error: unknown) => errors.push(error));
     if (errors.length > 0) {
       const why = errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ');
-      throw new HostError('network', `the network of sandbox ${sandboxId} was not fully removed: ${why}`, { cause: errors.length === 1 ? errors[0] : new AggregateError(errors, why) });
+      throw new HostError('network', `the network of sandbox ${sandboxId} was not fully removed: ${why}`, {
+        cause: errors.length === 1 ? errors[0] : new AggregateError(errors, why),
+      });
     }
   }
 
@@ -122,10 +124,12 @@ export class EgressNetwork {
    */
   async removeLeftovers(): Promise<void> {
     const handles = await readdir(this.netnsDir()).catch(() => []);
-    for (const id of handles) await this.detach(id).catch((error: unknown) => this.o.log.warn({ err: error, sandbox: id }, 'could not release a network namespace left behind'));
+    for (const id of handles)
+      await this.detach(id).catch((error: unknown) => this.o.log.warn({ err: error, sandbox: id }, 'could not release a network namespace left behind'));
     const rules = await this.removeMasquerade(() => true, []);
     await rm(join(this.o.dataDir, this.networkName()), { recursive: true, force: true });
-    if (handles.length + rules > 0) this.o.log.warn({ bridge: this.bridge, namespaces: handles.length, rules }, 'removed network state a previous run left behind');
+    if (handles.length + rules > 0)
+      this.o.log.warn({ bridge: this.bridge, namespaces: handles.length, rules }, 'removed network state a previous run left behind');
   }
 
   /** Removes the firewall rules and the bridge (worker stopping); what cannot be removed is logged. */
@@ -215,7 +219,9 @@ export class EgressNetwork {
   private async setUp(): Promise<void> {
     await mkdir(this.o.dataDir, { recursive: true });
     // Left by a previous run that was killed; not a reason to refuse egress if it cannot be done.
-    await this.removeLeftovers().catch((error: unknown) => this.o.log.error({ err: error, bridge: this.bridge }, 'could not remove the network state a previous run left'));
+    await this.removeLeftovers().catch((error: unknown) =>
+      this.o.log.error({ err: error, bridge: this.bridge }, 'could not remove the network state a previous run left'),
+    );
     await this.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
     const port = this.o.functions?.port();
     this.functionsPort = port !== undefined && port > 0 ? port : undefined;
@@ -240,7 +246,25 @@ export class EgressNetwork {
       port === undefined
         ? []
         : [
-            { table: 'nat', spec: ['PREROUTING', '-i', this.bridge, '-d', this.gateway, '-p', 'tcp', '--dport', String(port), ...tag, '-j', 'DNAT', '--to-destination', `${this.functionsTarget()}:${port}`] },
+            {
+              table: 'nat',
+              spec: [
+                'PREROUTING',
+                '-i',
+                this.bridge,
+                '-d',
+                this.gateway,
+                '-p',
+                'tcp',
+                '--dport',
+                String(port),
+                ...tag,
+                '-j',
+                'DNAT',
+                '--to-destination',
+                `${this.functionsTarget()}:${port}`,
+              ],
+            },
             { table: 'filter', spec: ['INPUT', '-i', this.bridge, '-p', 'tcp', '--dport', String(port), ...tag, '-j', 'ACCEPT'] },
           ];
     return [
@@ -274,7 +298,14 @@ export class EgressNetwork {
   }
 
   private cni(command: 'ADD' | 'DEL', containerId: string, netns: string): Promise<string> {
-    const env = { CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: this.o.cniPath, PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+    const env = {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: containerId,
+      CNI_NETNS: netns,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: this.o.cniPath,
+      PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+    };
     return this.exec(`${this.o.cniPath}/bridge`, [], { env, stdin: this.config() }, `CNI ${command} for ${containerId}`);
   }
 
@@ -328,7 +359,10 @@ async function holdsNetns(path: string): Promise<boolean> {
  * for a container's masquerade rules: `CNI-` and the first 24 hex digits of sha512(network + id).
  */
 export function masqueradeChain(network: string, containerId: string): string {
-  return `CNI-${createHash('sha512').update(network + containerId).digest('hex').slice(0, 24)}`;
+  return `CNI-${createHash('sha512')
+    .update(network + containerId)
+    .digest('hex')
+    .slice(0, 24)}`;
 }
 
 /** The words of one `iptables -S` line; double-quoted words (comments) unquoted and unescaped. */

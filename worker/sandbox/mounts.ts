@@ -13,11 +13,9 @@ import type { CommandRunner } from '../process/command-runner.js';
 /** Runs `mount` or `umount`; a failure is a HostError of kind `mount` with the command's stderr. */
 async function mountCommand(launcher: CommandRunner, binary: 'mount' | 'umount', args: string[]): Promise<void> {
   const command = `${binary} ${args.join(' ')}`;
-  const result = await launcher
-    .run(binary, args)
-    .catch((cause: unknown) => {
-      throw commandNotRun('mount', command, cause);
-    });
+  const result = await launcher.run(binary, args).catch((cause: unknown) => {
+    throw commandNotRun('mount', command, cause);
+  });
   if (result.code === 0) return;
   throw commandFailed('mount', command, result);
 }
@@ -51,9 +49,7 @@ export async function unmountTree(launcher: CommandRunner, ...targets: string[])
 
 /** Mount points at or below any of `roots`, deepest (and most recent) first. */
 export async function mountPointsUnder(roots: string[]): Promise<string[]> {
-  const points = (await mountPointsAndSources())
-    .map((m) => m.point)
-    .filter((point) => roots.some((root) => point === root || point.startsWith(`${root}/`)));
+  const points = (await mountPointsAndSources()).map((m) => m.point).filter((point) => roots.some((root) => point === root || point.startsWith(`${root}/`)));
   return points.reverse().sort((a, b) => b.split('/').length - a.split('/').length);
 }
 

@@ -97,7 +97,8 @@ export class RuncSandboxFactory implements SandboxFactory {
     const started = performance.now();
     try {
       const sandbox = await this.make(image, memoryMb);
-      for (const listener of this.creationListeners) listener({ runtime: image.runtime, ok: true, timings: sandbox.created, totalMs: performance.now() - started });
+      for (const listener of this.creationListeners)
+        listener({ runtime: image.runtime, ok: true, timings: sandbox.created, totalMs: performance.now() - started });
       return sandbox;
     } catch (error) {
       for (const listener of this.creationListeners) listener({ runtime: image.runtime, ok: false, totalMs: performance.now() - started });
@@ -210,7 +211,9 @@ class RuncSandbox implements Sandbox {
 
   markReady(): void {
     // The runtime process ending at any time after this kills the sandbox.
-    this.channel.onClose(() => void this.destroy('runtime exited').catch((error: unknown) => this.options.log.error({ err: error, sandbox: this.id }, 'destroy failed')));
+    this.channel.onClose(
+      () => void this.destroy('runtime exited').catch((error: unknown) => this.options.log.error({ err: error, sandbox: this.id }, 'destroy failed')),
+    );
   }
 
   attachOutput(stdout: Readable, stderr: Readable): void {
@@ -218,7 +221,10 @@ class RuncSandbox implements Sandbox {
     // A line is as long as the function makes it, but only its first logLineLimitBytes are kept;
     // one that runs past the frame cap is an endless line, and the sandbox is stopped.
     const runawayBytes = this.options.maxResultBytes + FRAME_MARGIN_BYTES;
-    for (const [stream, source] of [['stdout', stdout], ['stderr', stderr]] as const) {
+    for (const [stream, source] of [
+      ['stdout', stdout],
+      ['stderr', stderr],
+    ] as const) {
       const lines = new LineCutter({
         maxLineBytes: this.options.logLineLimitBytes,
         runawayBytes,
@@ -227,7 +233,9 @@ class RuncSandbox implements Sandbox {
           this.emitRaw(stream, line);
         },
         onRunaway: (limit) =>
-          this.channel.abort(new SkiffError('FunctionResponseTooLarge', `the function wrote a line over ${limit} bytes to its ${stream}; its sandbox was stopped`)),
+          this.channel.abort(
+            new SkiffError('FunctionResponseTooLarge', `the function wrote a line over ${limit} bytes to its ${stream}; its sandbox was stopped`),
+          ),
       });
       source.on('data', (chunk: Buffer) => lines.push(chunk));
       source.on('end', () => lines.end());
@@ -299,7 +307,11 @@ class RuncSandbox implements Sandbox {
     } catch (error) {
       if (isHostError(error, 'channel-closed')) throw await this.deathError();
       // The call's own end (a timeout, output over its limit: the channel was aborted), or a bug.
-      const reason = isSkiffError(error, 'FunctionTimeout') ? 'timeout' : isSkiffError(error, 'FunctionResponseTooLarge') ? 'output over its limit' : 'invoke failed';
+      const reason = isSkiffError(error, 'FunctionTimeout')
+        ? 'timeout'
+        : isSkiffError(error, 'FunctionResponseTooLarge')
+          ? 'output over its limit'
+          : 'invoke failed';
       await this.destroyAfterFailure(reason);
       throw error;
     } finally {

@@ -128,7 +128,12 @@ export class RuntimeChannel {
     this.socket = socket;
     this.server?.close(); // no further connections; the accepted one stays open
     socket.setNoDelay(true);
-    readFrames(socket, (frame) => this.receive(frame as RuntimeMessage), (error) => this.refuse(error), { maxFrameBytes: this.options.maxFrameBytes });
+    readFrames(
+      socket,
+      (frame) => this.receive(frame as RuntimeMessage),
+      (error) => this.refuse(error),
+      { maxFrameBytes: this.options.maxFrameBytes },
+    );
     socket.on('close', () => this.markClosed());
     socket.on('error', () => this.markClosed());
   }
@@ -139,7 +144,11 @@ export class RuntimeChannel {
    */
   private refuse(error: FrameError): void {
     if (isFrameError(error, 'too-large')) {
-      this.abort(new SkiffError('FunctionResponseTooLarge', `the function wrote a frame over ${error.limitBytes} bytes to the runtime socket; its sandbox was stopped`, { cause: error }));
+      this.abort(
+        new SkiffError('FunctionResponseTooLarge', `the function wrote a frame over ${error.limitBytes} bytes to the runtime socket; its sandbox was stopped`, {
+          cause: error,
+        }),
+      );
     } else {
       this.abort(new HostError('channel-closed', 'the runtime sent a frame that is not JSON; its channel was closed', { cause: error }));
     }
@@ -184,5 +193,8 @@ export class RuntimeChannel {
 
 /** The runtime could not load the handler: the function's error, with the handler's own type and stack. */
 function handlerNotLoaded(info: ErrorInfo): SkiffError {
-  return new SkiffError('FunctionError', `handler could not be loaded: ${info.message}`, { errorType: info.type, ...(info.stack ? { stack: info.stack } : {}) });
+  return new SkiffError('FunctionError', `handler could not be loaded: ${info.message}`, {
+    errorType: info.type,
+    ...(info.stack ? { stack: info.stack } : {}),
+  });
 }

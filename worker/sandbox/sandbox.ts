@@ -38,9 +38,7 @@ export interface OutputLine {
   at: number;
 }
 
-export type InvokeOutcome =
-  | { ok: true; value: unknown; durationMs: number }
-  | { ok: false; error: ErrorInfo; durationMs: number };
+export type InvokeOutcome = { ok: true; value: unknown; durationMs: number } | { ok: false; error: ErrorInfo; durationMs: number };
 
 /** Time spent in each step of making a sandbox, for the cold-start breakdown. */
 export interface CreationTimings {
@@ -84,9 +82,7 @@ export function sameRoot(a: RuntimeImage | undefined, b: RuntimeImage): boolean 
 }
 
 /** One creation, told to the factory's creation listeners (metrics). */
-export type CreationEvent =
-  | { runtime: string; ok: true; timings: CreationTimings; totalMs: number }
-  | { runtime: string; ok: false; totalMs: number };
+export type CreationEvent = { runtime: string; ok: true; timings: CreationTimings; totalMs: number } | { runtime: string; ok: false; totalMs: number };
 
 /**
  * Makes sandboxes.

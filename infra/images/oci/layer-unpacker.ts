@@ -391,7 +391,7 @@ async function writeFileStreamed(abs: string, body: AsyncIterable<Buffer>, owner
   let size = 0;
   try {
     for await (const chunk of body) {
-      for (let offset = 0; offset < chunk.length; ) offset += (await handle.write(chunk, offset)).bytesWritten;
+      for (let offset = 0; offset < chunk.length;) offset += (await handle.write(chunk, offset)).bytesWritten;
       size += chunk.length;
     }
     await settleFile(handle, owner, mode, mtime);
