@@ -91,7 +91,7 @@ t.test('pipes that outlive their command are handed over whole', async (t) => {
   const launcher = started(t);
   const result = await launcher.runKeepingPipes('sh', ['-c', 'echo runc-says >&2; echo early; (sleep 0.2; echo late; echo late-err >&2) &']);
   t.equal(result.code, 0);
-  t.equal(result.stderr, 'runc-says\n', "what the command wrote before it exited is its own");
+  t.equal(result.stderr, 'runc-says\n', 'what the command wrote before it exited is its own');
   if (!result.pipes) throw new Error('no pipes');
   const [stdout, stderr] = await Promise.all([readAll(result.pipes.stdout), readAll(result.pipes.stderr)]);
   t.equal(stdout, 'early\nlate\n', 'both lines, the one written before the hand-over too');
@@ -100,7 +100,9 @@ t.test('pipes that outlive their command are handed over whole', async (t) => {
 
 t.test('many commands keeping their pipes at once each get their own', async (t) => {
   const launcher = started(t);
-  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => launcher.runKeepingPipes('sh', ['-c', `echo a${i}; (sleep 0.1; echo b${i}; echo c${i} >&2) &`])));
+  const results = await Promise.all(
+    Array.from({ length: 8 }, (_, i) => launcher.runKeepingPipes('sh', ['-c', `echo a${i}; (sleep 0.1; echo b${i}; echo c${i} >&2) &`])),
+  );
   const texts = await Promise.all(results.map((r) => Promise.all([readAll(r.pipes!.stdout), readAll(r.pipes!.stderr)])));
   t.same(
     texts,

@@ -57,7 +57,9 @@ function launch(r: LaunchRequest): void {
   const err = capture(stderr, r.maxOutputBytes);
   if (!r.keepPipes) {
     // 'close': the command has exited and both pipes are read to their end.
-    child.on('close', (code, signal) => answer({ kind: 'done', id: r.id, code, signal, stdout: out.text(), stderr: err.text(), truncated: out.truncated || err.truncated }));
+    child.on('close', (code, signal) =>
+      answer({ kind: 'done', id: r.id, code, signal, stdout: out.text(), stderr: err.text(), truncated: out.truncated || err.truncated }),
+    );
     return;
   }
   // Every byte on stdout is the container's: leave them all in the pipe for the worker.

@@ -231,13 +231,16 @@ export class Launcher implements CommandRunner {
     for (const pending of lost) {
       this.settle(pending.request.id);
       pending.stderr?.destroy();
-      pending.reject(launcherError(reason, `the command launcher (pid ${child.pid}) exited (${exitText({ code, signal })}) while running ${describe(pending.request)}`));
+      pending.reject(
+        launcherError(reason, `the command launcher (pid ${child.pid}) exited (${exitText({ code, signal })}) while running ${describe(pending.request)}`),
+      );
     }
     if (this.live === child) {
       this.live = undefined;
       this.current = undefined;
     }
-    if (!this.stopped) this.options.log?.error({ pid: child.pid, code, signal, lost: lost.length }, 'command launcher exited; the next command starts a new one');
+    if (!this.stopped)
+      this.options.log?.error({ pid: child.pid, code, signal, lost: lost.length }, 'command launcher exited; the next command starts a new one');
   }
 
   private busy(child: ChildProcess): void {
