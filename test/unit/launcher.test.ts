@@ -91,11 +91,12 @@ t.test('pipes that outlive their command are handed over whole', async (t) => {
   const launcher = started(t);
   const result = await launcher.runKeepingPipes('sh', ['-c', 'echo runc-says >&2; echo early; (sleep 0.2; echo late; echo late-err >&2) &']);
   t.equal(result.code, 0);
-  t.equal(result.stderr, 'runc-says\n', 'what the command wrote before it exited is its own');
   if (!result.pipes) throw new Error('no pipes');
   const [stdout, stderr] = await Promise.all([readAll(result.pipes.stdout), readAll(result.pipes.stderr)]);
   t.equal(stdout, 'early\nlate\n', 'both lines, the one written before the hand-over too');
-  t.equal(stderr, 'late-err\n');
+  t.equal(stderr, 'runc-says\nlate-err\n', 'every byte, those the launcher read before the exit too');
+  // What was read until the exit was seen, which may be before or after any of those lines came.
+  t.ok(stderr.startsWith(result.stderr), "the command's stderr is the head of the stream");
 });
 
 t.test('many commands keeping their pipes at once each get their own', async (t) => {
@@ -107,6 +108,26 @@ t.test('many commands keeping their pipes at once each get their own', async (t)
   t.same(
     texts,
     texts.map((_, i) => [`a${i}\nb${i}\n`, `c${i}\n`]),
+  );
+});
+
+t.test('output racing the exit of commands keeping their pipes is never lost nor mixed up', async (t) => {
+  // No sleeps: what is left behind writes (and may be gone) before the launcher sees the exit, with
+  // 32 exits to get to, and then its bytes have been read there: they must still come, in order.
+  const launcher = started(t);
+  const COUNT = 32;
+  const results = await Promise.all(
+    Array.from({ length: COUNT }, (_, i) => launcher.runKeepingPipes('sh', ['-c', `echo own${i} >&2; echo a${i}; (echo b${i}; echo c${i} >&2) &`])),
+  );
+  const texts = await Promise.all(results.map((r) => Promise.all([readAll(r.pipes!.stdout), readAll(r.pipes!.stderr)])));
+  t.same(
+    texts,
+    texts.map((_, i) => [`a${i}\nb${i}\n`, `own${i}\nc${i}\n`]),
+  );
+  t.same(
+    results.filter((r, i) => !texts[i]![1].startsWith(r.stderr)).map((r) => r.stderr),
+    [],
+    "each command's stderr is the head of its own stream",
   );
 });
 

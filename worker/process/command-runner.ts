@@ -26,9 +26,12 @@ export interface CommandResult {
 
 export interface PipedResult extends CommandResult {
   /**
-   * When the command exited 0: the read ends of its stdout and stderr, which the processes it left
-   * behind still write to; they end when the last of those exits. `stdout` is then empty and
-   * `stderr` holds what the command wrote itself before it exited.
+   * When the command exited 0: its stdout and stderr, which the processes it left behind still
+   * write to; they end when the last of those exits. Each carries every byte written to it, the
+   * command's own included. `stdout` is then empty and `stderr` is what had been read of stderr
+   * when the command's exit was seen, the head of the stderr stream: usually the command's own
+   * messages, but it may miss some of them or hold the first of its processes' (they share the
+   * pipe, and the exit is seen some time after it happened, so they cannot be told apart).
    */
   pipes: { stdout: Readable; stderr: Readable } | undefined;
 }

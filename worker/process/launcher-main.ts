@@ -63,15 +63,19 @@ function launch(r: LaunchRequest): void {
     return;
   }
   // Every byte on stdout is the container's: leave them all in the pipe for the worker.
-  out.stop();
   stopReading(stdout);
+  out.stop();
+  // stderr is read until the exit is seen (runc's error, and it must never block on a full pipe).
+  // That is not the moment of the exit: the exit is seen when this loop gets to it, maybe long
+  // after, and what the processes left behind wrote meanwhile has been read here too (even to the
+  // end of the pipe, if they are gone). So it all goes back to the worker, ahead of the pipe.
   child.on('exit', (code, signal) => {
     if (code === 0) {
-      // What came on stderr until now is runc's; what comes after stays in the pipe for the worker.
-      err.stop();
       stopReading(stderr);
+      err.stop();
+      const read = err.bytes().toString('base64');
       send({ kind: 'pipe', id: r.id, stream: 'stderr' }, stderr);
-      answer({ kind: 'done', id: r.id, code, signal, stdout: '', stderr: err.text(), truncated: err.truncated }, stdout);
+      answer({ kind: 'done', id: r.id, code, signal, stdout: '', stderr: err.text(), truncated: err.truncated, stderrRead: read }, stdout);
       return;
     }
     // No container holds the pipes: read runc's error to its end (briefly), then answer.
@@ -87,7 +91,7 @@ function launch(r: LaunchRequest): void {
 }
 
 /** Keeps the first `limit` bytes of a stream; reads and drops the rest so the writer never blocks. */
-function capture(stream: Socket, limit: number): { text(): string; truncated: boolean; stop(): void } {
+function capture(stream: Socket, limit: number): { text(): string; bytes(): Buffer; truncated: boolean; stop(): void } {
   const chunks: Buffer[] = [];
   let bytes = 0;
   const state = { truncated: false };
@@ -104,12 +108,15 @@ function capture(stream: Socket, limit: number): { text(): string; truncated: bo
   stream.on('data', onData);
   return {
     text: () => Buffer.concat(chunks).toString(),
+    bytes: () => Buffer.concat(chunks),
     get truncated() {
       return state.truncated;
     },
+    /** Stops listening; what the stream had read and not yet emitted is taken too, not left behind. */
     stop: () => {
       stream.off('data', onData);
       stream.pause();
+      for (let chunk = stream.read() as Buffer | null; chunk !== null; chunk = stream.read() as Buffer | null) onData(chunk);
     },
   };
 }

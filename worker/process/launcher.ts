@@ -104,7 +104,10 @@ export class Launcher implements CommandRunner {
       return { ...result(done), pipes: undefined };
     }
     // A pipe the command's processes had already closed comes without a handle: it has ended.
-    return { ...result(done), pipes: { stdout: stdout ?? Readable.from([]), stderr: stderr ?? Readable.from([]) } };
+    // What the launcher read of stderr before it saw the exit may be theirs too: it comes first.
+    const read = Buffer.from(done.stderrRead ?? '', 'base64');
+    const stderrStream = read.length > 0 ? prepended(read, stderr) : (stderr ?? Readable.from([]));
+    return { ...result(done), pipes: { stdout: stdout ?? Readable.from([]), stderr: stderrStream } };
   }
 
   /**
@@ -252,6 +255,15 @@ export class Launcher implements CommandRunner {
     child.unref();
     child.channel?.unref();
   }
+}
+
+/** `head`, then what `rest` carries to its end. Destroying the stream destroys `rest`. */
+function prepended(head: Buffer, rest: Socket | undefined): Readable {
+  async function* chunks(): AsyncGenerator<Buffer> {
+    yield head;
+    if (rest) yield* rest as AsyncIterable<Buffer>;
+  }
+  return Readable.from(chunks(), { objectMode: false });
 }
 
 function result(done: Done): CommandResult {
