@@ -17,6 +17,7 @@ import type { InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js
 import { keySpace } from '../../infra/queue/names.js';
 import { Dispatcher } from '../../gateway/invocations/dispatcher.js';
 import { eventually } from '../support/api.js';
+import { functionVersion } from '../support/function-version.js';
 
 const url = process.env.REDIS_URL;
 if (!url) {
@@ -36,26 +37,7 @@ if (!url) {
     timings: { queuedMs: 1, acquireMs: 0, runMs: 1 },
   });
 
-  const version = (name = 'f'): FunctionVersion => ({
-    name,
-    version: 1,
-    handler: 'index.handler',
-    memoryMb: 128,
-    timeoutMs: 1000,
-    env: {},
-    versionId: `${name}-v1`,
-    tenant: 't1',
-    runtime: 'nodejs20',
-    codeSha256: null,
-    image: `skiff/functions/${name}@sha256:1`,
-    concurrency: 1,
-    idleTimeoutMs: 60_000,
-    minWarm: 0,
-    maxInstances: 10,
-    auth: 'key',
-    network: 'none',
-    idempotent: false,
-  });
+  const version = (name = 'f'): FunctionVersion => functionVersion({ name });
 
   /** What the dispatcher asks of the records; `accept` answers as the test says. */
   class FakeRecords {

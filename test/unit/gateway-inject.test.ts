@@ -17,6 +17,7 @@ import type { Principal } from '../../infra/tenancy/roles.js';
 import { buildApp } from '../../gateway/app.js';
 import type { GatewayContext } from '../../gateway/context.js';
 import { createGatewayMetrics } from '../../gateway/metrics.js';
+import { functionVersion } from '../support/function-version.js';
 
 const KEYS: Record<string, Principal> = {
   'admin-key': { keyId: 'k-admin', tenant: 'ops', role: 'admin', functions: null },
@@ -28,24 +29,7 @@ const KEYS: Record<string, Principal> = {
 
 function info(name: string, tenant: string): FunctionInfo {
   return {
-    name,
-    tenant,
-    version: 3,
-    versionId: `${name}-v3`,
-    runtime: 'nodejs20',
-    handler: 'index.handler',
-    memoryMb: 128,
-    timeoutMs: 3000,
-    env: { SECRET: 'hunter2' },
-    codeSha256: null,
-    image: `skiff/functions/${name}@sha256:1`,
-    concurrency: 1,
-    idleTimeoutMs: 60_000,
-    minWarm: 0,
-    maxInstances: 10,
-    auth: 'key',
-    network: 'none',
-    idempotent: false,
+    ...functionVersion({ name, tenant, version: 3, timeoutMs: 3000, env: { SECRET: 'hunter2' } }),
     codeSize: 10,
     createdAt: '2025-01-01T00:00:00Z',
     updatedAt: '2025-01-01T00:00:00Z',

@@ -13,35 +13,13 @@ import { InstanceSet } from '../../worker/instances/instance-set.js';
 import type { RuntimeImage } from '../../worker/sandbox/sandbox.js';
 import { ReadySandboxPool } from '../../worker/sandbox/sandbox-pool.js';
 import { deferred, fakeImage, FakeSandboxFactory, turns, until, type FakeSandbox } from '../support/fake-sandbox.js';
+import { functionVersion } from '../support/function-version.js';
 
 const log = createLogger('instance-set-test', 'silent');
 const BASE = fakeImage('nodejs20');
 const PAST = 0; // a deadline already gone: a call that cannot be served now is refused at once
 
-function version(over: Partial<FunctionVersion> = {}): FunctionVersion {
-  const name = over.name ?? 'f';
-  return {
-    name,
-    version: 1,
-    handler: 'index.handler',
-    memoryMb: 128,
-    timeoutMs: 1000,
-    env: {},
-    versionId: `${name}-v1`,
-    tenant: 't1',
-    runtime: 'nodejs20',
-    codeSha256: null,
-    image: `skiff/functions/${name}@sha256:1`,
-    concurrency: 1,
-    idleTimeoutMs: 60_000,
-    minWarm: 0,
-    maxInstances: 10,
-    auth: 'key',
-    network: 'none',
-    idempotent: false,
-    ...over,
-  };
-}
+const version = functionVersion;
 
 /** Code of every version on the pooled base image, unless `roots` says otherwise; `gate` holds preparation. */
 class FakeCode implements CodeSource {

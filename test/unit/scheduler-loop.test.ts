@@ -21,6 +21,7 @@ import type { Decision, Demand } from '../../scheduler/placement.js';
 import { nodeJobId, Scheduler } from '../../scheduler/scheduler.js';
 import { eventually } from '../support/api.js';
 import { deferred } from '../support/fake-sandbox.js';
+import { functionVersion } from '../support/function-version.js';
 
 const url = process.env.REDIS_URL;
 if (!url) {
@@ -57,26 +58,7 @@ if (!url) {
     }
   }
 
-  const fn: FunctionVersion = {
-    name: 'f',
-    version: 1,
-    handler: 'index.handler',
-    memoryMb: 128,
-    timeoutMs: 1000,
-    env: {},
-    versionId: 'f-v1',
-    tenant: 't1',
-    runtime: 'nodejs20',
-    codeSha256: null,
-    image: 'skiff/functions/f@sha256:1',
-    concurrency: 1,
-    idleTimeoutMs: 60_000,
-    minWarm: 0,
-    maxInstances: 10,
-    auth: 'key',
-    network: 'none',
-    idempotent: false,
-  };
+  const fn: FunctionVersion = functionVersion();
 
   const setUp = async (t: Test, decisions: Decision[], options: { maxQuotaWaitsPerTenant?: number } = {}) => {
     const keys = keySpace(`test-sched-${nanoid(8)}`);
