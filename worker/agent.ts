@@ -5,50 +5,27 @@
  * (function-events.ts). This file only wires them and orders their start and stop.
  */
 import type { Redis } from 'ioredis';
-import type { Tracer } from '@opentelemetry/api';
-import type { Logger } from '../infra/log.js';
-import type { InvocationRecords } from '../infra/db/invocation-records.js';
-import type { KeySpace } from '../infra/queue/names.js';
 import type { CachedImage, WorkerHeartbeat } from '../infra/fleet/heartbeat.js';
 import { FleetRegistry } from '../infra/fleet/registry.js';
-import type { AsyncCallDeps } from '../infra/calls/async-calls.js';
-import type { InstanceSet } from './instances/instance-set.js';
 import type { SandboxPool } from './sandbox/sandbox.js';
-import type { WorkerMetrics } from './metrics.js';
-import { NodeQueueConsumer } from './calls/node-queue.js';
+import { NodeQueueConsumer, type NodeQueueConsumerOptions } from './calls/node-queue.js';
 import { NodePresence } from './presence.js';
 import { listenToFunctionEvents, reactToFunctionEvent } from './function-events.js';
 
-export interface WorkerAgentOptions {
-  id: string;
+/** What the node's queue consumer takes (calls/node-queue.ts), and what its presence and events need. */
+export interface WorkerAgentOptions extends NodeQueueConsumerOptions {
   /** Images the node holds ready, for its heartbeat. */
   images?: () => CachedImage[];
   /** Pulls a newly deployed version's image ahead of its first call. */
   prefetch?: (image: string) => void;
-  keys: KeySpace;
-  /** Connection for commands (publish, heartbeat). */
-  redis: Redis;
   /** A second connection, used only for subscriptions. */
   subscriber: Redis;
-  /** Factory of the connection BullMQ's worker blocks on. */
-  queueConnection: Redis;
-  concurrency: number;
   capacityMb: number;
   heartbeatMs: number;
   heartbeatTtlMs: number;
-  instances: InstanceSet;
   pool: SandboxPool;
   /** Told about deploys, to make minWarm instances of a new version at once. */
   warmKeeper: { check(): void };
-  records: InvocationRecords;
-  /** A synchronous call's result is kept in its record only while its outcome's JSON is at most
-   *  this many bytes (the caller got it whole either way); absent: always. */
-  recordResultLimitBytes?: number;
-  asyncCalls: AsyncCallDeps;
-  tracer: Tracer;
-  /** Cold-start phases and queue wait are recorded here when given. */
-  metrics?: WorkerMetrics;
-  log: Logger;
 }
 
 export class WorkerAgent {

@@ -75,6 +75,19 @@ t.teardown(async () => {
   await db.end();
 });
 
+/** How async calls end in these tests: 2 retries 10 ms apart, on `queue`. */
+const asyncDeps = (queue: Queue<InvocationJob>, over: Partial<AsyncCallDeps> = {}): AsyncCallDeps => ({
+  queue,
+  records,
+  deadLetters: new DeadLetters(db),
+  retries: 2,
+  backoffMs: 10,
+  queueWaitMs: 1000,
+  resultLimitBytes: 1000,
+  maxEventAgeSeconds: 3600,
+  ...over,
+});
+
 const call = (id: string): UnfinishedCall => ({
   id,
   functionName: 'f',
@@ -192,17 +205,7 @@ t.test('the reconciler queues again exactly the calls past the grace period whos
   t.match(await reconciler.check(), { requeued: 0 });
 
   // A re-queued call whose first run then also finishes: the second end is a duplicate.
-  const deps: AsyncCallDeps = {
-    queue: shared,
-    records,
-    deadLetters: new DeadLetters(db),
-    retries: 2,
-    backoffMs: 10,
-    queueWaitMs: 1000,
-    resultLimitBytes: 1000,
-    maxEventAgeSeconds: 3600,
-    countDuplicate: () => redis.hincrby(keys.reconciled, 'duplicates', 1),
-  };
+  const deps = asyncDeps(shared, { countDuplicate: () => redis.hincrby(keys.reconciled, 'duplicates', 1) });
   const ran = { ...job(ids.gone ?? ''), fn };
   t.equal(
     await finishAsync(deps, ran, { id: ran.id, ok: true, value: 1, cold: false, workerId: 'alive', timings: { queuedMs: 0, acquireMs: 0, runMs: 0 } }),
@@ -218,16 +221,7 @@ t.test('the reconciler queues again exactly the calls past the grace period whos
 
 t.test('per-function async settings: maximumRetryAttempts and maximumEventAgeSeconds', { skip }, async (t) => {
   const added: string[] = [];
-  const deps: AsyncCallDeps = {
-    queue: { add: async (_name: string, _data: InvocationJob, o: { jobId: string }) => added.push(o.jobId) } as unknown as Queue<InvocationJob>,
-    records,
-    deadLetters: new DeadLetters(db),
-    retries: 2,
-    backoffMs: 10,
-    queueWaitMs: 1000,
-    resultLimitBytes: 1000,
-    maxEventAgeSeconds: 3600,
-  };
+  const deps = asyncDeps({ add: async (_name: string, _data: InvocationJob, o: { jobId: string }) => added.push(o.jobId) } as unknown as Queue<InvocationJob>);
   const failure = (id: string) => ({ id, ok: false as const, error: { code: 'FunctionError' as const, message: 'boom' } });
   const accepted = async (id: string): Promise<void> => {
     await records.accept({ id, functionName: 'settings', functionVersion: 1, tenant: 'default', async: true, status: 'queued', event: null, attempt: 1 });
