@@ -50,10 +50,12 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
   const keys = keySpace(config.keyPrefix);
   const db = openDatabase(config.databaseUrl, config.databaseSchema, 10, { timeouts: config.databaseClient, log: deps.log, component: 'gateway' });
   // The command connection fails fast (a caller is answered 503 rather than held while Redis is
-  // away); the subscriber waits for Redis and subscribes again (infra/queue/connections.ts).
+  // away); the subscriber waits for Redis and subscribes again, and the reply stream's reader
+  // waits for Redis and reads on from where it was (infra/queue/connections.ts, replies.ts).
   const redisDeps = { log: deps.log, component: 'gateway' };
   const redis = openRedis(config.redisUrl, 'producer', config.redisClient, redisDeps);
   const subscriber = openRedis(config.redisUrl, 'subscriber', config.redisClient, redisDeps);
+  const replyConnection = openRedis(config.redisUrl, 'blocking', config.redisClient, redisDeps);
   // A producer refuses commands until it is connected: start once Redis answers.
   await whenReady(redis);
   const records = new InvocationRecords(db, (error) => deps.log.error({ err: error }, 'could not record invocations'));
@@ -61,7 +63,8 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
     keys,
     gatewayId: nanoid(10),
     redis,
-    subscriber,
+    replyConnection,
+    log: deps.log,
     records,
     queueWaitMs: config.gateway.queueWaitMs,
     maxPendingPerFunction: config.gateway.maxPendingPerFunction,
@@ -136,7 +139,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
       await closed;
       await dispatcher.stop();
       await records.flush();
-      await Promise.all([closeRedis(redis), closeRedis(subscriber)]);
+      await Promise.all([closeRedis(redis), closeRedis(subscriber), closeRedis(replyConnection)]);
       await db.end();
     },
   };

@@ -1,8 +1,9 @@
 /**
  * Sends invocations on their way and brings synchronous outcomes back. A call is one job on the
- * shared invocation queue; the worker that runs it publishes the outcome on this gateway's own
- * reply channel, where the waiting request picks it up (a large outcome waits in a key, and the
- * message only points to it: infra/queue/replies.ts). An asynchronous call is accepted (202) only
+ * shared invocation queue; the worker that runs it appends the outcome to this gateway's own
+ * reply stream, which the gateway reads on a connection of its own, from where it left off after
+ * any reconnect, and the waiting request picks it up (a large outcome waits in a key, and the
+ * entry only points to it: infra/queue/replies.ts). An asynchronous call is accepted (202) only
  * once it is recorded `queued` (with its event, so the reconciler can queue it again should Redis
  * lose it) and then queued; if it cannot be queued its record says `refused` and the caller gets
  * 503: nothing runs a call its caller was told was not accepted. An Idempotency-Key names one
@@ -21,14 +22,19 @@ import type { FunctionVersion } from '../../infra/functions/version.js';
 import type { InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js';
 import type { TenantLimits } from '../../infra/tenancy/instance-limits.js';
 import type { KeySpace } from '../../infra/queue/names.js';
-import { dropStoredOutcome, isStoredReply, takeStoredOutcome, type ReplyMessage, type StoredReply } from '../../infra/queue/replies.js';
+import { dropStoredOutcome, isStoredReply, ReplyReader, takeStoredOutcome, type ReplyMessage, type StoredReply } from '../../infra/queue/replies.js';
+import type { Logger } from '../../infra/log.js';
 import { carrierOf } from '../../infra/telemetry.js';
 
 export interface DispatcherOptions {
   keys: KeySpace;
   gatewayId: string;
   redis: Redis;
-  subscriber: Redis;
+  /** The reply stream's reader's own connection, a `blocking` one (infra/queue/connections.ts);
+   *  {@link Dispatcher.stop} closes it. */
+  replyConnection: Redis;
+  /** Where a failed read of the reply stream is told (the reader carries on). */
+  log?: Pick<Logger, 'warn'>;
   records: InvocationRecords;
   /** How long a call may wait for a worker before it must have started. */
   queueWaitMs: number;
@@ -53,10 +59,18 @@ export class Dispatcher {
   private readonly waiting = new Map<string, Waiter>();
   /** Synchronous calls waiting, by function: a slow function cannot take every slot. */
   private readonly pending = new Map<string, number>();
-  private readonly replyChannel: string;
+  private readonly replyTo: string;
+  private readonly replies: ReplyReader;
 
   constructor(private readonly o: DispatcherOptions) {
-    this.replyChannel = o.keys.replies(o.gatewayId);
+    this.replyTo = o.keys.replies(o.gatewayId);
+    this.replies = new ReplyReader({
+      key: this.replyTo,
+      connection: o.replyConnection,
+      redis: o.redis,
+      onReply: (reply) => this.received(reply),
+      onError: (error) => o.log?.warn({ err: error }, 'reading the reply stream failed'),
+    });
     this.queue = new Queue<InvocationJob>(o.keys.invocationQueue, {
       connection: o.redis,
       prefix: o.keys.bullPrefix,
@@ -64,26 +78,27 @@ export class Dispatcher {
     });
   }
 
+  /** Makes this gateway's reply stream and starts reading it. */
   async start(): Promise<void> {
-    this.o.subscriber.on('message', (channel: string, message: string) => {
-      if (channel !== this.replyChannel) return;
-      const reply = JSON.parse(message) as ReplyMessage;
-      if (!isStoredReply(reply)) {
-        this.deliver(reply);
-        return;
-      }
-      if (!this.waiting.has(reply.id)) {
-        void dropStoredOutcome(this.o.redis, this.o.keys, reply).catch(() => undefined); // it expires anyway
-        return;
-      }
-      void this.takeStored(reply);
-    });
-    await this.o.subscriber.subscribe(this.replyChannel);
+    await this.replies.start();
   }
 
-  /** Whether outcomes can reach this gateway now: its reply subscription is connected. */
+  /** Whether outcomes reach this gateway now: the reply stream's reader is connected (while it is
+   *  not, they wait in the stream and are read once it is back). */
   receivingReplies(): boolean {
-    return this.o.subscriber.status === 'ready';
+    return this.replies.ready();
+  }
+
+  private received(reply: ReplyMessage): void {
+    if (!isStoredReply(reply)) {
+      this.deliver(reply);
+      return;
+    }
+    if (!this.waiting.has(reply.id)) {
+      void dropStoredOutcome(this.o.redis, this.o.keys, reply).catch(() => undefined); // it expires anyway
+      return;
+    }
+    void this.takeStored(reply);
   }
 
   /** Hands `outcome` to its waiting call, if the caller has not given up. */
@@ -95,7 +110,7 @@ export class Dispatcher {
     waiter.resolve(outcome);
   }
 
-  /** Reads a large outcome from its key; on the command connection (the subscriber cannot GET). */
+  /** Reads a large outcome from its key; on the command connection (the reader's is blocked reading). */
   private async takeStored(reply: StoredReply): Promise<void> {
     let outcome: InvocationOutcome;
     try {
@@ -110,8 +125,10 @@ export class Dispatcher {
     this.deliver(outcome);
   }
 
+  /** Stops reading replies (deletes the reply stream) and answers every call still waiting 503. */
   async stop(): Promise<void> {
     await this.queue.close();
+    await this.replies.stop().catch((error: unknown) => this.o.log?.warn({ err: error }, 'could not delete the reply stream (it expires)'));
     for (const [id, waiter] of this.waiting) {
       clearTimeout(waiter.timer);
       waiter.resolve({ id, ok: false, error: { code: 'Unavailable', message: 'gateway is shutting down' } });
@@ -141,10 +158,6 @@ export class Dispatcher {
   }
 
   private async dispatch(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions): Promise<InvocationOutcome> {
-    // After a Redis outage the command connection may be back before the reply subscription (each
-    // reconnects on its own backoff): a call queued then would run and its reply reach no one.
-    if (!this.receivingReplies())
-      throw new SkiffError('Unavailable', 'the gateway cannot receive replies yet (its Redis subscription is reconnecting); try again');
     const id = invocationId();
     span.setAttribute('skiff.invocation_id', id);
     const outcome = new Promise<InvocationOutcome>((resolve) => {
@@ -158,7 +171,7 @@ export class Dispatcher {
       this.waiting.set(id, { resolve, timer });
     });
     try {
-      await this.queue.add('invoke', this.job(id, fn, event, this.replyChannel, span, options), { jobId: id });
+      await this.queue.add('invoke', this.job(id, fn, event, this.replyTo, span, options), { jobId: id });
     } catch (error) {
       const waiter = this.waiting.get(id);
       clearTimeout(waiter?.timer);

@@ -36,11 +36,11 @@ export async function probe(check: () => Promise<unknown>, timeoutMs: number): P
 export function healthRoutes(app: FastifyInstance, ctx: GatewayContext, db: { query(sql: string): Promise<unknown> }): void {
   const timeoutMs = ctx.config.gateway.healthTimeoutMs;
   app.get('/healthz', { config: { access: 'public' } }, async (_request, reply) => {
-    // Redis is up for this gateway only when its replies can reach it too: its subscriber is
-    // connected again (after an outage, commands may work a moment before the replies do).
+    // Redis is up for this gateway only when its replies can reach it too: the connection that
+    // reads its reply stream is connected again (after an outage, each reconnects on its own).
     const redisUp = async (): Promise<void> => {
       await ctx.redis.ping();
-      if (!ctx.dispatcher.receivingReplies()) throw new Error('the reply subscription is not connected yet');
+      if (!ctx.dispatcher.receivingReplies()) throw new Error('the reply stream is not being read yet');
     };
     const [redis, postgres] = await Promise.all([probe(redisUp, timeoutMs), probe(() => db.query('SELECT 1'), timeoutMs)]);
     const dependencies = { redis, postgres };

@@ -1,14 +1,14 @@
 /**
  * How a synchronous call ends, wherever it ends (a worker ran it, the scheduler refused it, a lost
- * node's call was taken back): its outcome is published to the gateway waiting for it
- * (infra/queue/replies.ts), then its record is queued for the next batched write to PostgreSQL.
+ * node's call was taken back): its outcome is appended to the reply stream of the gateway waiting
+ * for it (infra/queue/replies.ts), then its record is queued for the next batched write to PostgreSQL.
  * The asynchronous counterpart is `finishAsync` (async-calls.ts).
  */
 import type { Redis } from 'ioredis';
 import type { InvocationRecord, InvocationRecords } from '../db/invocation-records.js';
 import type { InvocationJob, InvocationOutcome } from '../queue/jobs.js';
 import type { KeySpace } from '../queue/names.js';
-import { publishOutcome } from '../queue/replies.js';
+import { sendOutcome } from '../queue/replies.js';
 import { recordBase } from './record-base.js';
 
 export interface SyncCallDeps {
@@ -25,11 +25,11 @@ export interface SyncEnd {
   resultLimitBytes?: number;
 }
 
-/** Publishes `outcome` on the call's reply channel and records it (status, result or error, cold, node). */
+/** Sends `outcome` to the call's reply stream and records it (status, result or error, cold, node). */
 export async function finishSync(deps: SyncCallDeps, job: InvocationJob, outcome: InvocationOutcome, end: SyncEnd = {}): Promise<void> {
   if (job.replyTo === null) throw new TypeError(`finishSync: call ${job.id} is asynchronous (finishAsync ends it)`);
-  // A large outcome waits in a key and the message points to it: never one big pub/sub message.
-  const bytes = await publishOutcome(deps.redis, deps.keys, job.replyTo, outcome);
+  // A large outcome waits in a key and the reply points to it: never one big stream entry.
+  const bytes = await sendOutcome(deps.redis, deps.keys, job.replyTo, outcome);
   const record: InvocationRecord = {
     ...recordBase(job),
     async: false,

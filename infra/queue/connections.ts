@@ -11,7 +11,8 @@
  *   heartbeats, placements, replies, retries. Its commands run inside job processors, where
  *   failing would turn an outage into lost or failed calls, so they wait in the offline queue and
  *   are retried until Redis answers (`maxRetriesPerRequest: null`, no command timeout).
- * - `blocking`: a BullMQ Worker's connection (BZPOPMIN and the like). As `consumer`, and BullMQ
+ * - `blocking`: a connection that blocks on reads: a BullMQ Worker's (BZPOPMIN and the like), a
+ *   gateway's reply stream reader (XREAD BLOCK). As `consumer`, and BullMQ
  *   requires `maxRetriesPerRequest: null`; a command timeout would cut its blocking reads short.
  * - `subscriber`: pub/sub. Waits for Redis like `consumer`; ioredis subscribes again to every
  *   channel after a reconnect.

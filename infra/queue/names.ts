@@ -13,7 +13,7 @@ export interface KeySpace {
   workers: string;
   /** Hash of worker id → the state operators asked for: cordoned, draining, or removed. */
   workerOrders: string;
-  /** Pub/sub channel a gateway waits on for the outcomes of its synchronous calls. */
+  /** Stream a gateway reads the outcomes of its synchronous calls from (infra/queue/replies.ts). */
   replies(gatewayId: string): string;
   /** Key holding one large outcome for a short while; its reply message only points here (replies.ts). */
   reply(invocationId: string): string;

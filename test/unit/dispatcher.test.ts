@@ -1,7 +1,7 @@
 /**
  * The gateway's dispatcher (gateway/invocations/dispatcher.ts) on a real Redis (REDIS_URL, started
  * by the test runner; skipped without it): a call becomes one job on the shared queue and is
- * answered by the outcome published on the gateway's reply channel; a function may hold only so
+ * answered by the outcome appended to the gateway's reply stream; a function may hold only so
  * many waiting calls; stopping answers those still waiting; an async call is queued only once it
  * is recorded, and not at all when recording fails. The invocation records are faked: what is
  * recorded is their own test's (PostgreSQL); here only what the dispatcher asks of them.
@@ -15,6 +15,7 @@ import type { InvocationRecords } from '../../infra/db/invocation-records.js';
 import type { FunctionVersion } from '../../infra/functions/version.js';
 import type { InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js';
 import { keySpace } from '../../infra/queue/names.js';
+import { sendOutcome } from '../../infra/queue/replies.js';
 import { Dispatcher } from '../../gateway/invocations/dispatcher.js';
 import { eventually } from '../support/api.js';
 import { functionVersion } from '../support/function-version.js';
@@ -55,14 +56,14 @@ if (!url) {
 
   const setUp = async (t: Test, options: { maxPendingPerFunction?: number } = {}) => {
     const keys = keySpace(`test-dispatch-${nanoid(8)}`);
-    const subscriber = new Redis(url, { maxRetriesPerRequest: null });
+    const replyConnection = new Redis(url, { maxRetriesPerRequest: null });
     const records = new FakeRecords();
     const gatewayId = 'gw1';
     const dispatcher = new Dispatcher({
       keys,
       gatewayId,
       redis,
-      subscriber,
+      replyConnection,
       records: records as unknown as InvocationRecords,
       queueWaitMs: 60_000,
       maxPendingPerFunction: options.maxPendingPerFunction ?? 10,
@@ -79,7 +80,7 @@ if (!url) {
       await stop();
       await queue.obliterate({ force: true }).catch(() => undefined);
       await queue.close();
-      await subscriber.quit();
+      // stop() closed replyConnection
     });
     /** The jobs on the shared queue, once there are `count` of them. */
     const jobs = async (count: number): Promise<InvocationJob[]> => {
@@ -87,13 +88,13 @@ if (!url) {
       await eventually(async () => (found = (await queue.getWaiting()).map((j) => j.data)).length >= count, 10_000, 20);
       return found;
     };
-    const reply = (outcome: InvocationOutcome): Promise<number> => redis.publish(keys.replies(gatewayId), JSON.stringify(outcome));
+    const reply = (outcome: InvocationOutcome): Promise<number> => sendOutcome(redis, keys, keys.replies(gatewayId), outcome);
     return { dispatcher, records, jobs, reply, queue, stop };
   };
 
-  t.test('a call is one job on the shared queue, answered by the outcome on the reply channel', async (t) => {
+  t.test('a call is one job on the shared queue, answered by the outcome on its reply stream', async (t) => {
     const { dispatcher, jobs, reply } = await setUp(t);
-    t.ok(dispatcher.receivingReplies(), 'subscribed to its reply channel');
+    t.ok(dispatcher.receivingReplies(), 'reading its reply stream');
     const before = Date.now();
     const answered = dispatcher.call(version(), { n: 1 }, span, { callerKeyId: 'k1', limits });
     const [job] = await jobs(1);

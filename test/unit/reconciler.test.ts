@@ -257,12 +257,9 @@ t.test('per-function async settings: maximumRetryAttempts and maximumEventAgeSec
 });
 
 t.test('a call that cannot be queued is refused (503), and its Idempotency-Key may be used again', { skip }, async (t) => {
-  const subscriber = new Redis(redisUrl ?? '', { maxRetriesPerRequest: null });
-  const dispatcher = new Dispatcher({ keys, gatewayId: 'g1', redis, subscriber, records, queueWaitMs: 1000, maxPendingPerFunction: 10 });
-  t.teardown(async () => {
-    await dispatcher.stop();
-    await subscriber.quit();
-  });
+  const replyConnection = new Redis(redisUrl ?? '', { maxRetriesPerRequest: null });
+  const dispatcher = new Dispatcher({ keys, gatewayId: 'g1', redis, replyConnection, records, queueWaitMs: 1000, maxPendingPerFunction: 10 });
+  t.teardown(() => dispatcher.stop()); // closes replyConnection
   const queue = (dispatcher as unknown as { queue: Queue<InvocationJob> }).queue;
   const add = queue.add.bind(queue);
   queue.add = () => Promise.reject(new Error('Redis is away'));

@@ -16,6 +16,7 @@ import type { AsyncCallDeps } from '../../infra/calls/async-calls.js';
 import type { FunctionVersion } from '../../infra/functions/version.js';
 import type { InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js';
 import { keySpace } from '../../infra/queue/names.js';
+import { ReplyReader } from '../../infra/queue/replies.js';
 import type { Fleet } from '../../scheduler/fleet.js';
 import type { Decision, Demand } from '../../scheduler/placement.js';
 import { nodeJobId, Scheduler } from '../../scheduler/scheduler.js';
@@ -82,19 +83,27 @@ if (!url) {
     });
     await scheduler.start();
     const invocations = new Queue<InvocationJob>(keys.invocationQueue, { connection: redis, prefix: keys.bullPrefix });
-    const subscriber = new Redis(url, { maxRetriesPerRequest: null });
+    const replyConnection = new Redis(url, { maxRetriesPerRequest: null });
     const replies = new Map<string, ReturnType<typeof deferred<InvocationOutcome>>>();
-    subscriber.on('message', (_channel: string, message: string) => {
-      const outcome = JSON.parse(message) as InvocationOutcome;
-      replies.get(outcome.id)?.resolve(outcome);
+    const replyTo = keys.replies('gw');
+    const reader = new ReplyReader({
+      key: replyTo,
+      connection: replyConnection,
+      redis,
+      onReply: (message) => {
+        const outcome = message as InvocationOutcome;
+        replies.get(outcome.id)?.resolve(outcome);
+      },
+      // A failed read is retried by the reader; a lost reply shows as a call never answered.
+      onError: (error) => console.error('reading replies failed', error),
     });
-    const replyTo = `${keys.replies('gw')}`;
-    await subscriber.subscribe(replyTo);
+    await reader.start();
     t.teardown(async () => {
       await scheduler.stop();
       await invocations.obliterate({ force: true }).catch(() => undefined);
       await invocations.close();
-      await Promise.all([queueConnection.quit(), subscriber.quit()]);
+      await reader.stop(); // closes replyConnection
+      await queueConnection.quit();
     });
     /** Queues a synchronous call; resolves with its reply, if it gets one. */
     const call = async (over: Partial<InvocationJob> = {}) => {

@@ -17,6 +17,7 @@ import type { InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js
 import type { WorkerHeartbeat } from '../../infra/fleet/heartbeat.js';
 import { FleetRegistry } from '../../infra/fleet/registry.js';
 import { keySpace } from '../../infra/queue/names.js';
+import { ReplyReader } from '../../infra/queue/replies.js';
 import { createLogger } from '../../infra/log.js';
 import { Fleet } from '../../scheduler/fleet.js';
 import { Scheduler, TenantWaits, quotaError } from '../../scheduler/scheduler.js';
@@ -135,13 +136,20 @@ interface HogRun {
  */
 async function hogRun(url: string, waitMs: number): Promise<HogRun> {
   const redis = new Redis(url, { maxRetriesPerRequest: null });
-  const subscriber = new Redis(url, { maxRetriesPerRequest: null });
+  const replyConnection = new Redis(url, { maxRetriesPerRequest: null });
   const queueConnection = new Redis(url, { maxRetriesPerRequest: null });
   const keys = keySpace(`test-quota-${nanoid()}`);
-  const replyTo = `${keys.workers}:replies`;
+  const replyTo = keys.replies('test');
   const replies: InvocationOutcome[] = [];
-  subscriber.on('message', (_channel: string, message: string) => replies.push(JSON.parse(message) as InvocationOutcome));
-  await subscriber.subscribe(replyTo);
+  const reader = new ReplyReader({
+    key: replyTo,
+    connection: replyConnection,
+    redis,
+    onReply: (message) => replies.push(message as InvocationOutcome),
+    // A failed read is retried by the reader; a lost reply shows as a call never answered.
+    onError: (error) => console.error('reading replies failed', error),
+  });
+  await reader.start();
 
   const beat: WorkerHeartbeat = {
     id: 'n1',
@@ -206,7 +214,8 @@ async function hogRun(url: string, waitMs: number): Promise<HogRun> {
     await Promise.all([shared.obliterate({ force: true }), nodeQueue.obliterate({ force: true })]);
     await Promise.all([shared.close(), nodeQueue.close()]);
     await redis.del(keys.workers);
-    await Promise.all([redis.quit(), subscriber.quit(), queueConnection.quit()]);
+    await reader.stop(); // closes replyConnection
+    await Promise.all([redis.quit(), queueConnection.quit()]);
   }
 }
 
