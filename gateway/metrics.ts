@@ -10,6 +10,8 @@ export interface GatewayMetrics {
   latency: Histogram<'function' | 'outcome'>;
   /** Calls refused because their tenant was over its calls per second. */
   throttled: Counter<'tenant'>;
+  /** Synchronous calls by how they reached a node: straight to a free warm instance, or placed by a scheduler. */
+  routes: Counter<'route'>;
   /**
    * Reports a platform-wide count kept in a Redis hash by whichever process counted it (a
    * scheduler has no /metrics of its own), read at every scrape: one gauge, a label per field.
@@ -52,6 +54,12 @@ export function createGatewayMetrics(): GatewayMetrics {
       help: 'Time from the gateway receiving a synchronous call to its answer, by function and outcome (error code or ok).',
       labelNames: ['function', 'outcome'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    routes: new Counter({
+      name: 'skiff_call_routes_total',
+      help: 'Synchronous calls by route: warm (sent straight to a node with a free warm instance) or scheduler (placed by a scheduler).',
+      labelNames: ['route'],
       registers: [registry],
     }),
     throttled: new Counter({

@@ -20,6 +20,7 @@ import { waitFor } from '../infra/services/process.js';
 import { buildApp } from './app.js';
 import { FunctionStore } from '../infra/db/function-store.js';
 import { Dispatcher } from './invocations/dispatcher.js';
+import { FleetRegistry } from '../infra/fleet/registry.js';
 import { FunctionCache } from './invocations/function-cache.js';
 import type { FunctionEvent } from '../infra/queue/jobs.js';
 import { createGatewayMetrics } from './metrics.js';
@@ -59,6 +60,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
   // A producer refuses commands until it is connected: start once Redis answers.
   await whenReady(redis);
   const records = new InvocationRecords(db, (error) => deps.log.error({ err: error }, 'could not record invocations'));
+  const metrics = createGatewayMetrics();
   const dispatcher = new Dispatcher({
     keys,
     gatewayId: nanoid(10),
@@ -68,6 +70,10 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
     records,
     queueWaitMs: config.gateway.queueWaitMs,
     maxPendingPerFunction: config.gateway.maxPendingPerFunction,
+    ...(config.gateway.warmPath
+      ? { warm: { registry: new FleetRegistry(redis, keys, config.scheduler.heartbeatTtlMs), refreshMs: config.scheduler.fleetRefreshMs } }
+      : {}),
+    onRoute: (route) => metrics.routes.inc({ route }),
   });
   await dispatcher.start();
   const functions = new FunctionStore(db);
@@ -91,7 +97,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
     deadLetters: new DeadLetters(db),
     redis,
     tracer: deps.tracer,
-    metrics: createGatewayMetrics(),
+    metrics,
     images: new FunctionImages(new RegistryClient(config.registry), {
       maxEntries: config.gateway.maxZipEntries,
       maxUnpackedBytes: config.gateway.maxUnpackedBytes,

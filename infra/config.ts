@@ -27,6 +27,9 @@ export interface GatewayConfig {
   defaultConcurrency: number;
   /** Synchronous calls of one function a gateway holds at once; past it, 429. */
   maxPendingPerFunction: number;
+  /** The short warm path: a sync call to a version with a free warm instance goes straight to its
+   *  node, not through a scheduler (infra/fleet/warm-routes.ts). Off: every call is placed. */
+  warmPath: boolean;
   /** Largest request body of a call (function URL, invoke): Lambda's 6 MiB. */
   invokeBodyLimitBytes: number;
   /** Largest event of an asynchronous call: Lambda's 256 KiB. */
@@ -242,6 +245,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       defaultMaxInstances: int(env, 'SKIFF_DEFAULT_MAX_INSTANCES', 100, 1, 10_000),
       defaultConcurrency: int(env, 'SKIFF_DEFAULT_CONCURRENCY', 1, 1, 1000),
       maxPendingPerFunction: int(env, 'SKIFF_MAX_PENDING_PER_FUNCTION', 1000, 1),
+      warmPath: bool(env, 'SKIFF_WARM_PATH', true),
       invokeBodyLimitBytes: int(env, 'SKIFF_INVOKE_BODY_LIMIT_BYTES', 6 * 1024 * 1024, 1024),
       asyncEventLimitBytes: int(env, 'SKIFF_ASYNC_EVENT_LIMIT_BYTES', 256 * 1024, 1024),
       resultLimitBytes: int(env, 'SKIFF_RESULT_LIMIT_BYTES', 6 * 1024 * 1024, 1024),
@@ -405,6 +409,14 @@ function int(env: Env, name: string, fallback: number, min: number, max = Number
     throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
   }
   return value;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'on', 'yes'].includes(raw)) return true;
+  if (['0', 'false', 'off', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be on or off (true/false, 1/0), got "${env[name] ?? ''}"`);
 }
 
 function ident(env: Env, name: string, fallback: string): string {

@@ -14,13 +14,17 @@ export class Periodic {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.running ??= this.pass()
-        .catch(this.onError)
-        .finally(() => (this.running = undefined));
-    }, this.everyMs);
+    this.timer = setInterval(() => void this.runOnce(), this.everyMs);
     // Background work: it never keeps a process alive by itself.
     this.timer.unref();
+  }
+
+  /** One pass now (or the one under way); a failure is reported, not thrown. */
+  runOnce(): Promise<void> {
+    this.running ??= this.pass()
+      .catch(this.onError)
+      .finally(() => (this.running = undefined));
+    return this.running;
   }
 
   async stop(): Promise<void> {

@@ -17,6 +17,7 @@ import type { InvocationRecords } from '../infra/db/invocation-records.js';
 import type { Logger } from '../infra/log.js';
 import type { InvocationJob, InvocationOutcome } from '../infra/queue/jobs.js';
 import type { KeySpace } from '../infra/queue/names.js';
+import { nodeJobId } from '../infra/queue/ids.js';
 import { carrierOf, contextOf } from '../infra/telemetry.js';
 import { finishAsync, type AsyncCallDeps } from '../infra/calls/async-calls.js';
 import { finishSync } from '../infra/calls/sync-calls.js';
@@ -37,11 +38,6 @@ export interface SchedulerOptions {
   /** Calls of one tenant that may wait here for its quota at once; default a quarter of `concurrency`. */
   maxQuotaWaitsPerTenant?: number;
   asyncCalls: AsyncCallDeps;
-}
-
-/** The node queue's job id for one attempt of a call. */
-export function nodeJobId(data: InvocationJob): string {
-  return `${data.id}-${data.attempt}-${data.enqueuedAt}`;
 }
 
 /**
@@ -139,8 +135,9 @@ export class Scheduler {
                 'skiff.start': placement.start,
                 'skiff.evict_tenant': placement.evictTenant !== undefined,
               });
-              // An order of an earlier placement (a call taken back from a node) does not carry over.
-              const { evictTenant: _earlier, ...call } = data;
+              // An order of an earlier placement (a call taken back from a node) does not carry over,
+              // nor does a gateway's straight route (a call its node handed back, or took back).
+              const { evictTenant: _earlier, warm: _straight, ...call } = data;
               const nodeJob: InvocationJob = { ...call, trace: carrierOf(span), ...(placement.evictTenant ? { evictTenant: placement.evictTenant } : {}) };
               // One node job per attempt of the call: a placement repeated by another scheduler is a no-op.
               await this.nodeQueue(placement.nodeId).add('invoke', nodeJob, { jobId: nodeJobId(data) });

@@ -133,6 +133,7 @@ export class WorkerMetrics {
   private readonly sandboxCreate: Histogram<'phase' | 'runtime'>;
   private readonly imagePull: Histogram;
   private readonly imagePullBytes: Counter;
+  private readonly straightCalls: Counter<'outcome'>;
 
   constructor(workerId: string, sources: WorkerMetricsSources) {
     const registers = [this.registry];
@@ -177,6 +178,12 @@ export class WorkerMetrics {
       registers,
     });
     this.imagePullBytes = new Counter({ name: 'skiff_image_pull_bytes_total', help: 'Bytes fetched from the registry.', registers });
+    this.straightCalls = new Counter({
+      name: 'skiff_straight_calls_total',
+      help: 'Calls a gateway sent straight to this node for a free warm instance, by outcome: run on one, or handed to the shared queue for a scheduler (taken meanwhile).',
+      labelNames: ['outcome'],
+      registers,
+    });
     const imageCacheBytes = sources.imageCacheBytes;
     if (imageCacheBytes) {
       new Gauge({
@@ -229,6 +236,10 @@ export class WorkerMetrics {
   imagePulled(seconds: number, bytes: number): void {
     this.imagePull.observe(seconds);
     this.imagePullBytes.inc(bytes);
+  }
+
+  countStraightCall(outcome: 'run' | 'handed_back'): void {
+    this.straightCalls.inc({ outcome });
   }
 
   observeQueueWait(ms: number): void {

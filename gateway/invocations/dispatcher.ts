@@ -3,7 +3,10 @@
  * shared invocation queue; the worker that runs it appends the outcome to this gateway's own
  * reply stream, which the gateway reads on a connection of its own, from where it left off after
  * any reconnect, and the waiting request picks it up (a large outcome waits in a key, and the
- * entry only points to it: infra/queue/replies.ts). An asynchronous call is accepted (202) only
+ * entry only points to it: infra/queue/replies.ts). A synchronous call to a version the fleet's
+ * heartbeats show a free warm instance of goes straight to that node's queue instead, the short
+ * warm path (infra/fleet/warm-routes.ts); the node hands it to the shared queue if the instance
+ * was taken meanwhile. An asynchronous call is accepted (202) only
  * once it is recorded `queued` (with its event, so the reconciler can queue it again should Redis
  * lose it) and then queued; if it cannot be queued its record says `refused` and the caller gets
  * 503: nothing runs a call its caller was told was not accepted. An Idempotency-Key names one
@@ -13,7 +16,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { invocationId } from '../../infra/queue/ids.js';
+import { invocationId, nodeJobId } from '../../infra/queue/ids.js';
 import type { Span } from '@opentelemetry/api';
 import { SkiffError } from '../../infra/errors.js';
 import type { InvocationRecords } from '../../infra/db/invocation-records.js';
@@ -25,6 +28,9 @@ import type { KeySpace } from '../../infra/queue/names.js';
 import { dropStoredOutcome, isStoredReply, ReplyReader, takeStoredOutcome, type ReplyMessage, type StoredReply } from '../../infra/queue/replies.js';
 import type { Logger } from '../../infra/log.js';
 import { carrierOf } from '../../infra/telemetry.js';
+import type { FleetRegistry } from '../../infra/fleet/registry.js';
+import { WarmRoutes } from '../../infra/fleet/warm-routes.js';
+import { Periodic } from '../../infra/periodic.js';
 
 export interface DispatcherOptions {
   keys: KeySpace;
@@ -40,7 +46,15 @@ export interface DispatcherOptions {
   queueWaitMs: number;
   /** Synchronous calls of one function this gateway holds at once; past it, 429. */
   maxPendingPerFunction: number;
+  /** The short warm path: the fleet whose heartbeats say where warm instances are free, read
+   *  every `refreshMs` (SKIFF_FLEET_REFRESH_MS). Absent: every call goes through a scheduler. */
+  warm?: { registry: FleetRegistry; refreshMs: number };
+  /** Told the route each synchronous call took. */
+  onRoute?: (route: CallRoute) => void;
 }
+
+/** How a synchronous call reached its node: straight (the short warm path) or placed by a scheduler. */
+export type CallRoute = 'warm' | 'scheduler';
 
 /** Who makes a call, and the limits of the function's tenant. */
 export interface CallOptions {
@@ -61,6 +75,9 @@ export class Dispatcher {
   private readonly pending = new Map<string, number>();
   private readonly replyTo: string;
   private readonly replies: ReplyReader;
+  private readonly warmRoutes: WarmRoutes | undefined;
+  private readonly warmRefresh: Periodic | undefined;
+  private readonly nodeQueues = new Map<string, Queue<InvocationJob>>();
 
   constructor(private readonly o: DispatcherOptions) {
     this.replyTo = o.keys.replies(o.gatewayId);
@@ -71,6 +88,26 @@ export class Dispatcher {
       onReply: (reply) => this.received(reply),
       onError: (error) => o.log?.warn({ err: error }, 'reading the reply stream failed'),
     });
+    if (o.warm !== undefined) {
+      const { registry, refreshMs } = o.warm;
+      const routes = new WarmRoutes();
+      this.warmRoutes = routes;
+      this.warmRefresh = new Periodic(
+        refreshMs,
+        async () => {
+          const members = await registry.members();
+          routes.refresh(members);
+          // A node gone from the fleet gets no more straight calls: its queue object is closed.
+          const ids = new Set(members.map((m) => m.id));
+          for (const [id, queue] of this.nodeQueues) {
+            if (ids.has(id)) continue;
+            this.nodeQueues.delete(id);
+            await queue.close();
+          }
+        },
+        (error) => o.log?.warn({ err: error }, 'could not read the fleet for warm routes (calls go through a scheduler meanwhile)'),
+      );
+    }
     this.queue = new Queue<InvocationJob>(o.keys.invocationQueue, {
       connection: o.redis,
       prefix: o.keys.bullPrefix,
@@ -81,6 +118,9 @@ export class Dispatcher {
   /** Makes this gateway's reply stream and starts reading it. */
   async start(): Promise<void> {
     await this.replies.start();
+    // The fleet read once before the first call, then in the background.
+    await this.warmRefresh?.runOnce();
+    this.warmRefresh?.start();
   }
 
   /** Whether outcomes reach this gateway now: the reply stream's reader is connected (while it is
@@ -127,7 +167,8 @@ export class Dispatcher {
 
   /** Stops reading replies (deletes the reply stream) and answers every call still waiting 503. */
   async stop(): Promise<void> {
-    await this.queue.close();
+    await this.warmRefresh?.stop();
+    await Promise.all([this.queue.close(), ...[...this.nodeQueues.values()].map((q) => q.close())]);
     await this.replies.stop().catch((error: unknown) => this.o.log?.warn({ err: error }, 'could not delete the reply stream (it expires)'));
     for (const [id, waiter] of this.waiting) {
       clearTimeout(waiter.timer);
@@ -170,15 +211,37 @@ export class Dispatcher {
       );
       this.waiting.set(id, { resolve, timer });
     });
+    const route = this.warmRoutes?.take(fn);
+    span.setAttribute('skiff.route', route === undefined ? 'scheduler' : 'warm');
+    this.o.onRoute?.(route === undefined ? 'scheduler' : 'warm');
     try {
-      await this.queue.add('invoke', this.job(id, fn, event, this.replyTo, span, options), { jobId: id });
+      const job = this.job(id, fn, event, this.replyTo, span, options);
+      if (route === undefined) await this.queue.add('invoke', job, { jobId: id });
+      else await this.nodeQueue(route.nodeId).add('invoke', { ...job, warm: true }, { jobId: nodeJobId(job) });
     } catch (error) {
       const waiter = this.waiting.get(id);
       clearTimeout(waiter?.timer);
       this.waiting.delete(id);
+      this.warmRoutes?.ended(fn.versionId, route, { instanceKept: false });
       throw new SkiffError('Unavailable', 'could not queue the call', { cause: error });
     }
-    return outcome;
+    const ended = await outcome;
+    // Where the call ran, its instance is free again (unless the call ended it): the next call may go straight there.
+    this.warmRoutes?.ended(fn.versionId, route, { workerId: ended.workerId, instanceKept: ended.ok || ended.error.code === 'FunctionError' });
+    return ended;
+  }
+
+  private nodeQueue(nodeId: string): Queue<InvocationJob> {
+    let queue = this.nodeQueues.get(nodeId);
+    if (queue === undefined) {
+      queue = new Queue<InvocationJob>(this.o.keys.nodeQueue(nodeId), {
+        connection: this.o.redis,
+        prefix: this.o.keys.bullPrefix,
+        defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 },
+      });
+      this.nodeQueues.set(nodeId, queue);
+    }
+    return queue;
   }
 
   /**

@@ -14,7 +14,7 @@ export interface InvocationJob {
   id: string;
   fn: FunctionVersion;
   event: unknown;
-  /** Reply channel of the waiting gateway; null for asynchronous calls. */
+  /** Reply stream of the waiting gateway (infra/queue/replies.ts); null for asynchronous calls. */
   replyTo: string | null;
   enqueuedAt: number;
   /** Give up (Unavailable) if the function has not started by then. */
@@ -35,6 +35,12 @@ export interface InvocationJob {
   tenantLimits?: TenantLimits;
   /** Set by the scheduler on a node job only: evict the tenant's own idle instances first. */
   evictTenant?: TenantEviction;
+  /**
+   * Set by a gateway that sent the call straight to a node it knows to hold a free warm instance
+   * (infra/fleet/warm-routes.ts): the node runs it only on an instance free at once, and hands it
+   * to the shared queue, for a scheduler to place, otherwise.
+   */
+  warm?: true;
 }
 
 export interface InvocationTimings {

@@ -327,9 +327,10 @@ t.test('OTLP/JSON export: the span tree of the cold and the warm call', async (t
     return;
   }
   const inTrace = (traceId: string): Span[] => spansOf(receiver.received).filter((s) => s.traceId === traceId);
-  const complete = (traceId: string): boolean =>
-    ['gateway.invoke', 'scheduler.place', 'worker.invoke', 'handler'].every((name) => inTrace(traceId).some((s) => s.name === name));
-  t.ok(await eventually(() => complete(coldCall.traceId) && complete(warmCall.traceId), 15_000, 100), 'both traces arrive');
+  // The cold call is placed by the scheduler; the warm one goes straight to its node (the short warm path).
+  const complete = (traceId: string, placed: boolean): boolean =>
+    ['gateway.invoke', ...(placed ? ['scheduler.place'] : []), 'worker.invoke', 'handler'].every((name) => inTrace(traceId).some((s) => s.name === name));
+  t.ok(await eventually(() => complete(coldCall.traceId, true) && complete(warmCall.traceId, false), 15_000, 100), 'both traces arrive');
   const json = receiver.received.filter((r) => r.path === '/v1/traces');
   t.ok(json.length > 0 && json.every((r) => r.headers['content-type'] === 'application/json'), 'as OTLP/HTTP JSON (OTEL_EXPORTER_OTLP_PROTOCOL=http/json)');
 
@@ -342,15 +343,23 @@ t.test('OTLP/JSON export: the span tree of the cold and the warm call', async (t
       return found[0]!;
     };
     const gateway = one('gateway.invoke');
-    const place = one('scheduler.place');
     const worker = one('worker.invoke');
     const handler = one('handler');
     t.equal(gateway.parentSpanId ?? '', '', `${label}: gateway.invoke is the root (the caller sent no traceparent)`);
     t.equal(gateway.kind, 2, `${label}: gateway.invoke is a server span`);
-    t.equal(place.parentSpanId, gateway.spanId, `${label}: scheduler.place under gateway.invoke`);
-    t.equal(worker.parentSpanId, place.spanId, `${label}: worker.invoke under scheduler.place`);
+    t.equal(gateway.attrs['skiff.route'], call.cold ? 'scheduler' : 'warm', `${label}: skiff.route`);
+    let placed: Span[] = [];
+    if (call.cold) {
+      const place = one('scheduler.place');
+      t.equal(place.parentSpanId, gateway.spanId, `${label}: scheduler.place under gateway.invoke`);
+      t.equal(worker.parentSpanId, place.spanId, `${label}: worker.invoke under scheduler.place`);
+      placed = [place];
+    } else {
+      t.equal(spans.filter((s) => s.name === 'scheduler.place').length, 0, `${label}: no scheduler.place span (straight to the node)`);
+      t.equal(worker.parentSpanId, gateway.spanId, `${label}: worker.invoke under gateway.invoke`);
+    }
     t.equal(handler.parentSpanId, worker.spanId, `${label}: handler under worker.invoke`);
-    for (const span of [gateway, place, worker]) {
+    for (const span of [gateway, ...placed, worker]) {
       t.equal(span.attrs['skiff.function'], 'traced', `${label} ${span.name}: skiff.function`);
       t.equal(span.attrs['skiff.invocation_id'], call.invocationId, `${label} ${span.name}: skiff.invocation_id`);
       t.equal(span.attrs['skiff.worker'], platform.config.worker.id, `${label} ${span.name}: skiff.worker`);

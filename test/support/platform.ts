@@ -33,6 +33,8 @@ export interface Platform {
   worker: WorkerNode;
   /** Stops the in-process worker, runs `whileStopped`, and starts it again with the same id and state. */
   restartWorker(whileStopped?: () => Promise<void>): Promise<void>;
+  /** Stops the scheduler, runs `whileStopped`, and starts it again. */
+  restartScheduler(whileStopped?: () => Promise<void>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -80,7 +82,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const workerDeps = { log, tracer, functionsPort: () => bound.functionsPort };
   let worker = await startWorker(config, workerDeps);
   // The same scheduler `node dist/scheduler/main.js` runs, in this process.
-  const scheduler = await startScheduler(config, { log, tracer });
+  let scheduler = await startScheduler(config, { log, tracer });
   const gateway = await startGateway(config, { log, tracer });
   const { url, functionsUrl } = await gateway.listen();
   bound.functionsPort = Number(new URL(functionsUrl).port);
@@ -120,6 +122,11 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
       await worker.stop();
       await whileStopped?.();
       worker = await startWorker(config, workerDeps);
+    },
+    async restartScheduler(whileStopped) {
+      await scheduler.stop();
+      await whileStopped?.();
+      scheduler = await startScheduler(config, { log, tracer });
     },
     async stop() {
       await gateway.stop();

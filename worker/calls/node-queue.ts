@@ -3,9 +3,12 @@
  * call, runs it (run-call.ts), and ends it — the outcome published to the waiting gateway and
  * recorded (a synchronous call), or recorded, retried or dead-lettered (an asynchronous one).
  * Before it takes any job it takes back the calls a killed previous run of this node had started;
- * on a drain it stops taking calls and hands the waiting ones back to the shared queue.
+ * on a drain it stops taking calls and hands the waiting ones back to the shared queue. A call a
+ * gateway sent straight here (the short warm path, `warm` set) runs only on an instance free at
+ * once: if another call took it meanwhile, it goes to the shared queue for a scheduler to place,
+ * so only schedulers decide where instances are made.
  */
-import { Worker as QueueWorker, type Job } from 'bullmq';
+import { Queue, Worker as QueueWorker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { SpanStatusCode, context as otelContext, trace, type Tracer } from '@opentelemetry/api';
 import { SkiffError, isSkiffError, type ErrorBody } from '../../infra/errors.js';
@@ -18,7 +21,7 @@ import { reclaimStartedCalls, takeBackCalls, type RecoveryDeps, type RecoveryRes
 import { finishAsync, type AsyncCallDeps } from '../../infra/calls/async-calls.js';
 import { finishSync } from '../../infra/calls/sync-calls.js';
 import { contextOf } from '../../infra/telemetry.js';
-import type { InstanceSet } from '../instances/instance-set.js';
+import type { Acquired, InstanceSet } from '../instances/instance-set.js';
 import { anchoredClock, type WorkerMetrics } from '../metrics.js';
 import { runCall, type RunCallDeps } from './run-call.js';
 
@@ -46,6 +49,8 @@ export interface NodeQueueConsumerOptions {
 export class NodeQueueConsumer {
   private queueWorker: QueueWorker<InvocationJob> | undefined;
   private readonly callDeps: RunCallDeps;
+  /** The shared queue, for straight calls handed to a scheduler; made on the first. */
+  private shared: Queue<InvocationJob> | undefined;
 
   constructor(private readonly o: NodeQueueConsumerOptions) {
     this.callDeps = { workerId: o.id, instances: o.instances, tracer: o.tracer, metrics: o.metrics, log: o.log };
@@ -75,6 +80,7 @@ export class NodeQueueConsumer {
   /** Stops taking calls; resolves when the running ones have ended. */
   async stop(): Promise<void> {
     await this.queueWorker?.close();
+    await this.shared?.close();
   }
 
   /**
@@ -93,6 +99,15 @@ export class NodeQueueConsumer {
   private async run(job: Job<InvocationJob>): Promise<void> {
     const data = job.data;
     const o = this.o;
+    let taken: Acquired | undefined;
+    if (data.warm) {
+      taken = o.instances.takeFree(data.fn);
+      o.metrics?.countStraightCall(taken === undefined ? 'handed_back' : 'run');
+      if (taken === undefined) {
+        await this.toScheduler(data);
+        return;
+      }
+    }
     const span = o.tracer.startSpan(
       'worker.invoke',
       { attributes: { 'skiff.function': data.fn.name, 'skiff.version': data.fn.version, 'skiff.invocation_id': data.id, 'skiff.worker': o.id } },
@@ -107,9 +122,12 @@ export class NodeQueueConsumer {
     if (data.replyTo === null) o.records.record({ ...recordBase(data), async: true, status: 'running', workerId: o.id, attempt: data.attempt });
     let outcome: InvocationOutcome;
     try {
-      if (startedAt > data.startBy) throw new SkiffError('Unavailable', 'the call waited too long in the queue');
+      if (startedAt > data.startBy) {
+        if (taken) o.instances.release(taken.instance);
+        throw new SkiffError('Unavailable', 'the call waited too long in the queue');
+      }
       const inSpan = trace.setSpan(otelContext.active(), span);
-      outcome = await otelContext.with(inSpan, () => runCall(this.callDeps, data, startedAt, span, inSpan, clock));
+      outcome = await otelContext.with(inSpan, () => runCall(this.callDeps, data, startedAt, span, inSpan, clock, taken));
       span.setAttribute('skiff.cold_start', outcome.cold ?? false);
     } catch (error) {
       const body: ErrorBody = isSkiffError(error) ? error.toBody() : { code: 'Internal', message: 'worker failed to run the call' };
@@ -129,5 +147,17 @@ export class NodeQueueConsumer {
       return;
     }
     await finishSync(o, data, outcome, { durationMs: Date.now() - startedAt, resultLimitBytes: o.recordResultLimitBytes });
+  }
+
+  /** A straight call that found no free instance here: to the shared queue, as the gateway would have sent it. */
+  private async toScheduler(data: InvocationJob): Promise<void> {
+    const { warm: _straight, ...call } = data;
+    this.shared ??= new Queue<InvocationJob>(this.o.keys.invocationQueue, {
+      connection: this.o.redis,
+      prefix: this.o.keys.bullPrefix,
+      defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 },
+    });
+    // Its own id: the gateway queued nothing under the call's id, but a hand-back must never collide with one.
+    await this.shared.add('invoke', call, { jobId: `${data.id}-${data.attempt}-unwarmed` });
   }
 }

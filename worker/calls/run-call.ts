@@ -10,7 +10,7 @@ import type { Logger } from '../../infra/log.js';
 import type { InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js';
 import { carrierOf } from '../../infra/telemetry.js';
 import { RESULT_TOO_LARGE } from '../../runtime/protocol/messages.js';
-import type { InstanceSet } from '../instances/instance-set.js';
+import type { Acquired, InstanceSet } from '../instances/instance-set.js';
 import { coldStartSteps, type ColdStartStep, type WorkerMetrics } from '../metrics.js';
 
 export interface RunCallDeps {
@@ -25,7 +25,8 @@ export interface RunCallDeps {
 
 /**
  * `span` is the call's own (`worker.invoke`) and `inSpan` the context holding it; `clock` times the
- * cold-start steps on the span's clock; `startedAt` is when the node took the call (Date.now()).
+ * cold-start steps on the span's clock; `startedAt` is when the node took the call (Date.now());
+ * `taken`: the instance, when the caller took one already (a straight warm call).
  */
 export async function runCall(
   deps: RunCallDeps,
@@ -34,10 +35,11 @@ export async function runCall(
   span: Span,
   inSpan: Context,
   clock: () => number,
+  taken?: Acquired,
 ): Promise<InvocationOutcome> {
   const acquireStart = clock();
   // The tenant's limits, and the scheduler's order to evict its own idle instances first.
-  const { instance, kind, timings } = await deps.instances.acquire(data.fn, data.startBy, { limits: data.tenantLimits, evict: data.evictTenant });
+  const { instance, kind, timings } = taken ?? (await deps.instances.acquire(data.fn, data.startBy, { limits: data.tenantLimits, evict: data.evictTenant }));
   const acquiredAtMs = clock();
   const acquiredAt = Date.now();
   span.setAttributes({ 'skiff.start': kind, 'skiff.sandbox': instance.sandbox.id });

@@ -96,16 +96,21 @@ export class InstanceSet {
    * An instance for one call of `fn`; waits for one to free up until `deadline` (ms since epoch).
    * `tenant`: the tenant's limits and the scheduler's order to evict its idle instances first.
    */
+  /** A warm instance of `fn` with a call slot free now, taken for a call; undefined if there is none (nothing made, nothing waited for). */
+  takeFree(fn: FunctionVersion): Acquired | undefined {
+    const warm = this.findFree(fn.versionId, fn.concurrency);
+    if (!warm) return undefined;
+    warm.inFlight++;
+    return { instance: warm, kind: 'warm', timings: NO_TIMINGS };
+  }
+
   async acquire(fn: FunctionVersion, deadline: number, tenant: TenantOrder = {}): Promise<Acquired> {
     // The order is carried out once: later rounds (after a wait) go by the node's own count.
     let evict = tenant.evict;
     let atTenantLimits = false;
     for (;;) {
-      const warm = this.findFree(fn.versionId, fn.concurrency);
-      if (warm) {
-        warm.inFlight++;
-        return { instance: warm, kind: 'warm', timings: NO_TIMINGS };
-      }
+      const warm = this.takeFree(fn);
+      if (warm) return warm;
       const refusedMs = this.crashes.refusedFor(fn.versionId);
       if (refusedMs > 0) {
         throw new SkiffError(
