@@ -122,11 +122,13 @@ export async function startWorker(
   assertReachableByContainers(sandboxesDir);
 
   const db = openDatabase(config.databaseUrl, config.databaseSchema, 4, { timeouts: config.databaseClient, log, component: 'worker' });
-  // All three wait for Redis while it is away: a call running then is answered when it is back.
+  // All wait for Redis while it is away: a call running then is answered when it is back.
   const redisDeps = { log, component: `worker-${w.id}` };
   const redis = openRedis(config.redisUrl, 'consumer', config.redisClient, redisDeps);
   const subscriber = openRedis(config.redisUrl, 'subscriber', config.redisClient, redisDeps);
   const queueConnection = openRedis(config.redisUrl, 'blocking', config.redisClient, redisDeps);
+  // Reads of the calls gateways send straight to this node's warm instances block on their own.
+  const straightConnection = openRedis(config.redisUrl, 'blocking', config.redisClient, { log, component: `worker-${w.id}-straight` });
   const records = new InvocationRecords(db, (error) => log.error({ err: error }, 'could not record invocations'));
   // Layers are shared by every worker of the host; manifests, configs and code mounts are per worker.
   const imageCache = new ImageCache({
@@ -177,6 +179,7 @@ export async function startWorker(
     redis,
     subscriber,
     queueConnection,
+    straightConnection,
     concurrency: w.concurrency,
     capacityMb: w.capacityMb,
     heartbeatMs: w.heartbeatMs,
@@ -226,7 +229,7 @@ export async function startWorker(
       await logs.flush();
       await removeEmptyParents([factory.cgroupParent(), '/skiff']);
       await asyncCalls.close();
-      await Promise.all([closeRedis(redis), closeRedis(subscriber), closeRedis(queueConnection)]);
+      await Promise.all([closeRedis(redis), closeRedis(subscriber), closeRedis(queueConnection), closeRedis(straightConnection)]);
       await db.end();
       await launcher.stop();
     },

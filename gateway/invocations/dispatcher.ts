@@ -4,9 +4,10 @@
  * reply stream, which the gateway reads on a connection of its own, from where it left off after
  * any reconnect, and the waiting request picks it up (a large outcome waits in a key, and the
  * entry only points to it: infra/queue/replies.ts). A synchronous call to a version the fleet's
- * heartbeats show a free warm instance of goes straight to that node's queue instead, the short
- * warm path (infra/fleet/warm-routes.ts); the node hands it to the shared queue if the instance
- * was taken meanwhile. An asynchronous call is accepted (202) only
+ * heartbeats show a free warm instance of goes straight to that node instead, the short warm path
+ * (infra/fleet/warm-routes.ts): one XADD to the node's straight-calls stream
+ * (infra/queue/straight-calls.ts); the node hands it to the shared queue if the instance was
+ * taken meanwhile. An asynchronous call is accepted (202) only
  * once it is recorded `queued` (with its event, so the reconciler can queue it again should Redis
  * lose it) and then queued; if it cannot be queued its record says `refused` and the caller gets
  * 503: nothing runs a call its caller was told was not accepted. An Idempotency-Key names one
@@ -16,7 +17,8 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { invocationId, nodeJobId } from '../../infra/queue/ids.js';
+import { invocationId } from '../../infra/queue/ids.js';
+import { sendStraight } from '../../infra/queue/straight-calls.js';
 import type { Span } from '@opentelemetry/api';
 import { SkiffError } from '../../infra/errors.js';
 import type { InvocationRecords } from '../../infra/db/invocation-records.js';
@@ -77,7 +79,6 @@ export class Dispatcher {
   private readonly replies: ReplyReader;
   private readonly warmRoutes: WarmRoutes | undefined;
   private readonly warmRefresh: Periodic | undefined;
-  private readonly nodeQueues = new Map<string, Queue<InvocationJob>>();
 
   constructor(private readonly o: DispatcherOptions) {
     this.replyTo = o.keys.replies(o.gatewayId);
@@ -94,17 +95,7 @@ export class Dispatcher {
       this.warmRoutes = routes;
       this.warmRefresh = new Periodic(
         refreshMs,
-        async () => {
-          const members = await registry.members();
-          routes.refresh(members);
-          // A node gone from the fleet gets no more straight calls: its queue object is closed.
-          const ids = new Set(members.map((m) => m.id));
-          for (const [id, queue] of this.nodeQueues) {
-            if (ids.has(id)) continue;
-            this.nodeQueues.delete(id);
-            await queue.close();
-          }
-        },
+        async () => routes.refresh(await registry.members()),
         (error) => o.log?.warn({ err: error }, 'could not read the fleet for warm routes (calls go through a scheduler meanwhile)'),
       );
     }
@@ -168,7 +159,7 @@ export class Dispatcher {
   /** Stops reading replies (deletes the reply stream) and answers every call still waiting 503. */
   async stop(): Promise<void> {
     await this.warmRefresh?.stop();
-    await Promise.all([this.queue.close(), ...[...this.nodeQueues.values()].map((q) => q.close())]);
+    await this.queue.close();
     await this.replies.stop().catch((error: unknown) => this.o.log?.warn({ err: error }, 'could not delete the reply stream (it expires)'));
     for (const [id, waiter] of this.waiting) {
       clearTimeout(waiter.timer);
@@ -211,13 +202,17 @@ export class Dispatcher {
       );
       this.waiting.set(id, { resolve, timer });
     });
-    const route = this.warmRoutes?.take(fn);
-    span.setAttribute('skiff.route', route === undefined ? 'scheduler' : 'warm');
-    this.o.onRoute?.(route === undefined ? 'scheduler' : 'warm');
+    let route = this.warmRoutes?.take(fn);
     try {
       const job = this.job(id, fn, event, this.replyTo, span, options);
+      // A node without a stream (it stopped, or was taken out of the fleet) gets nothing straight.
+      if (route !== undefined && !(await sendStraight(this.o.redis, this.o.keys, route.nodeId, { ...job, warm: true }))) {
+        this.warmRoutes?.ended(fn.versionId, route, { instanceKept: false });
+        route = undefined;
+      }
       if (route === undefined) await this.queue.add('invoke', job, { jobId: id });
-      else await this.nodeQueue(route.nodeId).add('invoke', { ...job, warm: true }, { jobId: nodeJobId(job) });
+      span.setAttribute('skiff.route', route === undefined ? 'scheduler' : 'warm');
+      this.o.onRoute?.(route === undefined ? 'scheduler' : 'warm');
     } catch (error) {
       const waiter = this.waiting.get(id);
       clearTimeout(waiter?.timer);
@@ -229,19 +224,6 @@ export class Dispatcher {
     // Where the call ran, its instance is free again (unless the call ended it): the next call may go straight there.
     this.warmRoutes?.ended(fn.versionId, route, { workerId: ended.workerId, instanceKept: ended.ok || ended.error.code === 'FunctionError' });
     return ended;
-  }
-
-  private nodeQueue(nodeId: string): Queue<InvocationJob> {
-    let queue = this.nodeQueues.get(nodeId);
-    if (queue === undefined) {
-      queue = new Queue<InvocationJob>(this.o.keys.nodeQueue(nodeId), {
-        connection: this.o.redis,
-        prefix: this.o.keys.bullPrefix,
-        defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 },
-      });
-      this.nodeQueues.set(nodeId, queue);
-    }
-    return queue;
   }
 
   /**

@@ -14,6 +14,10 @@
  * scheduler to see the node gone). For the first two the node must already be out of the fleet's
  * placements (an order or a draining state); a scheduler with an older view may still place a
  * call on it for a moment, so the queue is swept again after `settleMs`.
+ *
+ * The same holds for the calls gateways sent straight to the node's warm instances (its stream,
+ * infra/queue/straight-calls.ts): entries never read are placed again like waiting calls; entries
+ * read and not answered (the group's pending list) are calls it started.
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -23,6 +27,7 @@ import { finishAsync, type AsyncCallDeps } from '../calls/async-calls.js';
 import type { InvocationJob } from '../queue/jobs.js';
 import type { KeySpace } from '../queue/names.js';
 import { finishSync } from '../calls/sync-calls.js';
+import { closeStraightCalls, finishStraight, pendingCalls, takeUnread, type StraightCall } from '../queue/straight-calls.js';
 
 /** A fresh shared-queue id for a call taken back (its earlier jobs may still exist). */
 const backId = (data: InvocationJob): string => `${data.id}-${data.attempt}-back-${Date.now()}`;
@@ -50,7 +55,8 @@ async function takeBackStarted(o: RecoveryDeps, shared: Queue<InvocationJob>, da
     await finishAsync(o.asyncCalls, data, { id: data.id, ok: false, error: error.toBody() });
     result.retried++;
   } else if (data.fn.idempotent) {
-    await shared.add('invoke', data, { jobId: backId(data) });
+    const { warm: _straight, ...call } = data; // placed by a scheduler now, wherever it goes
+    await shared.add('invoke', call, { jobId: backId(data) });
     result.replaced++;
   } else {
     await finishSync(o, data, { id: data.id, ok: false, error: error.toBody() });
@@ -65,6 +71,47 @@ const sharedQueue = (o: RecoveryDeps): Queue<InvocationJob> =>
     defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 },
   });
 
+/** Straight calls to be placed by a scheduler instead: onto the shared queue, then off the node's stream. */
+async function placeAgain(
+  o: RecoveryDeps,
+  shared: Queue<InvocationJob>,
+  nodeId: string,
+  calls: readonly StraightCall[],
+  result: RecoveryResult,
+): Promise<void> {
+  for (const { job } of calls) {
+    const { warm: _straight, ...data } = job;
+    await shared.add('invoke', data, { jobId: backId(data) });
+    result.replaced++;
+  }
+  await finishStraight(
+    o.redis,
+    o.keys,
+    nodeId,
+    calls.map((c) => c.entryId),
+  );
+}
+
+/**
+ * For a node stopping (cleanly, or for a drain) once its running calls have ended: what is left on
+ * its straight-calls stream — entries never read, and entries read but never started (a read cut
+ * short by the stop) — goes to the shared queue, and the stream is deleted, so gateways send
+ * their next calls through a scheduler.
+ */
+export async function handBackStraightCalls(o: RecoveryDeps, nodeId: string): Promise<RecoveryResult> {
+  const shared = sharedQueue(o);
+  const result: RecoveryResult = { replaced: 0, retried: 0, answered: 0 };
+  try {
+    await placeAgain(o, shared, nodeId, [...(await pendingCalls(o.redis, o.keys, nodeId)), ...(await takeUnread(o.redis, o.keys, nodeId))], result);
+    await closeStraightCalls(o.redis, o.keys, nodeId);
+    // A gateway that had not yet seen the node go could append between the sweep and the delete.
+    await placeAgain(o, shared, nodeId, await takeUnread(o.redis, o.keys, nodeId), result);
+    return result;
+  } finally {
+    await shared.close();
+  }
+}
+
 export async function takeBackCalls(o: RecoveryDeps, nodeId: string, includeStarted: boolean, settleMs = 600): Promise<RecoveryResult> {
   const opts = { connection: o.redis, prefix: o.keys.bullPrefix };
   const nodeQueue = new Queue<InvocationJob>(o.keys.nodeQueue(nodeId), opts);
@@ -76,17 +123,20 @@ export async function takeBackCalls(o: RecoveryDeps, nodeId: string, includeStar
       await job.remove();
       result.replaced++;
     }
+    await placeAgain(o, shared, nodeId, await takeUnread(o.redis, o.keys, nodeId), result);
   };
   try {
     await sweep();
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     await sweep();
     if (!includeStarted) return result;
-    for (const job of await nodeQueue.getJobs(['active'])) {
-      await takeBackStarted(o, shared, job.data, `the worker node running this call (${nodeId}) was lost; the call may not have run`, result);
-    }
-    // The node is gone: nothing of its queue is needed any more (active jobs included).
+    const why = `the worker node running this call (${nodeId}) was lost; the call may not have run`;
+    for (const job of await nodeQueue.getJobs(['active'])) await takeBackStarted(o, shared, job.data, why, result);
+    const started = await pendingCalls(o.redis, o.keys, nodeId);
+    for (const { job } of started) await takeBackStarted(o, shared, job, why, result);
+    // The node is gone: nothing of its queue is needed any more (active jobs included), nor its stream.
     await nodeQueue.obliterate({ force: true });
+    await closeStraightCalls(o.redis, o.keys, nodeId);
     return result;
   } finally {
     await Promise.all([nodeQueue.close(), shared.close()]);
@@ -106,10 +156,20 @@ export async function reclaimStartedCalls(o: RecoveryDeps, nodeId: string): Prom
   const shared = sharedQueue(o);
   const result: RecoveryResult = { replaced: 0, retried: 0, answered: 0 };
   try {
+    const why = `the worker running this call (${nodeId}) stopped and started again; the call may not have run`;
     for (const job of await nodeQueue.getJobs(['active'])) {
-      await takeBackStarted(o, shared, job.data, `the worker running this call (${nodeId}) stopped and started again; the call may not have run`, result);
+      await takeBackStarted(o, shared, job.data, why, result);
       await job.moveToFailed(new Error('taken back: its worker stopped while running it'), '0', false);
     }
+    // Straight calls its predecessor had read; those it never read stay for this run.
+    const started = await pendingCalls(o.redis, o.keys, nodeId);
+    for (const { job } of started) await takeBackStarted(o, shared, job, why, result);
+    await finishStraight(
+      o.redis,
+      o.keys,
+      nodeId,
+      started.map((c) => c.entryId),
+    );
     return result;
   } finally {
     await Promise.all([nodeQueue.close(), shared.close()]);

@@ -9,6 +9,8 @@ export interface KeySpace {
   invocationQueue: string;
   /** Queue of one worker node. */
   nodeQueue(workerId: string): string;
+  /** Stream of the calls gateways send straight to one worker node's warm instances (infra/queue/straight-calls.ts). */
+  straightCalls(workerId: string): string;
   /** Hash of worker id → heartbeat JSON. */
   workers: string;
   /** Hash of worker id → the state operators asked for: cordoned, draining, or removed. */
@@ -35,6 +37,7 @@ export function keySpace(prefix: string): KeySpace {
     bullPrefix: `${prefix}:bull`,
     invocationQueue: 'invocations',
     nodeQueue: (workerId) => `node-${workerId}`,
+    straightCalls: (workerId) => `${prefix}:straight:${workerId}`,
     workers: `${prefix}:workers`,
     workerOrders: `${prefix}:worker-orders`,
     replies: (gatewayId) => `${prefix}:replies:${gatewayId}`,

@@ -10,6 +10,7 @@ import t from 'tap';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { keySpace } from '../../infra/queue/names.js';
+import { pendingCalls } from '../../infra/queue/straight-calls.js';
 import { client, eventually } from '../support/api.js';
 import { startPlatform, type Platform } from '../support/platform.js';
 
@@ -125,10 +126,12 @@ t.test('maxInstances: calls wait for a free instance, then get 429 with Retry-Af
   const { deploy, invoke } = client(() => platform);
   await deploy({ name: 'single', maxInstances: 1, concurrency: 1 }, GATED);
   t.equal((await invoke('single', { n: 0 })).status, 200, 'warm it up');
-  // The worker's own queue: a call it has taken is active there, also while it waits for an instance.
+  // The calls the worker has taken, also while they wait for an instance: active on its own queue
+  // (placed by the scheduler) or read from its straight-calls stream (sent straight to its warm instance).
   const redis = new Redis(process.env.REDIS_URL ?? '', { maxRetriesPerRequest: null });
   const keys = keySpace(platform.config.keyPrefix);
   const nodeQueue = new Queue(keys.nodeQueue(platform.config.worker.id), { connection: redis, prefix: keys.bullPrefix });
+  const taken = async (): Promise<number> => (await nodeQueue.getActiveCount()) + (await pendingCalls(redis, keys, platform.config.worker.id)).length;
   t.teardown(async () => {
     await nodeQueue.close();
     await redis.quit();
@@ -139,7 +142,7 @@ t.test('maxInstances: calls wait for a free instance, then get 429 with Retry-Af
   const a = invoke('single', { n: 1, gate: 'open-1' });
   t.ok(await eventually(() => running(platform, 'single') === 1, 20_000, 10), 'the first call runs');
   const b = invoke('single', { n: 2 });
-  t.ok(await eventually(async () => (await nodeQueue.getActiveCount()) === 2, 20_000, 10), 'the second call is taken by the worker while the first runs');
+  t.ok(await eventually(async () => (await taken()) === 2, 20_000, 10), 'the second call is taken by the worker while the first runs');
   t.equal(running(platform, 'single'), 1, 'and waits: only the first runs');
   await openGate(platform, 'single', 'open-1');
   const [first, second] = await Promise.all([a, b]);

@@ -44,6 +44,7 @@ t.test('defaults', async (t) => {
     defaultMaxInstances: 100,
     defaultConcurrency: 1,
     maxPendingPerFunction: 1000,
+    warmPath: true,
     invokeBodyLimitBytes: 6 * 1024 * 1024,
     asyncEventLimitBytes: 256 * 1024,
     resultLimitBytes: 6 * 1024 * 1024,
@@ -305,4 +306,10 @@ t.test('external services are those named by REDIS_URL, DATABASE_URL and REGISTR
 
   t.same(loadConfig({ REDIS_URL: 'redis://r', DATABASE_URL: 'postgres://p' }).external, { redis: true, database: true, registry: false });
   t.same(loadConfig({ REGISTRY_URL: 'http://registry:5000' }).external, { redis: false, database: false, registry: true });
+});
+
+t.test('SKIFF_WARM_PATH is on or off', async (t) => {
+  for (const on of ['1', 'true', 'on', 'YES']) t.equal(loadConfig({ SKIFF_WARM_PATH: on }).gateway.warmPath, true, `${on} is on`);
+  for (const off of ['0', 'false', 'off', 'No']) t.equal(loadConfig({ SKIFF_WARM_PATH: off }).gateway.warmPath, false, `${off} is off`);
+  for (const bad of ['maybe', '2', 'enabled']) rejects(t, { SKIFF_WARM_PATH: bad }, 'SKIFF_WARM_PATH');
 });

@@ -8,7 +8,7 @@
  * once: if another call took it meanwhile, it goes to the shared queue for a scheduler to place,
  * so only schedulers decide where instances are made.
  */
-import { Queue, Worker as QueueWorker, type Job } from 'bullmq';
+import { Queue, Worker as QueueWorker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { SpanStatusCode, context as otelContext, trace, type Tracer } from '@opentelemetry/api';
 import { SkiffError, isSkiffError, type ErrorBody } from '../../infra/errors.js';
@@ -17,13 +17,14 @@ import type { InvocationRecords } from '../../infra/db/invocation-records.js';
 import type { KeySpace } from '../../infra/queue/names.js';
 import type { InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js';
 import { recordBase } from '../../infra/calls/record-base.js';
-import { reclaimStartedCalls, takeBackCalls, type RecoveryDeps, type RecoveryResult } from '../../infra/fleet/recovery.js';
+import { handBackStraightCalls, reclaimStartedCalls, takeBackCalls, type RecoveryDeps, type RecoveryResult } from '../../infra/fleet/recovery.js';
 import { finishAsync, type AsyncCallDeps } from '../../infra/calls/async-calls.js';
 import { finishSync } from '../../infra/calls/sync-calls.js';
 import { contextOf } from '../../infra/telemetry.js';
 import type { Acquired, InstanceSet } from '../instances/instance-set.js';
 import { anchoredClock, type WorkerMetrics } from '../metrics.js';
 import { runCall, type RunCallDeps } from './run-call.js';
+import { StraightConsumer } from './straight-consumer.js';
 
 export interface NodeQueueConsumerOptions {
   id: string;
@@ -32,6 +33,8 @@ export interface NodeQueueConsumerOptions {
   redis: Redis;
   /** The connection BullMQ's worker blocks on. */
   queueConnection: Redis;
+  /** The connection reads of the straight-calls stream block on (a `blocking` one); closed at stop. */
+  straightConnection: Redis;
   /** Calls run at once on this node. */
   concurrency: number;
   instances: InstanceSet;
@@ -51,6 +54,7 @@ export class NodeQueueConsumer {
   private readonly callDeps: RunCallDeps;
   /** The shared queue, for straight calls handed to a scheduler; made on the first. */
   private shared: Queue<InvocationJob> | undefined;
+  private straight: StraightConsumer | undefined;
 
   constructor(private readonly o: NodeQueueConsumerOptions) {
     this.callDeps = { workerId: o.id, instances: o.instances, tracer: o.tracer, metrics: o.metrics, log: o.log };
@@ -64,7 +68,7 @@ export class NodeQueueConsumer {
     const reclaimed = await reclaimStartedCalls(this.recovery(), o.id);
     if (reclaimed.replaced + reclaimed.retried + reclaimed.answered > 0)
       o.log.warn({ worker: o.id, ...reclaimed }, "took back the calls this node's previous run had started");
-    this.queueWorker = new QueueWorker<InvocationJob>(o.keys.nodeQueue(o.id), (job) => this.run(job), {
+    this.queueWorker = new QueueWorker<InvocationJob>(o.keys.nodeQueue(o.id), (job) => this.run(job.data), {
       connection: o.queueConnection,
       prefix: o.keys.bullPrefix,
       concurrency: o.concurrency,
@@ -75,11 +79,29 @@ export class NodeQueueConsumer {
     });
     this.queueWorker.on('error', (error) => o.log.error({ err: error }, 'queue worker error'));
     await this.queueWorker.waitUntilReady();
+    this.straight = new StraightConsumer({
+      id: o.id,
+      keys: o.keys,
+      redis: o.redis,
+      connection: o.straightConnection,
+      concurrency: o.concurrency,
+      run: (data) => this.run(data),
+      log: o.log,
+    });
+    await this.straight.start();
   }
 
-  /** Stops taking calls; resolves when the running ones have ended. */
+  /**
+   * Stops taking calls; resolves when the running ones have ended, and what was sent straight
+   * here and not run is on the shared queue (the straight-calls stream is deleted).
+   */
   async stop(): Promise<void> {
-    await this.queueWorker?.close();
+    await Promise.all([this.queueWorker?.close(), this.straight?.stop()]);
+    if (this.straight !== undefined) {
+      this.straight = undefined;
+      const back = await handBackStraightCalls(this.recovery(), this.o.id);
+      if (back.replaced > 0) this.o.log.info({ worker: this.o.id, ...back }, 'handed the straight calls not run to the shared queue');
+    }
     await this.shared?.close();
   }
 
@@ -96,8 +118,7 @@ export class NodeQueueConsumer {
     return { redis: this.o.redis, keys: this.o.keys, records: this.o.records, asyncCalls: this.o.asyncCalls };
   }
 
-  private async run(job: Job<InvocationJob>): Promise<void> {
-    const data = job.data;
+  private async run(data: InvocationJob): Promise<void> {
     const o = this.o;
     let taken: Acquired | undefined;
     if (data.warm) {
