@@ -42,6 +42,8 @@ async function signingKey(apiKeys: ApiKeys, id: string): Promise<SigningKey | un
     return await apiKeys.signingKey(id);
   } catch (error) {
     if (!isHostError(error, 'platform-key')) throw error;
-    throw new SkiffError('Unavailable', `this gateway cannot open the secret of key ${id}: ${error.message} (SKIFF_PLATFORM_KEY_FILE, docs/SECURITY.md)`, { cause: error });
+    throw new SkiffError('Unavailable', `this gateway cannot open the secret of key ${id}: ${error.message} (SKIFF_PLATFORM_KEY_FILE, docs/SECURITY.md)`, {
+      cause: error,
+    });
   }
 }

@@ -50,5 +50,8 @@ export function qualifiedVersion(ref: LambdaFunctionRef): number | undefined {
 }
 
 function badRef(raw: string) {
-  return invalidRequest('FunctionName', `FunctionName must be a function name or its ARN (arn:aws:lambda:<region>:<tenant>:function:<name>), not ${JSON.stringify(raw)}`);
+  return invalidRequest(
+    'FunctionName',
+    `FunctionName must be a function name or its ARN (arn:aws:lambda:<region>:<tenant>:function:<name>), not ${JSON.stringify(raw)}`,
+  );
 }

@@ -44,7 +44,10 @@ export function isSigV4(authorization: string | undefined): boolean {
 export async function verifySigV4(request: SignedRequest, secretOf: SecretLookup, now = Date.now()): Promise<string> {
   const auth = AUTHORIZATION.exec(one(request.headers.authorization) ?? '');
   if (!auth?.[1] || !auth[2] || !auth[3]) {
-    throw refused('Authorization', `Authorization must be ${SIGV4_ALGORITHM} Credential=<key id>/<date>/<region>/lambda/aws4_request, SignedHeaders=..., Signature=...`);
+    throw refused(
+      'Authorization',
+      `Authorization must be ${SIGV4_ALGORITHM} Credential=<key id>/<date>/<region>/lambda/aws4_request, SignedHeaders=..., Signature=...`,
+    );
   }
   const [, credential, signedList, signature] = auth;
   const [accessKeyId, day, region, service, terminator, ...extra] = credential.split('/');
@@ -75,7 +78,10 @@ export async function verifySigV4(request: SignedRequest, secretOf: SecretLookup
   const secret = await secretOf(accessKeyId);
   if (secret === undefined) throw refused('Credential', 'The security token included in the request is invalid: no such key (or it expired)');
   if (secret === null) {
-    throw refused('Credential', `key ${accessKeyId} was made before Skiff kept what signatures are verified with: make a new key to sign requests (its Bearer form keeps working)`);
+    throw refused(
+      'Credential',
+      `key ${accessKeyId} was made before Skiff kept what signatures are verified with: make a new key to sign requests (its Bearer form keeps working)`,
+    );
   }
   const signer = new SignatureV4({
     credentials: { accessKeyId, secretAccessKey: secret },
@@ -100,13 +106,19 @@ export async function verifySigV4(request: SignedRequest, secretOf: SecretLookup
   );
   const computed = /Signature=([0-9a-f]{64})$/.exec(String(expected.headers.authorization ?? ''))?.[1] ?? '';
   if (computed.length !== signature.length || !timingSafeEqual(Buffer.from(computed), Buffer.from(signature))) {
-    throw refused('Signature', 'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.');
+    throw refused(
+      'Signature',
+      'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.',
+    );
   }
   return accessKeyId;
 }
 
 export function formatAmzDate(date: Date): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
 }
 
 function parseAmzDate(text: string): Date | undefined {

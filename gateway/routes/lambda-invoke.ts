@@ -82,18 +82,17 @@ export function lambdaInvokeRoutes(app: FastifyInstance, ctx: GatewayContext): v
             ? { ErrorCode: result.error.errorType, ErrorDetails: JSON.stringify(result.error), ...logField(result.logResult) }
             : logField(result.logResult),
         );
-        return reply.status(200).type('application/vnd.amazon.eventstream').send(Readable.from(eventStream(source)));
+        return reply
+          .status(200)
+          .type('application/vnd.amazon.eventstream')
+          .send(Readable.from(eventStream(source)));
       });
     });
   });
 }
 
 /** The caller, the function and version it may call, and how: everything checked before any work. */
-async function prepare(
-  ctx: GatewayContext,
-  request: LambdaRequest,
-  reply: FastifyReply,
-): Promise<{ target: CallTarget; type: InvocationType; tail: boolean }> {
+async function prepare(ctx: GatewayContext, request: LambdaRequest, reply: FastifyReply): Promise<{ target: CallTarget; type: InvocationType; tail: boolean }> {
   const who = await lambdaCaller(ctx.apiKeys, request, request.body ?? Buffer.alloc(0));
   const ref = parseFunctionRef(request.params.name, request.query.Qualifier);
   const type = oneOf(request, 'x-amz-invocation-type', INVOCATION_TYPES, 'RequestResponse');

@@ -175,7 +175,11 @@ try {
   const keyFile = join(config.stateDir, 'admin.key');
   // The platform key seals the secrets AWS signatures are verified with (docs/SECURITY.md).
   const platformKey = await openPlatformKeys(config.platformKey);
-  say(platformKey.created ? `made the platform key ${config.platformKey.file} (keep it, and back it up with the database)` : `platform key: ${config.platformKey.file}`);
+  say(
+    platformKey.created
+      ? `made the platform key ${config.platformKey.file} (keep it, and back it up with the database)`
+      : `platform key: ${config.platformKey.file}`,
+  );
   const apiKeys = new ApiKeys(db, platformKey.box);
   if ((await apiKeys.count()) === 0) {
     const { key } = await apiKeys.create({ name: 'admin (bring-up)', tenant: 'default', role: 'admin' });

@@ -149,7 +149,11 @@ export class ApiKeys {
       if (!this.box.needsReseal(row.secret_sealed)) continue;
       const secret = this.box.open(row.secret_sealed, row.id);
       // Only if unchanged meanwhile: another gateway resealing at once writes the same secret.
-      await this.db.query('UPDATE api_keys SET secret_sealed = $2 WHERE id = $1 AND secret_sealed = $3', [row.id, this.box.seal(secret, row.id), row.secret_sealed]);
+      await this.db.query('UPDATE api_keys SET secret_sealed = $2 WHERE id = $1 AND secret_sealed = $3', [
+        row.id,
+        this.box.seal(secret, row.id),
+        row.secret_sealed,
+      ]);
       count++;
     }
     return count;

@@ -39,7 +39,8 @@ export class SecretBox {
   open(sealed: string, owner: string): string {
     const parts = sealed.split('.');
     const [version, keyId, nonce, tag, body] = parts;
-    if (parts.length !== 5 || version !== 'v1' || !keyId || !nonce || !tag || body === undefined) throw failure('Malformed', 'a sealed secret is not in the v1 format');
+    if (parts.length !== 5 || version !== 'v1' || !keyId || !nonce || !tag || body === undefined)
+      throw failure('Malformed', 'a sealed secret is not in the v1 format');
     const key = this.byId.get(keyId);
     if (!key) throw failure('UnknownPlatformKey', `a secret was sealed under platform key ${keyId}, which this process does not hold`);
     const nonceBytes = Buffer.from(nonce, 'base64url');

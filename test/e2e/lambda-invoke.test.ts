@@ -4,7 +4,8 @@
  * functions, bad signatures, unknown keys and refused roles, qualifiers and ARNs, and
  * InvokeWithResponseStream over a buffered function.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { openDatabase } from '../../infra/db/database.js';
 import {
   InvokeCommand,
   InvokeWithResponseStreamCommand,
@@ -38,7 +39,7 @@ function lambda(accessKeyId: string, secretAccessKey: string): LambdaClient {
 const admin = (): LambdaClient => lambda(platform.keyId, platform.key);
 const payloadOf = (out: InvokeCommandOutput): unknown => JSON.parse(Buffer.from(out.Payload ?? new Uint8Array()).toString('utf8'));
 
-async function makeKey(tenant: string, role: string): Promise<{ id: string; key: string }> {
+async function makeKey(t: Test, tenant: string, role: string): Promise<{ id: string; key: string }> {
   const res = await fetch(`${platform.url}/v1/keys`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...platform.auth },
@@ -118,12 +119,16 @@ t.test('Lambda’s errors: unknown function, bad signature, unknown key, too lar
 });
 
 t.test('the key’s role and tenant apply: a viewer is refused, another tenant sees no function; Bearer works', async (t) => {
-  const viewer = await makeKey('default', 'viewer');
+  const viewer = await makeKey(t, 'default', 'viewer');
   t.match(await refusal(lambda(viewer.id, viewer.key).send(new InvokeCommand({ FunctionName: 'lam' }))), { name: 'AccessDeniedException', status: 403 });
-  t.equal((await fetch(`${platform.url}/v1/tenants`, { method: 'POST', headers: { 'content-type': 'application/json', ...platform.auth }, body: '{"name":"other"}' })).status, 201);
-  const other = await makeKey('other', 'developer');
+  t.equal(
+    (await fetch(`${platform.url}/v1/tenants`, { method: 'POST', headers: { 'content-type': 'application/json', ...platform.auth }, body: '{"name":"other"}' }))
+      .status,
+    201,
+  );
+  const other = await makeKey(t, 'other', 'developer');
   t.match(await refusal(lambda(other.id, other.key).send(new InvokeCommand({ FunctionName: 'lam' }))), { name: 'ResourceNotFoundException', status: 404 });
-  const developer = await makeKey('default', 'invoker');
+  const developer = await makeKey(t, 'default', 'invoker');
   const bearer = await fetch(`${platform.url}/2015-03-31/functions/lam/invocations`, {
     method: 'POST',
     headers: { authorization: `Bearer ${developer.key}` },
@@ -131,6 +136,15 @@ t.test('the key’s role and tenant apply: a viewer is refused, another tenant s
   });
   t.equal(bearer.status, 200);
   t.same(await bearer.json(), { v: 1, got: { b: 2 } });
+  // A key made before secrets were sealed (its row has none): SigV4 says to make a new key; Bearer works.
+  const old = await makeKey(t, 'default', 'invoker');
+  const db = openDatabase(platform.config.databaseUrl, platform.config.databaseSchema, 1);
+  await db.query('UPDATE api_keys SET secret_sealed = NULL WHERE id = $1', [old.id]);
+  await db.end();
+  const unsealed = await refusal(lambda(old.id, old.key).send(new InvokeCommand({ FunctionName: 'lam' })));
+  t.match(unsealed, { name: 'UnrecognizedClientException', status: 403, message: /make a new key/ });
+  const oldBearer = await fetch(`${platform.url}/2015-03-31/functions/lam/invocations`, { method: 'POST', headers: { authorization: `Bearer ${old.key}` } });
+  t.equal(oldBearer.status, 200, 'its Bearer form still works');
   const unsigned = await fetch(`${platform.url}/2015-03-31/functions/lam/invocations`, { method: 'POST', body: '{}' });
   t.equal(unsigned.status, 403);
   t.equal(unsigned.headers.get('x-amzn-errortype'), 'MissingAuthenticationTokenException');

@@ -73,7 +73,11 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const tracer = telemetry.tracer;
   const db = openDatabase(config.databaseUrl, config.databaseSchema, 2, { timeouts: config.databaseClient, log, component: 'test-scheduler' });
   await migrate(db, config.databaseSchema);
-  const { id: keyId, key } = await new ApiKeys(db, (await openPlatformKeys(config.platformKey)).box).create({ name: 'test admin', tenant: 'default', role: 'admin' });
+  const { id: keyId, key } = await new ApiKeys(db, (await openPlatformKeys(config.platformKey)).box).create({
+    name: 'test admin',
+    tenant: 'default',
+    role: 'admin',
+  });
 
   // Egress functions may call function URLs: the worker learns the functions listener's port,
   // bound after the worker started, when it first sets up its egress network.

@@ -32,14 +32,28 @@ t.test('round trip; the sealed value holds no plain text', async (t) => {
 t.test('another key, another owner, an altered value or a malformed one fail by kind', async (t) => {
   const key = randomBytes(32);
   const sealed = new SecretBox(key).seal('the secret', 'key1');
-  t.equal(reason(() => new SecretBox(randomBytes(32)).open(sealed, 'key1')), 'UnknownPlatformKey');
-  t.equal(reason(() => new SecretBox(key).open(sealed, 'key2')), 'NotAuthentic', 'moved to another row');
+  t.equal(
+    reason(() => new SecretBox(randomBytes(32)).open(sealed, 'key1')),
+    'UnknownPlatformKey',
+  );
+  t.equal(
+    reason(() => new SecretBox(key).open(sealed, 'key2')),
+    'NotAuthentic',
+    'moved to another row',
+  );
   const parts = sealed.split('.');
   const body = Buffer.from(parts[4] ?? '', 'base64url');
   body[0] = (body[0] ?? 0) ^ 1;
   parts[4] = body.toString('base64url');
-  t.equal(reason(() => new SecretBox(key).open(parts.join('.'), 'key1')), 'NotAuthentic', 'altered');
-  t.equal(reason(() => new SecretBox(key).open('plain text', 'key1')), 'Malformed');
+  t.equal(
+    reason(() => new SecretBox(key).open(parts.join('.'), 'key1')),
+    'NotAuthentic',
+    'altered',
+  );
+  t.equal(
+    reason(() => new SecretBox(key).open('plain text', 'key1')),
+    'Malformed',
+  );
 });
 
 t.test('rotation: the previous key opens, the current one seals', async (t) => {
@@ -50,7 +64,11 @@ t.test('rotation: the previous key opens, the current one seals', async (t) => {
   t.ok(rotated.needsReseal(sealed));
   const again = rotated.seal('s', 'k');
   t.notOk(rotated.needsReseal(again));
-  t.equal(reason(() => new SecretBox(old).open(again, 'k')), 'UnknownPlatformKey', 'the old key alone cannot open what the new one sealed');
+  t.equal(
+    reason(() => new SecretBox(old).open(again, 'k')),
+    'UnknownPlatformKey',
+    'the old key alone cannot open what the new one sealed',
+  );
 });
 
 t.test('the key file is made once, mode 0600, and read back', async (t) => {
