@@ -18,7 +18,8 @@ import { client, eventually } from '../support/api.js';
 
 let platform: Platform;
 t.before(async () => {
-  platform = await startPlatform();
+  // Long enough that a slow log batch is never what a test sees; a Tail call waits only for its lines.
+  platform = await startPlatform({ SKIFF_LAMBDA_LOG_TAIL_WAIT_MS: '10000' });
 });
 t.teardown(async () => {
   await platform?.stop();

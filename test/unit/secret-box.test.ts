@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { isHostError } from '../../infra/host-error.js';
 import { SecretBox } from '../../infra/secrets/secret-box.js';
 import { ensurePlatformKey, openPlatformKeys } from '../../infra/secrets/platform-key.js';
+import { ApiKeys } from '../../infra/db/api-keys.js';
+import type { Database } from '../../infra/db/database.js';
 
 function reason(open: () => unknown): string | undefined {
   try {
@@ -82,4 +84,37 @@ t.test('the key file is made once, mode 0600, and read back', async (t) => {
   const { box, created } = await openPlatformKeys({ file, previousFile: undefined });
   t.notOk(created);
   t.equal(box.open(box.seal('x', 'y'), 'y'), 'x');
+});
+
+t.test('after a rotation, reseal moves every secret under the current key and leaves current ones alone', async (t) => {
+  const old = randomBytes(32);
+  const before = new SecretBox(old);
+  const rows = [
+    { id: 'aaaaaaaaaaaa', secret_sealed: before.seal('one', 'aaaaaaaaaaaa') },
+    { id: 'bbbbbbbbbbbb', secret_sealed: before.seal('two', 'bbbbbbbbbbbb') },
+  ];
+  const next = randomBytes(32);
+  const rotated = new SecretBox(next, [old]);
+  rows.push({ id: 'cccccccccccc', secret_sealed: rotated.seal('three', 'cccccccccccc') });
+  const updates: string[] = [];
+  // The table, as far as reseal reads and writes it (this test is about the resealing, not PostgreSQL).
+  const db = {
+    query: async (text: string, values?: string[]) => {
+      if (text.startsWith('SELECT')) return { rows };
+      const row = rows.find((r) => r.id === values?.[0] && r.secret_sealed === values[2]);
+      if (row && values?.[1]) {
+        row.secret_sealed = values[1];
+        updates.push(row.id);
+      }
+      return { rows: [], rowCount: row ? 1 : 0 };
+    },
+  } as unknown as Database;
+  t.equal(await new ApiKeys(db, rotated).reseal(), 2);
+  t.same(updates, ['aaaaaaaaaaaa', 'bbbbbbbbbbbb'], 'only those the previous key sealed');
+  const only = new SecretBox(next);
+  t.same(
+    rows.map((r) => only.open(r.secret_sealed, r.id)),
+    ['one', 'two', 'three'],
+    'the new key alone opens them all',
+  );
 });
