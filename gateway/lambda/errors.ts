@@ -54,10 +54,8 @@ export function lambdaError(error: SkiffError): { status: number; type: LambdaEr
 export function sendLambdaError(reply: FastifyReply, error: SkiffError): FastifyReply {
   const { status, type } = lambdaError(error);
   const body: LambdaErrorBody = { __type: type, message: error.message, Type: status >= 500 ? 'Service' : 'User' };
-  if (error.code === 'TooManyRequests') {
-    body.Reason = 'ConcurrentInvocationLimitExceeded';
-    void reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterSeconds ?? 1))));
-  }
+  // The SDK reads it as the exception's retryAfterSeconds.
+  if (error.code === 'TooManyRequests') void reply.header('retry-after', String(Math.max(1, Math.ceil(error.retryAfterSeconds ?? 1))));
   return reply.status(status).header('x-amzn-errortype', type).type('application/json').send(body);
 }
 

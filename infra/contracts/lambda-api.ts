@@ -26,8 +26,6 @@ export interface LambdaErrorBody {
   message: string;
   /** Lambda's own field: who is at fault. */
   Type: 'User' | 'Service';
-  /** TooManyRequestsException's reason, as Lambda gives it. */
-  Reason?: string;
 }
 
 /** The payload of a call whose function failed (200, `X-Amz-Function-Error: Unhandled`). */
