@@ -23,6 +23,7 @@ import { noisyNeighbour } from './noisy.js';
 import { tracingOverhead } from './tracing.js';
 import { imageFigures } from './images.js';
 import { keyCheckCost } from './tenancy.js';
+import { lambdaInvokeCost } from './lambda-invoke.js';
 import { table, writeResults, type Results } from './report.js';
 import { mean, percentiles, round } from './stats.js';
 
@@ -57,7 +58,7 @@ const densityArg = process.argv.indexOf('--density');
 const densityTarget = densityArg === -1 ? undefined : Number(process.argv[densityArg + 1]);
 /** `--noisy`: only the noisy-neighbour measurement (a minute), to repeat it on a noisy machine. */
 const noisyOnly = process.argv.includes('--noisy');
-/** `--tenancy`: only the cost of the tenant and role check (warm calls with a key beside calls without). */
+/** `--tenancy`: only the cost of the tenant and role check (warm calls with a key beside calls without) and of the Lambda Invoke API's SigV4 check. */
 const tenancyOnly = process.argv.includes('--tenancy');
 if (
   (densityTarget !== undefined && !(Number.isInteger(densityTarget) && densityTarget > 0)) ||
@@ -188,6 +189,7 @@ async function pooledPlatform(): Promise<void> {
     keyCheckCost(platform, N.warmCalls),
   );
   if (keyed) results.keyCheck = keyed;
+  await lambdaInvokePhase(platform);
 
   const floor = await phase(`baseline: direct calls to the warm sandbox's socket (${N.warmCalls})`, () =>
     directSocketCalls(instanceOf(platform, 'warm'), N.warmCalls),
@@ -288,6 +290,14 @@ async function noisyPlatform(): Promise<void> {
   await stop?.();
 }
 
+/** The Lambda Invoke API beside the native invoke route (bench/lambda-invoke.ts). */
+async function lambdaInvokePhase(platform: Platform): Promise<void> {
+  const cost = await phase(`the Lambda Invoke API: SigV4-signed warm calls beside native invoke calls (${N.warmCalls} each, interleaved)`, () =>
+    lambdaInvokeCost(platform, N.warmCalls),
+  );
+  if (cost) results.lambdaInvoke = cost;
+}
+
 async function tenancyPlatform(): Promise<void> {
   let stop: (() => Promise<void>) | undefined;
   const platform = await phase('platform for the tenant and role check (pool of 2): starting', async () => {
@@ -301,6 +311,7 @@ async function tenancyPlatform(): Promise<void> {
     keyCheckCost(platform, N.warmCalls),
   );
   if (keyed) results.keyCheck = keyed;
+  await lambdaInvokePhase(platform);
   progress('stopping the platform');
   await stop?.();
 }
@@ -414,7 +425,11 @@ const written: Results =
     : noisyOnly && previous?.at
       ? { ...(previous as Results), ...(results.noisyNeighbour ? { noisyNeighbour: results.noisyNeighbour } : {}) }
       : tenancyOnly && previous?.at
-        ? { ...(previous as Results), ...(results.keyCheck ? { keyCheck: results.keyCheck } : {}) }
+        ? {
+            ...(previous as Results),
+            ...(results.keyCheck ? { keyCheck: results.keyCheck } : {}),
+            ...(results.lambdaInvoke ? { lambdaInvoke: results.lambdaInvoke } : {}),
+          }
         : results;
 if (densityTarget !== undefined && !results.density)
   written.notes = [...written.notes, ...results.notes.filter((n) => n.startsWith('density') || n.startsWith('platform for'))];

@@ -6,6 +6,7 @@ import type { NoisyNeighbour } from './noisy.js';
 import type { TracingOverhead } from './tracing.js';
 import type { ImageFigures } from './images.js';
 import type { KeyCheckCost } from './tenancy.js';
+import type { LambdaInvokeCost } from './lambda-invoke.js';
 import { round, type Percentiles } from './stats.js';
 
 export interface Results {
@@ -26,6 +27,8 @@ export interface Results {
   images: ImageFigures | null;
   /** Warm calls of an `auth: "key"` function beside an `auth: "none"` one (the tenant and role check). */
   keyCheck?: KeyCheckCost | null;
+  /** Warm calls through the Lambda Invoke API (SigV4) beside Skiff's own invoke route. */
+  lambdaInvoke?: LambdaInvokeCost | null;
   /** From `--density N`, which the default run does not do: kept from the last such run (its own `at`). */
   density?: Density;
   baselines: {
@@ -155,6 +158,17 @@ export function table(r: Results): string {
   if (r.keyCheck) {
     const k = r.keyCheck;
     rows.push(['warm call with a key checked (ms)', pct(k.keyedMs), `no key ${pct(k.openMs)}`, ratio(k.keyedMs.p50, k.openMs.p50), 'a fraction of a ms', '']);
+  }
+  if (r.lambdaInvoke) {
+    const l = r.lambdaInvoke;
+    rows.push([
+      'Invoke API (SigV4) sync call (ms)',
+      pct(l.sigv4Ms),
+      `native invoke ${pct(l.nativeMs)}`,
+      ratio(l.sigv4Ms.p50, l.nativeMs.p50),
+      'a fraction of a ms',
+      '',
+    ]);
   }
   if (r.density) {
     const d = r.density;

@@ -11,6 +11,7 @@ import { registerAccess } from './access.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { auditRoutes } from './routes/audit.js';
 import { invokeRoutes } from './routes/invoke.js';
+import { lambdaInvokeRoutes } from './routes/lambda-invoke.js';
 import { keyRoutes } from './routes/keys.js';
 import { deadLetterRoutes } from './routes/dead-letters.js';
 import { workerRoutes } from './routes/workers.js';
@@ -51,6 +52,8 @@ export function buildApp(ctx: GatewayContext, db: Database, log: Logger): Fastif
   // The dashboard's page is public; the data it shows comes from the routes above, with a key.
   uiRoutes(app);
   invokeRoutes(app, ctx);
+  // The AWS Lambda Invoke API, for AWS SDKs (docs/LAMBDA.md).
+  lambdaInvokeRoutes(app, ctx);
   // Function URLs have an origin of their own (gateway/functions-app.ts); here /fn/ says where.
   movedFunctionUrlRoutes(app, ctx);
   healthRoutes(app, ctx, db);

@@ -10,6 +10,7 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
 import { openDatabase } from '../infra/db/database.js';
 import { ApiKeys } from '../infra/db/api-keys.js';
+import { openPlatformKeys } from '../infra/secrets/platform-key.js';
 import { DeadLetters } from '../infra/db/dead-letters.js';
 import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { LogStore } from '../infra/db/log-store.js';
@@ -59,6 +60,12 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
   const replyConnection = openRedis(config.redisUrl, 'blocking', config.redisClient, redisDeps);
   // A producer refuses commands until it is connected: start once Redis answers.
   await whenReady(redis);
+  const platformKey = await openPlatformKeys(config.platformKey);
+  if (platformKey.created) deps.log.warn({ file: config.platformKey.file }, 'made a new platform key: every gateway of this platform needs the same file');
+  const apiKeys = new ApiKeys(db, platformKey.box, (error) => deps.log.warn({ err: error }, 'could not record a key use'));
+  // After a rotation: what the previous platform key sealed is sealed again under the current one.
+  const resealed = await apiKeys.reseal();
+  if (resealed > 0) deps.log.info({ resealed }, 'sealed API key secrets again under the current platform key');
   const records = new InvocationRecords(db, (error) => deps.log.error({ err: error }, 'could not record invocations'));
   const metrics = createGatewayMetrics();
   const dispatcher = new Dispatcher({
@@ -93,7 +100,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
     dispatcher,
     records,
     logs: new LogStore(db, undefined, (error) => deps.log.error({ err: error }, 'log store failed')),
-    apiKeys: new ApiKeys(db),
+    apiKeys,
     deadLetters: new DeadLetters(db),
     redis,
     tracer: deps.tracer,

@@ -138,6 +138,23 @@ export interface RegistryConfig {
   password: string | undefined;
 }
 
+/** The key that seals secrets at rest (infra/secrets/platform-key.ts). */
+export interface PlatformKeyConfig {
+  /** The current key: seals and opens. Made (0600) when missing. */
+  file: string;
+  /** During a rotation, the key before it: opens only, until gateways have sealed everything again. */
+  previousFile: string | undefined;
+}
+
+/** The Lambda Invoke API (gateway/lambda/). */
+export interface LambdaApiConfig {
+  /**
+   * With `X-Amz-Log-Type: Tail`, how long past the outcome the gateway waits for the call's log
+   * lines to be written by the worker (which writes them in batches, off the call path).
+   */
+  logTailWaitMs: number;
+}
+
 export interface Config {
   /** Where Skiff keeps its state: databases of the bring-up, images, sandboxes, code. */
   stateDir: string;
@@ -183,6 +200,8 @@ export interface Config {
    *  longer than graceMs whose job is gone from Redis is queued again; a pass every everyMs. */
   reconciler: { graceMs: number; everyMs: number };
   telemetry: { enabled: boolean };
+  platformKey: PlatformKeyConfig;
+  lambda: LambdaApiConfig;
   /** Quotas of a tenant that set none of its own (infra/tenancy/quotas.ts). */
   tenantDefaults: TenantQuotas;
 }
@@ -303,6 +322,13 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     reconciler: {
       graceMs: int(env, 'SKIFF_RECONCILE_GRACE_MS', 30_000, 100),
       everyMs: int(env, 'SKIFF_RECONCILE_EVERY_MS', 5000, 50),
+    },
+    platformKey: {
+      file: resolve(str(env, 'SKIFF_PLATFORM_KEY_FILE', `${stateDir}/platform.key`)),
+      previousFile: env.SKIFF_PLATFORM_KEY_PREVIOUS_FILE ? resolve(env.SKIFF_PLATFORM_KEY_PREVIOUS_FILE) : undefined,
+    },
+    lambda: {
+      logTailWaitMs: int(env, 'SKIFF_LAMBDA_LOG_TAIL_WAIT_MS', 1000, 0, 60_000),
     },
     telemetry: {
       // As OpenTelemetry does, an empty value counts as unset.

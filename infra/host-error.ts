@@ -29,7 +29,9 @@ export type HostErrorKind =
   /** The worker's command launcher failed a command (its `reason` says how: a LauncherFailure). */
   | 'launcher'
   /** A host command unpacking an image layer (mknod or setfattr, for its whiteouts) failed or could not run. */
-  | 'unpack';
+  | 'unpack'
+  /** A secret sealed under the platform key does not open (its `reason`: a SealFailure). */
+  | 'platform-key';
 
 export const HOST_ERROR_KINDS: readonly HostErrorKind[] = [
   'oci-runtime',
@@ -40,6 +42,7 @@ export const HOST_ERROR_KINDS: readonly HostErrorKind[] = [
   'channel-closed',
   'launcher',
   'unpack',
+  'platform-key',
 ];
 
 /**
@@ -50,8 +53,15 @@ export const HOST_ERROR_KINDS: readonly HostErrorKind[] = [
  */
 export type LauncherFailure = 'LauncherDied' | 'LauncherUnavailable' | 'LauncherStopped' | 'CommandNotStarted';
 
+/**
+ * Why a sealed secret (infra/secrets/secret-box.ts) did not open, the `reason` of a `platform-key`
+ * HostError: sealed under a key this process does not hold (`UnknownPlatformKey`), altered or
+ * moved to another owner (`NotAuthentic`), or not a sealed value at all (`Malformed`).
+ */
+export type SealFailure = 'UnknownPlatformKey' | 'NotAuthentic' | 'Malformed';
+
 /** A finer, stable code within a kind, for the kinds that have one. */
-export type HostErrorReason = LauncherFailure;
+export type HostErrorReason = LauncherFailure | SealFailure;
 
 /** How a host command ended (worker/process/command-runner.ts CommandResult fits). */
 export interface CommandEnd {
@@ -66,7 +76,7 @@ export interface HostErrorOptions {
   command?: string;
   /** How it ended, when it ran: its exit code (null: a signal ended it) and signal, and its stderr. */
   end?: CommandEnd;
-  /** What went wrong within the kind, where the kind tells several apart (`launcher`). */
+  /** What went wrong within the kind, where the kind tells several apart (`launcher`, `platform-key`). */
   reason?: HostErrorReason;
 }
 

@@ -62,6 +62,24 @@ export async function traced<T>(ctx: GatewayContext, request: FastifyRequest, re
   }
 }
 
+/** 413 unless an asynchronous call's event is within the platform's bound (SKIFF_ASYNC_EVENT_LIMIT_BYTES). */
+export function checkAsyncEventSize(ctx: GatewayContext, size: number): void {
+  const limit = ctx.config.gateway.asyncEventLimitBytes;
+  if (size > limit) throw new SkiffError('PayloadTooLarge', `an asynchronous event is at most ${limit} bytes; this one is ${size}`, { field: 'body' });
+}
+
+/** Accepts an asynchronous call (recorded, then queued: the dispatcher's submit) and answers its id. */
+export async function submitAsync(
+  ctx: GatewayContext,
+  target: CallTarget,
+  event: unknown,
+  span: Span,
+  idempotencyKey?: string,
+): Promise<{ id: string; replayed: boolean }> {
+  const limits = await tenantLimits(ctx, target.fn);
+  return ctx.dispatcher.submit(target.fn, event, span, { callerKeyId: target.caller?.keyId, limits, idempotencyKey });
+}
+
 export async function callFunction(ctx: GatewayContext, target: CallTarget, event: unknown, span: Span, reply: FastifyReply): Promise<unknown> {
   const { fn } = target;
   span.setAttribute('skiff.version', fn.version);

@@ -13,7 +13,7 @@ import { SkiffError, invalidRequest } from '../../infra/errors.js';
 import type { InvocationRecord } from '../../infra/db/invocation-records.js';
 import { functionAccess } from '../../infra/tenancy/roles.js';
 import type { GatewayContext } from '../context.js';
-import { callFunction, lookUp, tenantLimits, traced } from '../invocations/call.js';
+import { callFunction, checkAsyncEventSize, lookUp, submitAsync, traced } from '../invocations/call.js';
 import { registerCallLimit } from '../invocations/call-limit.js';
 import { principalOf } from '../access.js';
 import { FUNCTION_NAME } from './functions.js';
@@ -55,20 +55,14 @@ export function invokeRoutes(app: FastifyInstance, ctx: GatewayContext): void {
         }
         const async = mode === 'async' || mode === 'event';
         const key = async ? idempotencyKey(request) : undefined;
-        const size = request.body?.length ?? 0;
-        if (async && size > ctx.config.gateway.asyncEventLimitBytes) {
-          throw new SkiffError('PayloadTooLarge', `an asynchronous event is at most ${ctx.config.gateway.asyncEventLimitBytes} bytes; this one is ${size}`, {
-            field: 'body',
-          });
-        }
+        if (async) checkAsyncEventSize(ctx, request.body?.length ?? 0);
         const event = parseEvent(request.body);
         const target = await lookUp(ctx, request.params.name, request);
         const { fn } = target;
         outputHeaders(reply);
         return traced(ctx, request, reply, fn.name, async (span) => {
           if (async) {
-            const limits = await tenantLimits(ctx, fn);
-            const { id, replayed } = await ctx.dispatcher.submit(fn, event, span, { callerKeyId: target.caller?.keyId, limits, idempotencyKey: key });
+            const { id, replayed } = await submitAsync(ctx, target, event, span, key);
             if (!replayed) return reply.status(202).send({ id, status: 'queued' });
             const record = await ctx.records.get(id);
             return reply
@@ -105,7 +99,8 @@ function readable(request: FastifyRequest, record: InvocationRecord): boolean {
   return who.role !== 'invoker' || record.callerKeyId === who.keyId;
 }
 
-function parseEvent(body: Buffer | undefined): unknown {
+/** The event of a call: its body as JSON, or null when empty; 400 when it is not JSON. */
+export function parseEvent(body: Buffer | undefined): unknown {
   if (!body || body.length === 0) return null;
   try {
     return JSON.parse(body.toString('utf8'));

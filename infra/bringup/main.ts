@@ -20,6 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config.js';
 import { ApiKeys } from '../db/api-keys.js';
+import { openPlatformKeys } from '../secrets/platform-key.js';
 import { migrate, openDatabase } from '../db/database.js';
 import { publishRuntimeImages } from '../images/base-images.js';
 import { RegistryClient } from '../registry/client.js';
@@ -172,7 +173,14 @@ try {
   const applied = await migrate(db, config.databaseSchema);
   say(applied.length > 0 ? `database schema migrated (${applied.join(', ')})` : 'database schema up to date');
   const keyFile = join(config.stateDir, 'admin.key');
-  const apiKeys = new ApiKeys(db);
+  // The platform key seals the secrets AWS signatures are verified with (docs/SECURITY.md).
+  const platformKey = await openPlatformKeys(config.platformKey);
+  say(
+    platformKey.created
+      ? `made the platform key ${config.platformKey.file} (keep it, and back it up with the database)`
+      : `platform key: ${config.platformKey.file}`,
+  );
+  const apiKeys = new ApiKeys(db, platformKey.box);
   if ((await apiKeys.count()) === 0) {
     const { key } = await apiKeys.create({ name: 'admin (bring-up)', tenant: 'default', role: 'admin' });
     await writeFile(keyFile, `${key}\n`, { mode: 0o600 });

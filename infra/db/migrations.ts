@@ -219,4 +219,12 @@ export const MIGRATIONS: readonly Migration[] = [
         ADD COLUMN maximum_event_age_seconds integer;
     `,
   },
+  {
+    id: 11,
+    name: 'API keys keep their secret sealed under the platform key, for verifying AWS Signature Version 4',
+    sql: `
+      -- NULL: a key made before this; it keeps working as a Bearer key, and cannot sign requests.
+      ALTER TABLE api_keys ADD COLUMN secret_sealed text;
+    `,
+  },
 ];

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { loadConfig, type Config } from '../../infra/config.js';
 import { migrate, openDatabase } from '../../infra/db/database.js';
 import { ApiKeys } from '../../infra/db/api-keys.js';
+import { openPlatformKeys } from '../../infra/secrets/platform-key.js';
 import { createLogger } from '../../infra/log.js';
 import { startTelemetry, type Telemetry } from '../../infra/telemetry.js';
 import { startGateway, type Gateway } from '../../gateway/server.js';
@@ -74,7 +75,11 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
   const tracer = telemetry.tracer;
   const db = openDatabase(config.databaseUrl, config.databaseSchema, 2, { timeouts: config.databaseClient, log, component: 'test-scheduler' });
   await migrate(db, config.databaseSchema);
-  const { id: keyId, key } = await new ApiKeys(db).create({ name: 'test admin', tenant: 'default', role: 'admin' });
+  const { id: keyId, key } = await new ApiKeys(db, (await openPlatformKeys(config.platformKey)).box).create({
+    name: 'test admin',
+    tenant: 'default',
+    role: 'admin',
+  });
 
   // Egress functions may call function URLs: the worker learns the functions listener's port,
   // bound after the worker started, when it first sets up its egress network.
