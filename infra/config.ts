@@ -182,6 +182,8 @@ export interface Config {
   /** The scheduler's sweep (scheduler/reconciler.ts): an async call `queued` or `running` for
    *  longer than graceMs whose job is gone from Redis is queued again; a pass every everyMs. */
   reconciler: { graceMs: number; everyMs: number };
+  /** The region events name (SKIFF_REGION): a scheduled event's `region` and schedule ARNs. */
+  region: string;
   telemetry: { enabled: boolean };
   /** Quotas of a tenant that set none of its own (infra/tenancy/quotas.ts). */
   tenantDefaults: TenantQuotas;
@@ -304,6 +306,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       graceMs: int(env, 'SKIFF_RECONCILE_GRACE_MS', 30_000, 100),
       everyMs: int(env, 'SKIFF_RECONCILE_EVERY_MS', 5000, 50),
     },
+    region: region(env),
     telemetry: {
       // As OpenTelemetry does, an empty value counts as unset.
       enabled:
@@ -432,4 +435,11 @@ function deepFreeze<T extends object>(value: T): Readonly<T> {
     if (inner !== null && typeof inner === 'object') deepFreeze(inner as object);
   }
   return Object.freeze(value);
+}
+
+/** An AWS-style region name: lower-case letters, digits and dashes. */
+function region(env: Env): string {
+  const value = str(env, 'SKIFF_REGION', 'us-east-1');
+  if (!/^[a-z][a-z0-9-]{0,31}$/.test(value)) throw new ConfigError(`SKIFF_REGION must be like us-east-1 (lower-case letters, digits, '-'), got "${value}"`);
+  return value;
 }
