@@ -81,7 +81,8 @@ t.test('bad schedules and CORS settings are refused, naming the entry', async (t
   };
   await refused({ schedules: [{ everyMs: 1000 }, { expression: 'cron(0 12 * * ? 2030)' }] }, 'schedules[1].expression', /year field must be \*/);
   await refused({ schedules: [{ expression: 'rate(1 minutes)' }] }, 'schedules[0].expression', /singular/);
-  await refused({ schedules: [{ everyMs: 10 }] }, 'schedules.0.everyMs', /must be >= 1000/);
+  await refused({ schedules: [{ everyMs: 10 }] }, 'schedules[0].everyMs', /from 1000 to/);
+  await refused({ schedules: [{ everyMs: 1000, expression: 'rate(1 day)' }] }, 'schedules.0', /must NOT have more than 1 properties/);
   await refused({ schedules: Array.from({ length: 11 }, () => ({ everyMs: 1000 })) }, 'schedules', /must NOT have more than 10 items/);
   await refused({ cors: { allowOrigins: ['*'], allowCredentials: true } }, 'cors.allowCredentials', /cannot be true while allowOrigins has \*/);
   t.equal((await fetch(`${platform.url}/v1/functions/refused`, { headers: platform.auth })).status, 404, 'nothing was deployed');
