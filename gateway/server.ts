@@ -15,6 +15,7 @@ import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { LogStore } from '../infra/db/log-store.js';
 import type { Logger } from '../infra/log.js';
 import { JobSchedulers } from '../infra/schedules/job-schedulers.js';
+import { logErrors } from '../infra/outage-log.js';
 import { keySpace } from '../infra/queue/names.js';
 import { closeRedis, openRedis, whenReady } from '../infra/queue/connections.js';
 import { waitFor } from '../infra/services/process.js';
@@ -85,6 +86,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
   await subscriber.subscribe(keys.functionEvents);
   const tenants = new TenantStore(db, config.tenantDefaults);
   const schedules = new JobSchedulers(redis, keys);
+  logErrors(schedules.queue, deps.log, 'schedule queue');
   // Known once the functions listener is bound (its configured port may be 0).
   let functionsPort: number | undefined;
   const ctx: GatewayContext = {

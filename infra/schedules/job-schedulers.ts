@@ -78,11 +78,6 @@ export class JobSchedulers {
     return count;
   }
 
-  /** The ids of the schedulers Redis holds (for tests and operators). */
-  async list(): Promise<string[]> {
-    return (await this.queue.getJobSchedulers(0, -1)).map((s) => s.key);
-  }
-
   close(): Promise<void> {
     return this.queue.close();
   }
