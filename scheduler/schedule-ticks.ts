@@ -7,8 +7,9 @@
  * reconciler if Redis loses it.
  *
  * The call's id is made from the tick's job id, so a tick job run twice (retried after a failure,
- * or taken again after its consumer died) is still one call: the second record write finds the
- * call already there, and the queue refuses a second job of the same id. A tick of a schedule
+ * or taken again after its consumer died) is still one call: the second run finds the call
+ * recorded and leaves it alone; if the first run recorded it but could not queue it, the call is
+ * the reconciler's to queue, as any accepted call whose job is gone. A tick of a schedule
  * that is no longer deployed (its version is not the function's current one, or the function is
  * gone) is dropped: nothing runs after a redeploy without schedules or a delete has answered.
  */
@@ -94,10 +95,9 @@ export class ScheduleTicks {
       trace: {},
       ...(limits ? { tenantLimits: limits } : {}),
     };
-    // False: this tick's call was accepted before and has ended; it must not run again.
-    if (!(await this.o.records.write({ ...recordBase(call), async: true, status: 'queued', event, attempt: 1 }))) return 'accepted-before';
-    // If this fails the tick is tried again; should it never succeed, the `queued` record is the
-    // reconciler's to queue (scheduler/reconciler.ts), as for any accepted call.
+    // False: this tick was accepted before (see above).
+    if (!(await this.o.records.acceptOnce({ ...recordBase(call), async: true, status: 'queued', event, attempt: 1 }))) return 'accepted-before';
+    // If this fails the `queued` record is the reconciler's to queue (scheduler/reconciler.ts).
     await this.o.invocations.add('invoke', call, { jobId: id });
     return 'accepted';
   }

@@ -29,7 +29,7 @@ function setUp(current: FunctionInfo | undefined, accepted = true) {
       },
     } as unknown as Queue<InvocationJob>,
     records: {
-      write: async (record: InvocationRecord) => {
+      acceptOnce: async (record: InvocationRecord) => {
         steps.push('recorded');
         written.push(record);
         return accepted;
@@ -76,7 +76,7 @@ t.test('a tick is recorded, then queued as an async call of the current version'
   });
 });
 
-t.test('the same tick twice is the same call; a tick whose call ended is not queued again', async (t) => {
+t.test('the same tick twice is the same call; a tick accepted before is not queued again', async (t) => {
   const first = setUp(info);
   await first.ticks.accept(tick());
   await first.ticks.accept(tick());
