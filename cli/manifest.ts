@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from './args.js';
+import type { DeployBody } from '../infra/contracts/api.js';
 
 export const MANIFEST = 'skiff.json';
 
@@ -21,11 +22,14 @@ export interface Manifest {
   maxInstances?: number;
   auth?: 'none' | 'key';
   env?: Record<string, string>;
+  /** Passed to the gateway as they are: it checks them and answers 400 naming the bad entry. */
+  schedules?: DeployBody['schedules'];
+  cors?: DeployBody['cors'];
 }
 
 const STRINGS = ['name', 'runtime', 'handler'] as const;
 const INTEGERS = ['memoryMb', 'timeoutMs', 'concurrency', 'idleTimeoutMs', 'minWarm', 'maxInstances'] as const;
-const KNOWN = new Set<string>([...STRINGS, ...INTEGERS, 'auth', 'env', '$schema']);
+const KNOWN = new Set<string>([...STRINGS, ...INTEGERS, 'auth', 'env', 'schedules', 'cors', '$schema']);
 export const AUTH_VALUES = ['none', 'key'] as const;
 
 /** The directory's skiff.json, or an empty manifest when it has none. */
@@ -53,7 +57,7 @@ function validate(raw: unknown, path: string): Manifest {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('must be a JSON object');
   const record = raw as Record<string, unknown>;
   for (const key of Object.keys(record)) {
-    if (!KNOWN.has(key)) throw bad(`unknown field ${JSON.stringify(key)} (known: ${[...STRINGS, ...INTEGERS, 'auth', 'env'].join(', ')})`);
+    if (!KNOWN.has(key)) throw bad(`unknown field ${JSON.stringify(key)} (known: ${[...STRINGS, ...INTEGERS, 'auth', 'env', 'schedules', 'cors'].join(', ')})`);
   }
   const manifest: Manifest = {};
   for (const key of STRINGS) {
@@ -82,6 +86,15 @@ function validate(raw: unknown, path: string): Manifest {
       out[key] = value;
     }
     manifest.env = out;
+  }
+  if (record.schedules !== undefined) {
+    if (!Array.isArray(record.schedules)) throw bad('schedules must be a list of {"expression": ...} or {"everyMs": ...}');
+    manifest.schedules = record.schedules as NonNullable<Manifest['schedules']>;
+  }
+  if (record.cors !== undefined) {
+    if (typeof record.cors !== 'object' || record.cors === null || Array.isArray(record.cors))
+      throw bad('cors must be an object (allowOrigins, allowMethods, ...)');
+    manifest.cors = record.cors as NonNullable<Manifest['cors']>;
   }
   return manifest;
 }

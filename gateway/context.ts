@@ -15,6 +15,7 @@ import type { FunctionImages } from './images/function-images.js';
 import type { TenantStore } from '../infra/db/tenants.js';
 import type { AuditLog } from '../infra/db/audit-log.js';
 import type { TenantQuotaCache } from './invocations/tenant-quota-cache.js';
+import type { JobSchedulers } from '../infra/schedules/job-schedulers.js';
 
 export interface GatewayContext {
   config: Readonly<Config>;
@@ -37,6 +38,8 @@ export interface GatewayContext {
   audit: AuditLog;
   /** Tenants' effective quotas for the call path, without a query per call. */
   tenantQuotas: TenantQuotaCache;
+  /** Functions' schedules in Redis: a deploy, rollback or delete changes them at once. */
+  schedules: JobSchedulers;
   /** The absolute URL that calls a function, on the functions' own origin. */
   functionUrl(name: string): string;
   /**

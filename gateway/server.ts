@@ -15,6 +15,8 @@ import { DeadLetters } from '../infra/db/dead-letters.js';
 import { InvocationRecords } from '../infra/db/invocation-records.js';
 import { LogStore } from '../infra/db/log-store.js';
 import type { Logger } from '../infra/log.js';
+import { JobSchedulers } from '../infra/schedules/job-schedulers.js';
+import { logErrors } from '../infra/outage-log.js';
 import { keySpace } from '../infra/queue/names.js';
 import { closeRedis, openRedis, whenReady } from '../infra/queue/connections.js';
 import { waitFor } from '../infra/services/process.js';
@@ -90,6 +92,8 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
   });
   await subscriber.subscribe(keys.functionEvents);
   const tenants = new TenantStore(db, config.tenantDefaults);
+  const schedules = new JobSchedulers(redis, keys);
+  logErrors(schedules.queue, deps.log, 'schedule queue');
   // Known once the functions listener is bound (its configured port may be 0).
   let functionsPort: number | undefined;
   const ctx: GatewayContext = {
@@ -112,6 +116,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
     tenants,
     audit: new AuditLog(db),
     tenantQuotas: new TenantQuotaCache(tenants, config.tenantDefaults),
+    schedules,
     functionUrl: (name) => functionUrl(config, name, functionsPort),
     functionsOrigin: () => functionsOrigin(config, functionsPort),
   };
@@ -151,6 +156,7 @@ export async function startGateway(config: Readonly<Config>, deps: { log: Logger
       for (const each of apps) each.server.closeAllConnections();
       await closed;
       await dispatcher.stop();
+      await schedules.close();
       await records.flush();
       await Promise.all([closeRedis(redis), closeRedis(subscriber), closeRedis(replyConnection)]);
       await db.end();

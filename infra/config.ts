@@ -199,6 +199,8 @@ export interface Config {
   /** The scheduler's sweep (scheduler/reconciler.ts): an async call `queued` or `running` for
    *  longer than graceMs whose job is gone from Redis is queued again; a pass every everyMs. */
   reconciler: { graceMs: number; everyMs: number };
+  /** The region events name (SKIFF_REGION): a scheduled event's `region` and schedule ARNs. */
+  region: string;
   telemetry: { enabled: boolean };
   platformKey: PlatformKeyConfig;
   lambda: LambdaApiConfig;
@@ -330,6 +332,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     lambda: {
       logTailWaitMs: int(env, 'SKIFF_LAMBDA_LOG_TAIL_WAIT_MS', 1000, 0, 60_000),
     },
+    region: region(env),
     telemetry: {
       // As OpenTelemetry does, an empty value counts as unset.
       enabled:
@@ -458,4 +461,11 @@ function deepFreeze<T extends object>(value: T): Readonly<T> {
     if (inner !== null && typeof inner === 'object') deepFreeze(inner as object);
   }
   return Object.freeze(value);
+}
+
+/** An AWS-style region name: lower-case letters, digits and dashes. */
+function region(env: Env): string {
+  const value = str(env, 'SKIFF_REGION', 'us-east-1');
+  if (!/^[a-z][a-z0-9-]{0,31}$/.test(value)) throw new ConfigError(`SKIFF_REGION must be like us-east-1 (lower-case letters, digits, '-'), got "${value}"`);
+  return value;
 }

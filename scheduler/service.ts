@@ -1,7 +1,8 @@
 /**
  * One scheduler, assembled from the configuration (beside the gateway's `startGateway` and the
  * worker's `startWorker`): the loop that places calls (scheduler.ts), failover for nodes that are
- * gone, the reconciler of accepted async calls, and retention. `node dist/scheduler/main.js` runs
+ * gone, the reconciler of accepted async calls, functions' schedules (their ticks made calls, and
+ * kept in Redis as PostgreSQL records them), and retention. `node dist/scheduler/main.js` runs
  * one; the tests start the same in-process.
  */
 import type { Tracer } from '@opentelemetry/api';
@@ -20,6 +21,10 @@ import { Fleet } from './fleet.js';
 import { Reconciler } from './reconciler.js';
 import { Retention } from './retention.js';
 import { Scheduler } from './scheduler.js';
+import { ScheduleSync } from './schedule-sync.js';
+import { ScheduleTicks } from './schedule-ticks.js';
+import { FunctionStore } from '../infra/db/function-store.js';
+import { JobSchedulers } from '../infra/schedules/job-schedulers.js';
 
 export interface SchedulerService {
   /** Stops placing, then closes its connections; calls in flight are left on their queues. */
@@ -56,6 +61,26 @@ export async function startScheduler(config: Readonly<Config>, deps: { log: Logg
   const reconciler = Reconciler.open(config, { redis, db, records, log });
   reconciler.start();
   const tenants = new TenantStore(db, config.tenantDefaults);
+  const functions = new FunctionStore(db);
+  const ticks = new ScheduleTicks({
+    keys,
+    queueConnection,
+    invocations: asyncCalls.queue,
+    records,
+    current: (name) => functions.get(name),
+    limits: async (tenant) => {
+      const quotas = (await tenants.get(tenant))?.quotas;
+      return quotas && { maxInstances: quotas.maxInstances, maxMemoryMb: quotas.maxMemoryMb };
+    },
+    region: config.region,
+    queueWaitMs: config.gateway.queueWaitMs,
+    log,
+  });
+  await ticks.start();
+  const jobSchedulers = new JobSchedulers(redis, keys);
+  logErrors(jobSchedulers.queue, log, 'schedule queue');
+  const scheduleSync = new ScheduleSync(jobSchedulers, () => functions.scheduled(), config.reconciler.everyMs, log);
+  await scheduleSync.start();
   const retention = new Retention(db, s.retentionHours, log, {
     tenants: () => tenants.list(),
     pruned: (kind, rows) => void redis.hincrby(keys.pruned, kind, rows).catch((error: unknown) => log.warn({ err: error }, 'could not count pruned rows')),
@@ -66,6 +91,9 @@ export async function startScheduler(config: Readonly<Config>, deps: { log: Logg
       retention.stop();
       await failover.stop();
       await reconciler.stop();
+      await scheduleSync.stop();
+      await ticks.stop();
+      await jobSchedulers.close();
       await scheduler.stop();
       await asyncCalls.close();
       await records.flush();

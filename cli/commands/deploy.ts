@@ -104,6 +104,8 @@ Examples:
     }
     const env = { ...manifest.env, ...envPairs(strs(values, 'env'), 'deploy') };
     if (Object.keys(env).length > 0) request.env = env;
+    if (manifest.schedules !== undefined) request.schedules = manifest.schedules;
+    if (manifest.cors !== undefined) request.cors = manifest.cors;
 
     const progress = ctx.out.progress();
     if (dir === undefined || dirArg === undefined) {

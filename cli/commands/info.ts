@@ -2,6 +2,7 @@
 import { functionName, positionals } from '../args.js';
 import { formatBytes } from '../output.js';
 import { withAbsoluteUrl, type Command } from './command.js';
+import type { FunctionInfo } from '../client.js';
 
 export const info: Command = {
   name: 'info',
@@ -34,6 +35,8 @@ variables are listed by name; --json prints everything, values included.`,
       ['max instances', String(fn.maxInstances)],
       ['auth', fn.auth === 'key' ? 'key (calls need an API key)' : (fn.auth ?? 'none')],
       ['env', envNames.length > 0 ? envNames.join(', ') : '(none)'],
+      ['schedules', (fn.schedules ?? []).length > 0 ? fn.schedules.map((s) => ('everyMs' in s ? `every ${s.everyMs} ms` : s.expression)).join('; ') : '(none)'],
+      ['cors', fn.cors ? corsLine(fn.cors) : '(none)'],
       ['image', fn.image],
       ['code', fn.codeSha256 ? `${formatBytes(fn.codeSize)} zip, sha256 ${fn.codeSha256}` : '(from the image)'],
       ['created', formatTime(fn.createdAt)],
@@ -43,6 +46,11 @@ variables are listed by name; --json prints everything, values included.`,
     for (const [key, value] of rows) ctx.out.line(`${key.padEnd(width)}  ${value}`);
   },
 };
+
+function corsLine(cors: NonNullable<FunctionInfo['cors']>): string {
+  const list = (values: readonly string[]): string => (values.length > 0 ? values.join(' ') : '-');
+  return `origins ${list(cors.allowOrigins)}; methods ${list(cors.allowMethods)}; headers ${list(cors.allowHeaders)}; expose ${list(cors.exposeHeaders)}; max age ${cors.maxAge} s${cors.allowCredentials ? '; credentials' : ''}`;
+}
 
 /** An API timestamp as `2025-01-02 03:04:05Z`; anything unexpected as it came. */
 export function formatTime(value: string | undefined): string {

@@ -11,6 +11,7 @@ import { fromFunctionResult, toFunctionUrlEvent } from '../http/function-url.js'
 import { routeFunction } from '../http/function-origin.js';
 import { callFunction, lookUp, traced } from '../invocations/call.js';
 import { registerCallLimit } from '../invocations/call-limit.js';
+import { isCorsHeader, isPreflight, joinVary, preflightHeaders, responseHeaders } from '../http/cors.js';
 
 export function functionUrlRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.register(async (scope) => {
@@ -31,6 +32,13 @@ export function functionUrlRoutes(app: FastifyInstance, ctx: GatewayContext): vo
       const route = routeFunction(ctx.config.gateway.functions.domain, request.headers.host, url);
       if (route === undefined) return reply.callNotFound();
       const { name, prefix } = route;
+      // CORS first: a preflight carries no credentials, so it is answered before any key is
+      // checked, and the platform's own errors (401, 429, 502...) carry the grant too.
+      const cors = (await ctx.current.get(name))?.cors ?? null;
+      if (cors) {
+        if (isPreflight(request.method, request.headers)) return reply.status(204).headers(preflightHeaders(cors, request.headers)).send();
+        void reply.headers(responseHeaders(cors, request.headers));
+      }
       const { fn, caller } = await lookUp(ctx, name, request);
       return traced(ctx, request, reply, name, async (span) => {
         const event = toFunctionUrlEvent(
@@ -47,7 +55,10 @@ export function functionUrlRoutes(app: FastifyInstance, ctx: GatewayContext): vo
         // The platform's headers (x-skiff-*, traceresponse) are already on the reply and win:
         // fromFunctionResult drops a function's x-skiff-*, and nothing here overwrites one set.
         for (const [header, value] of Object.entries(response.headers)) {
-          if (!reply.hasHeader(header)) void reply.header(header, value);
+          // With CORS settings the access-control-* headers are the platform's; Vary is both's.
+          if (cors && isCorsHeader(header)) continue;
+          if (header === 'vary' && reply.hasHeader('vary')) void reply.header('vary', joinVary(String(reply.getHeader('vary')), value));
+          else if (!reply.hasHeader(header)) void reply.header(header, value);
         }
         if (response.cookies.length > 0) void reply.header('set-cookie', response.cookies);
         return reply.send(response.body);

@@ -11,6 +11,8 @@ import { can, type Principal } from '../../infra/tenancy/roles.js';
 import { TENANT_NAME } from '../../infra/tenancy/quotas.js';
 import { listsFunction, principalOf, tenantFilter, visibleFunction } from '../access.js';
 import type { FastifyRequest } from 'fastify';
+import { MAX_EXPRESSION_LENGTH, MAX_SCHEDULES, validateSchedules } from '../../infra/schedules/expression.js';
+import { CORS_SCHEMA, corsOf } from '../http/cors.js';
 
 export const FUNCTION_NAME = '^[a-z][a-z0-9-]{0,62}$';
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -49,6 +51,22 @@ const deploySchema = {
         propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' },
         additionalProperties: { type: 'string', maxLength: 4096 },
       },
+      schedules: {
+        type: 'array',
+        maxItems: MAX_SCHEDULES,
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          maxProperties: 1,
+          properties: {
+            expression: { type: 'string', minLength: 1, maxLength: MAX_EXPRESSION_LENGTH },
+            // Its range is checked by validateSchedules, whose error names the entry as schedules[i].
+            everyMs: { type: 'integer' },
+          },
+        },
+      },
+      cors: CORS_SCHEMA,
     },
   },
 } as const;
@@ -95,6 +113,10 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
     if (minWarm > tenant.quotas.maxInstances) {
       throw invalidRequest('minWarm', `minWarm is ${minWarm}; tenant ${tenant.name} may run ${tenant.quotas.maxInstances} instances (maxInstances)`);
     }
+    // Checked before an image is built: a bad expression or CORS setting costs nothing.
+    const schedules = body.schedules ?? [];
+    validateSchedules(schedules);
+    const cors = body.cors === undefined ? null : corsOf(body.cors);
     if ((body.code === undefined) === (body.image === undefined)) {
       throw invalidRequest(body.code ? 'image' : 'code', 'give the code either as code.zip or as an image reference in image, not both');
     }
@@ -135,10 +157,13 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       maximumRetryAttempts: body.maximumRetryAttempts ?? ctx.config.asyncRetries.retries,
       maximumEventAgeSeconds: body.maximumEventAgeSeconds ?? ctx.config.asyncRetries.maxEventAgeSeconds,
       env: body.env ?? {},
+      schedules,
+      cors,
       code,
       image: image.reference,
     });
     if (prunedVersions > 0) await ctx.redis.hincrby(ctx.keys.pruned, 'versions', prunedVersions);
+    await ctx.schedules.replace(existing, info);
     await publish(ctx, { type: 'deployed', name: info.name, version: info.version, image: info.image });
     await ctx.audit.add({
       keyId: who.keyId,
@@ -185,6 +210,7 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
         if (result.missing === 'function') throw notFound(name);
         throw new SkiffError('NotFound', `function ${name} has no version ${version}; GET /v1/functions/${name}/versions lists them`, { field: 'version' });
       }
+      await ctx.schedules.replace(fn, result.info);
       await publish(ctx, { type: 'deployed', name, version: result.info.version, image: result.info.image });
       await ctx.audit.add({
         keyId: principalOf(request).keyId,
@@ -202,6 +228,7 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
     const fn = await visibleFunction(ctx.functions, request, request.params.name, 'functions:write');
     const deleted = await ctx.functions.delete(request.params.name);
     if (!deleted) throw notFound(request.params.name);
+    await ctx.schedules.replace(fn, undefined);
     await publish(ctx, { type: 'deleted', name: request.params.name });
     await ctx.audit.add({ keyId: principalOf(request).keyId, tenant: fn.tenant, action: 'function.delete', target: fn.name, detail: { version: fn.version } });
     return { name: request.params.name, deleted: true };

@@ -216,9 +216,10 @@ function forget() {
 }
 
 async function loadFunction(name, generation) {
-  const [stats, list] = await Promise.all([
+  const [stats, list, described] = await Promise.all([
     api(`/v1/stats/functions/${encodeURIComponent(name)}?windowMinutes=60`),
     api(`/v1/functions/${encodeURIComponent(name)}/invocations?limit=50`),
+    api(`/v1/functions/${encodeURIComponent(name)}`),
   ]);
   if (generation !== state.generation) return;
   const f = stats.function;
@@ -233,6 +234,13 @@ async function loadFunction(name, generation) {
       ['instances busy / idle', `${f.instances.busy} / ${f.instances.idle}`],
     ].map(([label, value]) => el('span', {}, el('b', {}, `${label}:`), value)),
     el('span', { class: 'hint' }, 'last hour'),
+  );
+  // Settings the platform acts on by itself: its schedules (the calls it makes) and its URL's CORS.
+  const schedules = described.schedules ?? [];
+  const cors = described.cors;
+  $('function-settings').replaceChildren(
+    el('span', {}, el('b', {}, 'schedules:'), schedules.length > 0 ? schedules.map((s) => (s.everyMs !== undefined ? `every ${s.everyMs} ms` : s.expression)).join('; ') : 'none'),
+    el('span', {}, el('b', {}, 'CORS origins:'), cors ? cors.allowOrigins.join(' ') || '–' : 'none'),
   );
   drawChart($('latency-chart'), stats.minutes);
   $('invocations-empty').hidden = list.invocations.length > 0;

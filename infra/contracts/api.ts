@@ -4,7 +4,8 @@
  */
 import type { FunctionInfo } from '../db/function-store.js';
 import type { WorkerHeartbeat, WorkerOrder } from '../fleet/heartbeat.js';
-import type { Runtime } from '../functions/version.js';
+import type { Cors, Runtime } from '../functions/version.js';
+import type { Schedule } from '../schedules/expression.js';
 
 /** The body of POST /v1/functions (gateway/routes/functions.ts; the CLI sends it too). */
 export interface DeployBody {
@@ -31,6 +32,10 @@ export interface DeployBody {
   /** An async event older than this is not run again (Lambda's MaximumEventAgeInSeconds); default 6 hours. */
   maximumEventAgeSeconds?: number;
   env?: Record<string, string>;
+  /** EventBridge-style schedules: `{expression: "rate(5 minutes)" | "cron(0 12 * * ? *)"}` or `{everyMs}` (docs/SCHEDULES.md). */
+  schedules?: Schedule[];
+  /** The function URL's CORS settings (Lambda's `Cors`); absent: none. */
+  cors?: Partial<Cors>;
 }
 
 /**

@@ -6,7 +6,8 @@
 import { nanoid } from 'nanoid';
 import { SkiffError } from '../errors.js';
 import { inTransaction, type Database } from './database.js';
-import type { FunctionVersion, Runtime } from '../functions/version.js';
+import type { Cors, FunctionVersion, Runtime } from '../functions/version.js';
+import type { Schedule } from '../schedules/expression.js';
 
 export interface DeployInput {
   name: string;
@@ -29,6 +30,9 @@ export interface DeployInput {
   maximumRetryAttempts?: number;
   maximumEventAgeSeconds?: number;
   env: Record<string, string>;
+  /** Validated by the caller (infra/schedules/expression.ts; the gateway's CORS checks). */
+  schedules: readonly Schedule[];
+  cors: Cors | null;
   /** The uploaded zip, for zip deploys; null when the function was deployed by image reference. */
   code: { zip: Buffer; sha256: string } | null;
   /** The image the version runs, by digest (gateway/images/function-images.ts). */
@@ -42,7 +46,7 @@ export interface FunctionInfo extends FunctionVersion {
 }
 
 const VERSION_COLUMNS = `v.version_id, v.name, f.tenant, v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency,
-  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.maximum_retry_attempts, v.maximum_event_age_seconds, v.env, v.code_sha256, v.image, coalesce(c.size_bytes, 0) AS size_bytes, f.created_at, v.created_at AS updated_at`;
+  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.maximum_retry_attempts, v.maximum_event_age_seconds, v.env, v.schedules, v.cors, v.code_sha256, v.image, coalesce(c.size_bytes, 0) AS size_bytes, f.created_at, v.created_at AS updated_at`;
 
 const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
   JOIN function_versions v ON v.name = f.name AND v.version = f.current_version
@@ -109,8 +113,9 @@ export class FunctionStore {
       if (version === undefined) throw new Error('deploy returned no version');
       await client.query(
         `INSERT INTO function_versions (version_id, name, version, runtime, handler, memory_mb, timeout_ms, concurrency,
-           idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256, image, maximum_retry_attempts, maximum_event_age_seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+           idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256, image, maximum_retry_attempts, maximum_event_age_seconds,
+           schedules, cors)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
         [
           nanoid(),
           input.name,
@@ -131,6 +136,8 @@ export class FunctionStore {
           input.image,
           input.maximumRetryAttempts ?? null,
           input.maximumEventAgeSeconds ?? null,
+          JSON.stringify(input.schedules),
+          input.cors === null ? null : JSON.stringify(input.cors),
         ],
       );
       // Versions past the tenant's bound go, oldest first; the current one never does.
@@ -183,6 +190,12 @@ export class FunctionStore {
   /** Current versions that keep warm instances without calls (minWarm > 0). */
   async keptWarm(): Promise<FunctionInfo[]> {
     const { rows } = await this.db.query(`${CURRENT} WHERE v.min_warm > 0 ORDER BY f.name`);
+    return (rows as Row[]).map(toInfo);
+  }
+
+  /** Current versions that have schedules: what the job schedulers in Redis must match. */
+  async scheduled(): Promise<FunctionInfo[]> {
+    const { rows } = await this.db.query(`${CURRENT} WHERE v.schedules <> '[]' ORDER BY f.name`);
     return (rows as Row[]).map(toInfo);
   }
 
@@ -256,6 +269,8 @@ interface Row {
   maximum_retry_attempts: number | null;
   maximum_event_age_seconds: number | null;
   env: Record<string, string>;
+  schedules: Schedule[];
+  cors: Cors | null;
   code_sha256: string | null;
   image: string | null;
   size_bytes: number;
@@ -289,6 +304,8 @@ function toInfo(row: Row): FunctionInfo {
     ...(row.maximum_retry_attempts === null ? {} : { maximumRetryAttempts: row.maximum_retry_attempts }),
     ...(row.maximum_event_age_seconds === null ? {} : { maximumEventAgeSeconds: row.maximum_event_age_seconds }),
     env: row.env,
+    schedules: row.schedules,
+    cors: row.cors,
     codeSha256: row.code_sha256,
     // Versions deployed before images existed have none; the worker refuses them with a clear error.
     image: row.image ?? '',

@@ -153,6 +153,20 @@ export class InvocationRecords {
     });
   }
 
+  /**
+   * Records an accepted async call as `queued` unless a call of its id exists already (then
+   * nothing is written: false). For calls whose id names what they are (a schedule's tick), so
+   * accepting one twice neither makes a second call nor sets a running call back to `queued`.
+   */
+  async acceptOnce(record: InvocationRecord): Promise<boolean> {
+    const row = this.row(record);
+    const { rowCount } = await this.db.query(
+      `INSERT INTO invocations (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT (id) DO NOTHING`,
+      row,
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
   /** The call could not be queued and its caller was answered 503: nothing may run it; its key may be used again. */
   async refuse(id: string, idempotency?: IdempotencyScope): Promise<void> {
     await this.db.query(

@@ -227,4 +227,17 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE api_keys ADD COLUMN secret_sealed text;
     `,
   },
+  {
+    id: 12,
+    name: 'schedules and function URL CORS settings of a version',
+    sql: `
+      -- Both are settings of a version, like its other settings: a redeploy without them drops
+      -- them, a rollback brings back the version's own. schedules: [{expression} | {everyMs}].
+      ALTER TABLE function_versions
+        ADD COLUMN schedules jsonb NOT NULL DEFAULT '[]',
+        ADD COLUMN cors jsonb;
+      -- The schedules' owner reads the current versions that have any (infra/schedules/).
+      CREATE INDEX function_versions_scheduled ON function_versions (name, version) WHERE schedules <> '[]';
+    `,
+  },
 ];

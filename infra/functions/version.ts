@@ -5,6 +5,7 @@
  * (runtime/protocol/messages.ts).
  */
 import type { FunctionSpec } from '../../runtime/protocol/messages.js';
+import type { Schedule } from '../schedules/expression.js';
 
 export const RUNTIMES = ['nodejs20', 'python3.11'] as const;
 export type Runtime = (typeof RUNTIMES)[number];
@@ -38,4 +39,23 @@ export interface FunctionVersion extends FunctionSpec {
   maximumRetryAttempts?: number;
   /** An async event older than this is not run again (60–21600); absent: SKIFF_MAX_EVENT_AGE_SECONDS. */
   maximumEventAgeSeconds?: number;
+  /** When the platform calls it by itself (EventBridge-style schedules, infra/schedules/); empty: never. */
+  schedules: readonly Schedule[];
+  /** Its function URL's CORS settings (Lambda's function URL `Cors`); null: the platform adds no CORS headers. */
+  cors: Cors | null;
+}
+
+/**
+ * Lambda's function URL `Cors` setting: which origins a browser may call the URL from, with what.
+ * Names of headers compare case-insensitively; `*` allows any origin (never with credentials),
+ * method or header. Applied by gateway/http/cors.ts.
+ */
+export interface Cors {
+  allowOrigins: readonly string[];
+  allowMethods: readonly string[];
+  allowHeaders: readonly string[];
+  exposeHeaders: readonly string[];
+  /** Seconds a browser may keep a preflight's answer (0–86400). */
+  maxAge: number;
+  allowCredentials: boolean;
 }

@@ -7,6 +7,8 @@ export interface KeySpace {
   bullPrefix: string;
   /** Queue the gateways add invocations to and the schedulers take them from. */
   invocationQueue: string;
+  /** Queue of functions' schedules: BullMQ job schedulers add one tick job each time one falls due (infra/schedules/). */
+  scheduleQueue: string;
   /** Queue of one worker node. */
   nodeQueue(workerId: string): string;
   /** Stream of the calls gateways send straight to one worker node's warm instances (infra/queue/straight-calls.ts). */
@@ -36,6 +38,7 @@ export function keySpace(prefix: string): KeySpace {
   return {
     bullPrefix: `${prefix}:bull`,
     invocationQueue: 'invocations',
+    scheduleQueue: 'schedules',
     nodeQueue: (workerId) => `node-${workerId}`,
     straightCalls: (workerId) => `${prefix}:straight:${workerId}`,
     workers: `${prefix}:workers`,

@@ -22,6 +22,8 @@ export function functionVersion(over: Partial<FunctionVersion> = {}): FunctionVe
     auth: 'key',
     network: 'none',
     idempotent: false,
+    schedules: [],
+    cors: null,
     ...over,
   };
 }

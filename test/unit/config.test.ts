@@ -30,6 +30,7 @@ t.test('defaults', async (t) => {
   t.equal(c.databaseSchema, 'public');
   t.equal(c.keyPrefix, 'skiff');
   t.equal(c.logLevel, 'info');
+  t.equal(c.region, 'us-east-1');
   t.same(c.gateway, {
     host: '127.0.0.1',
     port: 8080,
@@ -152,6 +153,7 @@ t.test('client timeouts of Redis, PostgreSQL and /healthz', async (t) => {
   rejects(t, { SKIFF_REDIS_COMMAND_TIMEOUT_MS: '0' }, 'SKIFF_REDIS_COMMAND_TIMEOUT_MS');
   rejects(t, { SKIFF_DB_CONNECT_TIMEOUT_MS: '5' }, 'SKIFF_DB_CONNECT_TIMEOUT_MS');
   rejects(t, { SKIFF_HEALTH_TIMEOUT_MS: '600000' }, 'SKIFF_HEALTH_TIMEOUT_MS');
+  rejects(t, { SKIFF_REGION: 'US East' }, 'SKIFF_REGION');
 });
 
 t.test('integers: bounds are inclusive', async (t) => {

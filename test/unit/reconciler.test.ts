@@ -289,3 +289,12 @@ t.test('a call that cannot be queued is refused (503), and its Idempotency-Key m
   t.equal(jobs.filter((j) => j.data.id === first.id).length, 1, 'one job for the key');
   span.end();
 });
+
+t.test('acceptOnce records a call only if its id is new: a running call is never set back to queued', { skip }, async (t) => {
+  const id = nanoid();
+  const record = { id, functionName: 'work', functionVersion: 1, tenant: 'default', async: true, status: 'queued' as const, event: { tick: 1 }, attempt: 1 };
+  t.equal(await records.acceptOnce(record), true, 'new: recorded');
+  await records.write({ ...record, status: 'running', workerId: 'alive' });
+  t.equal(await records.acceptOnce(record), false, 'known: left alone');
+  t.equal((await records.get(id))?.status, 'running');
+});

@@ -108,6 +108,8 @@ function version(name: string, tenant: string): FunctionVersion {
     auth: 'none',
     network: 'none',
     idempotent: false,
+    schedules: [],
+    cors: null,
   };
 }
 
