@@ -6,6 +6,7 @@ import type { NoisyNeighbour } from './noisy.js';
 import type { TracingOverhead } from './tracing.js';
 import type { ImageFigures } from './images.js';
 import type { KeyCheckCost } from './tenancy.js';
+import type { ProvidedCost } from './provided.js';
 import { round, type Percentiles } from './stats.js';
 
 export interface Results {
@@ -26,6 +27,8 @@ export interface Results {
   images: ImageFigures | null;
   /** Warm calls of an `auth: "key"` function beside an `auth: "none"` one (the tenant and role check). */
   keyCheck?: KeyCheckCost | null;
+  /** Warm calls of `provided` functions (the Runtime API through the relay) beside a nodejs20 no-op. */
+  providedCost?: ProvidedCost | null;
   /** From `--density N`, which the default run does not do: kept from the last such run (its own `at`). */
   density?: Density;
   baselines: {
@@ -155,6 +158,25 @@ export function table(r: Results): string {
   if (r.keyCheck) {
     const k = r.keyCheck;
     rows.push(['warm call with a key checked (ms)', pct(k.keyedMs), `no key ${pct(k.openMs)}`, ratio(k.keyedMs.p50, k.openMs.p50), 'a fraction of a ms', '']);
+  }
+  if (r.providedCost) {
+    const p = r.providedCost;
+    rows.push([
+      'warm call, provided: Node.js Runtime API client (ms)',
+      pct(p.clientMs),
+      `nodejs20 ${pct(p.nodejs20Ms)}`,
+      ratio(p.clientMs.p50, p.nodejs20Ms.p50),
+      '',
+      '',
+    ]);
+    rows.push([
+      'warm call, provided: busybox sh + wget bootstrap (ms)',
+      pct(p.shellMs),
+      `nodejs20 ${pct(p.nodejs20Ms)}`,
+      ratio(p.shellMs.p50, p.nodejs20Ms.p50),
+      '',
+      '',
+    ]);
   }
   if (r.density) {
     const d = r.density;

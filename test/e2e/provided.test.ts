@@ -7,10 +7,9 @@ import t from 'tap';
 import { client, eventually } from '../support/api.js';
 import { startPlatform, type Platform } from '../support/platform.js';
 import { zipFiles } from '../support/zip.js';
-import { RegistryClient } from '../../infra/registry/client.js';
-import { layerFromFiles, type LayerFile } from '../../infra/images/oci/layer.js';
-import { MediaType, sha256Digest, type ImageConfig, type ImageManifest } from '../../infra/images/oci/types.js';
-import { runtimeRepository } from '../../infra/images/names.js';
+import type { LayerFile } from '../../infra/images/oci/layer.js';
+import { pushRuntimeImage } from '../support/images.js';
+import { NODE_RUNTIME_API_CLIENT } from '../support/runtime-api-client.js';
 
 let platform: Platform;
 t.before(async () => {
@@ -172,53 +171,11 @@ t.test('a provided zip must hold an executable bootstrap', async (t) => {
   t.match(await notExecutable.json(), { error: { code: 'InvalidRequest', message: /not executable/ } });
 });
 
-/** Pushes an image built on `runtime`'s current image: one layer of files under /var/task, and an entrypoint. */
-async function pushImage(repository: string, runtime: string, files: LayerFile[], entrypoint: string[]): Promise<void> {
-  const registry = new RegistryClient({ url: platform.config.registry.url });
-  const base = await registry.getManifest(runtimeRepository(runtime), 'current');
-  const baseConfig = JSON.parse((await registry.getBlob(runtimeRepository(runtime), base.manifest.config.digest)).toString()) as ImageConfig;
-  for (const layer of base.manifest.layers) await registry.mountBlob(repository, layer.digest, runtimeRepository(runtime));
-  const layer = await layerFromFiles(files, { prefix: 'var/task' });
-  await registry.pushBlob(repository, layer.digest, layer.blob);
-  const config: ImageConfig = {
-    ...baseConfig,
-    config: { ...baseConfig.config, Entrypoint: entrypoint },
-    rootfs: { type: 'layers', diff_ids: [...baseConfig.rootfs.diff_ids, layer.diffId] },
-  };
-  const configBytes = Buffer.from(JSON.stringify(config));
-  await registry.pushBlob(repository, sha256Digest(configBytes), configBytes);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.manifest,
-    config: { mediaType: MediaType.config, digest: sha256Digest(configBytes), size: configBytes.length },
-    layers: [...base.manifest.layers, { mediaType: MediaType.layerGzip, digest: layer.digest, size: layer.size }],
-  };
-  await registry.putManifest(repository, '1', manifest, MediaType.manifest);
-}
-
-/** A Runtime API client of its own, in Node.js with nothing but fetch: not Skiff's bootstrap. */
-const NODE_CLIENT = `
-const api = 'http://' + process.env.AWS_LAMBDA_RUNTIME_API + '/2018-06-01/runtime';
-for (;;) {
-  const next = await fetch(api + '/invocation/next');
-  const id = next.headers.get('lambda-runtime-aws-request-id');
-  const event = await next.json();
-  console.log('node client got', JSON.stringify(event));
-  if (event.fail) {
-    await fetch(api + '/invocation/' + id + '/error', {
-      method: 'POST',
-      headers: { 'lambda-runtime-function-error-type': 'Client.Failure' },
-      body: JSON.stringify({ errorMessage: 'asked to fail', errorType: 'Client.Failure', stackTrace: ['client.mjs'] }),
-    });
-    continue;
-  }
-  const body = JSON.stringify({ client: 'node', node: process.version, handler: process.env._HANDLER, event });
-  await fetch(api + '/invocation/' + id + '/response', { method: 'POST', body });
-}
-`;
+const pushImage = (repository: string, runtime: string, files: LayerFile[], entrypoint: string[]): Promise<unknown> =>
+  pushRuntimeImage(platform.config.registry, { repository, tag: '1', runtime, files, entrypoint });
 
 t.test('an image whose entrypoint is a Runtime API client deploys with runtime provided and runs unchanged', async (t) => {
-  await pushImage('team/node-client', 'nodejs20', [{ path: 'client.mjs', data: NODE_CLIENT }], ['/usr/bin/node', '/var/task/client.mjs']);
+  await pushImage('team/node-client', 'nodejs20', [{ path: 'client.mjs', data: NODE_RUNTIME_API_CLIENT }], ['/usr/bin/node', '/var/task/client.mjs']);
   const res = await api.deploy({ name: 'node-client', runtime: 'provided', handler: 'client.handler', image: 'team/node-client:1' });
   t.equal(res.status, 201, 'an image built on the nodejs20 image deploys as provided');
   const ok = await api.invoke('node-client', { n: 7 });
