@@ -72,6 +72,7 @@ typedef struct {
   int fd;
   buf_t in;
   int waiting_next; /* a GET invocation/next parked until an event comes */
+  int continued;    /* "100 Continue" sent for the request being read */
 } conn_t;
 
 typedef struct {
@@ -787,7 +788,16 @@ static void serve(conn_t *c) {
       close_conn(c);
       return;
     }
-    if (c->in.len < head_len + length) return; /* the body is still coming */
+    if (c->in.len < head_len + length) {
+      /* curl waits a second for this before it sends a body it announced with Expect: 100-continue. */
+      if (!c->continued && header_value(headers, "Expect", value, sizeof value) && !strcasecmp(value, "100-continue")) {
+        static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        write_all(c->fd, go_on, sizeof go_on - 1);
+        c->continued = 1;
+      }
+      return; /* the body is still coming */
+    }
+    c->continued = 0;
     int keep = handle_request(c, method, path, error_type, c->in.data + head_len, length);
     if (c->fd < 0) return;
     buf_consume(&c->in, head_len + length);
@@ -820,6 +830,7 @@ static void accept_conn(void) {
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       conns[i].fd = fd;
       conns[i].waiting_next = 0;
+      conns[i].continued = 0;
       return;
     }
   close(fd); /* more connections than a runtime needs */

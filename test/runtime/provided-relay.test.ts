@@ -8,6 +8,7 @@ import t from 'tap';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import net, { type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -178,6 +179,21 @@ t.test('the Runtime API, request by request: next, response, error, and what is 
   const big = await answer('big', 'response', JSON.stringify('x'.repeat(2000)));
   t.equal(big.status, 413, 'a response over the limit is refused');
   t.match(await r.next(), { type: 'result', id: 'big', ok: false, error: { type: 'Runtime.ResponseTooLarge' } }, 'and fails its invocation');
+
+  // curl announces a body with Expect: 100-continue and waits for the go-ahead before sending it.
+  const expecting = fetch(`${api}/invocation/next`);
+  r.send({ type: 'invoke', id: 'expect', event: {}, deadlineMs: Date.now() + 3000 });
+  await expecting;
+  const continued = await new Promise<number>((resolve, reject) => {
+    const req = request(`${api}/invocation/expect/response`, { method: 'POST', headers: { expect: '100-continue', 'content-length': 2 } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('continue', () => req.end('42'));
+    req.on('error', reject);
+  });
+  t.equal(continued, 202, 'a body sent after "100 Continue" is read');
+  t.match(await r.next(), { type: 'result', id: 'expect', ok: true, value: 42 });
 
   t.equal((await fetch(`${api}/init/error`, { method: 'POST', body: '{}' })).status, 403, 'init/error after init is refused');
   t.equal((await fetch(`${api.replace('/runtime', '')}/nothing`)).status, 404);
