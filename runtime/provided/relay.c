@@ -49,6 +49,8 @@
 #define MAX_HEADER_BYTES (16 * 1024)
 /* Bodies of /error and /init/error: errorMessage, errorType and a stack trace. */
 #define MAX_ERROR_BODY_BYTES (1024 * 1024)
+/* Output kept per invocation, as the other runtimes keep it (the worker bounds it again). */
+#define LOG_BYTES_PER_INVOCATION (256 * 1024)
 /* Names the relay's own failures; the worker treats them like any runtime's (Runtime.* types). */
 #define RESULT_TOO_LARGE "Runtime.ResponseTooLarge"
 
@@ -65,6 +67,7 @@ typedef struct invocation {
   char *trace_id;
   int delivered;
   long long delivered_at;
+  size_t logged; /* bytes of log lines sent for it, bounded by LOG_BYTES_PER_INVOCATION */
   struct invocation *next;
 } invocation_t;
 
@@ -441,7 +444,15 @@ static invocation_t *only_delivered(void) {
 static void emit_line(stream_t *s, const char *text, size_t n) {
   invocation_t *inv = only_delivered();
   if (inv) {
-    send_log(inv->id, s->name, text, n);
+    if (inv->logged > LOG_BYTES_PER_INVOCATION) return;
+    inv->logged += n;
+    if (inv->logged <= LOG_BYTES_PER_INVOCATION) {
+      send_log(inv->id, s->name, text, n);
+    } else {
+      char note[128];
+      snprintf(note, sizeof note, "[skiff: log output of this invocation exceeded %d bytes; the rest is dropped]", LOG_BYTES_PER_INVOCATION);
+      send_log(inv->id, s->name, note, strlen(note));
+    }
   } else {
     buf_t line = {0};
     buf_add(&line, text, n);
@@ -482,14 +493,18 @@ static void take_output(stream_t *s, const char *p, size_t n) {
   }
 }
 
-/* Reads what the pipe holds now; returns 0 once it is closed. */
-static int read_output(stream_t *s) {
+/*
+ * Reads one chunk (`drain`: all the pipe holds now); returns 0 once it is closed. One chunk per
+ * turn of the loop, so a flood on one stream does not starve the other.
+ */
+static int read_output(stream_t *s, int drain) {
   char chunk[16384];
   for (;;) {
     ssize_t r = read(s->fd, chunk, sizeof chunk);
     if (r > 0) {
       take_output(s, chunk, (size_t)r);
-      continue;
+      if (drain) continue;
+      return 1;
     }
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && errno == EAGAIN) return 1;
@@ -504,7 +519,7 @@ static int read_output(stream_t *s) {
 static void drain_output(void) {
   for (int i = 0; i < 2; i++)
     if (streams[i].fd >= 0) {
-      read_output(&streams[i]);
+      read_output(&streams[i], 1);
       if (streams[i].fd >= 0) flush_partial(&streams[i]);
     }
 }
@@ -1027,7 +1042,7 @@ static void read_worker(void) {
 /* The bootstrap exited: init fails, or the invocations it held fail; then the sandbox is done. */
 static void on_child_exit(int status) {
   for (int i = 0; i < 2; i++)
-    while (streams[i].fd >= 0 && read_output(&streams[i])) {
+    while (streams[i].fd >= 0 && read_output(&streams[i], 1)) {
       struct pollfd p = {.fd = streams[i].fd, .events = POLLIN};
       if (poll(&p, 1, 100) <= 0) break; /* a grandchild still holds the pipe open */
     }
@@ -1141,7 +1156,7 @@ int main(int argc, char **argv) {
     if (fds[0].revents) read_worker();
     if (fds[1].revents & POLLIN) accept_conn();
     for (int i = 0; i < 2; i++)
-      if (streams[i].fd >= 0 && fds[first_stream + i].revents) read_output(&streams[i]);
+      if (streams[i].fd >= 0 && fds[first_stream + i].revents) read_output(&streams[i], 0);
     for (int i = 0; i < MAX_CONNS; i++)
       if (conns[i].fd >= 0 && fds[first_conn + i].fd == conns[i].fd && fds[first_conn + i].revents) read_conn(&conns[i]);
     if (fds[2].revents & POLLIN) {

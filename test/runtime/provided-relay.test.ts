@@ -215,3 +215,49 @@ t.test('init fails: no bootstrap to run, or a bootstrap that exits before asking
   exits.send({ type: 'init', function: spec('/nowhere') });
   t.match(await exits.next(), { type: 'initFailed', error: { type: 'Runtime.ExitError', message: /exit status 7/ } });
 });
+
+t.test("the bootstrap's output while it handles an invocation is that invocation's log: cut lines, bounded in all", async (t) => {
+  const line = 'x'.repeat(99);
+  const bootstrap = `#!/bin/sh
+API="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+echo "before any event"
+busybox wget -q -O /dev/null "$API/invocation/next"
+echo "${'y'.repeat(150)}"
+echo "to stderr" >&2
+i=0
+while [ $i -lt 3000 ]; do echo "${line}"; i=$((i+1)); done
+printf 'no newline at the end'
+busybox wget -q -O /dev/null --post-data '"done"' "$API/invocation/flood/response"
+exec sleep 600
+`;
+  const r = await startRelay(t, 'logs', bootstrap);
+  await r.next();
+  r.send({ type: 'init', function: spec('/nowhere'), limits: { maxResultBytes: 1024, maxLogLineBytes: 120 } });
+  t.match(await r.next(), { type: 'initDone' });
+  r.send({ type: 'invoke', id: 'flood', event: {}, deadlineMs: Date.now() + 10_000 });
+  const logs: Array<{ stream: string; text: string }> = [];
+  for (;;) {
+    const frame = await r.next();
+    if (frame.type === 'result') {
+      t.match(frame, { id: 'flood', ok: true, value: 'done' });
+      break;
+    }
+    if (frame.type === 'log') logs.push({ stream: frame.stream, text: frame.text });
+  }
+  t.same(logs[0], { stream: 'stdout', text: `${'y'.repeat(120)} [skiff: line cut at 120 bytes]` }, 'a line over the limit is cut');
+  // Two pipes: the order between stdout and stderr is the order the relay read them in.
+  t.same(
+    logs.filter((l) => l.stream === 'stderr'),
+    [{ stream: 'stderr', text: 'to stderr' }],
+  );
+  t.notOk(
+    logs.some((l) => l.text === 'before any event'),
+    'output before the event is not the invocation’s',
+  );
+  t.same(
+    logs.at(-1),
+    { stream: 'stdout', text: '[skiff: log output of this invocation exceeded 262144 bytes; the rest is dropped]' },
+    'one notice past 256 KiB',
+  );
+  t.ok(logs.length > 2000 && logs.length < 3000, `the rest is dropped (${logs.length} lines kept)`);
+});
