@@ -24,6 +24,7 @@ import { tracingOverhead } from './tracing.js';
 import { imageFigures } from './images.js';
 import { keyCheckCost } from './tenancy.js';
 import { lambdaInvokeCost } from './lambda-invoke.js';
+import { providedCost } from './provided.js';
 import { table, writeResults, type Results } from './report.js';
 import { mean, percentiles, round } from './stats.js';
 
@@ -51,6 +52,8 @@ const N = {
   attackersInFlight: 3,
   tracingMs: 5000,
   imagePulls: 3,
+  /** Sequential warm calls of each of the Runtime API figure's three functions. */
+  providedCalls: 500,
 };
 
 /** `--density N`: only hold N idle warm instances of one function (minutes; not in the default run). */
@@ -190,6 +193,11 @@ async function pooledPlatform(): Promise<void> {
   );
   if (keyed) results.keyCheck = keyed;
   await lambdaInvokePhase(platform);
+
+  const provided = await phase(`the Runtime API: warm calls of provided functions beside nodejs20 (${N.providedCalls} each, interleaved)`, () =>
+    providedCost(platform, N.providedCalls),
+  );
+  if (provided) results.providedCost = provided;
 
   const floor = await phase(`baseline: direct calls to the warm sandbox's socket (${N.warmCalls})`, () =>
     directSocketCalls(instanceOf(platform, 'warm'), N.warmCalls),

@@ -7,6 +7,7 @@ import type { TracingOverhead } from './tracing.js';
 import type { ImageFigures } from './images.js';
 import type { KeyCheckCost } from './tenancy.js';
 import type { LambdaInvokeCost } from './lambda-invoke.js';
+import type { ProvidedCost } from './provided.js';
 import { round, type Percentiles } from './stats.js';
 
 export interface Results {
@@ -29,6 +30,8 @@ export interface Results {
   keyCheck?: KeyCheckCost | null;
   /** Warm calls through the Lambda Invoke API (SigV4) beside Skiff's own invoke route. */
   lambdaInvoke?: LambdaInvokeCost | null;
+  /** Warm calls of `provided` functions (the Runtime API through the relay) beside a nodejs20 no-op. */
+  providedCost?: ProvidedCost | null;
   /** From `--density N`, which the default run does not do: kept from the last such run (its own `at`). */
   density?: Density;
   baselines: {
@@ -167,6 +170,25 @@ export function table(r: Results): string {
       `native invoke ${pct(l.nativeMs)}`,
       ratio(l.sigv4Ms.p50, l.nativeMs.p50),
       'a fraction of a ms',
+      '',
+    ]);
+  }
+  if (r.providedCost) {
+    const p = r.providedCost;
+    rows.push([
+      'warm call, provided: Node.js Runtime API client (ms)',
+      pct(p.clientMs),
+      `nodejs20 ${pct(p.nodejs20Ms)}`,
+      ratio(p.clientMs.p50, p.nodejs20Ms.p50),
+      '',
+      '',
+    ]);
+    rows.push([
+      'warm call, provided: busybox sh + wget bootstrap (ms)',
+      pct(p.shellMs),
+      `nodejs20 ${pct(p.nodejs20Ms)}`,
+      ratio(p.shellMs.p50, p.nodejs20Ms.p50),
+      '',
       '',
     ]);
   }

@@ -60,6 +60,23 @@ export class ZipError extends SkiffError {
   }
 }
 
+/** The runtime whose zip holds its own runtime: an executable `bootstrap` at the root, not a handler module. */
+const PROVIDED_RUNTIME = 'provided';
+const BOOTSTRAP = 'bootstrap';
+
+/** A `provided` zip must hold `bootstrap` at its root, executable (or a link to a file that is). */
+function requireBootstrap(plan: Plan): void {
+  const entry = plan.entries.find((e) => e.path === BOOTSTRAP);
+  if (entry?.kind === 'symlink') return; // its target's own mode counts; the runtime reports a bad one
+  if (entry?.kind === 'file' && entry.mode === EXEC_FILE_MODE) return;
+  throw new ZipError(
+    'code.zip',
+    entry?.kind === 'file'
+      ? "runtime provided: the zip's bootstrap is not executable (zip it with its mode, e.g. chmod +x bootstrap before zipping)"
+      : 'runtime provided: the zip has no file bootstrap at its root (the executable that serves the Runtime API)',
+  );
+}
+
 /** Extensions the Node.js runtime may load a handler module from, in its order of preference. */
 const HANDLER_EXTENSIONS = ['.js', '.mjs', '.cjs'] as const;
 /** A Python module name segment (ASCII: what a zip path can portably hold). */
@@ -95,6 +112,11 @@ interface Plan {
 
 /** `runtime` decides which files may hold the handler's module (see {@link handlerFiles}). */
 export async function inspectZip(zip: Buffer, limits: ZipLimits, handler: string, runtime = 'nodejs20'): Promise<ZipSummary> {
+  if (runtime === PROVIDED_RUNTIME) {
+    const plan = await planArchive(zip, limits);
+    requireBootstrap(plan);
+    return summary(zip, plan);
+  }
   // The handler is checked first: a bad one is the user's typo, no need to read the archive.
   const candidates = handlerFiles(handler, runtime);
   const plan = await planArchive(zip, limits);
@@ -102,6 +124,10 @@ export async function inspectZip(zip: Buffer, limits: ZipLimits, handler: string
   if (!candidates.some((c) => files.has(c))) {
     throw new ZipError('handler', `handler ${JSON.stringify(handler)}: the zip has no file ${candidates.join(', ')} (paths are relative to the zip root)`);
   }
+  return summary(zip, plan);
+}
+
+function summary(zip: Buffer, plan: Plan): ZipSummary {
   return {
     sha256: createHash('sha256').update(zip).digest('hex'),
     entries: plan.entryCount,

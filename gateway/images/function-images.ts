@@ -4,7 +4,9 @@
  * pushed to `skiff/functions/<name>`. The base layers are mounted from the runtime's repository
  * (no bytes move) and the code layer is reproducible, so the same zip deployed twice makes the same
  * layer. From a reference: an image someone built (buildah, docker) on a Skiff runtime image,
- * resolved to its digest now, so a tag moved later does not change what the version runs.
+ * resolved to its digest now, so a tag moved later does not change what the version runs. For
+ * runtime `provided`, an image whose entrypoint is a Runtime API client gets the relay in front of
+ * that entrypoint (and the provided base's layer beneath, if built on another runtime's image).
  *
  * Either way the version records `skiff/functions/<name>@sha256:...` (or the reference's own
  * repository) by digest, in Skiff's registry: workers pull exactly that.
@@ -19,6 +21,11 @@ import { layerFromDirectory } from '../../infra/images/oci/layer.js';
 import { MediaType, sha256Digest, type ImageConfig, type ImageManifest } from '../../infra/images/oci/types.js';
 import { CURRENT_TAG, RUNTIME_LABEL, functionRepository, runtimeRepository } from '../../infra/images/names.js';
 import { extractZip, type ZipLimits } from '../code/zip-archive.js';
+import { RUNTIMES } from '../../infra/functions/version.js';
+import { PROVIDED_RUNTIME, RELAY_PATH } from '../../infra/images/provided-rootfs.js';
+
+/** Where the runtime images keep Skiff's own bootstraps. */
+const SKIFF_RUNTIME_DIR = '/opt/skiff/runtime/';
 
 export interface BuiltImage {
   /** `<repository>@sha256:...`, without a registry host. */
@@ -83,7 +90,7 @@ export class FunctionImages {
    * contract: built on a Skiff runtime image (its config names the runtime), its top layer
    * holding the function under /var/task.
    */
-  async fromReference(reference: string, runtime: string): Promise<BuiltImage> {
+  async fromReference(reference: string, runtime: string, name: string): Promise<BuiltImage> {
     const ref = parseReference(reference, this.registry.host);
     if (ref.host !== this.registry.host) {
       throw invalidRequest(
@@ -101,7 +108,9 @@ export class FunctionImages {
     }
     const config = JSON.parse((await this.registry.getBlob(ref.repository, pulled.manifest.config.digest)).toString('utf8')) as ImageConfig;
     const built = config.config?.Labels?.[RUNTIME_LABEL];
-    if (built !== runtime) {
+    // A Runtime API client (an image's entrypoint) may be built on any Skiff runtime image.
+    const providedClient = runtime === PROVIDED_RUNTIME && built !== undefined && (RUNTIMES as readonly string[]).includes(built);
+    if (built !== runtime && !providedClient) {
       throw invalidRequest(
         'image',
         `image ${reference} was ${built ? `built for ${built}` : 'not built on a Skiff runtime image'}; deploy it with runtime "${built ?? '...'}" or build it FROM ${runtimeRepository(runtime)}:${CURRENT_TAG}`,
@@ -111,7 +120,59 @@ export class FunctionImages {
     if (!top || pulled.manifest.layers.length < 2) {
       throw invalidRequest('image', `image ${reference} has no layer of its own above the runtime image: add the function's files under /var/task`);
     }
+    if (providedClient) {
+      const command = [...(config.config?.Entrypoint ?? []), ...(config.config?.Cmd ?? [])];
+      if (built !== PROVIDED_RUNTIME && command.some((arg) => arg.startsWith(SKIFF_RUNTIME_DIR))) {
+        throw invalidRequest(
+          'image',
+          `image ${reference} starts the ${built} bootstrap; for runtime "provided" set its ENTRYPOINT to the Runtime API client that serves the function`,
+        );
+      }
+      if (built !== PROVIDED_RUNTIME || command[0] !== RELAY_PATH) return this.asProvided(name, ref.repository, pulled.manifest, config, built);
+    }
     return { reference: `${ref.repository}@${pulled.digest}`, digest: pulled.digest, codeLayer: top.digest, codeLayerBytes: top.size };
+  }
+
+  /**
+   * The image of a `provided` function whose entrypoint is its own Runtime API client: the same
+   * layers (below them the provided base, which holds the relay, when the image was built on
+   * another runtime's), with the relay as entrypoint and the image's command as what it starts.
+   * Pushed to `skiff/functions/<name>` by digest; the layers are mounted, not copied.
+   */
+  private async asProvided(name: string, from: string, manifest: ImageManifest, config: ImageConfig, built: string): Promise<BuiltImage> {
+    const repository = functionRepository(name);
+    const below = built === PROVIDED_RUNTIME ? undefined : await this.base(PROVIDED_RUNTIME);
+    const mounts: Array<[string, string]> = [
+      ...(below?.manifest.layers ?? []).map((l): [string, string] => [l.digest, runtimeRepository(PROVIDED_RUNTIME)]),
+      ...manifest.layers.map((l): [string, string] => [l.digest, from]),
+    ];
+    for (const [digest, source] of mounts) {
+      if (!(await this.registry.mountBlob(repository, digest, source))) {
+        throw new SkiffError('RegistryUnavailable', `the registry did not share layer ${digest} of ${source} with ${repository}`);
+      }
+    }
+    const command = [...(config.config?.Entrypoint ?? []), ...(config.config?.Cmd ?? [])];
+    const composed: ImageConfig = {
+      ...config,
+      config: { ...config.config, Entrypoint: [RELAY_PATH, ...command], Cmd: [], Labels: { ...config.config?.Labels, [RUNTIME_LABEL]: PROVIDED_RUNTIME } },
+      rootfs: { type: 'layers', diff_ids: [...(below?.config.rootfs.diff_ids ?? []), ...config.rootfs.diff_ids] },
+      history: [
+        ...(config.history ?? []),
+        { created: '1970-01-01T00:00:00Z', created_by: `skiff deploy ${name} (runtime provided: the relay starts ${command.join(' ')})` },
+      ],
+    };
+    const configBytes = Buffer.from(JSON.stringify(composed));
+    const configDigest = sha256Digest(configBytes);
+    await this.registry.pushBlob(repository, configDigest, configBytes);
+    const out: ImageManifest = {
+      schemaVersion: 2,
+      mediaType: MediaType.manifest,
+      config: { mediaType: MediaType.config, digest: configDigest, size: configBytes.length },
+      layers: [...(below?.manifest.layers ?? []), ...manifest.layers],
+    };
+    const digest = await this.registry.putManifest(repository, sha256Digest(JSON.stringify(out)), out, MediaType.manifest);
+    const top = manifest.layers.at(-1) as ImageManifest['layers'][number];
+    return { reference: `${repository}@${digest}`, digest, codeLayer: top.digest, codeLayerBytes: top.size };
   }
 
   /** The runtime's current base image, read once per change of its digest. */

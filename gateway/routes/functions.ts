@@ -137,7 +137,7 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       code = { zip, sha256: summary.sha256 };
       image = await ctx.images.fromZip(body.name, body.runtime, zip);
     } else {
-      image = await ctx.images.fromReference(body.image ?? '', body.runtime);
+      image = await ctx.images.fromReference(body.image ?? '', body.runtime, body.name);
     }
     const { info, prunedVersions } = await ctx.functions.deploy({
       name: body.name,

@@ -7,7 +7,7 @@
 import type { FunctionSpec } from '../../runtime/protocol/messages.js';
 import type { Schedule } from '../schedules/expression.js';
 
-export const RUNTIMES = ['nodejs20', 'python3.11'] as const;
+export const RUNTIMES = ['nodejs20', 'python3.11', 'provided'] as const;
 export type Runtime = (typeof RUNTIMES)[number];
 
 /** One immutable version of a function, as deployed. */

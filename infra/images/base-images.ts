@@ -19,6 +19,7 @@ import { MediaType, sha256Digest, hostPlatform, type ImageConfig, type ImageMani
 import { CURRENT_TAG, RUNTIME_LABEL, runtimeRepository } from './names.js';
 import { ensureNodeImage, NODE_COMMAND, NODE_RUNTIME, NODE_RUNTIME_DIR } from './nodejs-rootfs.js';
 import { ensurePythonImage, pythonAvailable, PYTHON_BINARY, PYTHON_COMMAND, PYTHON_RUNTIME, PYTHON_RUNTIME_DIR } from './python-rootfs.js';
+import { BUSYBOX_BINARY, ensureProvidedImage, providedAvailable, PROVIDED_COMMAND, PROVIDED_RUNTIME, PROVIDED_RUNTIME_DIR } from './provided-rootfs.js';
 
 export interface BaseRootfs {
   runtime: string;
@@ -53,6 +54,13 @@ export async function publishRuntimeImages(client: RegistryClient, imagesDir: st
     bases.push({ runtime: PYTHON_RUNTIME, rootfs: python.rootfs, inputsDigest: python.digest, command: PYTHON_COMMAND });
   } else {
     log.warn({ runtime: PYTHON_RUNTIME, binary: PYTHON_BINARY }, `${PYTHON_BINARY} not found: no ${PYTHON_RUNTIME} base image`);
+  }
+  const provided = await providedAvailable();
+  if (provided.ok) {
+    const image = await ensureProvidedImage({ busyboxBinary: BUSYBOX_BINARY, runtimeDir: PROVIDED_RUNTIME_DIR, imagesDir });
+    bases.push({ runtime: PROVIDED_RUNTIME, rootfs: image.rootfs, inputsDigest: image.digest, command: PROVIDED_COMMAND });
+  } else {
+    log.warn({ runtime: PROVIDED_RUNTIME }, `${provided.reason}: no ${PROVIDED_RUNTIME} base image`);
   }
   const published: PublishedBase[] = [];
   for (const base of bases) published.push(await publishBaseImage(client, base, log));

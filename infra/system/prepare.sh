@@ -27,6 +27,11 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 # The python3.11 runtime's image is built from Debian's interpreter (not a pyenv/venv one).
 [ -x /usr/bin/python3.11 ] || missing+=(python3.11)
+# The provided runtime's image: Debian's static busybox as its userland, and its Runtime API relay
+# compiled from C and linked statically (gcc, with libc6-dev's static libc).
+[ -x /bin/busybox ] || missing+=(busybox-static)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || ls /usr/lib/*/libc.a >/dev/null 2>&1 || missing+=(libc6-dev)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

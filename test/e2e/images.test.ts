@@ -16,11 +16,11 @@ import { startRegistry, type LocalRegistry } from '../../infra/services/registry
 import { RegistryClient } from '../../infra/registry/client.js';
 import { publishRuntimeImages } from '../../infra/images/base-images.js';
 import { createLogger } from '../../infra/log.js';
-import { layerFromFiles } from '../../infra/images/oci/layer.js';
-import { MediaType, digestHex, sha256Digest, type ImageConfig, type ImageManifest } from '../../infra/images/oci/types.js';
+import { digestHex, type ImageManifest } from '../../infra/images/oci/types.js';
 import { functionRepository, runtimeRepository } from '../../infra/images/names.js';
 import { RUNTIMES } from '../../infra/functions/version.js';
 import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
+import { pushRuntimeImage } from '../support/images.js';
 
 const scratch = process.env.SKIFF_TEST_STATE ?? '/tmp';
 let registry: LocalRegistry;
@@ -127,25 +127,8 @@ t.test('a worker without a cache pulls from the registry; with its cache intact 
 });
 
 /** Pushes an image as a builder would: the runtime's current image plus one layer with `files` under /var/task. */
-async function pushImage(repository: string, tag: string, files: Record<string, string>, runtime = 'nodejs20'): Promise<{ digest: string; codeLayer: string }> {
-  const base = await registryClient.getManifest(runtimeRepository(runtime), 'current');
-  const baseConfig = JSON.parse((await registryClient.getBlob(runtimeRepository(runtime), base.manifest.config.digest)).toString()) as ImageConfig;
-  for (const layer of base.manifest.layers) await registryClient.mountBlob(repository, layer.digest, runtimeRepository(runtime));
-  const layer = await layerFromFiles(
-    Object.entries(files).map(([path, data]) => ({ path, data })),
-    { prefix: 'var/task' },
-  );
-  await registryClient.pushBlob(repository, layer.digest, layer.blob);
-  const config: ImageConfig = { ...baseConfig, rootfs: { type: 'layers', diff_ids: [...baseConfig.rootfs.diff_ids, layer.diffId] } };
-  const configBytes = Buffer.from(JSON.stringify(config));
-  await registryClient.pushBlob(repository, sha256Digest(configBytes), configBytes);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.manifest,
-    config: { mediaType: MediaType.config, digest: sha256Digest(configBytes), size: configBytes.length },
-    layers: [...base.manifest.layers, { mediaType: MediaType.layerGzip, digest: layer.digest, size: layer.size }],
-  };
-  return { digest: await registryClient.putManifest(repository, tag, manifest, MediaType.manifest), codeLayer: layer.digest };
+function pushImage(repository: string, tag: string, files: Record<string, string>, runtime = 'nodejs20'): Promise<{ digest: string; codeLayer: string }> {
+  return pushRuntimeImage({ url: registry.url }, { repository, tag, runtime, files: Object.entries(files).map(([path, data]) => ({ path, data })) });
 }
 
 t.test('a function deployed by image reference runs the digest the tag had at deploy', async (t) => {

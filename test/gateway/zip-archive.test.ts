@@ -101,6 +101,30 @@ t.test('the handler file is found as .js, .mjs or .cjs, the export after the las
   await rejectsZip(t, inspectZip(zip, LIMITS, 'src.app.handler'), 'handler', /no file src\.app\.js/);
 });
 
+t.test('a provided zip needs an executable bootstrap at its root, whatever the handler', async (t) => {
+  const bootstrap = (mode: number): Item => ({ file: 'bootstrap', data: '#!/bin/sh\n', mode });
+  await t.resolves(inspectZip(await makeZip([bootstrap(0o100755)]), LIMITS, 'function.handler', 'provided'));
+  await t.resolves(
+    inspectZip(
+      await makeZip([
+        { file: 'bin/app', data: 'x', mode: 0o100755 },
+        { link: 'bootstrap', target: 'bin/app' },
+      ]),
+      LIMITS,
+      'x.y',
+      'provided',
+    ),
+  );
+  await rejectsZip(t, inspectZip(await makeZip([bootstrap(0o100644)]), LIMITS, 'function.handler', 'provided'), 'code.zip', /not executable/);
+  await rejectsZip(t, inspectZip(await makeZip([{ ...HANDLER }]), LIMITS, 'index.handler', 'provided'), 'code.zip', /no file bootstrap/);
+  await rejectsZip(
+    t,
+    inspectZip(await makeZip([{ file: 'sub/bootstrap', data: 'x', mode: 0o100755 }]), LIMITS, 'a.b', 'provided'),
+    'code.zip',
+    /no file bootstrap/,
+  );
+});
+
 t.test('a handler that is malformed or leaves the archive is refused', async (t) => {
   const zip = await makeZip([HANDLER]);
   for (const handler of [

@@ -5,9 +5,12 @@ import yazl from 'yazl';
 
 export type Files = Record<string, string | Buffer>;
 
-export function zipFiles(files: Files): Promise<Buffer> {
+/** `executable` names the entries zipped with mode 0755 (the others get yazl's default, 0644). */
+export function zipFiles(files: Files, executable: readonly string[] = []): Promise<Buffer> {
   const zip = new yazl.ZipFile();
-  for (const [name, content] of Object.entries(files)) zip.addBuffer(Buffer.from(content), name, { mtime: new Date(0) });
+  for (const [name, content] of Object.entries(files)) {
+    zip.addBuffer(Buffer.from(content), name, { mtime: new Date(0), ...(executable.includes(name) ? { mode: 0o100755 } : {}) });
+  }
   return finish(zip);
 }
 

@@ -77,8 +77,16 @@ export interface RuntimeImage {
   command: string[];
 }
 
+/** Same layers and same command: a pooled sandbox already runs that command (a `provided` image's may differ). */
 export function sameRoot(a: RuntimeImage | undefined, b: RuntimeImage): boolean {
-  return a !== undefined && a.runtime === b.runtime && a.layers.length === b.layers.length && a.layers.every((layer, i) => layer === b.layers[i]);
+  return (
+    a !== undefined &&
+    a.runtime === b.runtime &&
+    a.layers.length === b.layers.length &&
+    a.layers.every((layer, i) => layer === b.layers[i]) &&
+    a.command.length === b.command.length &&
+    a.command.every((arg, i) => arg === b.command[i])
+  );
 }
 
 /** One creation, told to the factory's creation listeners (metrics). */
