@@ -141,6 +141,9 @@ export interface Config {
   /** Images on this host: built base root file systems, and the layer cache every worker of the
    *  host shares (each layer unpacked once). */
   imagesDir: string;
+  /** Official Node.js releases fetched for the Node.js runtimes whose major version is not the
+   *  host's (infra/images/node-dist.ts): `<nodeDir>/v<version>/bin/node`. */
+  nodeDir: string;
   /** The OCI registry holding runtime and function images. */
   registry: RegistryConfig;
   /** Worker nodes the bring-up starts on this host (SKIFF_WORKERS). */
@@ -201,6 +204,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   const config: Config = {
     stateDir,
     imagesDir: resolve(str(env, 'SKIFF_IMAGES_DIR', `${stateDir}/images`)),
+    nodeDir: resolve(str(env, 'SKIFF_NODE_DIR', `${stateDir}/node`)),
     registry: {
       url: registryUrl(env),
       username: env.REGISTRY_USERNAME || undefined,

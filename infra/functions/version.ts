@@ -6,7 +6,7 @@
  */
 import type { FunctionSpec } from '../../runtime/protocol/messages.js';
 
-export const RUNTIMES = ['nodejs20', 'python3.11'] as const;
+export const RUNTIMES = ['nodejs20', 'nodejs22', 'nodejs24', 'python3.11'] as const;
 export type Runtime = (typeof RUNTIMES)[number];
 
 /** One immutable version of a function, as deployed. */

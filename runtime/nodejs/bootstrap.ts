@@ -39,7 +39,11 @@ import { runHandler, type Outcome } from './invoke.js';
 import { loadHandler } from './load-handler.js';
 import { classifyFrame } from './validate.js';
 
-const RUNTIME_NAME = 'nodejs20';
+/**
+ * The runtime this image is (`nodejs22`...), the image's command's last argument: one bootstrap
+ * serves every Node.js runtime. Images made before it was passed were all nodejs20.
+ */
+const RUNTIME_NAME = /^nodejs\d+$/.test(process.argv[2] ?? '') ? (process.argv[2] as string) : 'nodejs20';
 /** The worker creates the socket just before starting the container, so it may not exist yet. */
 const CONNECT_RETRY_MS = 5;
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -142,7 +146,7 @@ class Session {
     const started = performance.now();
     try {
       const identity = functionIdentity(spec);
-      Object.assign(process.env, functionEnvironment(spec, identity, this.taskRoot, RUNTIME_DIR, process.env.TZ));
+      Object.assign(process.env, functionEnvironment(spec, identity, this.taskRoot, RUNTIME_DIR, process.env.TZ, RUNTIME_NAME));
       process.chdir(this.taskRoot);
       const handler = await loadHandler(this.taskRoot, spec.handler);
       this.answerInit({ type: 'initDone', durationMs: performance.now() - started });
