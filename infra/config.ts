@@ -33,6 +33,9 @@ export interface GatewayConfig {
   asyncEventLimitBytes: number;
   /** Largest result of a synchronous call; over it, 502 FunctionResponseTooLarge. */
   resultLimitBytes: number;
+  /** Most bytes a streamed response (`invokeMode: RESPONSE_STREAM`) may send; past it the stream is
+   *  cut and the call fails FunctionResponseTooLarge. Lambda's 20 MiB. */
+  streamLimitBytes: number;
   /** Largest result kept in an asynchronous call's record. */
   asyncResultLimitBytes: number;
   /** Names of missing functions remembered (so a flood of unknown names costs no queries). */
@@ -249,6 +252,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       invokeBodyLimitBytes: int(env, 'SKIFF_INVOKE_BODY_LIMIT_BYTES', 6 * 1024 * 1024, 1024),
       asyncEventLimitBytes: int(env, 'SKIFF_ASYNC_EVENT_LIMIT_BYTES', 256 * 1024, 1024),
       resultLimitBytes: int(env, 'SKIFF_RESULT_LIMIT_BYTES', 6 * 1024 * 1024, 1024),
+      streamLimitBytes: int(env, 'SKIFF_STREAM_LIMIT_BYTES', 20 * 1024 * 1024, 1024),
       asyncResultLimitBytes: int(env, 'SKIFF_ASYNC_RESULT_LIMIT_BYTES', 256 * 1024, 1024),
       notFoundCacheSize: int(env, 'SKIFF_NOT_FOUND_CACHE_SIZE', 10_000, 1),
       functionCacheTtlMs: int(env, 'SKIFF_FUNCTION_CACHE_TTL_MS', 5000, 0, 600_000),

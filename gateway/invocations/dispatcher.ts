@@ -41,6 +41,9 @@ export interface CallOptions {
   /** The key that made the call, when the gateway checked one. */
   callerKeyId?: string | undefined;
   limits: TenantLimits;
+  /** A streamed call: its id, chosen by the caller, names the Redis stream its bytes come on
+   *  (infra/queue/response-stream.ts, read by streamed-call.ts). */
+  streamId?: string | undefined;
 }
 
 type Waiter = { resolve: (outcome: InvocationOutcome) => void; timer: NodeJS.Timeout };
@@ -145,7 +148,7 @@ export class Dispatcher {
     // reconnects on its own backoff): a call queued then would run and its reply reach no one.
     if (!this.receivingReplies())
       throw new SkiffError('Unavailable', 'the gateway cannot receive replies yet (its Redis subscription is reconnecting); try again');
-    const id = invocationId();
+    const id = options.streamId ?? invocationId();
     span.setAttribute('skiff.invocation_id', id);
     const outcome = new Promise<InvocationOutcome>((resolve) => {
       const timer = setTimeout(
@@ -223,6 +226,7 @@ export class Dispatcher {
       trace: carrierOf(span),
       ...(callerKeyId === undefined ? {} : { callerKeyId }),
       tenantLimits: { maxInstances: limits.maxInstances, maxMemoryMb: limits.maxMemoryMb },
+      ...(options.streamId === undefined ? {} : { stream: true as const }),
     };
   }
 }

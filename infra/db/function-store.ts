@@ -6,7 +6,7 @@
 import { nanoid } from 'nanoid';
 import { SkiffError } from '../errors.js';
 import { inTransaction, type Database } from './database.js';
-import type { FunctionVersion, Runtime } from '../functions/version.js';
+import type { FunctionVersion, InvokeMode, Runtime } from '../functions/version.js';
 
 export interface DeployInput {
   name: string;
@@ -25,6 +25,7 @@ export interface DeployInput {
   auth: 'none' | 'key';
   network: 'none' | 'egress';
   idempotent: boolean;
+  invokeMode: InvokeMode;
   /** Async settings; absent: the platform's defaults when the call runs. */
   maximumRetryAttempts?: number;
   maximumEventAgeSeconds?: number;
@@ -42,7 +43,7 @@ export interface FunctionInfo extends FunctionVersion {
 }
 
 const VERSION_COLUMNS = `v.version_id, v.name, f.tenant, v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency,
-  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.maximum_retry_attempts, v.maximum_event_age_seconds, v.env, v.code_sha256, v.image, coalesce(c.size_bytes, 0) AS size_bytes, f.created_at, v.created_at AS updated_at`;
+  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.invoke_mode, v.maximum_retry_attempts, v.maximum_event_age_seconds, v.env, v.code_sha256, v.image, coalesce(c.size_bytes, 0) AS size_bytes, f.created_at, v.created_at AS updated_at`;
 
 const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
   JOIN function_versions v ON v.name = f.name AND v.version = f.current_version
@@ -109,8 +110,8 @@ export class FunctionStore {
       if (version === undefined) throw new Error('deploy returned no version');
       await client.query(
         `INSERT INTO function_versions (version_id, name, version, runtime, handler, memory_mb, timeout_ms, concurrency,
-           idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256, image, maximum_retry_attempts, maximum_event_age_seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+           idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256, image, maximum_retry_attempts, maximum_event_age_seconds, invoke_mode)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
         [
           nanoid(),
           input.name,
@@ -131,6 +132,7 @@ export class FunctionStore {
           input.image,
           input.maximumRetryAttempts ?? null,
           input.maximumEventAgeSeconds ?? null,
+          input.invokeMode,
         ],
       );
       // Versions past the tenant's bound go, oldest first; the current one never does.
@@ -253,6 +255,7 @@ interface Row {
   auth: 'none' | 'key';
   network: 'none' | 'egress';
   idempotent: boolean;
+  invoke_mode: InvokeMode;
   maximum_retry_attempts: number | null;
   maximum_event_age_seconds: number | null;
   env: Record<string, string>;
@@ -286,6 +289,7 @@ function toInfo(row: Row): FunctionInfo {
     auth: row.auth,
     network: row.network,
     idempotent: row.idempotent,
+    invokeMode: row.invoke_mode,
     ...(row.maximum_retry_attempts === null ? {} : { maximumRetryAttempts: row.maximum_retry_attempts }),
     ...(row.maximum_event_age_seconds === null ? {} : { maximumEventAgeSeconds: row.maximum_event_age_seconds }),
     env: row.env,

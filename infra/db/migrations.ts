@@ -219,4 +219,9 @@ export const MIGRATIONS: readonly Migration[] = [
         ADD COLUMN maximum_event_age_seconds integer;
     `,
   },
+  {
+    id: 11,
+    name: 'function url invoke mode',
+    sql: `ALTER TABLE function_versions ADD COLUMN invoke_mode text NOT NULL DEFAULT 'BUFFERED' CHECK (invoke_mode IN ('BUFFERED', 'RESPONSE_STREAM'));`,
+  },
 ];

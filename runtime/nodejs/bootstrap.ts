@@ -35,7 +35,8 @@ import {
 import { createContext, functionEnvironment, functionIdentity, type FunctionIdentity, type Handler } from './context.js';
 import { captureConsole, invocationScope } from './console-capture.js';
 import { runtimeError, toErrorInfo } from './errors.js';
-import { runHandler, type Outcome } from './invoke.js';
+import { runHandler, runStreamingHandler, type Outcome } from './invoke.js';
+import { installAwsLambdaGlobal, isStreamingHandler } from './response-stream.js';
 import { loadHandler } from './load-handler.js';
 import { classifyFrame } from './validate.js';
 
@@ -175,12 +176,23 @@ class Session {
         this.answerError(message.id, { type: 'Runtime.InitError', message: 'the function failed to initialize' });
         return;
       }
-      const outcome = await invocationScope.run(message.id, () =>
-        runHandler(loaded.handler, message.event, (complete) => createContext(loaded.identity, message, complete)),
-      );
+      const outcome = await invocationScope.run(message.id, () => {
+        const handler = loaded.handler;
+        if (!isStreamingHandler(handler)) return runHandler(handler, message.event, (complete) => createContext(loaded.identity, message, complete));
+        // A streaming handler has no callback: its stream's end is its answer.
+        const context = createContext(loaded.identity, message, () => undefined);
+        const sink = message.stream ? (data: Buffer, contentType: string | undefined) => this.sendChunk(message.id, data, contentType) : undefined;
+        return runStreamingHandler(handler, message.event, context, sink);
+      });
       this.logs.forget(message.id);
       this.answer(message.id, outcome);
     });
+  }
+
+  /** A streamed invocation's bytes; none once it was answered (a crash failed it already). */
+  private sendChunk(id: string, data: Buffer, contentType: string | undefined): void {
+    if (!this.inFlight.has(id)) return;
+    this.send({ type: 'chunk', id, data: data.toString('base64'), ...(contentType === undefined ? {} : { contentType }) });
   }
 
   /** Registers an invocation; a duplicate id could not be told apart in the results, so it is refused. */
@@ -301,6 +313,8 @@ async function main(): Promise<void> {
   session.start();
 }
 
+// Lambda's `awslambda` global (streamifyResponse, HttpResponseStream), there before any handler loads.
+installAwsLambdaGlobal();
 process.on('uncaughtException', (error) => fatal('uncaughtException', error));
 process.on('unhandledRejection', (reason) => fatal('unhandledRejection', reason));
 main().catch((error: unknown) => {

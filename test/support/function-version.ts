@@ -22,6 +22,7 @@ export function functionVersion(over: Partial<FunctionVersion> = {}): FunctionVe
     auth: 'key',
     network: 'none',
     idempotent: false,
+    invokeMode: 'BUFFERED',
     ...over,
   };
 }

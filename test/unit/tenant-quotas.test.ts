@@ -107,6 +107,7 @@ function version(name: string, tenant: string): FunctionVersion {
     auth: 'none',
     network: 'none',
     idempotent: false,
+    invokeMode: 'BUFFERED',
   };
 }
 
