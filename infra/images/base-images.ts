@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { isSkiffError } from '../errors.js';
+import type { Runtime } from '../functions/version.js';
 import type { Logger } from '../log.js';
 import type { RegistryClient } from '../registry/client.js';
 import { layerFromDirectory } from './oci/layer.js';
@@ -44,11 +45,13 @@ interface PackedLayer {
   size: number;
 }
 
-export interface RuntimeImageDirs {
+export interface PublishOptions {
   /** Built root file systems: `<imagesDir>/<runtime>/<digest>/rootfs` (SKIFF_IMAGES_DIR). */
   imagesDir: string;
   /** Fetched Node.js releases (SKIFF_NODE_DIR, node-dist.ts). */
   nodeDir: string;
+  /** Only these runtimes (default: every one). */
+  runtimes?: readonly Runtime[];
 }
 
 export interface RuntimeImages {
@@ -64,13 +67,14 @@ export interface RuntimeImages {
  */
 export async function publishRuntimeImages(
   client: RegistryClient,
-  dirs: RuntimeImageDirs,
+  dirs: PublishOptions,
   log: Logger,
   progress: (message: string) => void = (message) => log.info(message),
 ): Promise<RuntimeImages> {
   const bases: BaseRootfs[] = [];
   const unavailable: RuntimeImages['unavailable'] = [];
-  for (const release of NODE_RELEASES) {
+  const wanted = (runtime: Runtime): boolean => dirs.runtimes === undefined || dirs.runtimes.includes(runtime);
+  for (const release of NODE_RELEASES.filter((r) => wanted(r.runtime))) {
     try {
       const nodeBinary = await nodeBinaryFor(release, dirs.nodeDir, progress);
       const node = await ensureNodeImage({ runtime: release.runtime, nodeBinary, runtimeDir: NODE_RUNTIME_DIR, imagesDir: dirs.imagesDir });
@@ -81,10 +85,10 @@ export async function publishRuntimeImages(
       unavailable.push({ runtime: release.runtime, reason });
     }
   }
-  if (await pythonAvailable()) {
+  if (wanted(PYTHON_RUNTIME) && (await pythonAvailable())) {
     const python = await ensurePythonImage({ pythonBinary: PYTHON_BINARY, runtimeDir: PYTHON_RUNTIME_DIR, imagesDir: dirs.imagesDir });
     bases.push({ runtime: PYTHON_RUNTIME, rootfs: python.rootfs, inputsDigest: python.digest, command: PYTHON_COMMAND });
-  } else {
+  } else if (wanted(PYTHON_RUNTIME)) {
     log.warn({ runtime: PYTHON_RUNTIME, binary: PYTHON_BINARY }, `${PYTHON_BINARY} not found: no ${PYTHON_RUNTIME} base image`);
     unavailable.push({ runtime: PYTHON_RUNTIME, reason: `${PYTHON_BINARY} not found` });
   }
