@@ -143,7 +143,7 @@ function instanceOf(platform: Platform, name: string) {
 async function perCallBaselines(root: string): Promise<void> {
   const imagesDir = join(root, 'images');
   const runc = await phase(`baseline: runc run per call (${N.perCallBaseline})`, async () => {
-    const image = await ensureNodeImage({ nodeBinary: process.execPath, runtimeDir: RUNTIME_DIR, imagesDir });
+    const image = await ensureNodeImage({ runtime: 'nodejs20', nodeBinary: process.execPath, runtimeDir: RUNTIME_DIR, imagesDir });
     return runcPerCall({ rootfs: image.rootfs, workDir: join(root, 'runc-baseline'), calls: N.perCallBaseline });
   });
   if (runc) {

@@ -36,6 +36,9 @@ export interface GatewayConfig {
   asyncEventLimitBytes: number;
   /** Largest result of a synchronous call; over it, 502 FunctionResponseTooLarge. */
   resultLimitBytes: number;
+  /** Most bytes a streamed response (`invokeMode: RESPONSE_STREAM`) may send; past it the stream is
+   *  cut and the call fails FunctionResponseTooLarge. Lambda's 20 MiB. */
+  streamLimitBytes: number;
   /** Largest result kept in an asynchronous call's record. */
   asyncResultLimitBytes: number;
   /** Names of missing functions remembered (so a flood of unknown names costs no queries). */
@@ -161,6 +164,9 @@ export interface Config {
   /** Images on this host: built base root file systems, and the layer cache every worker of the
    *  host shares (each layer unpacked once). */
   imagesDir: string;
+  /** Official Node.js releases fetched for the Node.js runtimes whose major version is not the
+   *  host's (infra/images/node-dist.ts): `<nodeDir>/v<version>/bin/node`. */
+  nodeDir: string;
   /** The OCI registry holding runtime and function images. */
   registry: RegistryConfig;
   /** Worker nodes the bring-up starts on this host (SKIFF_WORKERS). */
@@ -225,6 +231,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   const config: Config = {
     stateDir,
     imagesDir: resolve(str(env, 'SKIFF_IMAGES_DIR', `${stateDir}/images`)),
+    nodeDir: resolve(str(env, 'SKIFF_NODE_DIR', `${stateDir}/node`)),
     registry: {
       url: registryUrl(env),
       username: env.REGISTRY_USERNAME || undefined,
@@ -270,6 +277,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       invokeBodyLimitBytes: int(env, 'SKIFF_INVOKE_BODY_LIMIT_BYTES', 6 * 1024 * 1024, 1024),
       asyncEventLimitBytes: int(env, 'SKIFF_ASYNC_EVENT_LIMIT_BYTES', 256 * 1024, 1024),
       resultLimitBytes: int(env, 'SKIFF_RESULT_LIMIT_BYTES', 6 * 1024 * 1024, 1024),
+      streamLimitBytes: int(env, 'SKIFF_STREAM_LIMIT_BYTES', 20 * 1024 * 1024, 1024),
       asyncResultLimitBytes: int(env, 'SKIFF_ASYNC_RESULT_LIMIT_BYTES', 256 * 1024, 1024),
       notFoundCacheSize: int(env, 'SKIFF_NOT_FOUND_CACHE_SIZE', 10_000, 1),
       functionCacheTtlMs: int(env, 'SKIFF_FUNCTION_CACHE_TTL_MS', 5000, 0, 600_000),

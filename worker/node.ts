@@ -108,6 +108,7 @@ export async function startWorker(
     logLimitBytes: w.logLimitBytes,
     // The runtime refuses a larger result itself; the worker stops a sandbox that sends one anyway.
     maxResultBytes: config.gateway.resultLimitBytes,
+    maxStreamBytes: config.gateway.streamLimitBytes,
     logLineLimitBytes: w.logLineLimitBytes,
     bootTimeoutMs: w.bootTimeoutMs,
     maxConcurrentCreates: w.maxConcurrentCreates,

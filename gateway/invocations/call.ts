@@ -80,7 +80,15 @@ export async function submitAsync(
   return ctx.dispatcher.submit(target.fn, event, span, { callerKeyId: target.caller?.keyId, limits, idempotencyKey });
 }
 
-export async function callFunction(ctx: GatewayContext, target: CallTarget, event: unknown, span: Span, reply: FastifyReply): Promise<unknown> {
+/** `streamId`: the call streams, under that id (streamed-call.ts). */
+export async function callFunction(
+  ctx: GatewayContext,
+  target: CallTarget,
+  event: unknown,
+  span: Span,
+  reply: FastifyReply,
+  streamId?: string,
+): Promise<unknown> {
   const { fn } = target;
   span.setAttribute('skiff.version', fn.version);
   const started = process.hrtime.bigint();
@@ -90,7 +98,7 @@ export async function callFunction(ctx: GatewayContext, target: CallTarget, even
   };
   let outcome: InvocationOutcome;
   try {
-    outcome = await ctx.dispatcher.call(fn, event, span, { callerKeyId: target.caller?.keyId, limits: await tenantLimits(ctx, fn) });
+    outcome = await ctx.dispatcher.call(fn, event, span, { callerKeyId: target.caller?.keyId, limits: await tenantLimits(ctx, fn), streamId });
   } catch (error) {
     // Refused before any worker saw it (back-pressure, the queue unreachable): counted too.
     count(isSkiffError(error) ? error.code : 'Internal', 'none');

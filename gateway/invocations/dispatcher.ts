@@ -63,6 +63,9 @@ export interface CallOptions {
   /** The key that made the call, when the gateway checked one. */
   callerKeyId?: string | undefined;
   limits: TenantLimits;
+  /** A streamed call: its id, chosen by the caller, names the Redis stream its bytes come on
+   *  (infra/queue/response-stream.ts, read by streamed-call.ts). */
+  streamId?: string | undefined;
 }
 
 type Waiter = { resolve: (outcome: InvocationOutcome) => void; timer: NodeJS.Timeout };
@@ -190,7 +193,7 @@ export class Dispatcher {
   }
 
   private async dispatch(fn: FunctionVersion, event: unknown, span: Span, options: CallOptions): Promise<InvocationOutcome> {
-    const id = invocationId();
+    const id = options.streamId ?? invocationId();
     span.setAttribute('skiff.invocation_id', id);
     const outcome = new Promise<InvocationOutcome>((resolve) => {
       const timer = setTimeout(
@@ -281,6 +284,7 @@ export class Dispatcher {
       trace: carrierOf(span),
       ...(callerKeyId === undefined ? {} : { callerKeyId }),
       tenantLimits: { maxInstances: limits.maxInstances, maxMemoryMb: limits.maxMemoryMb },
+      ...(options.streamId === undefined ? {} : { stream: true as const }),
     };
   }
 }

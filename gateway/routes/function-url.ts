@@ -3,15 +3,42 @@
  * `/fn/:name[/<path>]`, or on any path of `<name>.<domain>` when a functions domain is set
  * (gateway/http/function-origin.ts). The request becomes a Lambda function URL event (payload
  * format 2.0) and the handler's answer becomes the HTTP response, so Lambda adapters such as
- * serverless-http run unchanged.
+ * serverless-http run unchanged. A `RESPONSE_STREAM` function's streaming handler is answered as it
+ * writes (gateway/invocations/streamed-call.ts, gateway/http/streamed-response.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayContext } from '../context.js';
 import { fromFunctionResult, toFunctionUrlEvent } from '../http/function-url.js';
 import { routeFunction } from '../http/function-origin.js';
 import { callFunction, lookUp, traced } from '../invocations/call.js';
+import { streamFunction } from '../invocations/streamed-call.js';
+import { toStreamedResponse } from '../http/streamed-response.js';
+import { Readable } from 'node:stream';
 import { registerCallLimit } from '../invocations/call-limit.js';
 import { isCorsHeader, isPreflight, joinVary, preflightHeaders, responseHeaders } from '../http/cors.js';
+
+/** Sends a function's response. The platform's headers (x-skiff-*, traceresponse) are already on
+ *  the reply and win: a function's x-skiff-* were dropped, and nothing here overwrites one set. */
+/**
+ * Sends a function's answer. The platform's headers (x-skiff-*, traceresponse) are already on the
+ * reply and win: fromFunctionResult drops a function's x-skiff-*, and nothing here overwrites one
+ * set. `cors`: the function has CORS settings, so the access-control-* headers are the platform's
+ * (a function's own are dropped); Vary is both's.
+ */
+function answerWith(
+  reply: FastifyReply,
+  response: { statusCode: number; headers: Record<string, string>; cookies: string[]; body: Buffer | Readable },
+  cors: boolean,
+) {
+  void reply.status(response.statusCode);
+  for (const [header, value] of Object.entries(response.headers)) {
+    if (cors && isCorsHeader(header)) continue;
+    if (header === 'vary' && reply.hasHeader('vary')) void reply.header('vary', joinVary(String(reply.getHeader('vary')), value));
+    else if (!reply.hasHeader(header)) void reply.header(header, value);
+  }
+  if (response.cookies.length > 0) void reply.header('set-cookie', response.cookies);
+  return reply.send(response.body);
+}
 
 export function functionUrlRoutes(app: FastifyInstance, ctx: GatewayContext): void {
   app.register(async (scope) => {
@@ -49,19 +76,17 @@ export function functionUrlRoutes(app: FastifyInstance, ctx: GatewayContext): vo
           new Date(),
           { tenant: fn.tenant, caller },
         );
-        const value = await callFunction(ctx, { fn, caller }, event, span, reply);
-        const response = fromFunctionResult(value);
-        void reply.status(response.statusCode);
-        // The platform's headers (x-skiff-*, traceresponse) are already on the reply and win:
-        // fromFunctionResult drops a function's x-skiff-*, and nothing here overwrites one set.
-        for (const [header, value] of Object.entries(response.headers)) {
-          // With CORS settings the access-control-* headers are the platform's; Vary is both's.
-          if (cors && isCorsHeader(header)) continue;
-          if (header === 'vary' && reply.hasHeader('vary')) void reply.header('vary', joinVary(String(reply.getHeader('vary')), value));
-          else if (!reply.hasHeader(header)) void reply.header(header, value);
+        if (fn.invokeMode === 'RESPONSE_STREAM') {
+          // A streaming handler's bytes go out as they come; any other handler answers whole.
+          const answer = await streamFunction(ctx, { fn, caller }, event, span, reply);
+          if (!answer.streamed) return answerWith(reply, fromFunctionResult(answer.value), cors !== null);
+          const response = await toStreamedResponse(answer.contentType, answer.chunks);
+          // Chunked transfer: no length, sent as written. A failure part way cuts the response
+          // (its status is long sent); the call's record says why.
+          return answerWith(reply, { ...response, body: Readable.from(response.body, { objectMode: false }) }, cors !== null);
         }
-        if (response.cookies.length > 0) void reply.header('set-cookie', response.cookies);
-        return reply.send(response.body);
+        const value = await callFunction(ctx, { fn, caller }, event, span, reply);
+        return answerWith(reply, fromFunctionResult(value), cors !== null);
       });
     };
     // `call`: lookUp checks a key for `auth: "key"` functions itself (gateway/access.ts).

@@ -1,7 +1,7 @@
 /** Deploy, list, describe and delete functions, list their versions and roll back: /v1/functions. */
 import type { FastifyInstance } from 'fastify';
 import { SkiffError, invalidRequest } from '../../infra/errors.js';
-import { RUNTIMES } from '../../infra/functions/version.js';
+import { INVOKE_MODES, RUNTIMES } from '../../infra/functions/version.js';
 import type { FunctionEvent } from '../../infra/queue/jobs.js';
 import { inspectZip } from '../code/zip-archive.js';
 import type { GatewayContext } from '../context.js';
@@ -43,6 +43,7 @@ const deploySchema = {
       auth: { type: 'string', enum: ['none', 'key'] },
       network: { type: 'string', enum: ['none', 'egress'] },
       idempotent: { type: 'boolean' },
+      invokeMode: { type: 'string', enum: [...INVOKE_MODES] },
       maximumRetryAttempts: { type: 'integer', minimum: 0, maximum: 100 },
       maximumEventAgeSeconds: { type: 'integer', minimum: 60, maximum: 21_600 },
       env: {
@@ -154,6 +155,7 @@ export function functionRoutes(app: FastifyInstance, ctx: GatewayContext): void 
       auth: body.auth ?? 'none',
       network: body.network ?? 'none',
       idempotent: body.idempotent ?? false,
+      invokeMode: body.invokeMode ?? 'BUFFERED',
       maximumRetryAttempts: body.maximumRetryAttempts ?? ctx.config.asyncRetries.retries,
       maximumEventAgeSeconds: body.maximumEventAgeSeconds ?? ctx.config.asyncRetries.maxEventAgeSeconds,
       env: body.env ?? {},

@@ -6,6 +6,7 @@
 import { chmod, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { startScratchServices, type ScratchServices } from '../services/scratch-services.js';
 
@@ -18,5 +19,5 @@ export async function startBenchServices(): Promise<BenchServices> {
   const root = await mkdtemp(join(tmpdir(), 'skiff-bench-'));
   // PostgreSQL (as the postgres user) and the containers' id-mapped users must reach below it.
   await chmod(root, 0o755);
-  return { root, ...(await startScratchServices(root, createLogger('bench', 'warn'))) };
+  return { root, ...(await startScratchServices(root, loadConfig().nodeDir, createLogger('bench', 'warn'))) };
 }

@@ -192,8 +192,14 @@ try {
   await db.end();
 
   say('building and publishing the runtime base images (the first time takes a minute)');
-  const published = await publishRuntimeImages(new RegistryClient({ ...config.registry, url: registryUrl }), config.imagesDir, log);
+  const { published, unavailable } = await publishRuntimeImages(
+    new RegistryClient({ ...config.registry, url: registryUrl }),
+    { imagesDir: config.imagesDir, nodeDir: config.nodeDir },
+    log,
+    say,
+  );
   for (const base of published) say(`${base.runtime} image ${base.repository}@${base.digest.slice(0, 19)}… ready`);
+  for (const { runtime, reason } of unavailable) say(`${runtime} is not offered (its functions cannot run until it is): ${reason}`);
 
   const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, REGISTRY_URL: registryUrl, SKIFF_STATE_DIR: config.stateDir };
   // SKIFF_WORKERS nodes on this host, each with its own id, uid range and metrics port.

@@ -4,7 +4,7 @@
  */
 import type { FunctionInfo } from '../db/function-store.js';
 import type { WorkerHeartbeat, WorkerOrder } from '../fleet/heartbeat.js';
-import type { Cors, Runtime } from '../functions/version.js';
+import type { Cors, InvokeMode, Runtime } from '../functions/version.js';
 import type { Schedule } from '../schedules/expression.js';
 
 /** The body of POST /v1/functions (gateway/routes/functions.ts; the CLI sends it too). */
@@ -27,6 +27,8 @@ export interface DeployBody {
   auth?: 'none' | 'key';
   network?: 'none' | 'egress';
   idempotent?: boolean;
+  /** How the function URL answers: `BUFFERED` (default) or `RESPONSE_STREAM` (docs/RUNTIMES.md, "Response streaming"). */
+  invokeMode?: InvokeMode;
   /** Retries of a failed async call (Lambda's MaximumRetryAttempts; 0–100); default SKIFF_ASYNC_RETRIES. */
   maximumRetryAttempts?: number;
   /** An async event older than this is not run again (Lambda's MaximumEventAgeInSeconds); default 6 hours. */

@@ -6,7 +6,7 @@
 import { nanoid } from 'nanoid';
 import { SkiffError } from '../errors.js';
 import { inTransaction, type Database } from './database.js';
-import type { Cors, FunctionVersion, Runtime } from '../functions/version.js';
+import type { Cors, FunctionVersion, InvokeMode, Runtime } from '../functions/version.js';
 import type { Schedule } from '../schedules/expression.js';
 
 export interface DeployInput {
@@ -26,6 +26,7 @@ export interface DeployInput {
   auth: 'none' | 'key';
   network: 'none' | 'egress';
   idempotent: boolean;
+  invokeMode: InvokeMode;
   /** Async settings; absent: the platform's defaults when the call runs. */
   maximumRetryAttempts?: number;
   maximumEventAgeSeconds?: number;
@@ -46,7 +47,7 @@ export interface FunctionInfo extends FunctionVersion {
 }
 
 const VERSION_COLUMNS = `v.version_id, v.name, f.tenant, v.version, v.runtime, v.handler, v.memory_mb, v.timeout_ms, v.concurrency,
-  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.maximum_retry_attempts, v.maximum_event_age_seconds, v.env, v.schedules, v.cors, v.code_sha256, v.image, coalesce(c.size_bytes, 0) AS size_bytes, f.created_at, v.created_at AS updated_at`;
+  v.idle_timeout_ms, v.min_warm, v.max_instances, v.auth, v.network, v.idempotent, v.invoke_mode, v.maximum_retry_attempts, v.maximum_event_age_seconds, v.env, v.schedules, v.cors, v.code_sha256, v.image, coalesce(c.size_bytes, 0) AS size_bytes, f.created_at, v.created_at AS updated_at`;
 
 const CURRENT = `SELECT ${VERSION_COLUMNS} FROM functions f
   JOIN function_versions v ON v.name = f.name AND v.version = f.current_version
@@ -114,8 +115,8 @@ export class FunctionStore {
       await client.query(
         `INSERT INTO function_versions (version_id, name, version, runtime, handler, memory_mb, timeout_ms, concurrency,
            idle_timeout_ms, min_warm, max_instances, auth, network, idempotent, env, code_sha256, image, maximum_retry_attempts, maximum_event_age_seconds,
-           schedules, cors)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
+           schedules, cors, invoke_mode)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`,
         [
           nanoid(),
           input.name,
@@ -138,6 +139,7 @@ export class FunctionStore {
           input.maximumEventAgeSeconds ?? null,
           JSON.stringify(input.schedules),
           input.cors === null ? null : JSON.stringify(input.cors),
+          input.invokeMode,
         ],
       );
       // Versions past the tenant's bound go, oldest first; the current one never does.
@@ -266,6 +268,7 @@ interface Row {
   auth: 'none' | 'key';
   network: 'none' | 'egress';
   idempotent: boolean;
+  invoke_mode: InvokeMode;
   maximum_retry_attempts: number | null;
   maximum_event_age_seconds: number | null;
   env: Record<string, string>;
@@ -301,6 +304,7 @@ function toInfo(row: Row): FunctionInfo {
     auth: row.auth,
     network: row.network,
     idempotent: row.idempotent,
+    invokeMode: row.invoke_mode,
     ...(row.maximum_retry_attempts === null ? {} : { maximumRetryAttempts: row.maximum_retry_attempts }),
     ...(row.maximum_event_age_seconds === null ? {} : { maximumEventAgeSeconds: row.maximum_event_age_seconds }),
     env: row.env,

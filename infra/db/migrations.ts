@@ -240,4 +240,9 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX function_versions_scheduled ON function_versions (name, version) WHERE schedules <> '[]';
     `,
   },
+  {
+    id: 13,
+    name: 'function url invoke mode',
+    sql: `ALTER TABLE function_versions ADD COLUMN invoke_mode text NOT NULL DEFAULT 'BUFFERED' CHECK (invoke_mode IN ('BUFFERED', 'RESPONSE_STREAM'));`,
+  },
 ];

@@ -7,8 +7,12 @@
 import type { FunctionSpec } from '../../runtime/protocol/messages.js';
 import type { Schedule } from '../schedules/expression.js';
 
-export const RUNTIMES = ['nodejs20', 'python3.11', 'provided'] as const;
+export const RUNTIMES = ['nodejs20', 'nodejs22', 'nodejs24', 'python3.11', 'provided'] as const;
 export type Runtime = (typeof RUNTIMES)[number];
+
+/** How a function URL answers (Lambda's function URL InvokeMode): whole, or streamed as it is written. */
+export const INVOKE_MODES = ['BUFFERED', 'RESPONSE_STREAM'] as const;
+export type InvokeMode = (typeof INVOKE_MODES)[number];
 
 /** One immutable version of a function, as deployed. */
 export interface FunctionVersion extends FunctionSpec {
@@ -33,6 +37,9 @@ export interface FunctionVersion extends FunctionSpec {
   auth: 'none' | 'key';
   /** 'egress': its containers get a way out to the internet; 'none': loopback only. */
   network: 'none' | 'egress';
+  /** `RESPONSE_STREAM`: a handler wrapped in `awslambda.streamifyResponse` streams through the
+   *  function URL; `BUFFERED` (the default): its output is answered whole. */
+  invokeMode: InvokeMode;
   /** Safe to run twice: a synchronous call lost with its node is run again elsewhere, not answered 503. */
   idempotent: boolean;
   /** Retries of a failed async call (0–100); absent: the platform's SKIFF_ASYNC_RETRIES. */

@@ -1,6 +1,6 @@
 /**
  * Runtime base images as OCI images in the registry. Each runtime's root file system is built from
- * this machine's packages (nodejs-rootfs.ts, python-rootfs.ts), packed into one reproducible layer,
+ * this machine's packages or a pinned, checked Node.js release (nodejs-rootfs.ts, python-rootfs.ts), packed into one reproducible layer,
  * and pushed as `skiff/runtime/<runtime>` tagged `inputs-<digest of what it was built from>` and
  * `current`. Function images are built on `current` (gateway/images/function-images.ts); workers
  * pull whatever layers a function's image names.
@@ -12,12 +12,14 @@ import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { isSkiffError } from '../errors.js';
+import type { Runtime } from '../functions/version.js';
 import type { Logger } from '../log.js';
 import type { RegistryClient } from '../registry/client.js';
 import { layerFromDirectory } from './oci/layer.js';
 import { MediaType, sha256Digest, hostPlatform, type ImageConfig, type ImageManifest } from './oci/types.js';
 import { CURRENT_TAG, RUNTIME_LABEL, runtimeRepository } from './names.js';
-import { ensureNodeImage, NODE_COMMAND, NODE_RUNTIME, NODE_RUNTIME_DIR } from './nodejs-rootfs.js';
+import { NODE_RELEASES } from './node-releases.js';
+import { ensureNodeImage, nodeBinaryFor, nodeCommand, NODE_RUNTIME_DIR } from './nodejs-rootfs.js';
 import { ensurePythonImage, pythonAvailable, PYTHON_BINARY, PYTHON_COMMAND, PYTHON_RUNTIME, PYTHON_RUNTIME_DIR } from './python-rootfs.js';
 import { BUSYBOX_BINARY, ensureProvidedImage, providedAvailable, PROVIDED_COMMAND, PROVIDED_RUNTIME, PROVIDED_RUNTIME_DIR } from './provided-rootfs.js';
 
@@ -44,27 +46,64 @@ interface PackedLayer {
   size: number;
 }
 
-/** Builds (when missing) and publishes every runtime this machine can offer. */
-export async function publishRuntimeImages(client: RegistryClient, imagesDir: string, log: Logger): Promise<PublishedBase[]> {
+export interface PublishOptions {
+  /** Built root file systems: `<imagesDir>/<runtime>/<digest>/rootfs` (SKIFF_IMAGES_DIR). */
+  imagesDir: string;
+  /** Fetched Node.js releases (SKIFF_NODE_DIR, node-dist.ts). */
+  nodeDir: string;
+  /** Only these runtimes (default: every one). */
+  runtimes?: readonly Runtime[];
+}
+
+export interface RuntimeImages {
+  published: PublishedBase[];
+  /** Runtimes this machine could not build, and why (the others are published all the same). */
+  unavailable: Array<{ runtime: string; reason: string }>;
+}
+
+/**
+ * Builds (when missing) and publishes every runtime this machine can offer. A runtime that cannot
+ * be built (its Node.js release could not be fetched, no python3.11) is left out with its reason;
+ * the others are published all the same. `progress` hears the slow steps (fetching a release).
+ */
+export async function publishRuntimeImages(
+  client: RegistryClient,
+  dirs: PublishOptions,
+  log: Logger,
+  progress: (message: string) => void = (message) => log.info(message),
+): Promise<RuntimeImages> {
   const bases: BaseRootfs[] = [];
-  const node = await ensureNodeImage({ nodeBinary: process.execPath, runtimeDir: NODE_RUNTIME_DIR, imagesDir });
-  bases.push({ runtime: NODE_RUNTIME, rootfs: node.rootfs, inputsDigest: node.digest, command: NODE_COMMAND });
-  if (await pythonAvailable()) {
-    const python = await ensurePythonImage({ pythonBinary: PYTHON_BINARY, runtimeDir: PYTHON_RUNTIME_DIR, imagesDir });
-    bases.push({ runtime: PYTHON_RUNTIME, rootfs: python.rootfs, inputsDigest: python.digest, command: PYTHON_COMMAND });
-  } else {
-    log.warn({ runtime: PYTHON_RUNTIME, binary: PYTHON_BINARY }, `${PYTHON_BINARY} not found: no ${PYTHON_RUNTIME} base image`);
+  const unavailable: RuntimeImages['unavailable'] = [];
+  const wanted = (runtime: Runtime): boolean => dirs.runtimes === undefined || dirs.runtimes.includes(runtime);
+  for (const release of NODE_RELEASES.filter((r) => wanted(r.runtime))) {
+    try {
+      const nodeBinary = await nodeBinaryFor(release, dirs.nodeDir, progress);
+      const node = await ensureNodeImage({ runtime: release.runtime, nodeBinary, runtimeDir: NODE_RUNTIME_DIR, imagesDir: dirs.imagesDir });
+      bases.push({ runtime: release.runtime, rootfs: node.rootfs, inputsDigest: node.digest, command: nodeCommand(release.runtime) });
+    } catch (error) {
+      const reason = (error as Error).message;
+      log.error({ err: error, runtime: release.runtime }, `no ${release.runtime} base image: ${reason}`);
+      unavailable.push({ runtime: release.runtime, reason });
+    }
   }
-  const provided = await providedAvailable();
-  if (provided.ok) {
-    const image = await ensureProvidedImage({ busyboxBinary: BUSYBOX_BINARY, runtimeDir: PROVIDED_RUNTIME_DIR, imagesDir });
+  if (wanted(PYTHON_RUNTIME) && (await pythonAvailable())) {
+    const python = await ensurePythonImage({ pythonBinary: PYTHON_BINARY, runtimeDir: PYTHON_RUNTIME_DIR, imagesDir: dirs.imagesDir });
+    bases.push({ runtime: PYTHON_RUNTIME, rootfs: python.rootfs, inputsDigest: python.digest, command: PYTHON_COMMAND });
+  } else if (wanted(PYTHON_RUNTIME)) {
+    log.warn({ runtime: PYTHON_RUNTIME, binary: PYTHON_BINARY }, `${PYTHON_BINARY} not found: no ${PYTHON_RUNTIME} base image`);
+    unavailable.push({ runtime: PYTHON_RUNTIME, reason: `${PYTHON_BINARY} not found` });
+  }
+  const provided = wanted(PROVIDED_RUNTIME) ? await providedAvailable() : undefined;
+  if (provided?.ok) {
+    const image = await ensureProvidedImage({ busyboxBinary: BUSYBOX_BINARY, runtimeDir: PROVIDED_RUNTIME_DIR, imagesDir: dirs.imagesDir });
     bases.push({ runtime: PROVIDED_RUNTIME, rootfs: image.rootfs, inputsDigest: image.digest, command: PROVIDED_COMMAND });
-  } else {
+  } else if (provided) {
     log.warn({ runtime: PROVIDED_RUNTIME }, `${provided.reason}: no ${PROVIDED_RUNTIME} base image`);
+    unavailable.push({ runtime: PROVIDED_RUNTIME, reason: provided.reason });
   }
   const published: PublishedBase[] = [];
   for (const base of bases) published.push(await publishBaseImage(client, base, log));
-  return published;
+  return { published, unavailable };
 }
 
 /** Pushes one runtime's base image unless the registry already has it, and points `current` at it. */

@@ -33,6 +33,12 @@ export interface InvocationJob {
    * then nothing is enforced for the call.
    */
   tenantLimits?: TenantLimits;
+  /**
+   * A synchronous call whose response streams (a `RESPONSE_STREAM` function's URL): a streaming
+   * handler's bytes go to the Redis stream `keys.responseStream(id)` as they come
+   * (response-stream.ts), and its outcome's value is null. Other handlers answer as usual.
+   */
+  stream?: true;
   /** Set by the scheduler on a node job only: evict the tenant's own idle instances first. */
   evictTenant?: TenantEviction;
   /**

@@ -21,6 +21,8 @@ export interface KeySpace {
   replies(gatewayId: string): string;
   /** Key holding one large outcome for a short while; its reply message only points here (replies.ts). */
   reply(invocationId: string): string;
+  /** Redis stream of one streamed call's response, written by its worker, read by its gateway (response-stream.ts). */
+  responseStream(invocationId: string): string;
   /** Pub/sub channel announcing function changes (deploy, delete) to workers. */
   functionEvents: string;
   /** Pub/sub channel of a function's new log lines, for `logs?follow=1`. */
@@ -45,6 +47,7 @@ export function keySpace(prefix: string): KeySpace {
     workerOrders: `${prefix}:worker-orders`,
     replies: (gatewayId) => `${prefix}:replies:${gatewayId}`,
     reply: (invocationId) => `${prefix}:reply:${invocationId}`,
+    responseStream: (invocationId) => `${prefix}:response-stream:${invocationId}`,
     functionEvents: `${prefix}:function-events`,
     logs: (functionName) => `${prefix}:logs:${functionName}`,
     callsPerSecond: `${prefix}:calls-per-second:`,

@@ -4,7 +4,7 @@
  * published to the registry. A failure part way stops what was started.
  */
 import { join } from 'node:path';
-import { publishRuntimeImages, type PublishedBase } from '../images/base-images.js';
+import { publishRuntimeImages, type PublishedBase, type RuntimeImages } from '../images/base-images.js';
 import type { Logger } from '../log.js';
 import { RegistryClient } from '../registry/client.js';
 import { startPostgres } from './postgres-server.js';
@@ -18,11 +18,14 @@ export interface ScratchServices {
   registryUrl: string;
   /** The runtime images in the registry. */
   published: PublishedBase[];
+  /** Runtimes that could not be built here, and why. */
+  unavailable: RuntimeImages['unavailable'];
   stop(): Promise<void>;
 }
 
 /** `root` must be reachable by the postgres user (PostgreSQL runs as it) and by containers' users. */
-export async function startScratchServices(root: string, log: Logger): Promise<ScratchServices> {
+/** `nodeDir`: where fetched Node.js releases are kept across runs (SKIFF_NODE_DIR). */
+export async function startScratchServices(root: string, nodeDir: string, log: Logger, progress?: (message: string) => void): Promise<ScratchServices> {
   const stops: Array<() => Promise<void>> = [];
   const stop = async (): Promise<void> => {
     for (const step of stops.reverse()) await step();
@@ -34,8 +37,13 @@ export async function startScratchServices(root: string, log: Logger): Promise<S
     stops.push(() => postgres.stop());
     const registry = await startRegistry({ dir: join(root, 'registry'), port: await freePort() });
     stops.push(() => registry.stop());
-    const published = await publishRuntimeImages(new RegistryClient({ url: registry.url }), join(root, 'images'), log);
-    return { redisUrl: redis.url, databaseUrl: postgres.url, registryUrl: registry.url, published, stop };
+    const { published, unavailable } = await publishRuntimeImages(
+      new RegistryClient({ url: registry.url }),
+      { imagesDir: join(root, 'images'), nodeDir },
+      log,
+      progress,
+    );
+    return { redisUrl: redis.url, databaseUrl: postgres.url, registryUrl: registry.url, published, unavailable, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { startScratchServices } from '../services/scratch-services.js';
+import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
 
@@ -24,11 +25,14 @@ await chmod(root, 0o755);
 const files = process.argv.slice(2);
 console.log(`skiff tests: state in ${root}`);
 const started = performance.now();
-const services = await startScratchServices(root, createLogger('test-runner', 'warn'));
+// Fetched Node.js releases outlive the run (SKIFF_NODE_DIR, default <state>/node): fetched once per machine.
+const { nodeDir } = loadConfig();
+const services = await startScratchServices(root, nodeDir, createLogger('test-runner', 'warn'), (message) => console.log(`skiff tests: ${message}`));
 console.log(`skiff tests: redis ${services.redisUrl}, postgres ${services.databaseUrl}, registry ${services.registryUrl}`);
 console.log(
   `skiff tests: runtime images ${services.published.map((p) => p.runtime).join(', ')} published (${Math.round(performance.now() - started)} ms for all services)`,
 );
+for (const { runtime, reason } of services.unavailable) console.log(`skiff tests: no ${runtime} image (its tests fail): ${reason}`);
 
 let code = 1;
 try {
@@ -39,6 +43,7 @@ try {
     REGISTRY_URL: services.registryUrl,
     SKIFF_TEST_STATE: root,
     SKIFF_TEST_RUN: run,
+    SKIFF_NODE_DIR: nodeDir,
   });
 } finally {
   await services.stop();

@@ -25,4 +25,9 @@ test_tool /usr/bin/htpasswd apache2-utils
 
 npm run --silent typecheck
 npm run --silent lint
+# The platform runs on Node.js 20, 22 and 24: the unit suite runs under the pinned 22 too (below,
+# every test runs under this `node`). Its binary is the nodejs22 runtime's, fetched once.
+node22="$(node dist/infra/test/node-binary.js nodejs22)"
+echo "skiff: unit tests under $("$node22" --version)"
+"$node22" dist/infra/test/run-unit.js
 exec node dist/infra/test/run-tests.js "$@"

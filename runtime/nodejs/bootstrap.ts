@@ -35,11 +35,16 @@ import {
 import { createContext, functionEnvironment, functionIdentity, type FunctionIdentity, type Handler } from './context.js';
 import { captureConsole, invocationScope } from './console-capture.js';
 import { runtimeError, toErrorInfo } from './errors.js';
-import { runHandler, type Outcome } from './invoke.js';
+import { runHandler, runStreamingHandler, type Outcome } from './invoke.js';
+import { installAwsLambdaGlobal, isStreamingHandler } from './response-stream.js';
 import { loadHandler } from './load-handler.js';
 import { classifyFrame } from './validate.js';
 
-const RUNTIME_NAME = 'nodejs20';
+/**
+ * The runtime this image is (`nodejs22`...), the image's command's last argument: one bootstrap
+ * serves every Node.js runtime. Images made before it was passed were all nodejs20.
+ */
+const RUNTIME_NAME = /^nodejs\d+$/.test(process.argv[2] ?? '') ? (process.argv[2] as string) : 'nodejs20';
 /** The worker creates the socket just before starting the container, so it may not exist yet. */
 const CONNECT_RETRY_MS = 5;
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -142,7 +147,7 @@ class Session {
     const started = performance.now();
     try {
       const identity = functionIdentity(spec);
-      Object.assign(process.env, functionEnvironment(spec, identity, this.taskRoot, RUNTIME_DIR, process.env.TZ));
+      Object.assign(process.env, functionEnvironment(spec, identity, this.taskRoot, RUNTIME_DIR, process.env.TZ, RUNTIME_NAME));
       process.chdir(this.taskRoot);
       const handler = await loadHandler(this.taskRoot, spec.handler);
       this.answerInit({ type: 'initDone', durationMs: performance.now() - started });
@@ -171,12 +176,23 @@ class Session {
         this.answerError(message.id, { type: 'Runtime.InitError', message: 'the function failed to initialize' });
         return;
       }
-      const outcome = await invocationScope.run(message.id, () =>
-        runHandler(loaded.handler, message.event, (complete) => createContext(loaded.identity, message, complete)),
-      );
+      const outcome = await invocationScope.run(message.id, () => {
+        const handler = loaded.handler;
+        if (!isStreamingHandler(handler)) return runHandler(handler, message.event, (complete) => createContext(loaded.identity, message, complete));
+        // A streaming handler has no callback: its stream's end is its answer.
+        const context = createContext(loaded.identity, message, () => undefined);
+        const sink = message.stream ? (data: Buffer, contentType: string | undefined) => this.sendChunk(message.id, data, contentType) : undefined;
+        return runStreamingHandler(handler, message.event, context, sink);
+      });
       this.logs.forget(message.id);
       this.answer(message.id, outcome);
     });
+  }
+
+  /** A streamed invocation's bytes; none once it was answered (a crash failed it already). */
+  private sendChunk(id: string, data: Buffer, contentType: string | undefined): void {
+    if (!this.inFlight.has(id)) return;
+    this.send({ type: 'chunk', id, data: data.toString('base64'), ...(contentType === undefined ? {} : { contentType }) });
   }
 
   /** Registers an invocation; a duplicate id could not be told apart in the results, so it is refused. */
@@ -297,6 +313,8 @@ async function main(): Promise<void> {
   session.start();
 }
 
+// Lambda's `awslambda` global (streamifyResponse, HttpResponseStream), there before any handler loads.
+installAwsLambdaGlobal();
 process.on('uncaughtException', (error) => fatal('uncaughtException', error));
 process.on('unhandledRejection', (reason) => fatal('unhandledRejection', reason));
 main().catch((error: unknown) => {

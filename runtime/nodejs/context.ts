@@ -69,11 +69,12 @@ export function functionEnvironment(
   taskRoot: string,
   runtimeDir: string,
   inheritedTz: string | undefined,
+  runtime: string,
 ): Record<string, string> {
   return {
     TZ: inheritedTz ?? 'UTC',
     ...spec.env,
-    AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs20.x',
+    AWS_EXECUTION_ENV: `AWS_Lambda_${runtime}.x`,
     AWS_LAMBDA_FUNCTION_NAME: identity.functionName,
     AWS_LAMBDA_FUNCTION_VERSION: identity.functionVersion,
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: identity.memoryLimitInMB,

@@ -50,6 +50,7 @@ function invokeProblem(frame: Fields): string | undefined {
   if (!isFiniteNumber(frame['deadlineMs'])) return 'deadlineMs must be a number';
   const traceparent = frame['traceparent'];
   if (traceparent !== undefined && typeof traceparent !== 'string') return 'traceparent must be a string';
+  if (frame['stream'] !== undefined && frame['stream'] !== true) return 'stream must be true when present';
   return undefined;
 }
 
@@ -71,6 +72,7 @@ export function classifyFrame(frame: unknown): Classified {
     if (reason !== undefined) return { kind: 'badInvoke', id, reason };
     const message: InvokeMessage = { type: 'invoke', id, event: frame['event'], deadlineMs: frame['deadlineMs'] as number };
     if (typeof frame['traceparent'] === 'string') message.traceparent = frame['traceparent'];
+    if (frame['stream'] === true) message.stream = true;
     return { kind: 'invoke', message };
   }
   return { kind: 'unknown' };

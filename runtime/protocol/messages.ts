@@ -11,6 +11,7 @@
  *   runtime → initDone | initFailed     initFailed is final: the worker destroys the sandbox
  *   worker  → invoke (repeated)         possibly several at once when the function's concurrency > 1
  *   runtime → log (any number)          console output made while handling an invoke, before its result
+ *   runtime → chunk (any number)        for an invoke with `stream`, a streaming handler's bytes, in order
  *   runtime → result                    exactly one per invoke, matched by id
  * Every frame the runtime sends is bounded: a result over `limits.maxResultBytes` is answered with
  * an error of type RESULT_TOO_LARGE instead, and log lines are cut at `limits.maxLogLineBytes`. The
@@ -92,6 +93,13 @@ export interface InvokeMessage {
   deadlineMs: number;
   /** W3C trace context of the invocation, for spans made by user code. */
   traceparent?: string;
+  /**
+   * Stream the response: a handler wrapped in `awslambda.streamifyResponse` sends what it writes as
+   * `chunk` frames, then a `result` whose value is null. Absent, such a handler's output is
+   * collected and answered as one result (a function URL response: {@link bufferedStreamResult}).
+   * A handler not wrapped answers with its value either way.
+   */
+  stream?: true;
 }
 
 export interface ErrorInfo {
@@ -119,5 +127,46 @@ export interface LogMessage {
   at: number;
 }
 
-export type RuntimeMessage = HelloMessage | InitDoneMessage | InitFailedMessage | ResultMessage | LogMessage;
+/**
+ * Bytes a streaming handler wrote to its response stream during invocation `id` (of an invoke with
+ * `stream`), in order, before the invocation's result. The first chunk of an invocation carries
+ * the stream's content type and is sent at its first write or at its end, whichever comes first,
+ * so a streamed invocation has at least one chunk (its data may be empty). Data is base64 and at
+ * most {@link MAX_CHUNK_BYTES} bytes before encoding.
+ */
+export interface ChunkMessage {
+  type: 'chunk';
+  id: string;
+  /** base64 */
+  data: string;
+  contentType?: string;
+}
+
+/** Largest chunk frame's data, in bytes before base64: a large write is sent as several chunks. */
+export const MAX_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * Content type of a response stream that begins with a prelude (Lambda's
+ * `awslambda.HttpResponseStream.from`): JSON `{statusCode, headers, cookies}`, then
+ * {@link PRELUDE_DELIMITER_BYTES} NUL bytes, then the body. A function URL answers with the
+ * prelude's status and headers and streams the body.
+ */
+export const HTTP_INTEGRATION_CONTENT_TYPE = 'application/vnd.awslambda.http-integration-response';
+export const PRELUDE_DELIMITER_BYTES = 8;
+/** A response stream's content type when the handler sets none (Lambda's). */
+export const DEFAULT_STREAM_CONTENT_TYPE = 'application/octet-stream';
+
+/**
+ * What a streaming handler invoked without `stream` answers: its whole output as one function URL
+ * response (payload format 2.0), with the prelude's status, headers and cookies when it wrote one.
+ */
+export interface BufferedStreamResult {
+  statusCode: number;
+  headers: Record<string, string>;
+  cookies?: string[];
+  body: string;
+  isBase64Encoded: true;
+}
+
+export type RuntimeMessage = HelloMessage | InitDoneMessage | InitFailedMessage | ResultMessage | LogMessage | ChunkMessage;
 export type WorkerMessage = InitMessage | InvokeMessage;

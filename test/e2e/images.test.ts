@@ -16,6 +16,7 @@ import { startRegistry, type LocalRegistry } from '../../infra/services/registry
 import { RegistryClient } from '../../infra/registry/client.js';
 import { publishRuntimeImages } from '../../infra/images/base-images.js';
 import { createLogger } from '../../infra/log.js';
+import { loadConfig } from '../../infra/config.js';
 import { digestHex, type ImageManifest } from '../../infra/images/oci/types.js';
 import { functionRepository, runtimeRepository } from '../../infra/images/names.js';
 import { RUNTIMES } from '../../infra/functions/version.js';
@@ -34,7 +35,12 @@ t.before(async () => {
   registry = await startRegistry({ dir: registryDir, port: await freePort() });
   registryClient = new RegistryClient({ url: registry.url });
   // The runtime root file systems are built (and packed) already by the test runner: this only pushes.
-  await publishRuntimeImages(registryClient, join(scratch, 'images'), createLogger('test', 'warn'));
+  // Only the runtimes this file uses: its worker pools (and so pulls and unpacks) every runtime the registry has.
+  await publishRuntimeImages(
+    registryClient,
+    { imagesDir: join(scratch, 'images'), nodeDir: loadConfig().nodeDir, runtimes: ['nodejs20', 'python3.11'] },
+    createLogger('test', 'warn'),
+  );
   platform = await startPlatform({ REGISTRY_URL: registry.url, SKIFF_IMAGES_DIR: imagesDir, SKIFF_IMAGE_GRACE_MS: '0', SKIFF_IMAGE_CACHE_MB: '64' });
 });
 t.teardown(async () => {

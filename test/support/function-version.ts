@@ -24,6 +24,7 @@ export function functionVersion(over: Partial<FunctionVersion> = {}): FunctionVe
     idempotent: false,
     schedules: [],
     cors: null,
+    invokeMode: 'BUFFERED',
     ...over,
   };
 }

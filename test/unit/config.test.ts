@@ -49,6 +49,7 @@ t.test('defaults', async (t) => {
     invokeBodyLimitBytes: 6 * 1024 * 1024,
     asyncEventLimitBytes: 256 * 1024,
     resultLimitBytes: 6 * 1024 * 1024,
+    streamLimitBytes: 20 * 1024 * 1024,
     asyncResultLimitBytes: 256 * 1024,
     notFoundCacheSize: 10_000,
     functionCacheTtlMs: 5000,

@@ -110,6 +110,7 @@ function version(name: string, tenant: string): FunctionVersion {
     idempotent: false,
     schedules: [],
     cors: null,
+    invokeMode: 'BUFFERED',
   };
 }
 

@@ -57,7 +57,7 @@ export class NodeQueueConsumer {
   private straight: StraightConsumer | undefined;
 
   constructor(private readonly o: NodeQueueConsumerOptions) {
-    this.callDeps = { workerId: o.id, instances: o.instances, tracer: o.tracer, metrics: o.metrics, log: o.log };
+    this.callDeps = { workerId: o.id, instances: o.instances, tracer: o.tracer, metrics: o.metrics, log: o.log, redis: o.redis, keys: o.keys };
   }
 
   /** Takes back the previous run's started calls, then consumes the queue; resolves once consuming. */

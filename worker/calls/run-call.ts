@@ -4,10 +4,13 @@
  * call's outcome. Cold starts are measured into the histogram and the trace. Ending the call
  * (replying, recording) is the queue consumer's (node-queue.ts).
  */
+import type { Redis } from 'ioredis';
 import { SpanStatusCode, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import { SkiffError, isSkiffError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/log.js';
 import type { InvocationJob, InvocationOutcome } from '../../infra/queue/jobs.js';
+import type { KeySpace } from '../../infra/queue/names.js';
+import { ResponseStreamWriter } from '../../infra/queue/response-stream.js';
 import { carrierOf } from '../../infra/telemetry.js';
 import { RESULT_TOO_LARGE } from '../../runtime/protocol/messages.js';
 import type { Acquired, InstanceSet } from '../instances/instance-set.js';
@@ -21,6 +24,9 @@ export interface RunCallDeps {
   /** Cold-start phases are recorded here when given. */
   metrics?: WorkerMetrics;
   log: Logger;
+  /** Where streamed calls' bytes go (infra/queue/response-stream.ts). */
+  redis: Redis;
+  keys: KeySpace;
 }
 
 /**
@@ -52,14 +58,28 @@ export async function runCall(
   // User code's spans join the trace under this one: its traceparent goes into the function.
   const handlerSpan = deps.tracer.startSpan('handler', { attributes: { 'skiff.function': data.fn.name, 'skiff.invocation_id': data.id } }, inSpan);
   const traceparent = carrierOf(handlerSpan).traceparent;
+  // A streamed call's bytes go to its gateway as they come; the stream exists once there is a first chunk.
+  let stream: ResponseStreamWriter | undefined;
+  const onChunk =
+    data.stream && data.replyTo !== null
+      ? (chunk: Buffer, contentType: string | undefined) => {
+          stream ??= new ResponseStreamWriter(deps.redis, deps.keys.responseStream(data.id));
+          stream.write(chunk, contentType);
+        }
+      : undefined;
   try {
     const result = await instance.sandbox
-      .invoke({ id: data.id, event: data.event, deadlineMs: acquiredAt + data.fn.timeoutMs, ...(traceparent ? { traceparent } : {}) }, data.fn.timeoutMs)
+      .invoke(
+        { id: data.id, event: data.event, deadlineMs: acquiredAt + data.fn.timeoutMs, ...(traceparent ? { traceparent } : {}) },
+        data.fn.timeoutMs,
+        onChunk,
+      )
       .catch((error: unknown) => {
         handlerSpan.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
         if (isSkiffError(error, 'FunctionOutOfMemory')) deps.instances.outcome(data.fn, true);
         throw error;
-      });
+      })
+      .finally(() => endStream(stream));
     deps.instances.outcome(data.fn, false);
     handlerSpan.setAttribute('skiff.handler_ms', result.durationMs);
     if (!result.ok) handlerSpan.setStatus({ code: SpanStatusCode.ERROR, message: result.error.message });
@@ -88,6 +108,15 @@ export async function runCall(
   } finally {
     handlerSpan.end();
     deps.instances.release(instance);
+  }
+}
+
+/** Ends a call's stream before its outcome is published: the gateway then finds every entry there. */
+async function endStream(stream: ResponseStreamWriter | undefined): Promise<void> {
+  try {
+    await stream?.end();
+  } catch (error) {
+    throw new SkiffError('Unavailable', 'the response stream could not be written to Redis', { cause: error });
   }
 }
 

@@ -24,7 +24,7 @@ import { buildSandboxSpec } from './oci-spec.js';
 import type { OciRuntime } from './runc.js';
 import { cutLine } from '../../runtime/protocol/log-lines.js';
 import { LineCutter, OutputTail } from './output-lines.js';
-import { FRAME_MARGIN_BYTES, RuntimeChannel } from './runtime-channel.js';
+import { FRAME_MARGIN_BYTES, RuntimeChannel, type ChunkListener } from './runtime-channel.js';
 import { Turns } from './turns.js';
 import type { CommandRunner } from '../process/command-runner.js';
 import type { CreationEvent, CreationTimings, InvokeOutcome, OutputLine, RuntimeImage, Sandbox, SandboxFactory, SandboxState } from './sandbox.js';
@@ -49,6 +49,8 @@ export interface SandboxFactoryOptions {
   logLimitBytes: number;
   /** Largest result a runtime may send (told to it at init); a frame past it plus a margin stops the sandbox. */
   maxResultBytes: number;
+  /** Most bytes a streamed invocation may send; past it the sandbox is stopped (runtime-channel.ts). */
+  maxStreamBytes: number;
   /** Longest log line kept; longer ones are cut (in the runtime, and again here for stdout/stderr). */
   logLineLimitBytes: number;
   bootTimeoutMs: number;
@@ -203,6 +205,7 @@ class RuncSandbox implements Sandbox {
     this.channel = new RuntimeChannel({
       limits: { maxResultBytes: options.maxResultBytes, maxLogLineBytes: options.logLineLimitBytes },
       maxFrameBytes: options.maxResultBytes + FRAME_MARGIN_BYTES,
+      maxStreamBytes: options.maxStreamBytes,
     });
     // Cut again here: the runtime is asked to cut its lines, not trusted to. Its marker fits.
     const logLineBytes = options.logLineLimitBytes + cutMarker(options.logLineLimitBytes).length;
@@ -294,7 +297,7 @@ class RuncSandbox implements Sandbox {
     }
   }
 
-  async invoke(message: Omit<InvokeMessage, 'type'>, timeoutMs: number): Promise<InvokeOutcome> {
+  async invoke(message: Omit<InvokeMessage, 'type' | 'stream'>, timeoutMs: number, onChunk?: ChunkListener): Promise<InvokeOutcome> {
     if (this.state === 'dead') throw new SkiffError('Unavailable', `sandbox ${this.id} is dead`);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -302,7 +305,7 @@ class RuncSandbox implements Sandbox {
     });
     this.inFlight.add(message.id);
     try {
-      const result = await Promise.race([this.channel.invoke(message), timeout]);
+      const result = await Promise.race([this.channel.invoke(message, onChunk), timeout]);
       return result.ok ? { ok: true, value: result.value, durationMs: result.durationMs } : { ok: false, error: result.error, durationMs: result.durationMs };
     } catch (error) {
       if (isHostError(error, 'channel-closed')) throw await this.deathError();

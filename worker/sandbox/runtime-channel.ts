@@ -17,6 +17,7 @@ import { SkiffError } from '../../infra/errors.js';
 import { HostError } from '../../infra/host-error.js';
 import { isFrameError, readFrames, writeFrame, type FrameError } from '../../runtime/protocol/framing.js';
 import type {
+  ChunkMessage,
   ErrorInfo,
   FunctionSpec,
   HelloMessage,
@@ -32,17 +33,25 @@ export interface RuntimeChannelOptions {
   limits: RuntimeLimits;
   /** Longest frame accepted from the runtime, in bytes. */
   maxFrameBytes: number;
+  /** Most bytes one streamed invocation may send as chunks; past it the channel is aborted. */
+  maxStreamBytes: number;
 }
+
+/** A streamed invocation's bytes, in order; `contentType` with the first chunk only. */
+export type ChunkListener = (data: Buffer, contentType: string | undefined) => void;
 
 /** Room a result frame needs beyond the result itself: its id, type and duration, and some slack. */
 export const FRAME_MARGIN_BYTES = 64 * 1024;
 
 type Pending = { resolve: (result: ResultMessage) => void; reject: (error: Error) => void };
+type Streamed = { onChunk: ChunkListener; bytes: number };
 
 export class RuntimeChannel {
   private server: Server | undefined;
   private socket: Socket | undefined;
   private readonly pending = new Map<string, Pending>();
+  /** Invocations that stream (invoked with a chunk listener), by id, with the bytes they sent. */
+  private readonly streamed = new Map<string, Streamed>();
   private initWaiter: Pending | undefined;
   private helloWaiter: { resolve: (hello: HelloMessage) => void; reject: (error: Error) => void } | undefined;
   private closed = false;
@@ -89,11 +98,17 @@ export class RuntimeChannel {
     return result.durationMs;
   }
 
-  invoke(message: Omit<InvokeMessage, 'type'>): Promise<ResultMessage> {
+  /**
+   * With `onChunk` the invocation streams: the runtime is asked to (`stream`), and its chunks go to
+   * `onChunk` before the result resolves. More than `maxStreamBytes` of them fail every call
+   * waiting with FunctionResponseTooLarge and close the channel, as a frame over the cap does.
+   */
+  invoke(message: Omit<InvokeMessage, 'type' | 'stream'>, onChunk?: ChunkListener): Promise<ResultMessage> {
     const socket = this.requireSocket();
     return new Promise((resolve, reject) => {
       this.pending.set(message.id, { resolve, reject });
-      writeFrame(socket, { type: 'invoke', ...message });
+      if (onChunk) this.streamed.set(message.id, { onChunk, bytes: 0 });
+      writeFrame(socket, { type: 'invoke', ...message, ...(onChunk ? { stream: true } : {}) });
     });
   }
 
@@ -170,13 +185,36 @@ export class RuntimeChannel {
       case 'log':
         this.onLog(message);
         return;
+      case 'chunk':
+        this.chunk(message);
+        return;
       case 'result': {
         const waiter = this.pending.get(message.id);
         this.pending.delete(message.id);
+        this.streamed.delete(message.id);
         waiter?.resolve(message);
         return;
       }
     }
+  }
+
+  /** A chunk of a streamed invocation; one of an invocation that does not stream is dropped. */
+  private chunk(message: ChunkMessage): void {
+    const stream = this.streamed.get(message.id);
+    if (!stream || typeof message.data !== 'string') return;
+    const data = Buffer.from(message.data, 'base64');
+    stream.bytes += data.length;
+    if (stream.bytes > this.options.maxStreamBytes) {
+      this.streamed.delete(message.id);
+      this.abort(
+        new SkiffError(
+          'FunctionResponseTooLarge',
+          `the function streamed more than the limit of ${this.options.maxStreamBytes} bytes (SKIFF_STREAM_LIMIT_BYTES); the stream was cut and its sandbox stopped`,
+        ),
+      );
+      return;
+    }
+    stream.onChunk(data, typeof message.contentType === 'string' ? message.contentType : undefined);
   }
 
   private markClosed(): void {
@@ -187,6 +225,7 @@ export class RuntimeChannel {
     this.initWaiter?.reject(error);
     for (const waiter of this.pending.values()) waiter.reject(error);
     this.pending.clear();
+    this.streamed.clear();
     for (const listener of this.closeListeners.splice(0)) listener();
   }
 }

@@ -58,7 +58,16 @@ export interface Sandbox {
    * the network if `egress` (otherwise it has loopback only), and loads its handler.
    */
   specialize(fn: FunctionSpec, codeDir: string, options?: { egress?: boolean }): Promise<{ bindMs: number; initMs: number }>;
-  invoke(message: Omit<InvokeMessage, 'type'>, timeoutMs: number): Promise<InvokeOutcome>;
+  /**
+   * With `onChunk` the invocation streams: a streaming handler's bytes go there, in order, before
+   * the outcome (whose value is then null); more than the sandbox's stream limit rejects with
+   * `FunctionResponseTooLarge` and destroys the sandbox.
+   */
+  invoke(
+    message: Omit<InvokeMessage, 'type' | 'stream'>,
+    timeoutMs: number,
+    onChunk?: (data: Buffer, contentType: string | undefined) => void,
+  ): Promise<InvokeOutcome>;
   destroy(reason: string): Promise<void>;
   onDeath(listener: (reason: string) => void): void;
   /** The last bytes the container wrote to stdout and stderr. */
