@@ -115,7 +115,7 @@ export function anchoredClock(): () => number {
 export interface WorkerMetricsSources {
   capacityMb: number;
   instances: { counts(): { idle: Record<string, number>; busy: Record<string, number> }; usedMb(): number; reclaimableMb(): number };
-  pool: { sizes(): Record<string, number> };
+  pool: { sizes(): Record<string, number>; targets(): Record<string, number> };
   /** Bytes of unpacked image layers on this host; absent: not reported. */
   imageCacheBytes?: () => Promise<number>;
 }
@@ -207,6 +207,16 @@ export class WorkerMetrics {
       collect() {
         this.reset();
         for (const [runtime, ready] of Object.entries(sources.pool.sizes())) this.set({ runtime }, ready);
+      },
+    });
+    new Gauge({
+      name: 'skiff_pool_target',
+      help: 'Ready sandboxes each runtime’s pool aims for now: its demand between floor and max, as memory allows.',
+      labelNames: ['runtime'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [runtime, target] of Object.entries(sources.pool.targets())) this.set({ runtime }, target);
       },
     });
     new Gauge({

@@ -36,7 +36,15 @@ function setUp(t: Test, options: { capacityMb?: number; poolTarget?: number } = 
   const images = new Map([['nodejs20', BASE]]);
   const code = new FakeCode();
   let free = (): number => options.capacityMb ?? 1024;
-  const pool = new ReadySandboxPool(factory, images, { target: options.poolTarget ?? 0, memoryMb: 128, freeMb: () => free(), log });
+  const size = options.poolTarget ?? 0;
+  const pool = new ReadySandboxPool(factory, images, {
+    sizing: { floor: size, max: size, windowMs: 1000 },
+    concurrency: 1,
+    memoryMb: 128,
+    footprintMb: 128,
+    freeMb: () => free(),
+    log,
+  });
   const output: string[] = [];
   const set = new InstanceSet(pool, factory, images, code, {
     capacityMb: options.capacityMb ?? 1024,

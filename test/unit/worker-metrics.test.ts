@@ -67,7 +67,7 @@ function sources(): WorkerMetricsSources & { pooled: Record<string, number> } {
     pooled,
     capacityMb: 4096,
     instances: { counts: () => ({ idle: { v1: 2, v2: 1 }, busy: { v1: 1 } }), usedMb: () => 640, reclaimableMb: () => 384 },
-    pool: { sizes: () => ({ ...pooled }) },
+    pool: { sizes: () => ({ ...pooled }), targets: () => ({ nodejs20: 5 }) },
   };
 }
 
@@ -109,6 +109,10 @@ t.test('the histogram, the gauges and the default worker label', async (t) => {
     (await values(metrics, 'skiff_pool_ready')).map((v) => [v.labels.runtime, v.value]),
     [['python3', 1]],
     'read afresh at every scrape',
+  );
+  t.same(
+    (await values(metrics, 'skiff_pool_target')).map((v) => [v.labels.runtime, v.value]),
+    [['nodejs20', 5]],
   );
   t.same(Object.fromEntries((await values(metrics, 'skiff_worker_memory_mb')).map((v) => [v.labels.kind, v.value])), {
     capacity: 4096,
