@@ -165,7 +165,7 @@ export class WorkerMetrics {
     });
     this.sandboxCreate = new Histogram({
       name: 'skiff_sandbox_create_seconds',
-      help: 'Making a sandbox, for the pool or for a call, by phase (mount, runc, bootstrap, total).',
+      help: 'Making a sandbox, for the pool or for a call, by phase: mount, runc, bootstrap one after the other (total); overlay, task and spec at once inside mount.',
       labelNames: ['phase', 'runtime'],
       buckets: COLD_START_BUCKETS,
       registers,
@@ -250,6 +250,9 @@ export class WorkerMetrics {
     this.sandboxCreate.observe({ runtime, phase: 'mount' }, created.mountMs / 1000);
     this.sandboxCreate.observe({ runtime, phase: 'runc' }, created.runcMs / 1000);
     this.sandboxCreate.observe({ runtime, phase: 'bootstrap' }, created.bootstrapMs / 1000);
+    this.sandboxCreate.observe({ runtime, phase: 'overlay' }, created.overlayMs / 1000);
+    this.sandboxCreate.observe({ runtime, phase: 'task' }, created.taskMs / 1000);
+    this.sandboxCreate.observe({ runtime, phase: 'spec' }, created.specMs / 1000);
     this.sandboxCreate.observe({ runtime, phase: 'total' }, totalMs / 1000);
   }
 

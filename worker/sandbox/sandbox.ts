@@ -40,11 +40,20 @@ export interface OutputLine {
 
 export type InvokeOutcome = { ok: true; value: unknown; durationMs: number } | { ok: false; error: ErrorInfo; durationMs: number };
 
-/** Time spent in each step of making a sandbox, for the cold-start breakdown. */
+/**
+ * Time spent in each step of making a sandbox, for the cold-start breakdown. The steps run one
+ * after the other: mount (preparing the bundle), runc (`runc run`: namespaces, cgroups, the
+ * container's mounts), bootstrap (the runtime's start until its hello). Inside mount, three parts
+ * run at once: overlay (the root), task (the shared task mount point), spec (config.json and the
+ * socket listening).
+ */
 export interface CreationTimings {
   mountMs: number;
   runcMs: number;
   bootstrapMs: number;
+  overlayMs: number;
+  taskMs: number;
+  specMs: number;
 }
 
 export interface Sandbox {
