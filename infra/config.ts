@@ -96,6 +96,9 @@ export interface WorkerConfig {
   imageGcEveryMs: number;
   /** How often the node checks that functions' minWarm instances exist. */
   warmCheckEveryMs: number;
+  /** A deployed version's warm owner node makes one idle instance of it at once (its handler
+   *  loaded), so the first call finds it warm (SKIFF_PRELOAD_ON_DEPLOY, 1 or 0). */
+  preloadOnDeploy: boolean;
 }
 
 /**
@@ -299,6 +302,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       bootTimeoutMs: int(env, 'SKIFF_BOOT_TIMEOUT_MS', 10_000, 100),
       imageGcEveryMs: int(env, 'SKIFF_IMAGE_GC_EVERY_MS', 30_000, 100),
       warmCheckEveryMs: int(env, 'SKIFF_WARM_CHECK_EVERY_MS', 2000, 50),
+      preloadOnDeploy: int(env, 'SKIFF_PRELOAD_ON_DEPLOY', 1, 0, 1) === 1,
     },
     scheduler: {
       concurrency: int(env, 'SKIFF_SCHEDULER_CONCURRENCY', 256, 1),

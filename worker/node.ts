@@ -172,6 +172,7 @@ export async function startWorker(
     functions: new FunctionStore(db),
     activeNodes: async () => (await fleet.live()).filter((b) => b.state === 'active').map((b) => b.id),
     everyMs: w.warmCheckEveryMs,
+    preloadOnDeploy: w.preloadOnDeploy,
     log,
   });
   const asyncCalls = openAsyncCalls(config, redis, records, db);

@@ -2,7 +2,8 @@
  * A worker's pool follows demand (worker/sandbox/pool-sizing.ts), on a real worker with runc: at
  * rest it holds its floor; a burst of new instances raises its target and it makes more ready
  * sandboxes; idle, it gives them back down to the floor. Sizes are read from the worker's
- * metrics (skiff_pool_ready, skiff_pool_target) and from GET /v1/workers.
+ * metrics (skiff_pool_ready, skiff_pool_target) and from GET /v1/workers. A deploy preloads one
+ * instance of the new version (SKIFF_PRELOAD_ON_DEPLOY), so its first call is warm.
  */
 import t from 'tap';
 import { client, eventually } from '../support/api.js';
@@ -18,13 +19,24 @@ async function gauge(platform: Platform, name: string): Promise<number> {
 
 t.test('the pool grows under a burst of new instances and shrinks back to its floor when idle', async (t) => {
   // Demand-sized (no fixed SKIFF_POOL_SIZE), with a small floor and max and a short window.
-  const platform = await startPlatform({ SKIFF_POOL_SIZE: '', SKIFF_POOL_FLOOR: '1', SKIFF_POOL_MAX: '4', SKIFF_POOL_WINDOW_MS: '5000' });
+  const platform = await startPlatform({
+    SKIFF_POOL_SIZE: '',
+    SKIFF_POOL_FLOOR: '1',
+    SKIFF_POOL_MAX: '4',
+    SKIFF_POOL_WINDOW_MS: '5000',
+    SKIFF_PRELOAD_ON_DEPLOY: '1',
+  });
   t.teardown(() => platform.stop());
   const { deploy, invoke } = client(() => platform);
   t.ok(await eventually(async () => (await gauge(platform, 'skiff_pool_ready')) === 1, 60_000), 'at rest: the floor');
   t.equal(await gauge(platform, 'skiff_pool_target'), 1);
 
   t.equal((await deploy({ name: 'slow', concurrency: 1 }, SLOW)).status, 201);
+  // The deploy preloads one instance (SKIFF_PRELOAD_ON_DEPLOY): the first call finds it warm.
+  t.ok(await eventually(() => platform.worker.instances.list().some((i) => i.fn.name === 'slow'), 30_000), 'the deploy made an instance');
+  const first = await invoke('slow', {});
+  t.equal(first.status, 200);
+  t.equal(first.headers.get('x-skiff-cold-start'), 'false', 'the first call after the deploy is warm: its handler was loaded at deploy');
   const replies = await Promise.all(Array.from({ length: 6 }, () => invoke('slow', {})));
   t.same(
     replies.map((r) => r.status),

@@ -84,6 +84,7 @@ t.test('defaults', async (t) => {
     bootTimeoutMs: 10_000,
     imageGcEveryMs: 30_000,
     warmCheckEveryMs: 2000,
+    preloadOnDeploy: true,
   });
   t.same(c.registry, { url: 'http://127.0.0.1:5050', username: undefined, password: undefined });
   t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000, retentionHours: 168, failoverEveryMs: 1000, fleetRefreshMs: 250, placementRetryMs: 100 });

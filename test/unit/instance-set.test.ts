@@ -235,6 +235,20 @@ t.test('keepWarm makes idle instances up to minWarm, within maxInstances', async
   t.equal(set.reclaimableMb(), 0, 'instances kept warm are not counted as reclaimable');
 });
 
+t.test('preload makes one idle instance of a version with none, whose handler is loaded; its first call is warm', async (t) => {
+  const { set, factory } = setUp(t, { capacityMb: 256 });
+  const fn = version();
+  t.equal(await set.preload(fn), true);
+  t.same(set.counts().idle, { 'f-v1': 1 });
+  t.ok((factory.made[0] as FakeSandbox).specializedFor, 'specialized: the handler is loaded');
+  t.equal(await set.preload(fn), false, 'a version that has an instance gets no other');
+  t.equal((await set.acquire(fn, PAST)).kind, 'warm', 'the first call is warm');
+  t.equal(set.reclaimableMb(), 0, 'busy now');
+  t.equal(await set.preload(version({ name: 'other' })), true, 'another version gets its own instance, never that one');
+  t.equal(await set.preload(version({ name: 'third' })), false, 'no free memory left: none made');
+  t.same(set.counts().idle, { 'other-v1': 1 }, 'and nothing was evicted for it');
+});
+
 t.test('calls deciding while an instance is made see it: maxInstances counts instances being made', async (t) => {
   const { set, factory } = setUp(t);
   factory.hold();
