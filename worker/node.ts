@@ -37,7 +37,7 @@ import { unmountTree } from './sandbox/mounts.js';
 import { OciRuntime } from './sandbox/runc.js';
 import { Launcher } from './process/launcher.js';
 import { RuncSandboxFactory } from './sandbox/runc-sandbox.js';
-import type { RuntimeImage } from './sandbox/sandbox.js';
+import type { RuntimeImage, SandboxPool } from './sandbox/sandbox.js';
 import { ReadySandboxPool } from './sandbox/sandbox-pool.js';
 import { WorkerMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 
@@ -46,7 +46,7 @@ export interface WorkerNode {
   /** Resolves when an operator's drain has finished; the node should then stop. */
   drained: Promise<void>;
   instances: InstanceSet;
-  pool: ReadySandboxPool;
+  pool: SandboxPool;
   images: ImageCache;
   /** Unmounts code no instance runs (after SKIFF_IMAGE_GRACE_MS) and removes layers over the disk
    *  budget that nothing uses; runs every 30 s by itself. Returns the removed layers. */

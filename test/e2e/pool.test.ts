@@ -23,7 +23,7 @@ t.test('the pool grows under a burst of new instances and shrinks back to its fl
     SKIFF_POOL_SIZE: '',
     SKIFF_POOL_FLOOR: '1',
     SKIFF_POOL_MAX: '4',
-    SKIFF_POOL_WINDOW_MS: '5000',
+    SKIFF_POOL_WINDOW_MS: '10000',
     SKIFF_PRELOAD_ON_DEPLOY: '1',
   });
   t.teardown(() => platform.stop());
