@@ -1,12 +1,14 @@
 /**
- * `node dist/bench/pool-burst.js [--calls 100] [--sleep-ms 3000]`: the burst on the platform as
+ * `node dist/bench/pool-burst.js [--calls 100] [--sleep-ms 3000] [--first-calls 10]`: the burst on the platform as
  * `npm start` runs it. Private Redis, PostgreSQL and registry (as the bench starts them), then the
  * bring-up itself (infra/bringup/main.ts: gateway, scheduler and worker as separate processes)
  * on the defaults, with only ports, ids and state made private; SKIFF_POOL_* from this process's
  * environment pass through, to compare pool settings. It waits until the worker's pool is at its
  * target (and prints how fast it filled), deploys a handler that sleeps, sends `--calls`
  * concurrent first calls, and prints how long until all were answered, their statuses, and where
- * the instances came from (pooled or created) from the worker's metrics. A script, not a test.
+ * the instances came from (pooled or created) from the worker's metrics; then `--first-calls`
+ * first calls of new versions, a second after their deploy (preloaded) and after their instance
+ * idled out (a pooled cold start). A script, not a test.
  */
 import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -27,6 +29,7 @@ const arg = (name: string, fallback: number): number => {
 };
 const CALLS = arg('calls', 100);
 const SLEEP_MS = arg('sleep-ms', 3000);
+const FIRST_CALLS = arg('first-calls', 10);
 const HERE = dirname(fileURLToPath(import.meta.url));
 const say = (text: string): void => console.log(`pool-burst: ${text}`);
 
@@ -91,8 +94,9 @@ try {
   let target = 0;
   for (;;) {
     const text = (await get(metricsUrl)).body;
-    target = metric(text, 'skiff_pool_target');
-    const ready = metric(text, 'skiff_pool_ready');
+    // Every runtime's pool: they fill together, sharing the refill's lanes.
+    target = metric(text, 'skiff_pool_target', {});
+    const ready = metric(text, 'skiff_pool_ready', {});
     samples.push({ at: performance.now(), ready });
     if (target > 0 && ready >= target) break;
     if (performance.now() - began > 600_000) throw new Error(`the pool did not fill in 10 minutes (${ready} of ${target})`);
@@ -105,8 +109,8 @@ try {
   const phase = (p: string): number =>
     round((metric(created, 'skiff_sandbox_create_seconds_sum', { phase: p }) / metric(created, 'skiff_sandbox_create_seconds_count', { phase: p })) * 1000, 1);
   say(
-    `pool full: ${target} nodejs20 (python3.11 ${metric(created, 'skiff_pool_ready', { runtime: 'python3.11' })}), ` +
-      `${fillRate === null ? '?' : round(fillRate, 1)} nodejs20 sandboxes/s while filling; mean creation ms: ` +
+    `pool full: ${metric(created, 'skiff_pool_ready')} nodejs20, ${metric(created, 'skiff_pool_ready', { runtime: 'python3.11' })} python3.11; ` +
+      `${fillRate === null ? '?' : round(fillRate, 2)} sandboxes/s while filling (refill concurrency ${process.env.SKIFF_POOL_REFILL_CONCURRENCY ?? 'default'}); mean creation ms: ` +
       ['mount', 'overlay', 'task', 'spec', 'runc', 'bootstrap', 'total'].map((p) => `${p} ${phase(p)}`).join(', '),
   );
 
@@ -140,6 +144,25 @@ try {
     `mean ms per pooled cold start: ${['wait', 'code', 'pool_take', 'bind', 'init', 'total'].map((ph) => `${ph} ${meanMs('skiff_cold_start_seconds', { phase: ph, kind: 'pooled' })}`).join(', ')}; ` +
       `queue wait (gateway to worker) ${meanMs('skiff_queue_wait_seconds', {})}`,
   );
+
+  // First calls of freshly deployed versions, a second after their deploy (the preloaded instance,
+  // SKIFF_PRELOAD_ON_DEPLOY), beside first calls after that instance idled out (a pooled cold start).
+  const firstCall = async (fn: string, idleTimeoutMs: number, waitMs: number): Promise<{ ms: number; cold: boolean | undefined }> => {
+    await deploy({ url, auth }, { name: fn, source: `// ${fn}\nexports.handler = async () => ({});\n`, idleTimeoutMs });
+    await sleep(waitMs);
+    const reply = await invoke(url, fn);
+    if (reply.status !== 200) throw new Error(`${fn} answered ${reply.status}: ${reply.body}`);
+    return { ms: reply.ms, cold: reply.cold };
+  };
+  const preloaded: Array<{ ms: number; cold: boolean | undefined }> = [];
+  const evicted: Array<{ ms: number; cold: boolean | undefined }> = [];
+  for (let i = 0; i < FIRST_CALLS; i++) preloaded.push(await firstCall(`first-${i}`, 600_000, 1000));
+  for (let i = 0; i < FIRST_CALLS; i++) evicted.push(await firstCall(`evicted-${i}`, 1000, 3500));
+  const show = (calls: typeof preloaded): string => {
+    const q = percentiles(calls.map((c) => c.ms));
+    return `p50 ${round(q.p50, 2)} ms, p99 ${round(q.p99, 2)} ms (${calls.filter((c) => c.cold).length} of ${calls.length} cold)`;
+  };
+  if (FIRST_CALLS > 0) say(`first call 1 s after a deploy: ${show(preloaded)}; first call after the instance idled out: ${show(evicted)}`);
 } finally {
   await bringup.stop('SIGINT', 60_000);
   await services.stop();
