@@ -379,7 +379,8 @@ function redisSentinel(env: Env): RedisSentinelConfig | undefined {
 /** REGISTRY_URL: http(s)://host[:port] with nothing after it (the API's /v2/ is added by the client). */
 function poolConfig(env: Env): PoolConfig {
   const windowMs = int(env, 'SKIFF_POOL_WINDOW_MS', 30_000, 100, 3_600_000);
-  const refillConcurrency = int(env, 'SKIFF_POOL_REFILL_CONCURRENCY', availableParallelism(), 1, 64);
+  // One lane per two cores: on 2 cores one lane made the most sandboxes per second (docs/SANDBOXES.md).
+  const refillConcurrency = int(env, 'SKIFF_POOL_REFILL_CONCURRENCY', Math.max(1, Math.floor(availableParallelism() / 2)), 1, 64);
   const common = { windowMs, refillConcurrency, footprintMb: POOL_SANDBOX_FOOTPRINT_MB };
   if (env.SKIFF_POOL_SIZE) {
     if (env.SKIFF_POOL_FLOOR || env.SKIFF_POOL_MAX)

@@ -68,7 +68,7 @@ t.test('defaults', async (t) => {
       floor: Math.floor(totalmem() / 1024 / 1024 / 24 / 10),
       max: 1000,
       windowMs: 30_000,
-      refillConcurrency: availableParallelism(),
+      refillConcurrency: Math.max(1, Math.floor(availableParallelism() / 2)),
       footprintMb: 10,
     },
     heartbeatMs: 1000,
