@@ -167,4 +167,6 @@ try {
   await bringup.stop('SIGINT', 60_000);
   await services.stop();
   await rm(services.root, { recursive: true, force: true });
+  // The worker's run directory (runc's state, sockets): empty once it stopped.
+  await rm(env.SKIFF_RUN_DIR ?? '', { recursive: true, force: true });
 }
