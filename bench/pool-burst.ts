@@ -168,5 +168,5 @@ try {
   await services.stop();
   await rm(services.root, { recursive: true, force: true });
   // The worker's run directory (runc's state, sockets): empty once it stopped.
-  await rm(env.SKIFF_RUN_DIR ?? '', { recursive: true, force: true });
+  await rm(`/run/skiff/${id}`, { recursive: true, force: true });
 }
