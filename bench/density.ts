@@ -19,7 +19,7 @@ const MiB = 1024 * 1024;
  * back-to-back creations, one at a time) until it is full again. The taken ones are destroyed after.
  */
 export async function createdPerSec(platform: Platform, count: number): Promise<number> {
-  const target = platform.config.worker.poolSize;
+  const target = platform.config.worker.pool.floor;
   if (target < count) throw new Error(`the pool holds ${target}, fewer than the ${count} to take`);
   await waitForFullPool(platform);
   const taken: Sandbox[] = [];

@@ -58,7 +58,7 @@ export function poolSize(platform: Platform): number {
  * against 1,880 with the pool full).
  */
 export async function waitForFullPool(platform: Platform, timeoutMs = 60_000, report = false): Promise<void> {
-  const target = platform.config.worker.poolSize;
+  const target = platform.config.worker.pool.floor;
   const sizes = (): number[] => Object.values(platform.worker.pool.sizes());
   let last = performance.now();
   await waitUntil(

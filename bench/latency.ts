@@ -12,7 +12,7 @@ import { poolSize, sleep, waitForFullPool, type Platform } from './harness.js';
  * creation runs beside it; without one (pool size 0) the container is made on the call path.
  */
 export async function coldStarts(platform: Platform, prefix: string, count: number): Promise<number[]> {
-  const pooled = platform.config.worker.poolSize > 0;
+  const pooled = platform.config.worker.pool.floor > 0;
   const samples: number[] = [];
   for (let i = 0; i < count; i++) {
     const name = `${prefix}-${i}`;

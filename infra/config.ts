@@ -76,8 +76,8 @@ export interface WorkerConfig {
   runDir: string;
   /** First host uid/gid of the ranges that container users map to (each sandbox gets its own). */
   uidBase: number;
-  /** Pre-created, started, unspecialized sandboxes kept ready per runtime. */
-  poolSize: number;
+  /** Pre-created, started, unspecialized sandboxes kept ready per runtime (worker/sandbox/pool-sizing.ts). */
+  pool: PoolConfig;
   heartbeatMs: number;
   /** Invocations the worker runs at once (waiting ones count). */
   concurrency: number;
@@ -102,7 +102,31 @@ export interface WorkerConfig {
   imageGcEveryMs: number;
   /** How often the node checks that functions' minWarm instances exist. */
   warmCheckEveryMs: number;
+  /** A deployed version's warm owner node makes one idle instance of it at once (its handler
+   *  loaded), so the first call finds it warm (SKIFF_PRELOAD_ON_DEPLOY, 1 or 0). */
+  preloadOnDeploy: boolean;
 }
+
+/**
+ * Each runtime's pool of ready sandboxes follows demand between a floor and a max, as far as memory
+ * allows (worker/sandbox/pool-sizing.ts). SKIFF_POOL_SIZE pins floor and max to one fixed size.
+ */
+export interface PoolConfig {
+  /** Ready sandboxes per runtime on an idle worker: by default those that fit in 1/24 of the host's memory. */
+  floor: number;
+  max: number;
+  /** Time constant of the demand (new instances per second): the pool holds about one window of it. */
+  windowMs: number;
+  /** Creations the pool runs at once while refilling. */
+  refillConcurrency: number;
+  /** Host memory one ready sandbox holds, in MiB (measured: docs/SANDBOXES.md); what the pool counts for it. */
+  footprintMb: number;
+}
+
+/** Host memory a ready sandbox holds, measured on the build machine (docs/SANDBOXES.md). */
+const POOL_SANDBOX_FOOTPRINT_MB = 10;
+/** Share of the host's memory the default pool floor takes: about 100 sandboxes (1 GiB) on 24 GiB. */
+const POOL_FLOOR_HOST_SHARE = 1 / 24;
 
 /** How Redis clients connect, time out and reconnect (infra/queue/connections.ts). */
 export interface RedisClientConfig {
@@ -297,7 +321,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       runcPath: str(env, 'SKIFF_RUNC', 'runc'),
       runDir: str(env, 'SKIFF_RUN_DIR', `/run/skiff/${workerId}`),
       uidBase: int(env, 'SKIFF_UID_BASE', 1_000_000, 65536),
-      poolSize: int(env, 'SKIFF_POOL_SIZE', 2, 0, 1000),
+      pool: poolConfig(env),
       heartbeatMs: int(env, 'SKIFF_HEARTBEAT_MS', 1000, 50),
       concurrency: int(env, 'SKIFF_WORKER_CONCURRENCY', 256, 1),
       pidsLimit: int(env, 'SKIFF_PIDS_LIMIT', 64, 8),
@@ -311,6 +335,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       bootTimeoutMs: int(env, 'SKIFF_BOOT_TIMEOUT_MS', 10_000, 100),
       imageGcEveryMs: int(env, 'SKIFF_IMAGE_GC_EVERY_MS', 30_000, 100),
       warmCheckEveryMs: int(env, 'SKIFF_WARM_CHECK_EVERY_MS', 2000, 50),
+      preloadOnDeploy: int(env, 'SKIFF_PRELOAD_ON_DEPLOY', 1, 0, 1) === 1,
     },
     scheduler: {
       concurrency: int(env, 'SKIFF_SCHEDULER_CONCURRENCY', 256, 1),
@@ -393,6 +418,24 @@ function redisSentinel(env: Env): RedisSentinelConfig | undefined {
 }
 
 /** REGISTRY_URL: http(s)://host[:port] with nothing after it (the API's /v2/ is added by the client). */
+function poolConfig(env: Env): PoolConfig {
+  const windowMs = int(env, 'SKIFF_POOL_WINDOW_MS', 30_000, 100, 3_600_000);
+  // One lane per two cores: on 2 cores one lane made the most sandboxes per second (docs/SANDBOXES.md).
+  const refillConcurrency = int(env, 'SKIFF_POOL_REFILL_CONCURRENCY', Math.max(1, Math.floor(availableParallelism() / 2)), 1, 64);
+  const common = { windowMs, refillConcurrency, footprintMb: POOL_SANDBOX_FOOTPRINT_MB };
+  if (env.SKIFF_POOL_SIZE) {
+    if (env.SKIFF_POOL_FLOOR || env.SKIFF_POOL_MAX)
+      throw new ConfigError('SKIFF_POOL_SIZE pins the pool to one size: set it or SKIFF_POOL_FLOOR/SKIFF_POOL_MAX, not both');
+    const size = int(env, 'SKIFF_POOL_SIZE', 0, 0, 1000);
+    return { floor: size, max: size, ...common };
+  }
+  const max = int(env, 'SKIFF_POOL_MAX', 1000, 0, 10_000);
+  const hostFloor = Math.floor(((totalmem() / 1024 / 1024) * POOL_FLOOR_HOST_SHARE) / POOL_SANDBOX_FOOTPRINT_MB);
+  const floor = int(env, 'SKIFF_POOL_FLOOR', Math.min(max, hostFloor), 0, 10_000);
+  if (floor > max) throw new ConfigError(`SKIFF_POOL_FLOOR (${floor}) is over SKIFF_POOL_MAX (${max})`);
+  return { floor, max, ...common };
+}
+
 function registryUrl(env: Env): string {
   const raw = str(env, 'REGISTRY_URL', 'http://127.0.0.1:5050').replace(/\/+$/, '');
   let url: URL;

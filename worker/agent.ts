@@ -25,7 +25,7 @@ export interface WorkerAgentOptions extends NodeQueueConsumerOptions {
   heartbeatTtlMs: number;
   pool: SandboxPool;
   /** Told about deploys, to make minWarm instances of a new version at once. */
-  warmKeeper: { check(): void };
+  warmKeeper: { check(): void; deployed(name: string, version: number): void };
 }
 
 export class WorkerAgent {

@@ -14,7 +14,7 @@ const log = createLogger('worker', config.logLevel);
 void checkRedisSettings(config.redisUrl, log, { sentinel: config.redisClient.sentinel });
 const telemetry = startTelemetry(`skiff-worker`, config.telemetry);
 const node = await startWorker(config, { log, tracer: telemetry.tracer });
-log.info({ worker: config.worker.id, pool: config.worker.poolSize }, 'worker ready');
+log.info({ worker: config.worker.id, pool: config.worker.pool }, 'worker ready');
 
 let stopping = false;
 function stop(why: string): void {

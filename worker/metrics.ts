@@ -115,7 +115,7 @@ export function anchoredClock(): () => number {
 export interface WorkerMetricsSources {
   capacityMb: number;
   instances: { counts(): { idle: Record<string, number>; busy: Record<string, number> }; usedMb(): number; reclaimableMb(): number };
-  pool: { sizes(): Record<string, number> };
+  pool: { sizes(): Record<string, number>; targets(): Record<string, number> };
   /** Bytes of unpacked image layers on this host; absent: not reported. */
   imageCacheBytes?: () => Promise<number>;
 }
@@ -166,7 +166,7 @@ export class WorkerMetrics {
     });
     this.sandboxCreate = new Histogram({
       name: 'skiff_sandbox_create_seconds',
-      help: 'Making a sandbox, for the pool or for a call, by phase (mount, runc, bootstrap, total).',
+      help: 'Making a sandbox, for the pool or for a call, by phase: mount, runc, bootstrap one after the other (total); overlay, task and spec at once inside mount.',
       labelNames: ['phase', 'runtime'],
       buckets: COLD_START_BUCKETS,
       registers,
@@ -217,6 +217,16 @@ export class WorkerMetrics {
       },
     });
     new Gauge({
+      name: 'skiff_pool_target',
+      help: 'Ready sandboxes each runtime’s pool aims for now: its demand between floor and max, as memory allows.',
+      labelNames: ['runtime'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [runtime, target] of Object.entries(sources.pool.targets())) this.set({ runtime }, target);
+      },
+    });
+    new Gauge({
       name: 'skiff_worker_memory_mb',
       help: 'Worker memory in MiB: capacity it may hand out, used (instances, pool, being made), reclaimable (held by idle instances it would evict).',
       labelNames: ['kind'],
@@ -251,6 +261,9 @@ export class WorkerMetrics {
     this.sandboxCreate.observe({ runtime, phase: 'mount' }, created.mountMs / 1000);
     this.sandboxCreate.observe({ runtime, phase: 'runc' }, created.runcMs / 1000);
     this.sandboxCreate.observe({ runtime, phase: 'bootstrap' }, created.bootstrapMs / 1000);
+    this.sandboxCreate.observe({ runtime, phase: 'overlay' }, created.overlayMs / 1000);
+    this.sandboxCreate.observe({ runtime, phase: 'task' }, created.taskMs / 1000);
+    this.sandboxCreate.observe({ runtime, phase: 'spec' }, created.specMs / 1000);
     this.sandboxCreate.observe({ runtime, phase: 'total' }, totalMs / 1000);
   }
 

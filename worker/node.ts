@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../infra/config.js';
@@ -144,9 +144,17 @@ export async function startWorker(
   let onPull = (seconds: number, bytes: number): void => void log.debug({ seconds, bytes }, 'image pull before metrics');
   const code = new CodeCache(imageCache, join(home, 'code'), launcher);
   const images = await runtimeImages(imageCache, log);
-  // The pool only fills while the worker has memory to spare (instances are served first).
+  // The pool only fills while the worker and the host have memory to spare (instances are served first).
   let freeMb = (): number => w.capacityMb;
-  const pool = new ReadySandboxPool(factory, images, { target: w.poolSize, memoryMb: POOL_SANDBOX_MB, freeMb: () => freeMb(), log });
+  const pool = new ReadySandboxPool(factory, images, {
+    sizing: w.pool,
+    concurrency: Math.min(w.pool.refillConcurrency, w.maxConcurrentCreates),
+    memoryMb: POOL_SANDBOX_MB,
+    footprintMb: w.pool.footprintMb,
+    freeMb: () => freeMb(),
+    hostSpareMb: hostSpareMb(),
+    log,
+  });
   const keys = keySpace(config.keyPrefix);
   const logs = new LogStore(db, { redis, channel: keys.logs }, (error) => log.error({ err: error }, 'could not store function logs'));
   const instances = new InstanceSet(pool, factory, images, code, {
@@ -156,6 +164,7 @@ export async function startWorker(
   });
   freeMb = () => instances.freeMb();
   instances.start();
+  pool.start();
   const metrics = new WorkerMetrics(w.id, { capacityMb: w.capacityMb, instances, pool, imageCacheBytes: () => imageCache.bytes() });
   metrics.measure(factory);
   onPull = (seconds, bytes) => metrics.imagePulled(seconds, bytes);
@@ -166,6 +175,7 @@ export async function startWorker(
     functions: new FunctionStore(db),
     activeNodes: async () => (await fleet.live()).filter((b) => b.state === 'active').map((b) => b.id),
     everyMs: w.warmCheckEveryMs,
+    preloadOnDeploy: w.preloadOnDeploy,
     log,
   });
   const asyncCalls = openAsyncCalls(config, redis, records, db);
@@ -234,6 +244,22 @@ export async function startWorker(
       await db.end();
       await launcher.stop();
     },
+  };
+}
+
+/**
+ * The host memory the pool may still take, in MiB: the host's available memory (os.freemem is
+ * MemAvailable on Linux) less a tenth of it all, kept for everything else. Read at most every
+ * 250 ms: the pool asks on every take, and the answer moves slowly.
+ */
+function hostSpareMb(): () => number {
+  const keptMb = totalmem() / 1024 / 1024 / 10;
+  let readAt = 0;
+  let spare = 0;
+  return () => {
+    const now = Date.now();
+    if (now - readAt >= 250) [readAt, spare] = [now, freemem() / 1024 / 1024 - keptMb];
+    return spare;
   };
 }
 

@@ -81,6 +81,8 @@ t.test(
       SKIFF_RUN_DIR: runDir,
       SKIFF_GATEWAY_HOST: host,
       SKIFF_POOL_SIZE: '1',
+      // As in the test platform: calls make their instances (no instance preloaded at deploy).
+      SKIFF_PRELOAD_ON_DEPLOY: '0',
       SKIFF_WORKER_CAPACITY_MB: '2048',
       SKIFF_HEARTBEAT_MS: '200',
       SKIFF_LOG_LEVEL: 'info',

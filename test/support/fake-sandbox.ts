@@ -74,7 +74,7 @@ export class FakeSandbox implements Sandbox {
   readonly runtime: string;
   state: SandboxState = 'ready';
   memoryMb: number;
-  readonly created: CreationTimings = { mountMs: 1, runcMs: 1, bootstrapMs: 1 };
+  readonly created: CreationTimings = { mountMs: 1, runcMs: 1, bootstrapMs: 1, overlayMs: 1, taskMs: 1, specMs: 1 };
   /** What it was specialized for (undefined while ready). */
   specializedFor: { fn: FunctionSpec; codeDir: string; egress: boolean } | undefined;
   /** Every call made on it, in order. */

@@ -67,7 +67,13 @@ t.test('defaults', async (t) => {
     runcPath: 'runc',
     runDir: `/run/skiff/${workerId}`,
     uidBase: 1_000_000,
-    poolSize: 2,
+    pool: {
+      floor: Math.floor(totalmem() / 1024 / 1024 / 24 / 10),
+      max: 1000,
+      windowMs: 30_000,
+      refillConcurrency: Math.max(1, Math.floor(availableParallelism() / 2)),
+      footprintMb: 10,
+    },
     heartbeatMs: 1000,
     concurrency: 256,
     pidsLimit: 64,
@@ -81,6 +87,7 @@ t.test('defaults', async (t) => {
     bootTimeoutMs: 10_000,
     imageGcEveryMs: 30_000,
     warmCheckEveryMs: 2000,
+    preloadOnDeploy: true,
   });
   t.same(c.registry, { url: 'http://127.0.0.1:5050', username: undefined, password: undefined });
   t.same(c.scheduler, { concurrency: 256, heartbeatTtlMs: 5000, retentionHours: 168, failoverEveryMs: 1000, fleetRefreshMs: 250, placementRetryMs: 100 });
@@ -133,10 +140,19 @@ t.test('values from the environment', async (t) => {
   t.equal(c.worker.id, 'node-7.b_c');
   t.equal(c.worker.runDir, '/run/skiff/node-7.b_c', 'the run directory follows the worker id');
   t.equal(c.worker.capacityMb, 4096);
-  t.equal(c.worker.poolSize, 0, 'zero is a valid pool size');
+  t.same([c.worker.pool.floor, c.worker.pool.max], [0, 0], 'zero is a valid pool size; SKIFF_POOL_SIZE pins floor and max');
   t.equal(c.databaseSchema, 'test_run_42');
   t.equal(c.keyPrefix, 'skiff-test');
   t.equal(c.scheduler.concurrency, 8);
+});
+
+t.test('the pool follows demand between a floor and a max, or is pinned to one size', async (t) => {
+  const c = loadConfig({ SKIFF_POOL_FLOOR: '3', SKIFF_POOL_MAX: '40', SKIFF_POOL_WINDOW_MS: '5000', SKIFF_POOL_REFILL_CONCURRENCY: '3' });
+  t.same(c.worker.pool, { floor: 3, max: 40, windowMs: 5000, refillConcurrency: 3, footprintMb: 10 });
+  t.equal(loadConfig({ SKIFF_POOL_MAX: '0' }).worker.pool.floor, 0, 'the default floor stays under the max');
+  rejects(t, { SKIFF_POOL_FLOOR: '41', SKIFF_POOL_MAX: '40' }, 'SKIFF_POOL_FLOOR');
+  rejects(t, { SKIFF_POOL_SIZE: '2', SKIFF_POOL_FLOOR: '1' }, 'SKIFF_POOL_SIZE');
+  rejects(t, { SKIFF_POOL_REFILL_CONCURRENCY: '0' }, 'SKIFF_POOL_REFILL_CONCURRENCY');
 });
 
 t.test('client timeouts of Redis, PostgreSQL and /healthz', async (t) => {
@@ -160,7 +176,7 @@ t.test('client timeouts of Redis, PostgreSQL and /healthz', async (t) => {
 t.test('integers: bounds are inclusive', async (t) => {
   t.equal(loadConfig({ SKIFF_GATEWAY_PORT: '0' }).gateway.port, 0);
   t.equal(loadConfig({ SKIFF_GATEWAY_PORT: '65535' }).gateway.port, 65535);
-  t.equal(loadConfig({ SKIFF_POOL_SIZE: '1000' }).worker.poolSize, 1000);
+  t.equal(loadConfig({ SKIFF_POOL_SIZE: '1000' }).worker.pool.max, 1000);
   t.equal(loadConfig({ SKIFF_PIDS_LIMIT: '8' }).worker.pidsLimit, 8);
   t.equal(loadConfig({ SKIFF_CPU_FLOOR_MILLICORES: '250' }).worker.cpuFloorCores, 0.25);
 });

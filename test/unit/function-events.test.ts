@@ -6,9 +6,10 @@ t.test('deploys retire older versions, wake the warm keeper and prefetch the ima
   const retired: Array<[string, number | undefined]> = [];
   const prefetched: string[] = [];
   let checks = 0;
+  const deployed: Array<[string, number]> = [];
   const reactions = {
     instances: { retireFunction: (name: string, keep?: number) => void retired.push([name, keep]) },
-    warmKeeper: { check: () => void checks++ },
+    warmKeeper: { check: () => void checks++, deployed: (name: string, version: number) => void deployed.push([name, version]) },
     prefetch: (image: string) => void prefetched.push(image),
   };
   const events: FunctionEvent[] = [
@@ -23,5 +24,13 @@ t.test('deploys retire older versions, wake the warm keeper and prefetch the ima
     ['f', undefined],
   ]);
   t.equal(checks, 2, 'the warm keeper is told of each deploy');
+  t.same(
+    deployed,
+    [
+      ['f', 3],
+      ['g', 1],
+    ],
+    'and of which version, to preload it',
+  );
   t.same(prefetched, ['registry/f:3'], 'only a deploy with an image prefetches');
 });

@@ -36,7 +36,15 @@ function setUp(t: Test, options: { capacityMb?: number; poolTarget?: number } = 
   const images = new Map([['nodejs20', BASE]]);
   const code = new FakeCode();
   let free = (): number => options.capacityMb ?? 1024;
-  const pool = new ReadySandboxPool(factory, images, { target: options.poolTarget ?? 0, memoryMb: 128, freeMb: () => free(), log });
+  const size = options.poolTarget ?? 0;
+  const pool = new ReadySandboxPool(factory, images, {
+    sizing: { floor: size, max: size, windowMs: 1000 },
+    concurrency: 1,
+    memoryMb: 128,
+    footprintMb: 128,
+    freeMb: () => free(),
+    log,
+  });
   const output: string[] = [];
   const set = new InstanceSet(pool, factory, images, code, {
     capacityMb: options.capacityMb ?? 1024,
@@ -225,6 +233,20 @@ t.test('keepWarm makes idle instances up to minWarm, within maxInstances', async
   t.equal(await set.keepWarm(version({ minWarm: 2 })), 0, 'nothing more once it has them');
   t.equal(await set.keepWarm(version({ name: 'capped', minWarm: 3, maxInstances: 1 })), 1);
   t.equal(set.reclaimableMb(), 0, 'instances kept warm are not counted as reclaimable');
+});
+
+t.test('preload makes one idle instance of a version with none, whose handler is loaded; its first call is warm', async (t) => {
+  const { set, factory } = setUp(t, { capacityMb: 256 });
+  const fn = version();
+  t.equal(await set.preload(fn), true);
+  t.same(set.counts().idle, { 'f-v1': 1 });
+  t.ok((factory.made[0] as FakeSandbox).specializedFor, 'specialized: the handler is loaded');
+  t.equal(await set.preload(fn), false, 'a version that has an instance gets no other');
+  t.equal((await set.acquire(fn, PAST)).kind, 'warm', 'the first call is warm');
+  t.equal(set.reclaimableMb(), 0, 'busy now');
+  t.equal(await set.preload(version({ name: 'other' })), true, 'another version gets its own instance, never that one');
+  t.equal(await set.preload(version({ name: 'third' })), false, 'no free memory left: none made');
+  t.same(set.counts().idle, { 'other-v1': 1 }, 'and nothing was evicted for it');
 });
 
 t.test('calls deciding while an instance is made see it: maxInstances counts instances being made', async (t) => {

@@ -29,7 +29,15 @@ t.test('a pooled cold start: steps back to back, ending when acquire returned; t
 });
 
 t.test('a created cold start: mount, runc and bootstrap inside create', async (t) => {
-  const steps = byPhase(coldStartSteps('created', { codeMs: 1, createMs: 80, bindMs: 3, initMs: 4 }, { mountMs: 10, runcMs: 30, bootstrapMs: 35 }, 0, 88));
+  const steps = byPhase(
+    coldStartSteps(
+      'created',
+      { codeMs: 1, createMs: 80, bindMs: 3, initMs: 4 },
+      { mountMs: 10, runcMs: 30, bootstrapMs: 35, overlayMs: 9, taskMs: 8, specMs: 2 },
+      0,
+      88,
+    ),
+  );
   t.notOk(steps.pool_take, 'no pool take');
   t.equal(steps.create!.span, 'sandbox.create');
   t.ok(close(steps.create!.startMs, 1) && close(steps.create!.endMs, 81));
@@ -38,7 +46,15 @@ t.test('a created cold start: mount, runc and bootstrap inside create', async (t
   t.ok(close(steps.bootstrap!.startMs, 41) && close(duration(steps.bootstrap), 35));
   t.ok(close(duration(steps.wait), 0), 'no waiting');
 
-  const skewed = byPhase(coldStartSteps('created', { codeMs: 0, createMs: 10, bindMs: 0, initMs: 0 }, { mountMs: 6, runcMs: 6, bootstrapMs: 6 }, 0, 10));
+  const skewed = byPhase(
+    coldStartSteps(
+      'created',
+      { codeMs: 0, createMs: 10, bindMs: 0, initMs: 0 },
+      { mountMs: 6, runcMs: 6, bootstrapMs: 6, overlayMs: 6, taskMs: 6, specMs: 6 },
+      0,
+      10,
+    ),
+  );
   t.ok(skewed.bootstrap!.endMs <= skewed.create!.endMs && skewed.runc!.endMs <= skewed.create!.endMs, 'inner steps never outlast create');
   t.ok(
     Object.values(skewed).every((s) => s.endMs >= s.startMs),
@@ -67,7 +83,7 @@ function sources(): WorkerMetricsSources & { pooled: Record<string, number> } {
     pooled,
     capacityMb: 4096,
     instances: { counts: () => ({ idle: { v1: 2, v2: 1 }, busy: { v1: 1 } }), usedMb: () => 640, reclaimableMb: () => 384 },
-    pool: { sizes: () => ({ ...pooled }) },
+    pool: { sizes: () => ({ ...pooled }), targets: () => ({ nodejs20: 5 }) },
   };
 }
 
@@ -110,6 +126,10 @@ t.test('the histogram, the gauges and the default worker label', async (t) => {
     [['python3', 1]],
     'read afresh at every scrape',
   );
+  t.same(
+    (await values(metrics, 'skiff_pool_target')).map((v) => [v.labels.runtime, v.value]),
+    [['nodejs20', 5]],
+  );
   t.same(Object.fromEntries((await values(metrics, 'skiff_worker_memory_mb')).map((v) => [v.labels.kind, v.value])), {
     capacity: 4096,
     used: 640,
@@ -126,8 +146,8 @@ t.test('measure() counts and times every creation the factory reports', async (t
   metrics.measure({ onCreation: (listener) => listeners.push(listener) });
   t.equal(listeners.length, 1, 'it listens to the factory');
   const report = (event: CreationEvent): void => listeners.forEach((l) => l(event));
-  report({ runtime: 'nodejs20', ok: true, timings: { mountMs: 10, runcMs: 30, bootstrapMs: 35 }, totalMs: 80 });
-  report({ runtime: 'nodejs20', ok: true, timings: { mountMs: 10, runcMs: 30, bootstrapMs: 35 }, totalMs: 80 });
+  report({ runtime: 'nodejs20', ok: true, timings: { mountMs: 10, runcMs: 30, bootstrapMs: 35, overlayMs: 9, taskMs: 8, specMs: 2 }, totalMs: 80 });
+  report({ runtime: 'nodejs20', ok: true, timings: { mountMs: 10, runcMs: 30, bootstrapMs: 35, overlayMs: 9, taskMs: 8, specMs: 2 }, totalMs: 80 });
   report({ runtime: 'nodejs20', ok: false, totalMs: 5 });
 
   t.same(
@@ -142,6 +162,9 @@ t.test('measure() counts and times every creation the factory reports', async (t
   const sum = (phase: string): number | undefined => create.find((v) => v.metricName === 'skiff_sandbox_create_seconds_sum' && v.labels.phase === phase)?.value;
   t.ok(close(sum('runc') ?? NaN, 0.06), 'runc: 2 × 30 ms');
   t.ok(close(sum('total') ?? NaN, 0.16), 'total: 2 × 80 ms');
+  t.ok(close(sum('overlay') ?? NaN, 0.018), 'the parts of mount too: overlay 2 × 9 ms');
+  t.ok(close(sum('task') ?? NaN, 0.016), 'task 2 × 8 ms');
+  t.ok(close(sum('spec') ?? NaN, 0.004), 'spec 2 × 2 ms');
 });
 
 t.test('serveMetrics: GET /metrics in Prometheus text, 404 elsewhere, 405 for other methods', async (t) => {

@@ -164,6 +164,18 @@ export class InstanceSet {
     return made;
   }
 
+  /**
+   * Makes one idle instance of `fn` (its handler loaded) unless it has one, with free memory
+   * only (a guess about a call to come evicts nothing); whether it made one. It is an instance
+   * like any other: the version's own, idle until a call or its keep-alive ends it.
+   */
+  async preload(fn: FunctionVersion): Promise<boolean> {
+    if (this.countOf(fn.versionId) > 0 || fn.maxInstances < 1 || this.freeMb() < fn.memoryMb) return false;
+    const made = await this.reserveAndMake(fn, 0);
+    if (made) this.wake();
+    return made !== undefined;
+  }
+
   /** Retires every instance of function `name` except those of version `keepVersion`. */
   retireFunction(name: string, keepVersion?: number): void {
     for (const instance of this.instances.values()) {

@@ -1,7 +1,9 @@
 /**
- * Keeps `minWarm` instances of functions that ask for them, without any call. One node per
- * function does it (`warmOwner`: rendezvous hashing over the active nodes), so the fleet holds
- * minWarm instances of a function, not minWarm per node.
+ * Keeps `minWarm` instances of functions that ask for them, without any call; and, when a version
+ * is deployed, makes one idle instance of it at once (`preloadOnDeploy`), so its first call does
+ * not pay for loading the handler. One node per function does it (`warmOwner`: rendezvous hashing
+ * over the active nodes), so the fleet holds minWarm instances of a function, not minWarm per
+ * node, and one preloaded instance of a new version.
  */
 import type { FunctionStore } from '../../infra/db/function-store.js';
 import { versionOf } from '../../infra/db/function-store.js';
@@ -16,6 +18,8 @@ export interface WarmKeeperOptions {
   /** Ids of the nodes that take work now (this one included). */
   activeNodes: () => Promise<string[]>;
   everyMs: number;
+  /** Make one idle instance of each newly deployed version on its warm owner. */
+  preloadOnDeploy: boolean;
   log: Logger;
 }
 
@@ -47,6 +51,23 @@ export class WarmKeeper {
           this.check();
         }
       });
+  }
+
+  /** Version `version` of `name` was deployed: its warm owner preloads it (if enabled). */
+  deployed(name: string, version: number): void {
+    if (!this.o.preloadOnDeploy) return;
+    void this.preload(name, version).catch((error: unknown) =>
+      this.o.log.error({ err: error, function: name, version }, 'could not preload a deployed version'),
+    );
+  }
+
+  private async preload(name: string, version: number): Promise<void> {
+    const nodes = await this.o.activeNodes();
+    if (!nodes.includes(this.o.selfId)) nodes.push(this.o.selfId);
+    if (warmOwner(name, nodes) !== this.o.selfId) return;
+    const info = await this.o.functions.version(name, version);
+    if (!info) return;
+    if (await this.o.instances.preload(versionOf(info))) this.o.log.debug({ function: name, version }, 'preloaded a deployed version');
   }
 
   async stop(): Promise<void> {

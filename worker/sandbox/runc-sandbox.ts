@@ -92,13 +92,20 @@ export class RuncSandboxFactory implements SandboxFactory {
 
   /** Makes a container of `image` and waits until its bootstrap says hello; waits for a turn first. */
   async create(image: RuntimeImage, memoryMb: number): Promise<Sandbox> {
-    return this.turns.run(() => this.createNow(image, memoryMb));
+    const asked = performance.now();
+    return this.turns.run(() => this.createNow(image, memoryMb, performance.now() - asked));
   }
 
-  private async createNow(image: RuntimeImage, memoryMb: number): Promise<Sandbox> {
+  private async createNow(image: RuntimeImage, memoryMb: number, turnMs: number): Promise<Sandbox> {
     const started = performance.now();
     try {
       const sandbox = await this.make(image, memoryMb);
+      const ms = (value: number): number => Math.round(value * 10) / 10;
+      const timings = Object.fromEntries(Object.entries(sandbox.created).map(([phase, value]) => [phase, ms(value)]));
+      this.options.log.debug(
+        { sandbox: sandbox.id, runtime: image.runtime, turnMs: ms(turnMs), totalMs: ms(performance.now() - started), ...timings },
+        'sandbox created',
+      );
       for (const listener of this.creationListeners)
         listener({ runtime: image.runtime, ok: true, timings: sandbox.created, totalMs: performance.now() - started });
       return sandbox;
@@ -121,27 +128,16 @@ export class RuncSandboxFactory implements SandboxFactory {
     void sandbox.destroyed.then(() => this.live.delete(sandbox));
     try {
       const t0 = performance.now();
-      for (const sub of ['upper', 'work', 'rootfs', 'task']) await mkdir(join(dir, sub), { recursive: true, mode: 0o755 });
-      await mkdir(socketDir, { recursive: true, mode: 0o755 });
-      await mountOverlay(o.launcher, image.lowerDirs.join(':'), join(dir, 'upper'), join(dir, 'work'), join(dir, 'rootfs'));
-      await makeSharedMountPoint(o.launcher, join(dir, 'task'));
-      const spec = buildSandboxSpec({
-        hostname: 'skiff',
-        args: image.command,
-        env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/tmp', 'LANG=C.UTF-8'],
-        hostIdBase,
-        uid: SANDBOX_UID,
-        memoryBytes: memoryMb * 1024 * 1024,
-        cpu: bootCpuLimits(memoryMb, o.hostCpus),
-        pidsLimit: o.pidsLimit,
-        tmpSizeMb: o.tmpSizeMb,
-        noFileLimit: o.noFileLimit,
-        cgroupsPath: cgroupPath,
-        socketDir,
-        taskDir: join(dir, 'task'),
-      });
-      await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
-      await sandbox.channel.listen(join(socketDir, RUNTIME_SOCKET_NAME));
+      const since = (start: number) => (): number => performance.now() - start;
+      await settled([...['upper', 'work', 'rootfs', 'task'].map((sub) => join(dir, sub)), socketDir].map((d) => mkdir(d, { recursive: true, mode: 0o755 })));
+      // The three parts of the bundle do not depend on one another: they run at once.
+      const [overlayMs, taskMs, specMs] = await settled([
+        mountOverlay(o.launcher, image.lowerDirs.join(':'), join(dir, 'upper'), join(dir, 'work'), join(dir, 'rootfs')).then(since(t0)),
+        makeSharedMountPoint(o.launcher, join(dir, 'task')).then(since(t0)),
+        this.writeSpec(image, memoryMb, { dir, socketDir, hostIdBase, cgroupPath })
+          .then(() => sandbox.channel.listen(join(socketDir, RUNTIME_SOCKET_NAME)))
+          .then(since(t0)),
+      ]);
       const t1 = performance.now();
       const hello = sandbox.channel.hello(o.bootTimeoutMs);
       hello.catch(() => undefined); // awaited below; runc failing first must not leave it unhandled
@@ -149,7 +145,7 @@ export class RuncSandboxFactory implements SandboxFactory {
       sandbox.attachOutput(stdio.stdout, stdio.stderr);
       const t2 = performance.now();
       await hello;
-      sandbox.created = { mountMs: t1 - t0, runcMs: t2 - t1, bootstrapMs: performance.now() - t2 };
+      sandbox.created = { mountMs: t1 - t0, runcMs: t2 - t1, bootstrapMs: performance.now() - t2, overlayMs, taskMs, specMs };
       sandbox.markReady();
       return sandbox;
     } catch (error) {
@@ -157,6 +153,42 @@ export class RuncSandboxFactory implements SandboxFactory {
       throw creationError(image.runtime, error);
     }
   }
+
+  /** Writes the OCI config of a sandbox into its bundle. */
+  private async writeSpec(
+    image: RuntimeImage,
+    memoryMb: number,
+    at: { dir: string; socketDir: string; hostIdBase: number; cgroupPath: string },
+  ): Promise<void> {
+    const o = this.options;
+    const spec = buildSandboxSpec({
+      hostname: 'skiff',
+      args: image.command,
+      env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/tmp', 'LANG=C.UTF-8'],
+      hostIdBase: at.hostIdBase,
+      uid: SANDBOX_UID,
+      memoryBytes: memoryMb * 1024 * 1024,
+      cpu: bootCpuLimits(memoryMb, o.hostCpus),
+      pidsLimit: o.pidsLimit,
+      tmpSizeMb: o.tmpSizeMb,
+      noFileLimit: o.noFileLimit,
+      cgroupsPath: at.cgroupPath,
+      socketDir: at.socketDir,
+      taskDir: join(at.dir, 'task'),
+    });
+    await writeFile(join(at.dir, 'config.json'), JSON.stringify(spec));
+  }
+}
+
+/**
+ * Waits for every one of `steps`, then rejects with the first failure if any failed: a step still
+ * running when another fails could leave a mount behind the teardown that follows.
+ */
+async function settled<T extends readonly unknown[]>(steps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /**
@@ -173,7 +205,7 @@ function creationError(runtime: string, error: unknown): unknown {
 class RuncSandbox implements Sandbox {
   readonly channel: RuntimeChannel;
   state: SandboxState = 'ready';
-  created: CreationTimings = { mountMs: 0, runcMs: 0, bootstrapMs: 0 };
+  created: CreationTimings = { mountMs: 0, runcMs: 0, bootstrapMs: 0, overlayMs: 0, taskMs: 0, specMs: 0 };
   private readonly output: OutputTail;
   /** Bytes of stdout/stderr passed to output listeners; past logLimitBytes the rest is dropped. */
   private outputBytes = 0;

@@ -40,11 +40,20 @@ export interface OutputLine {
 
 export type InvokeOutcome = { ok: true; value: unknown; durationMs: number } | { ok: false; error: ErrorInfo; durationMs: number };
 
-/** Time spent in each step of making a sandbox, for the cold-start breakdown. */
+/**
+ * Time spent in each step of making a sandbox, for the cold-start breakdown. The steps run one
+ * after the other: mount (preparing the bundle), runc (`runc run`: namespaces, cgroups, the
+ * container's mounts), bootstrap (the runtime's start until its hello). Inside mount, three parts
+ * run at once: overlay (the root), task (the shared task mount point), spec (config.json and the
+ * socket listening).
+ */
 export interface CreationTimings {
   mountMs: number;
   runcMs: number;
   bootstrapMs: number;
+  overlayMs: number;
+  taskMs: number;
+  specMs: number;
 }
 
 export interface Sandbox {
@@ -129,10 +138,15 @@ export interface SandboxFactory {
  *  - `take` never waits: it hands over a 'ready' sandbox of `runtime` or undefined, and starts a
  *    refill either way. A sandbox taken is the caller's: the pool forgets it (and never destroys it).
  *  - A pooled sandbox that dies leaves the pool at once; it is never handed out.
- *  - `refill` makes sandboxes in the background, one at a time, up to the pool's target per runtime,
- *    only while the worker has memory to spare; calls while one is under way join it. It resolves
- *    when the pool is full, or when filling stopped (no memory, creations failing); it never rejects.
- *  - `reservedMb` is the memory the ready sandboxes hold; `sizes` counts them per runtime.
+ *  - Each `take` counts as demand for `runtime`, sandbox or not: each runtime's target follows the
+ *    demand it has seen, between a floor and a max, and only as far as memory can spare.
+ *  - `refill` makes sandboxes in the background, a bounded number at once, up to each runtime's
+ *    target, only while the worker has memory to spare; calls while one is under way join it. It
+ *    resolves when the pool is at its targets, or when filling stopped (no memory, creations
+ *    failing); it never rejects. Sandboxes over a target (demand decayed) are destroyed by the
+ *    pool's own adjustments, never one taken.
+ *  - `reservedMb` is the memory the ready sandboxes and those being made hold; `sizes` counts the
+ *    ready ones per runtime, `targets` what each runtime aims for now.
  *  - After `shutdown` resolves the pool holds nothing, makes nothing more, and every sandbox it
  *    held is destroyed (one being made meanwhile is destroyed as soon as it is made).
  */
@@ -140,6 +154,7 @@ export interface SandboxPool {
   take(runtime: string): Sandbox | undefined;
   refill(): Promise<void>;
   sizes(): Record<string, number>;
+  targets(): Record<string, number>;
   reservedMb(): number;
   shutdown(): Promise<void>;
 }
