@@ -62,10 +62,14 @@ export async function startDeployed(services: BenchServices, env: Record<string,
   const child: ChildProcess = spawn(process.execPath, [BRINGUP], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = createWriteStream(logFile);
   let output = '';
+  /** The last lines it printed, for the error when it does not come up (its log goes with the run's state). */
+  const tail: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream as NodeJS.ReadableStream }).on('line', (line) => {
       log.write(`${line}\n`);
+      tail.push(line.slice(0, 500));
+      if (tail.length > 15) tail.shift();
       if (line.startsWith('skiff:')) {
         output += `${line}\n`;
         progress(`  ${line}`);
@@ -87,7 +91,7 @@ export async function startDeployed(services: BenchServices, env: Record<string,
   };
   try {
     await waitUntil('the bring-up to be ready', () => output.includes('skiff: ready') || child.exitCode !== null, 180_000, 100);
-    if (!output.includes('skiff: ready')) throw new Error(`the bring-up exited ${child.exitCode} before it was ready (its log: ${logFile})`);
+    if (!output.includes('skiff: ready')) throw new Error(`the bring-up exited ${child.exitCode} before it was ready; it printed last:\n${tail.join('\n')}`);
     const key = (await readFile(join(stateDir, 'admin.key'), 'utf8')).trim();
     return {
       url: `http://127.0.0.1:${gatewayPort}`,

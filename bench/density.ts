@@ -299,6 +299,7 @@ export interface DeployedDensity {
   held: number;
   toTargetSec: number | null;
   createdPerSec: number;
+  /** Every holding call: answered 200, and what else. */
   firstStatuses: Record<string, number>;
   /** Every held instance called once more, all at once: each must answer, warm, from its own instance. */
   second: { calls: number; ok: number; warm: number; cold: number; distinctInstances: number; statuses: Record<string, number> };
@@ -310,8 +311,9 @@ export interface DeployedDensity {
   chargedMiBPerInstance: number | null;
   threads: { before: number; held: number };
   threadsPerInstance: number | null;
-  /** Tasks (threads) in the worker's containers' pids cgroup. */
+  /** Tasks (threads) in the worker's containers' pids cgroup, and per instance. */
   containerTasks: number | null;
+  containerTasksPerInstance: number | null;
   pids: { before: number; held: number };
   /** kernel.pid_max: every thread takes one. */
   pidMax: number;
@@ -333,13 +335,22 @@ async function containerTasks(workerId: string): Promise<number | null> {
 }
 
 /**
- * Holds `target` instances of ONE function on the deployed platform: calls whose handler waits
- * for a shared deadline (so each needs its own instance, concurrency 1), fired from the caller
- * process no more than `ahead` beyond the instances the worker reports. Once they are answered
- * and the instances idle, reads the host's memory and threads, then calls every instance once
- * more, all at once (a shorter wait each, so none can serve two), and checks each answered warm.
+ * Holds `target` instances of ONE function on the deployed platform: holders in the caller
+ * process (load-child.ts) each keep one call in flight, whose handler waits `holdMs` (so each
+ * needs its own instance, concurrency 1), calling again as soon as it is answered; no more than
+ * `ahead` holders beyond the instances the worker reports. A call that ends frees its instance
+ * and the holder's next call takes it again, so the count only grows. Once `target` exist (or
+ * none was added for `stallMs`), the holders stop; with the instances idle, the host's memory and
+ * threads are read; then every instance is called once more, all at once (each call waiting a
+ * few seconds, so none can serve two), and each must answer warm.
  */
-export async function holdDeployed(t: DeployedTarget, target: number, report: (line: string) => void, ahead = 64): Promise<DeployedDensity> {
+export async function holdDeployed(
+  t: DeployedTarget,
+  target: number,
+  report: (line: string) => void,
+  o: { ahead?: number; holdMs?: number; stallMs?: number } = {},
+): Promise<DeployedDensity> {
+  const { ahead = 64, holdMs = 20_000, stallMs = 90_000 } = o;
   const name = 'dense';
   // Each instance's module is loaded once: its id tells instances apart in the answers.
   const source = `const id = require('node:crypto').randomUUID();
@@ -350,29 +361,30 @@ exports.handler = async (event) => {
 };
 `;
   const notes: string[] = [];
-  // Assumes at least 5 creations a second; the handler's timeout covers the wait.
-  const holdMs = Math.ceil(target / 5) * 1000 + 10_000;
-  await t.deploy({ name, source, memoryMb: 64, concurrency: 1, maxInstances: target, idleTimeoutMs: 3_600_000, timeoutMs: Math.min(900_000, holdMs + 60_000) });
+  await t.deploy({ name, source, memoryMb: 64, concurrency: 1, maxInstances: target, idleTimeoutMs: 3_600_000, timeoutMs: holdMs + 60_000 });
   const pidMax = Number((await readFile('/proc/sys/kernel/pid_max', 'utf8')).trim());
   const before = { tasks: await tasks(), used: await usedMiB() };
   const url = t.invokeUrl(name);
 
   const started = performance.now();
-  const until = Date.now() + holdMs;
-  let fired = 0;
+  let holding = 0;
   let held = 0;
   let toHeldSec = 0;
   let toTargetSec: number | null = null;
   let lastReport = started;
-  while (toTargetSec === null && Date.now() < until) {
+  while (toTargetSec === null) {
     const now = instances(await t.scrape());
     const at = (performance.now() - started) / 1000;
     if (now > held) [held, toHeldSec] = [now, at];
     if (now >= target) toTargetSec = at;
-    const more = Math.min(target - fired, ahead - (fired - now));
+    else if (at - toHeldSec > stallMs / 1000) {
+      notes.push(`no instance was added for ${stallMs / 1000} s: ${held} of ${target} held`);
+      break;
+    }
+    const more = Math.min(target - holding, ahead - (holding - now));
     if (more > 0) {
-      await t.caller.send({ op: 'fire', url, count: more, body: { until } });
-      fired += more;
+      await t.caller.send({ op: 'hold', url, count: more, holdMs });
+      holding += more;
     }
     if (performance.now() - lastReport > 10_000) {
       lastReport = performance.now();
@@ -380,12 +392,11 @@ exports.handler = async (event) => {
     }
     await sleep(200);
   }
-  if (toTargetSec === null) notes.push(`${held} of ${target} instances existed by the deadline (${holdMs / 1000} s)`);
-  report(`  ${held}/${target} instances; waiting for the holding calls to end (${Math.max(0, Math.round((until - Date.now()) / 1000))} s)`);
-  const first = (await t.caller.send({ op: 'collect' })).calls;
+  report(`  ${held}/${target} instances after ${toHeldSec.toFixed(0)} s; releasing the holders (their last calls end within ${holdMs / 1000} s)`);
+  const first = (await t.caller.send({ op: 'release' })).calls;
   const firstStatuses = statusesSeen(first);
   const failures = new Set(first.filter((c) => c.status !== 200).map((c) => `${c.status}: ${c.body.slice(0, 200)}`));
-  if (failures.size > 0) notes.push(`first calls not answered 200: ${[...failures].slice(0, 3).join(' | ')}`);
+  if (failures.size > 0) notes.push(`holding calls not answered 200: ${[...failures].slice(0, 3).join(' | ')}`);
 
   await sleep(2000); // the answered instances settle into idle before the host is read
   const idle = instances(await t.scrape());
@@ -399,8 +410,10 @@ exports.handler = async (event) => {
   const inContainers = await containerTasks(t.workerId);
 
   report(`  calling each of the ${idle} idle instances once, all at once`);
-  const second = (await t.caller.send({ op: 'burst', url, count: idle, body: { until: Date.now() + Math.max(10_000, idle * 5) } })).calls;
+  const second = (await t.caller.send({ op: 'burst', url, count: idle, body: { until: Date.now() + Math.max(15_000, idle * 10) } })).calls;
   const ids = new Set(second.map((c) => (c.status === 200 ? (JSON.parse(c.body) as { id?: string }).id : undefined)).filter(Boolean));
+  const unanswered = new Set(second.filter((c) => c.status !== 200).map((c) => `${c.status}: ${c.body.slice(0, 200)}`));
+  if (unanswered.size > 0) notes.push(`second round not answered 200: ${[...unanswered].slice(0, 3).join(' | ')}`);
   const elapsed = toTargetSec ?? toHeldSec;
   return {
     at: new Date().toISOString(),
@@ -424,6 +437,7 @@ exports.handler = async (event) => {
     threads: { before: before.tasks.threads, held: heldTasks.threads },
     threadsPerInstance: idle > 0 ? round((heldTasks.threads - before.tasks.threads) / idle, 2) : null,
     containerTasks: inContainers,
+    containerTasksPerInstance: inContainers === null || idle === 0 ? null : round(inContainers / idle, 2),
     pids: { before: before.tasks.pids, held: heldTasks.pids },
     pidMax,
     notes,

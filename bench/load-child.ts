@@ -5,7 +5,9 @@
  * on stdout, in order:
  * - `sequential`: `count` calls one after another (after `warmup` unmeasured), each timed;
  * - `burst`: `count` calls at once, the whole and each timed;
- * - `fire`: start `count` calls without waiting; `collect`: wait for every fired call, answer them.
+ * - `hold`: start `count` holders, each calling again as soon as its call is answered, with
+ *   `{ until: now + holdMs }` as the event (a handler that waits for it keeps its instance busy);
+ *   answered at once. `release`: the holders stop calling; answered with every call they made.
  */
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
@@ -14,8 +16,8 @@ import { newAgent, post, type Reply } from './http.js';
 export type LoadCommand =
   | { op: 'sequential'; url: string; count: number; warmup: number; body?: unknown }
   | { op: 'burst'; url: string; count: number; body?: unknown }
-  | { op: 'fire'; url: string; count: number; body?: unknown }
-  | { op: 'collect' };
+  | { op: 'hold'; url: string; count: number; holdMs: number }
+  | { op: 'release' };
 
 /** A call as the caller saw it; `body` only as far as the figures need it (an instance id, an error). */
 export interface CallSeen {
@@ -28,7 +30,14 @@ export interface CallSeen {
 export type LoadAnswer = { ok: true; calls: CallSeen[]; totalMs: number } | { ok: false; error: string };
 
 const agent = newAgent(4096);
-let fired: Array<Promise<CallSeen>> = [];
+let holding = false;
+let holders: Array<Promise<CallSeen[]>> = [];
+
+async function holder(url: string, holdMs: number): Promise<CallSeen[]> {
+  const calls: CallSeen[] = [];
+  while (holding) calls.push(await call(url, { until: Date.now() + holdMs }));
+  return calls;
+}
 
 function call(url: string, body: unknown): Promise<CallSeen> {
   return post(url, body ?? {}, {}, agent).then(
@@ -51,12 +60,14 @@ async function run(command: LoadCommand): Promise<LoadAnswer> {
     }
     case 'burst':
       return done(await Promise.all(Array.from({ length: command.count }, () => call(command.url, command.body))));
-    case 'fire':
-      for (let i = 0; i < command.count; i++) fired.push(call(command.url, command.body));
+    case 'hold':
+      holding = true;
+      for (let i = 0; i < command.count; i++) holders.push(holder(command.url, command.holdMs));
       return done([]);
-    case 'collect': {
-      const calls = await Promise.all(fired);
-      fired = [];
+    case 'release': {
+      holding = false;
+      const calls = (await Promise.all(holders)).flat();
+      holders = [];
       return done(calls);
     }
   }

@@ -48,8 +48,8 @@ export function densityRows(d: DeployedDensity): Row[] {
     },
     {
       figure: 'threads per idle instance',
-      skiff: num(d.threadsPerInstance, 2),
-      baseline: `pid_max ${d.pidMax}: ${num(d.pidMax / Math.max(1, d.threadsPerInstance ?? 1), 0)} instances`,
+      skiff: `${num(d.containerTasksPerInstance, 2)} in its container, ${num(d.threadsPerInstance, 2)} on the host`,
+      baseline: `pid_max ${d.pidMax}: room for ${num(d.pidMax / Math.max(1, d.threadsPerInstance ?? 1), 0)}`,
       ratio: '–',
       aim: `${d.target} within pid_max`,
       met: d.threads.held < d.pidMax,

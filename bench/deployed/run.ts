@@ -181,7 +181,7 @@ export async function runDeployed(run: DeployedRun): Promise<void> {
   // A `--density` run changes only the density entry of the last results (its own `at` says when).
   const written: DeployedResults =
     run.density !== undefined && previous?.at ? { ...(previous as DeployedResults), ...(results.density ? { density: results.density } : {}) } : results;
-  if (run.density !== undefined && !results.density) written.notes = [...(written.notes ?? []), ...results.notes];
+  if (run.density !== undefined && !results.density) written.notes = [...new Set([...(written.notes ?? []), ...results.notes])];
   await writeDeployedResults(RESULTS_FILE, written);
   console.log(`\n${deployedTable(written)}\n\nwritten to ${RESULTS_FILE}`);
 }
