@@ -326,7 +326,8 @@ async function usedMiB(): Promise<number> {
   return (kib('MemTotal') - kib('MemAvailable')) / 1024;
 }
 
-async function containerTasks(workerId: string): Promise<number | null> {
+/** Tasks (threads) in a worker's containers, from their parent pids cgroup; null when it is not there. */
+export async function containerTasks(workerId: string): Promise<number | null> {
   const file = cgroupVersion() === 1 ? `/sys/fs/cgroup/pids/skiff/${workerId}/pids.current` : `/sys/fs/cgroup/skiff/${workerId}/pids.current`;
   return readFile(file, 'utf8').then(
     (text) => Number(text.trim()),

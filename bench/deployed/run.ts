@@ -14,11 +14,11 @@ import { loadConfig } from '../../infra/config.js';
 import { waitFor } from '../../infra/services/process.js';
 import { mountPointsUnder } from '../../worker/sandbox/mounts.js';
 import { startDeployed } from '../bringup.js';
-import { holdDeployed } from '../density.js';
+import { containerTasks, holdDeployed } from '../density.js';
 import { progress, startServices } from '../harness.js';
 import { closeClient, deploy } from '../http.js';
 import { Caller } from '../load.js';
-import { poolsFull, scrape } from '../scrape.js';
+import { instances, poolsFull, scrape } from '../scrape.js';
 import { measureBaselines } from './baselines.js';
 import type { Figure, FigureContext } from './figure.js';
 import { deployedTable, writeDeployedResults, type DeployedResults } from './report.js';
@@ -151,6 +151,23 @@ export async function runDeployed(run: DeployedRun): Promise<void> {
       const held = await holdDeployed({ ...ctx, workerId: platform.workerId }, run.density, progress);
       results.density = held;
       progress(`  ${JSON.stringify(held)}`);
+      // The bring-up gives a worker 30 s to stop; destroying this many containers takes longer, so
+      // the function is deleted first (its instances retired, as a user's delete does) and the
+      // stop waits until the worker holds none.
+      progress(`removing the ${held.held} instances (DELETE /v1/functions/dense) before stopping`);
+      const res = await fetch(`${platform.url}/v1/functions/dense`, { method: 'DELETE', headers: platform.auth });
+      if (!res.ok) throw new Error(`deleting the function answered ${res.status}: ${await res.text()}`);
+      await waitFor(
+        'the instances to be destroyed',
+        async () => {
+          // Retired instances leave the gauge at once and are destroyed after: their tasks tell.
+          const left = instances(await ctx.scrape());
+          const tasks = (await containerTasks(platform.workerId)) ?? 0;
+          if (left > 0 || tasks > 0) throw new Error(`${left} instances, ${tasks} tasks in containers left`);
+        },
+        900_000,
+        1000,
+      );
     } else {
       for (const figure of run.figures) {
         progress(figure.title);
