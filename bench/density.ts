@@ -1,14 +1,18 @@
 /**
  * How many and how fast: memory charged per idle warm instance, sandboxes created per second, and
- * a burst from zero to many concurrent instances of one function.
+ * a burst from zero to many concurrent instances of one function (the in-process bench); and
+ * density on the deployed platform (`--density N`): N idle instances held, each answering, the
+ * host's memory and threads per instance.
  */
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { freemem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { cgroupVersion, memoryCharged } from '../worker/sandbox/cgroups.js';
 import type { Sandbox } from '../worker/sandbox/sandbox.js';
-import { deploy, invoke, newAgent, noop, type Reply } from './http.js';
+import { deploy, invoke, newAgent, noop, type FunctionToDeploy, type Reply } from './http.js';
+import { statusesOf as statusesSeen, type Caller } from './load.js';
+import { instances, type Scrape } from './scrape.js';
 import { poolSize, sleep, waitForFullPool, waitUntil, type Platform } from './harness.js';
 import { mean, round } from './stats.js';
 
@@ -277,4 +281,166 @@ function statusesOf(replies: Array<Reply | undefined>): Record<string, number> {
     statuses[key] = (statuses[key] ?? 0) + 1;
   }
   return statuses;
+}
+
+/** What `holdDeployed` needs of the deployed bench (deployed/figure.ts's context has it all). */
+export interface DeployedTarget {
+  workerId: string;
+  caller: Caller;
+  deploy(fn: FunctionToDeploy): Promise<void>;
+  invokeUrl(name: string): string;
+  scrape(): Promise<Scrape>;
+}
+
+export interface DeployedDensity {
+  at: string;
+  target: number;
+  /** Most instances that existed at once (the worker's skiff_instances gauge). */
+  held: number;
+  toTargetSec: number | null;
+  createdPerSec: number;
+  /** Every holding call: answered 200, and what else. */
+  firstStatuses: Record<string, number>;
+  /** Every held instance called once more, all at once: each must answer, warm, from its own instance. */
+  second: { calls: number; ok: number; warm: number; cold: number; distinctInstances: number; statuses: Record<string, number> };
+  /** Host memory in use (MemTotal − MemAvailable, as `free` computes it) before the calls and with the instances idle. */
+  usedMiB: { before: number; held: number };
+  hostMiBPerInstance: number | null;
+  /** Memory cgroup charge of all the worker's containers, and per instance. */
+  chargedMiB: number | null;
+  chargedMiBPerInstance: number | null;
+  threads: { before: number; held: number };
+  threadsPerInstance: number | null;
+  /** Tasks (threads) in the worker's containers' pids cgroup, and per instance. */
+  containerTasks: number | null;
+  containerTasksPerInstance: number | null;
+  pids: { before: number; held: number };
+  /** kernel.pid_max: every thread takes one. */
+  pidMax: number;
+  notes: string[];
+}
+
+async function usedMiB(): Promise<number> {
+  const info = await readFile('/proc/meminfo', 'utf8');
+  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(info)?.[1] ?? NaN);
+  return (kib('MemTotal') - kib('MemAvailable')) / 1024;
+}
+
+/** Tasks (threads) in a worker's containers, from their parent pids cgroup; null when it is not there. */
+export async function containerTasks(workerId: string): Promise<number | null> {
+  const file = cgroupVersion() === 1 ? `/sys/fs/cgroup/pids/skiff/${workerId}/pids.current` : `/sys/fs/cgroup/skiff/${workerId}/pids.current`;
+  return readFile(file, 'utf8').then(
+    (text) => Number(text.trim()),
+    () => null,
+  );
+}
+
+/**
+ * Holds `target` instances of ONE function on the deployed platform: holders in the caller
+ * process (load-child.ts) each keep one call in flight, whose handler waits `holdMs` (so each
+ * needs its own instance, concurrency 1), calling again as soon as it is answered; no more than
+ * `ahead` holders beyond the instances the worker reports. A call that ends frees its instance
+ * and the holder's next call takes it again, so the count only grows. Once `target` exist (or
+ * none was added for `stallMs`), the holders stop; with the instances idle, the host's memory and
+ * threads are read; then every instance is called once more, all at once (each call waiting a
+ * few seconds, so none can serve two), and each must answer warm.
+ */
+export async function holdDeployed(
+  t: DeployedTarget,
+  target: number,
+  report: (line: string) => void,
+  o: { ahead?: number; holdMs?: number; stallMs?: number } = {},
+): Promise<DeployedDensity> {
+  const { ahead = 64, holdMs = 20_000, stallMs = 90_000 } = o;
+  const name = 'dense';
+  // Each instance's module is loaded once: its id tells instances apart in the answers.
+  const source = `const id = require('node:crypto').randomUUID();
+exports.handler = async (event) => {
+  const wait = (event && event.until ? event.until : 0) - Date.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  return { id };
+};
+`;
+  const notes: string[] = [];
+  await t.deploy({ name, source, memoryMb: 64, concurrency: 1, maxInstances: target, idleTimeoutMs: 3_600_000, timeoutMs: holdMs + 60_000 });
+  const pidMax = Number((await readFile('/proc/sys/kernel/pid_max', 'utf8')).trim());
+  const before = { tasks: await tasks(), used: await usedMiB() };
+  const url = t.invokeUrl(name);
+
+  const started = performance.now();
+  let holding = 0;
+  let held = 0;
+  let toHeldSec = 0;
+  let toTargetSec: number | null = null;
+  let lastReport = started;
+  while (toTargetSec === null) {
+    const now = instances(await t.scrape());
+    const at = (performance.now() - started) / 1000;
+    if (now > held) [held, toHeldSec] = [now, at];
+    if (now >= target) toTargetSec = at;
+    else if (at - toHeldSec > stallMs / 1000) {
+      notes.push(`no instance was added for ${stallMs / 1000} s: ${held} of ${target} held`);
+      break;
+    }
+    const more = Math.min(target - holding, ahead - (holding - now));
+    if (more > 0) {
+      await t.caller.send({ op: 'hold', url, count: more, holdMs });
+      holding += more;
+    }
+    if (performance.now() - lastReport > 10_000) {
+      lastReport = performance.now();
+      report(`  ${now}/${target} instances after ${at.toFixed(0)} s`);
+    }
+    await sleep(200);
+  }
+  report(`  ${held}/${target} instances after ${toHeldSec.toFixed(0)} s; releasing the holders (their last calls end within ${holdMs / 1000} s)`);
+  const first = (await t.caller.send({ op: 'release' })).calls;
+  const firstStatuses = statusesSeen(first);
+  const failures = new Set(first.filter((c) => c.status !== 200).map((c) => `${c.status}: ${c.body.slice(0, 200)}`));
+  if (failures.size > 0) notes.push(`holding calls not answered 200: ${[...failures].slice(0, 3).join(' | ')}`);
+
+  await sleep(2000); // the answered instances settle into idle before the host is read
+  const idle = instances(await t.scrape());
+  if (idle < held) notes.push(`${held - idle} instances were gone by the end of the first round`);
+  const heldTasks = await tasks();
+  const heldUsed = await usedMiB();
+  const charged = await memoryCharged(`/skiff/${t.workerId}`).then(
+    (bytes) => bytes / MiB,
+    () => null,
+  );
+  const inContainers = await containerTasks(t.workerId);
+
+  report(`  calling each of the ${idle} idle instances once, all at once`);
+  const second = (await t.caller.send({ op: 'burst', url, count: idle, body: { until: Date.now() + Math.max(15_000, idle * 10) } })).calls;
+  const ids = new Set(second.map((c) => (c.status === 200 ? (JSON.parse(c.body) as { id?: string }).id : undefined)).filter(Boolean));
+  const unanswered = new Set(second.filter((c) => c.status !== 200).map((c) => `${c.status}: ${c.body.slice(0, 200)}`));
+  if (unanswered.size > 0) notes.push(`second round not answered 200: ${[...unanswered].slice(0, 3).join(' | ')}`);
+  const elapsed = toTargetSec ?? toHeldSec;
+  return {
+    at: new Date().toISOString(),
+    target,
+    held,
+    toTargetSec: toTargetSec === null ? null : round(toTargetSec, 2),
+    createdPerSec: round(held / Math.max(0.001, elapsed), 2),
+    firstStatuses,
+    second: {
+      calls: second.length,
+      ok: second.filter((c) => c.status === 200).length,
+      warm: second.filter((c) => c.cold === false).length,
+      cold: second.filter((c) => c.cold === true).length,
+      distinctInstances: ids.size,
+      statuses: statusesSeen(second),
+    },
+    usedMiB: { before: round(before.used, 0), held: round(heldUsed, 0) },
+    hostMiBPerInstance: idle > 0 ? round((heldUsed - before.used) / idle, 2) : null,
+    chargedMiB: charged === null ? null : round(charged, 0),
+    chargedMiBPerInstance: charged === null || idle === 0 ? null : round(charged / idle, 2),
+    threads: { before: before.tasks.threads, held: heldTasks.threads },
+    threadsPerInstance: idle > 0 ? round((heldTasks.threads - before.tasks.threads) / idle, 2) : null,
+    containerTasks: inContainers,
+    containerTasksPerInstance: inContainers === null || idle === 0 ? null : round(inContainers / idle, 2),
+    pids: { before: before.tasks.pids, held: heldTasks.pids },
+    pidMax,
+    notes,
+  };
 }

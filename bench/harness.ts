@@ -15,7 +15,7 @@ export { sleep };
 const began = performance.now();
 
 export function progress(message: string): void {
-  console.log(`bench [${((performance.now() - began) / 1000).toFixed(1).padStart(5)} s] ${message}`);
+  console.error(`bench [${((performance.now() - began) / 1000).toFixed(1).padStart(5)} s] ${message}`);
 }
 
 /** Starts Redis and PostgreSQL (infra/bench/services.ts) and points startPlatform at them. */

@@ -253,25 +253,25 @@ function burstCell(r: Results): string {
   return 'n/a';
 }
 
-function pct(p: Percentiles | null | undefined): string {
+export function pct(p: Percentiles | null | undefined): string {
   return p ? `p50 ${num(p.p50, p.p50 < 10 ? 2 : 1)} p99 ${num(p.p99, p.p99 < 10 ? 2 : 1)}` : 'n/a';
 }
 
-function num(value: number | null | undefined, digits: number): string {
+export function num(value: number | null | undefined, digits: number): string {
   return value === null || value === undefined ? 'n/a' : value.toFixed(digits);
 }
 
-function ratio(ours: number | null | undefined, baseline: number | null | undefined): string {
+export function ratio(ours: number | null | undefined, baseline: number | null | undefined): string {
   if (ours === null || ours === undefined || !baseline) return 'n/a';
   const value = ours / baseline;
   return `${value < 10 ? round(value, 2).toFixed(2) : value.toFixed(0)}×`;
 }
 
-function met(ok: boolean | null | undefined): string {
+export function met(ok: boolean | null | undefined): string {
   return ok === null || ok === undefined ? 'n/a' : ok ? 'yes' : 'no';
 }
 
-function render(rows: string[][]): string {
+export function render(rows: string[][]): string {
   const widths = rows[0]?.map((_, col) => Math.max(...rows.map((row) => (row[col] ?? '').length))) ?? [];
   const line = (row: string[]): string =>
     row

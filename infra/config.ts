@@ -5,6 +5,7 @@
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import type { TenantQuotas } from './tenancy/quotas.js';
+import { RUNTIMES } from './functions/version.js';
 
 export interface GatewayConfig {
   host: string;
@@ -125,7 +126,7 @@ export interface PoolConfig {
 
 /** Host memory a ready sandbox holds, measured on the build machine (docs/SANDBOXES.md). */
 const POOL_SANDBOX_FOOTPRINT_MB = 10;
-/** Share of the host's memory the default pool floor takes: about 100 sandboxes (1 GiB) on 24 GiB. */
+/** Share of the host's memory the default pool floors take together, all runtimes': about 100 sandboxes (1 GiB) on 24 GiB. */
 const POOL_FLOOR_HOST_SHARE = 1 / 24;
 
 /** How Redis clients connect, time out and reconnect (infra/queue/connections.ts). */
@@ -430,7 +431,9 @@ function poolConfig(env: Env): PoolConfig {
     return { floor: size, max: size, ...common };
   }
   const max = int(env, 'SKIFF_POOL_MAX', 1000, 0, 10_000);
-  const hostFloor = Math.floor(((totalmem() / 1024 / 1024) * POOL_FLOOR_HOST_SHARE) / POOL_SANDBOX_FOOTPRINT_MB);
+  // The share is split among the runtimes, each pooled (five: a hundred ready sandboxes in all on
+  // 24 GiB, not five hundred to make at every start); demand grows a runtime's pool past it.
+  const hostFloor = Math.floor(((totalmem() / 1024 / 1024) * POOL_FLOOR_HOST_SHARE) / POOL_SANDBOX_FOOTPRINT_MB / RUNTIMES.length);
   const floor = int(env, 'SKIFF_POOL_FLOOR', Math.min(max, hostFloor), 0, 10_000);
   if (floor > max) throw new ConfigError(`SKIFF_POOL_FLOOR (${floor}) is over SKIFF_POOL_MAX (${max})`);
   return { floor, max, ...common };
