@@ -47,7 +47,12 @@ function metric(text: string, name: string, labels: Record<string, string> = { r
 const services = await startBenchServices();
 // The ceiling, in the same run: a bare Node.js start, and `runc run` of it in a container like a sandbox.
 const spawned = percentiles(await nodeSpawnPerCall(10));
-const image = await ensureNodeImage({ runtime: 'nodejs20', nodeBinary: process.execPath, runtimeDir: join(HERE, '..', 'runtime'), imagesDir: join(services.root, 'images') });
+const image = await ensureNodeImage({
+  runtime: 'nodejs20',
+  nodeBinary: process.execPath,
+  runtimeDir: join(HERE, '..', 'runtime'),
+  imagesDir: join(services.root, 'images'),
+});
 const runc = percentiles(await runcPerCall({ rootfs: image.rootfs, workDir: join(services.root, 'runc-baseline'), calls: 10 }));
 say(
   `ceiling: node -e per call p50 ${spawned.p50} ms, p99 ${spawned.p99} ms; runc run of it per call p50 ${runc.p50} ms, p99 ${runc.p99} ms (load ${loadavg()[0]?.toFixed(1)})`,
