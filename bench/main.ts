@@ -9,6 +9,7 @@
  *   npm run bench -- --density N           only: hold N idle warm instances on the deployed platform
  *   npm run bench -- --in-process [...]    the one-process bench (in-process.ts), with its own
  *   npm run bench -- --noisy | --tenancy   flags; these two imply it
+ *   npm run bench -- --replies             only: a sync reply over the reply stream beside pub/sub (replies.ts)
  */
 import { burst } from './deployed/burst.js';
 import { coldEvicted, coldPooled } from './deployed/cold.js';
@@ -16,6 +17,7 @@ import type { Figure } from './deployed/figure.js';
 import { gatewayFloor } from './deployed/gateway-floor.js';
 import { runDeployed } from './deployed/run.js';
 import { warmLatency, warmRate } from './deployed/warm.js';
+import { replyTransportBench } from './replies.js';
 
 /** In order: /healthz first (warm calls/s is put beside it); the burst last (it leaves 100 instances). */
 const FIGURES: readonly Figure[] = [gatewayFloor, warmLatency, warmRate, coldPooled, coldEvicted, burst];
@@ -23,12 +25,14 @@ const FIGURES: readonly Figure[] = [gatewayFloor, warmLatency, warmRate, coldPoo
 const args = process.argv.slice(2);
 if (args.includes('--in-process') || args.includes('--noisy') || args.includes('--tenancy')) {
   await import('./in-process.js');
+} else if (args.length === 1 && args[0] === '--replies') {
+  await replyTransportBench();
 } else {
   const at = args.indexOf('--density');
   const density = at === -1 ? undefined : Number(args[at + 1]);
   const known = at === -1 ? args.length === 0 : args.length === 2;
   if (!known || (density !== undefined && !(Number.isInteger(density) && density > 0))) {
-    console.error('usage: npm run bench [-- --density N | --in-process [--density N | --noisy | --tenancy]]');
+    console.error('usage: npm run bench [-- --density N | --replies | --in-process [--density N | --noisy | --tenancy]]');
     process.exit(2);
   }
   await runDeployed({ figures: FIGURES, ...(density === undefined ? {} : { density }) });

@@ -6,11 +6,16 @@
  * baseline is a plain PUBLISH to a subscribed connection, as replies went before. The Redis
  * commands each reply costs are counted from Redis' own INFO commandstats.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { nanoid } from 'nanoid';
 import { keySpace } from '../infra/queue/names.js';
 import { ReplyReader, sendOutcome, type ReplyMessage } from '../infra/queue/replies.js';
 import type { InvocationOutcome } from '../infra/queue/jobs.js';
+import { startRedis } from '../infra/services/redis-server.js';
+import { freePort } from '../infra/services/process.js';
 import { percentiles, round, type Percentiles } from './stats.js';
 
 export interface ReplyTransportCost {
@@ -107,5 +112,24 @@ export async function replyTransportCost(redisUrl: string, count: number, warmup
   } finally {
     await reader.stop();
     await Promise.all([writer.quit(), subscriber.quit(), admin.quit()]);
+  }
+}
+
+/** `npm run bench -- --replies`: the figure alone, on a Redis of its own, printed as one line each. */
+export async function replyTransportBench(count = 5000): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'skiff-bench-replies-'));
+  const redis = await startRedis({ dir, port: await freePort(), persist: false });
+  try {
+    const r = await replyTransportCost(redis.url, count);
+    const ratio = (a: number, b: number): string => `${round(a / b, 2)}×`;
+    console.log(
+      `reply, one at a time (ms): stream p50 ${r.streamMs.p50} p99 ${r.streamMs.p99}; pub/sub p50 ${r.pubsubMs.p50} p99 ${r.pubsubMs.p99}; ${ratio(r.streamMs.p50, r.pubsubMs.p50)} at p50`,
+    );
+    console.log(
+      `Redis commands per reply: stream ${r.streamCommandsPerReply} (one at a time), ${r.streamCommandsPerReplyInBursts} (${BURST} at once); pub/sub ${r.pubsubCommandsPerReply}, ${r.pubsubCommandsPerReplyInBursts}`,
+    );
+  } finally {
+    await redis.stop();
+    await rm(dir, { recursive: true, force: true });
   }
 }
