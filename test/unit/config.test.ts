@@ -2,6 +2,7 @@ import t from 'tap';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig } from '../../infra/config.js';
+import { RUNTIMES } from '../../infra/functions/version.js';
 
 /** The `t` a subtest callback receives. */
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -68,7 +69,7 @@ t.test('defaults', async (t) => {
     runDir: `/run/skiff/${workerId}`,
     uidBase: 1_000_000,
     pool: {
-      floor: Math.floor(totalmem() / 1024 / 1024 / 24 / 10),
+      floor: Math.floor(totalmem() / 1024 / 1024 / 24 / 10 / RUNTIMES.length),
       max: 1000,
       windowMs: 30_000,
       refillConcurrency: Math.max(1, Math.floor(availableParallelism() / 2)),
