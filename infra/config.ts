@@ -5,7 +5,7 @@
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import type { TenantQuotas } from './tenancy/quotas.js';
-import { RUNTIMES } from './functions/version.js';
+import { RUNTIMES, type Runtime } from './functions/version.js';
 
 export interface GatewayConfig {
   host: string;
@@ -122,6 +122,8 @@ export interface PoolConfig {
   refillConcurrency: number;
   /** Host memory one ready sandbox holds, in MiB (measured: docs/SANDBOXES.md); what the pool counts for it. */
   footprintMb: number;
+  /** The runtimes pre-created sandboxes are kept for (SKIFF_POOL_RUNTIMES); the others' are made on demand. */
+  runtimes: readonly Runtime[];
 }
 
 /** Host memory a ready sandbox holds, measured on the build machine (docs/SANDBOXES.md). */
@@ -423,7 +425,7 @@ function poolConfig(env: Env): PoolConfig {
   const windowMs = int(env, 'SKIFF_POOL_WINDOW_MS', 30_000, 100, 3_600_000);
   // One lane per two cores: on 2 cores one lane made the most sandboxes per second (docs/SANDBOXES.md).
   const refillConcurrency = int(env, 'SKIFF_POOL_REFILL_CONCURRENCY', Math.max(1, Math.floor(availableParallelism() / 2)), 1, 64);
-  const common = { windowMs, refillConcurrency, footprintMb: POOL_SANDBOX_FOOTPRINT_MB };
+  const common = { windowMs, refillConcurrency, footprintMb: POOL_SANDBOX_FOOTPRINT_MB, runtimes: pooledRuntimes(env) };
   if (env.SKIFF_POOL_SIZE) {
     if (env.SKIFF_POOL_FLOOR || env.SKIFF_POOL_MAX)
       throw new ConfigError('SKIFF_POOL_SIZE pins the pool to one size: set it or SKIFF_POOL_FLOOR/SKIFF_POOL_MAX, not both');
@@ -437,6 +439,16 @@ function poolConfig(env: Env): PoolConfig {
   const floor = int(env, 'SKIFF_POOL_FLOOR', Math.min(max, hostFloor), 0, 10_000);
   if (floor > max) throw new ConfigError(`SKIFF_POOL_FLOOR (${floor}) is over SKIFF_POOL_MAX (${max})`);
   return { floor, max, ...common };
+}
+
+/** SKIFF_POOL_RUNTIMES: a comma-separated list of runtimes; unset, every one. */
+function pooledRuntimes(env: Env): readonly Runtime[] {
+  const raw = env.SKIFF_POOL_RUNTIMES?.trim();
+  if (raw === undefined || raw === '') return RUNTIMES;
+  const names = raw.split(',').map((name) => name.trim());
+  const unknown = names.filter((name) => !(RUNTIMES as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new ConfigError(`SKIFF_POOL_RUNTIMES names unknown runtimes (${unknown.join(', ')}); known: ${RUNTIMES.join(', ')}`);
+  return [...new Set(names)] as Runtime[];
 }
 
 function registryUrl(env: Env): string {

@@ -146,7 +146,9 @@ export async function startWorker(
   const images = await runtimeImages(imageCache, log);
   // The pool only fills while the worker and the host have memory to spare (instances are served first).
   let freeMb = (): number => w.capacityMb;
-  const pool = new ReadySandboxPool(factory, images, {
+  // Sandboxes are pre-created only for the runtimes SKIFF_POOL_RUNTIMES names; the others' are made per call.
+  const pooled = new Map([...images].filter(([runtime]) => (w.pool.runtimes as readonly string[]).includes(runtime)));
+  const pool = new ReadySandboxPool(factory, pooled, {
     sizing: w.pool,
     concurrency: Math.min(w.pool.refillConcurrency, w.maxConcurrentCreates),
     memoryMb: POOL_SANDBOX_MB,

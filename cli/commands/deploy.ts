@@ -35,7 +35,7 @@ function under /var/task (docs/IMAGES.md); the gateway resolves its tag to a dig
 Options:
   --name NAME            function name (lowercase letters, digits, -)
   --image REF            deploy this image instead of a directory (e.g. team/app:1.0)
-  --runtime RUNTIME      default nodejs20
+  --runtime RUNTIME      default nodejs22
   --handler FILE.EXPORT  default index.handler
   --memory MB            memory limit (gateway default 128)
   --timeout MS           time limit per call (gateway default 30000)
@@ -90,7 +90,7 @@ Examples:
     const request: Omit<DeployRequest, 'code'> = {
       name,
       // The gateway checks the runtime and answers 400 naming it; the CLI does not keep a list.
-      runtime: (str(values, 'runtime') ?? manifest.runtime ?? 'nodejs20') as DeployRequest['runtime'],
+      runtime: (str(values, 'runtime') ?? manifest.runtime ?? 'nodejs22') as DeployRequest['runtime'],
       handler: str(values, 'handler') ?? manifest.handler ?? 'index.handler',
     };
     for (const [field, flag] of NUMBER_FLAGS) {

@@ -19,6 +19,7 @@ import type { Principal } from '../../infra/tenancy/roles.js';
 import type { GatewayContext } from '../context.js';
 import { authorizeFunction } from '../auth.js';
 import { callFunction, checkAsyncEventSize, submitAsync, traced, type CallTarget } from '../invocations/call.js';
+import { streamFunction } from '../invocations/streamed-call.js';
 import { registerCallLimit } from '../invocations/call-limit.js';
 import { lambdaCaller } from '../lambda/caller.js';
 import { functionErrorPayload, registerLambdaErrors } from '../lambda/errors.js';
@@ -73,8 +74,15 @@ export function lambdaInvokeRoutes(app: FastifyInstance, ctx: GatewayContext): v
       if (type === 'DryRun') return reply.status(204).send();
       if (type === 'Event') throw invalidRequest('X-Amz-Invocation-Type', 'InvokeWithResponseStream takes RequestResponse or DryRun');
       return traced(ctx, request, reply, target.fn.name, async (span) => {
-        // A function deployed BUFFERED streams its whole payload as one chunk, as Lambda does. A
-        // streaming call path plugs in here as another ChunkSource (gateway/lambda/event-stream.ts).
+        // A function deployed RESPONSE_STREAM whose handler streams sends its bytes as they come;
+        // any other streams its whole payload as one chunk, as Lambda does.
+        if (target.fn.invokeMode === 'RESPONSE_STREAM') {
+          const source = await streamedSource(ctx, request, reply, target, span, tail);
+          return reply
+            .status(200)
+            .type('application/vnd.amazon.eventstream')
+            .send(Readable.from(eventStream(source)));
+        }
         const result = await callBuffered(ctx, request, reply, target, span, tail);
         const source: ChunkSource = wholePayload(
           result.error ? Buffer.alloc(0) : result.payload,
@@ -138,6 +146,53 @@ async function callBuffered(
   const id = String(reply.getHeader('x-skiff-invocation-id') ?? '');
   void reply.header('x-amzn-requestid', id);
   return { payload, error, logResult: tail === undefined ? undefined : await tail.take(id, ctx.config.lambda.logTailWaitMs) };
+}
+
+/**
+ * A call of a RESPONSE_STREAM function as a chunk source: a streaming handler's bytes as they come
+ * (the prelude of HttpResponseStream.from included, as Lambda passes it on), or a handler's whole
+ * answer as one chunk. A failure before the first byte is answered as callBuffered's; one part way
+ * ends the stream with InvokeComplete naming it.
+ */
+async function streamedSource(
+  ctx: GatewayContext,
+  request: LambdaRequest,
+  reply: FastifyReply,
+  target: CallTarget,
+  span: Span,
+  withTail: boolean,
+): Promise<ChunkSource> {
+  const tail = withTail ? await LogTail.open(ctx, target.fn.name, request.log) : undefined;
+  const logResult = async (): Promise<{ LogResult?: string }> =>
+    logField(tail === undefined ? undefined : await tail.take(String(reply.getHeader('x-skiff-invocation-id') ?? ''), ctx.config.lambda.logTailWaitMs));
+  let answer: Awaited<ReturnType<typeof streamFunction>>;
+  try {
+    answer = await streamFunction(ctx, target, parseEvent(request.body), span, reply);
+  } catch (thrown) {
+    const failed = isSkiffError(thrown) ? functionErrorPayload(thrown) : undefined;
+    if (failed === undefined) {
+      await tail?.close();
+      throw thrown;
+    }
+    const complete = { ErrorCode: failed.errorType, ErrorDetails: JSON.stringify(failed), ...(await logResult()) };
+    return wholePayload(Buffer.alloc(0), complete);
+  } finally {
+    void reply.header('x-amzn-requestid', String(reply.getHeader('x-skiff-invocation-id') ?? ''));
+  }
+  if (!answer.streamed) return wholePayload(Buffer.from(JSON.stringify(answer.value ?? null)), await logResult());
+  const { chunks } = answer;
+  let failure: FunctionErrorPayload | undefined;
+  return {
+    chunks: (async function* () {
+      try {
+        for await (const chunk of chunks) yield chunk;
+      } catch (thrown) {
+        if (!isSkiffError(thrown)) throw thrown;
+        failure = functionErrorPayload(thrown);
+      }
+    })(),
+    complete: async () => ({ ...(failure ? { ErrorCode: failure.errorType, ErrorDetails: JSON.stringify(failure) } : {}), ...(await logResult()) }),
+  };
 }
 
 function oneOf<T extends string>(request: FastifyRequest, header: string, allowed: readonly T[], fallback: T): T {

@@ -217,7 +217,7 @@ t.test('ls and info, for people and with --json', async (t) => {
   const table = await skiff(['ls']);
   t.equal(table.code, 0, table.stderr);
   t.match(table.stdout, /^NAME\s+TENANT\s+VERSION\s+RUNTIME\s+MEMORY\s+TIMEOUT\s+DEPLOYED$/m, "an admin key's list has the TENANT column");
-  t.match(table.stdout, /^cli-app\s+default\s+1\s+nodejs20\s+256 MB\s+30000 ms\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/m);
+  t.match(table.stdout, /^cli-app\s+default\s+1\s+nodejs22\s+256 MB\s+30000 ms\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/m);
 
   const listed = await skiff(['ls', '--json']);
   t.equal(listed.code, 0, listed.stderr);
@@ -256,10 +256,10 @@ t.test('versions lists them newest first; rollback makes one current again and c
   t.equal(rows.length, 2, 'two versions');
   t.match(
     rows[0],
-    new RegExp(`^2\\s+\\*\\s+nodejs20\\s+app\\.handler\\s+192 MB\\s+30000 ms\\s+none\\s+${firstImage.split('@sha256:')[1]?.slice(0, 12)}\\s+\\d{4}-`),
+    new RegExp(`^2\\s+\\*\\s+nodejs22\\s+app\\.handler\\s+192 MB\\s+30000 ms\\s+none\\s+${firstImage.split('@sha256:')[1]?.slice(0, 12)}\\s+\\d{4}-`),
     'version 2 first, current',
   );
-  t.match(rows[1], /^1\s+nodejs20\s+app\.handler\s+256 MB\s/, 'then version 1, not current');
+  t.match(rows[1], /^1\s+nodejs22\s+app\.handler\s+256 MB\s/, 'then version 1, not current');
 
   const back = await skiff(['rollback', 'cli-app', '1']);
   t.equal(back.code, 0, back.stderr);
@@ -654,7 +654,7 @@ t.test('tenants, keys, whoami and audit: an admin makes a tenant and its keys; e
   const deployed = await skiffAs(developer, ['deploy', dir, '--quiet']);
   t.equal(deployed.code, 0, deployed.stderr);
   const adminList = await skiff(['ls']);
-  t.match(adminList.stdout, /^cli-tenant-app\s+cli-acme\s+1\s+nodejs20\s/m, 'admin: with its tenant');
+  t.match(adminList.stdout, /^cli-tenant-app\s+cli-acme\s+1\s+nodejs22\s/m, 'admin: with its tenant');
   t.match(adminList.stdout, /^locked\s+default\s+/m, "and the default tenant's functions");
   const filtered = await skiff(['ls', '--tenant', 'cli-acme']);
   t.equal(filtered.code, 0, filtered.stderr);

@@ -81,6 +81,8 @@ t.test(
       SKIFF_RUN_DIR: runDir,
       SKIFF_GATEWAY_HOST: host,
       SKIFF_POOL_SIZE: '1',
+      // As in the test platform: the one runtime its functions use is pooled.
+      SKIFF_POOL_RUNTIMES: 'nodejs20',
       // As in the test platform: calls make their instances (no instance preloaded at deploy).
       SKIFF_PRELOAD_ON_DEPLOY: '0',
       SKIFF_WORKER_CAPACITY_MB: '2048',

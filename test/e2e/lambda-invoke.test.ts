@@ -2,7 +2,8 @@
  * The Lambda Invoke API through the real AWS SDK (@aws-sdk/client-lambda) against a real gateway:
  * the three invocation types, log tails, function errors, Lambda's error types for unknown
  * functions, bad signatures, unknown keys and refused roles, qualifiers and ARNs, and
- * InvokeWithResponseStream over a buffered function.
+ * InvokeWithResponseStream over a buffered function and over a streaming one (its bytes as
+ * PayloadChunks; a failure part way named in InvokeComplete).
  */
 import t, { type Test } from 'tap';
 import { openDatabase } from '../../infra/db/database.js';
@@ -179,4 +180,38 @@ t.test('InvokeWithResponseStream streams a buffered function’s payload as one 
   t.same(JSON.parse(Buffer.from(chunks[0]?.PayloadChunk?.Payload ?? new Uint8Array()).toString('utf8')), { v: 2, got: { s: 1 } });
   t.ok(events.at(-1)?.InvokeComplete, 'InvokeComplete ends the stream');
   t.equal(events.at(-1)?.InvokeComplete?.ErrorCode, undefined, 'with no error');
+});
+
+const STREAMING = `export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+  for (const part of ['one,', 'two,', 'three']) {
+    responseStream.write(part);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  if (event.fail) throw new RangeError('failed part way');
+  responseStream.end();
+});`;
+
+t.test('InvokeWithResponseStream streams a RESPONSE_STREAM function’s bytes; a failure part way ends it with InvokeComplete naming it', async (t) => {
+  const deployed = await deploy({ name: 'lam-stream', handler: 'index.handler', invokeMode: 'RESPONSE_STREAM' }, { 'index.mjs': STREAMING });
+  t.equal(deployed.status, 201, await deployed.clone().text());
+  const read = async (payload: unknown): Promise<{ bytes: string; chunks: number; complete: InvokeWithResponseStreamResponseEvent['InvokeComplete'] }> => {
+    const out = await admin().send(new InvokeWithResponseStreamCommand({ FunctionName: 'lam-stream', Payload: Buffer.from(JSON.stringify(payload)) }));
+    t.equal(out.StatusCode, 200);
+    const events: InvokeWithResponseStreamResponseEvent[] = [];
+    for await (const event of out.EventStream ?? []) events.push(event);
+    const chunks = events.filter((e) => e.PayloadChunk !== undefined);
+    return {
+      bytes: chunks.map((e) => Buffer.from(e.PayloadChunk?.Payload ?? new Uint8Array()).toString('utf8')).join(''),
+      chunks: chunks.length,
+      complete: events.at(-1)?.InvokeComplete,
+    };
+  };
+  const ok = await read({});
+  t.equal(ok.bytes, 'one,two,three', 'the bytes the handler wrote, in order');
+  t.ok(ok.chunks >= 1, `in ${ok.chunks} PayloadChunk(s)`);
+  t.ok(ok.complete, 'InvokeComplete ends the stream');
+  t.equal(ok.complete?.ErrorCode, undefined, 'with no error');
+  const failed = await read({ fail: true });
+  t.equal(failed.complete?.ErrorCode, 'RangeError', 'a handler that throws part way: InvokeComplete names the error');
+  t.match(JSON.parse(failed.complete?.ErrorDetails ?? '{}'), { errorMessage: 'failed part way', errorType: 'RangeError' });
 });

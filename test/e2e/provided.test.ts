@@ -13,7 +13,7 @@ import { NODE_RUNTIME_API_CLIENT } from '../support/runtime-api-client.js';
 
 let platform: Platform;
 t.before(async () => {
-  platform = await startPlatform();
+  platform = await startPlatform({ SKIFF_POOL_RUNTIMES: 'nodejs20,provided' });
 });
 t.teardown(async () => {
   await platform?.stop();

@@ -9,7 +9,7 @@ import { startPlatform, type Platform } from '../support/platform.js';
 
 let platform: Platform;
 t.before(async () => {
-  platform = await startPlatform();
+  platform = await startPlatform({ SKIFF_POOL_RUNTIMES: 'nodejs20,python3.11' });
 });
 t.teardown(async () => {
   await platform?.stop();

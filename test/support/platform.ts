@@ -62,6 +62,8 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
     SKIFF_GATEWAY_PORT: '0',
     SKIFF_FUNCTIONS_PORT: '0',
     SKIFF_POOL_SIZE: '1',
+    // Most tests call nodejs20 functions only; a test of another runtime pools it too (python.test.ts).
+    SKIFF_POOL_RUNTIMES: 'nodejs20',
     // A first call is cold in tests unless a test asks for preloading (SKIFF_PRELOAD_ON_DEPLOY: '1').
     SKIFF_PRELOAD_ON_DEPLOY: '0',
     SKIFF_WORKER_CAPACITY_MB: '4096',
@@ -112,6 +114,7 @@ export async function startPlatform(env: Record<string, string> = {}): Promise<P
       SKIFF_RUN_DIR: `/run/skiff/w-${tag}${id}`,
       SKIFF_UID_BASE: String(uidBase),
       SKIFF_POOL_SIZE: '1',
+      SKIFF_POOL_RUNTIMES: config.worker.pool.runtimes.join(','),
       SKIFF_PRELOAD_ON_DEPLOY: config.worker.preloadOnDeploy ? '1' : '0',
       SKIFF_WORKER_CAPACITY_MB: '4096',
       SKIFF_HEARTBEAT_MS: config.worker.heartbeatMs.toString(),

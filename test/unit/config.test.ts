@@ -70,6 +70,7 @@ t.test('defaults', async (t) => {
     uidBase: 1_000_000,
     pool: {
       floor: Math.floor(totalmem() / 1024 / 1024 / 24 / 10 / RUNTIMES.length),
+      runtimes: RUNTIMES,
       max: 1000,
       windowMs: 30_000,
       refillConcurrency: Math.max(1, Math.floor(availableParallelism() / 2)),
@@ -149,7 +150,7 @@ t.test('values from the environment', async (t) => {
 
 t.test('the pool follows demand between a floor and a max, or is pinned to one size', async (t) => {
   const c = loadConfig({ SKIFF_POOL_FLOOR: '3', SKIFF_POOL_MAX: '40', SKIFF_POOL_WINDOW_MS: '5000', SKIFF_POOL_REFILL_CONCURRENCY: '3' });
-  t.same(c.worker.pool, { floor: 3, max: 40, windowMs: 5000, refillConcurrency: 3, footprintMb: 10 });
+  t.same(c.worker.pool, { floor: 3, max: 40, windowMs: 5000, refillConcurrency: 3, footprintMb: 10, runtimes: RUNTIMES });
   t.equal(loadConfig({ SKIFF_POOL_MAX: '0' }).worker.pool.floor, 0, 'the default floor stays under the max');
   rejects(t, { SKIFF_POOL_FLOOR: '41', SKIFF_POOL_MAX: '40' }, 'SKIFF_POOL_FLOOR');
   rejects(t, { SKIFF_POOL_SIZE: '2', SKIFF_POOL_FLOOR: '1' }, 'SKIFF_POOL_SIZE');
@@ -332,4 +333,10 @@ t.test('SKIFF_WARM_PATH is on or off', async (t) => {
   for (const on of ['1', 'true', 'on', 'YES']) t.equal(loadConfig({ SKIFF_WARM_PATH: on }).gateway.warmPath, true, `${on} is on`);
   for (const off of ['0', 'false', 'off', 'No']) t.equal(loadConfig({ SKIFF_WARM_PATH: off }).gateway.warmPath, false, `${off} is off`);
   for (const bad of ['maybe', '2', 'enabled']) rejects(t, { SKIFF_WARM_PATH: bad }, 'SKIFF_WARM_PATH');
+});
+
+t.test('SKIFF_POOL_RUNTIMES names the runtimes pooled', async (t) => {
+  t.same(loadConfig({ SKIFF_POOL_RUNTIMES: 'nodejs22, python3.11,nodejs22' }).worker.pool.runtimes, ['nodejs22', 'python3.11']);
+  t.same(loadConfig({ SKIFF_POOL_RUNTIMES: '' }).worker.pool.runtimes, RUNTIMES, 'empty: every one');
+  rejects(t, { SKIFF_POOL_RUNTIMES: 'nodejs20,cobol' }, 'SKIFF_POOL_RUNTIMES');
 });
