@@ -27,9 +27,18 @@ const RESULTS_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '
 
 /**
  * What the bench's platform changes from `npm start`'s defaults: the tenant's calls/s quota (1,000
- * by default) would otherwise be what warm calls/s measures.
+ * by default) would otherwise be what warm calls/s measures; only nodejs20, the runtime of every
+ * function it calls, is pooled (its default floor), since the other four runtimes' pools would be
+ * made while it measures (about 80 creations on 24 GiB, a minute and more of both cores); and no
+ * instance is preloaded at deploy.
  */
-const PLATFORM_ENV: Record<string, string> = { SKIFF_TENANT_CALLS_PER_SECOND: '1000000' };
+const PLATFORM_ENV: Record<string, string> = {
+  SKIFF_TENANT_CALLS_PER_SECOND: '1000000',
+  SKIFF_POOL_RUNTIMES: 'nodejs20',
+  // Cold starts are what the cold figures measure: a deploy's preloaded instance would make each
+  // first call warm (that saving is measured apart: bench/pool-burst.ts, docs/SANDBOXES.md).
+  SKIFF_PRELOAD_ON_DEPLOY: '0',
+};
 
 /** The density platform: no pool, room and limits for N instances of one tenant's one function. */
 function densityEnv(target: number): Record<string, string> {

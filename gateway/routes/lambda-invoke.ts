@@ -135,17 +135,20 @@ async function callBuffered(
   try {
     payload = Buffer.from(JSON.stringify((await callFunction(ctx, target, event, span, reply)) ?? null));
   } catch (thrown) {
-    const failed = isSkiffError(thrown) ? functionErrorPayload(thrown) : undefined;
-    if (failed === undefined) {
-      await tail?.close();
-      throw thrown;
-    }
-    error = failed;
-    payload = Buffer.from(JSON.stringify(failed));
+    error = await asFunctionError(thrown, tail);
+    payload = Buffer.from(JSON.stringify(error));
   }
   const id = String(reply.getHeader('x-skiff-invocation-id') ?? '');
   void reply.header('x-amzn-requestid', id);
   return { payload, error, logResult: tail === undefined ? undefined : await tail.take(id, ctx.config.lambda.logTailWaitMs) };
+}
+
+/** A call's failure as Lambda's function error payload; any other failure (the platform's) is thrown on, the tail closed. */
+async function asFunctionError(thrown: unknown, tail: LogTail | undefined): Promise<FunctionErrorPayload> {
+  const failed = isSkiffError(thrown) ? functionErrorPayload(thrown) : undefined;
+  if (failed !== undefined) return failed;
+  await tail?.close();
+  throw thrown;
 }
 
 /**
@@ -169,11 +172,7 @@ async function streamedSource(
   try {
     answer = await streamFunction(ctx, target, parseEvent(request.body), span, reply);
   } catch (thrown) {
-    const failed = isSkiffError(thrown) ? functionErrorPayload(thrown) : undefined;
-    if (failed === undefined) {
-      await tail?.close();
-      throw thrown;
-    }
+    const failed = await asFunctionError(thrown, tail);
     const complete = { ErrorCode: failed.errorType, ErrorDetails: JSON.stringify(failed), ...(await logResult()) };
     return wholePayload(Buffer.alloc(0), complete);
   } finally {
