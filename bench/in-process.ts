@@ -29,7 +29,7 @@ import { keyCheckCost } from './tenancy.js';
 import { lambdaInvokeCost } from './lambda-invoke.js';
 import { providedCost } from './provided.js';
 import { table, writeResults, type Results } from './report.js';
-import { mean, percentiles, round } from './stats.js';
+import { busyNote, mean, percentiles, round } from './stats.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS_FILE = join(HERE, '..', '..', 'bench', 'results', 'in-process.json');
@@ -410,10 +410,8 @@ try {
   await cleanUp();
 }
 results.machine.loadavg.end = loadavg();
-const [startLoad = 0] = results.machine.loadavg.start;
-// The build that `npm run bench` runs just before adds about 1 to this; more means other work.
-if (startLoad > 1.5)
-  results.notes.push(`the machine was busy when the run began (load average ${startLoad.toFixed(2)} over the last minute): figures may be pessimistic`);
+const busy = busyNote(results.machine.loadavg.start);
+if (busy) results.notes.push(busy);
 results.samples = {
   coldStarts: N.coldStarts,
   warmCalls: N.warmCalls,

@@ -27,3 +27,10 @@ export function round(value: number, digits = 3): number {
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
 }
+
+/** A note for results whose run began on a busy machine (1-minute load average at the start); none if it was quiet. */
+export function busyNote(loadAtStart: readonly number[]): string | undefined {
+  const [load = 0] = loadAtStart;
+  // The build that `npm run bench` runs just before adds about 1 to this; more means other work.
+  return load > 1.5 ? `the machine was busy when the run began (load average ${load.toFixed(2)} over the last minute): figures may be pessimistic` : undefined;
+}

@@ -18,16 +18,14 @@ const DIRECT_CALLS = 2000;
 const IN_FLIGHT = 32;
 const DIRECT_MS = 3000;
 
+/** Every baseline not measured (yet). */
+export function noBaselines(): Baselines {
+  return { runcRunPerCallMs: null, serialCreationPerSec: null, nodeSpawnPerCallMs: null, directSocketMs: null, directSocketPerSec: null, healthzPerSec: null };
+}
+
 /** Each baseline that fails is null, with a note; the others still run. */
 export async function measureBaselines(root: string, progress: (line: string) => void, notes: string[]): Promise<Baselines> {
-  const b: Baselines = {
-    runcRunPerCallMs: null,
-    serialCreationPerSec: null,
-    nodeSpawnPerCallMs: null,
-    directSocketMs: null,
-    directSocketPerSec: null,
-    healthzPerSec: null,
-  };
+  const b = noBaselines();
   const attempt = async (what: string, work: () => Promise<void>): Promise<void> => {
     progress(what);
     await work().catch((error: Error) => {

@@ -19,7 +19,8 @@ import { progress, startServices } from '../harness.js';
 import { closeClient, deploy } from '../http.js';
 import { Caller } from '../load.js';
 import { instances, poolsFull, scrape } from '../scrape.js';
-import { measureBaselines } from './baselines.js';
+import { measureBaselines, noBaselines } from './baselines.js';
+import { busyNote } from '../stats.js';
 import type { Figure, FigureContext } from './figure.js';
 import { deployedTable, writeDeployedResults, type DeployedResults } from './report.js';
 
@@ -76,14 +77,7 @@ export async function runDeployed(run: DeployedRun): Promise<void> {
     shape: 'deployed',
     machine: { cpus: cpus().length, node: process.version, kernel: release(), loadavg: { start: loadavg(), end: [] } },
     env,
-    baselines: {
-      runcRunPerCallMs: null,
-      serialCreationPerSec: null,
-      nodeSpawnPerCallMs: null,
-      directSocketMs: null,
-      directSocketPerSec: null,
-      healthzPerSec: null,
-    },
+    baselines: noBaselines(),
     figures: {},
     ...(previous?.density ? { density: previous.density } : {}),
     notes: [
@@ -200,10 +194,8 @@ export async function runDeployed(run: DeployedRun): Promise<void> {
     await cleanUp();
   }
   results.machine.loadavg.end = loadavg();
-  const [startLoad = 0] = results.machine.loadavg.start;
-  // The build that `npm run bench` runs just before adds about 1 to this; more means other work.
-  if (startLoad > 1.5)
-    results.notes.push(`the machine was busy when the run began (load average ${startLoad.toFixed(2)} over the last minute): figures may be pessimistic`);
+  const busy = busyNote(results.machine.loadavg.start);
+  if (busy) results.notes.push(busy);
   // A `--density` run changes only the density entry of the last results (its own `at` says when).
   const written: DeployedResults =
     run.density !== undefined && previous?.at ? { ...(previous as DeployedResults), ...(results.density ? { density: results.density } : {}) } : results;

@@ -27,7 +27,7 @@ import { finishAsync, type AsyncCallDeps } from '../calls/async-calls.js';
 import type { InvocationJob } from '../queue/jobs.js';
 import type { KeySpace } from '../queue/names.js';
 import { finishSync } from '../calls/sync-calls.js';
-import { closeStraightCalls, finishStraight, pendingCalls, takeUnread, type StraightCall } from '../queue/straight-calls.js';
+import { closeStraightCalls, finishStraight, pendingCalls, takeUnread, toPlace, type StraightCall } from '../queue/straight-calls.js';
 
 /** A fresh shared-queue id for a call taken back (its earlier jobs may still exist). */
 const backId = (data: InvocationJob): string => `${data.id}-${data.attempt}-back-${Date.now()}`;
@@ -55,8 +55,7 @@ async function takeBackStarted(o: RecoveryDeps, shared: Queue<InvocationJob>, da
     await finishAsync(o.asyncCalls, data, { id: data.id, ok: false, error: error.toBody() });
     result.retried++;
   } else if (data.fn.idempotent) {
-    const { warm: _straight, ...call } = data; // placed by a scheduler now, wherever it goes
-    await shared.add('invoke', call, { jobId: backId(data) });
+    await shared.add('invoke', toPlace(data), { jobId: backId(data) }); // placed by a scheduler now, wherever it goes
     result.replaced++;
   } else {
     await finishSync(o, data, { id: data.id, ok: false, error: error.toBody() });
@@ -80,8 +79,7 @@ async function placeAgain(
   result: RecoveryResult,
 ): Promise<void> {
   for (const { job } of calls) {
-    const { warm: _straight, ...data } = job;
-    await shared.add('invoke', data, { jobId: backId(data) });
+    await shared.add('invoke', toPlace(job), { jobId: backId(job) });
     result.replaced++;
   }
   await finishStraight(

@@ -23,6 +23,12 @@ const MAX_LEN = 100_000;
 /** Entries taken at once when taking calls back. */
 const SWEEP_COUNT = 500;
 
+/** A straight call as the shared queue takes it, for a scheduler to place: no longer marked `warm`. */
+export function toPlace(job: InvocationJob): InvocationJob {
+  const { warm: _straight, ...call } = job;
+  return call;
+}
+
 /** One call read off a node's stream. */
 export interface StraightCall {
   /** The stream entry's id, to acknowledge it by. */

@@ -52,6 +52,7 @@ if (!existsSync('/usr/bin/python3.11')) {
 
     // The pool pre-creates python3.11 sandboxes too: the first call specializes one.
     t.ok(await eventually(() => (platform.worker.pool.sizes()['python3.11'] ?? 0) >= 1), 'a python3.11 sandbox is pooled');
+    t.same(Object.keys(platform.worker.pool.sizes()).sort(), ['nodejs20', 'python3.11'], 'only the runtimes SKIFF_POOL_RUNTIMES names are pooled');
     const coldStarted = performance.now();
     const first = await fetch(`${platform.fnUrl}/fn/py-hello/some/path?x=1`);
     const coldMs = performance.now() - coldStarted;

@@ -25,6 +25,7 @@ import type { Acquired, InstanceSet } from '../instances/instance-set.js';
 import { anchoredClock, type WorkerMetrics } from '../metrics.js';
 import { runCall, type RunCallDeps } from './run-call.js';
 import { StraightConsumer } from './straight-consumer.js';
+import { toPlace } from '../../infra/queue/straight-calls.js';
 
 export interface NodeQueueConsumerOptions {
   id: string;
@@ -172,13 +173,12 @@ export class NodeQueueConsumer {
 
   /** A straight call that found no free instance here: to the shared queue, as the gateway would have sent it. */
   private async toScheduler(data: InvocationJob): Promise<void> {
-    const { warm: _straight, ...call } = data;
     this.shared ??= new Queue<InvocationJob>(this.o.keys.invocationQueue, {
       connection: this.o.redis,
       prefix: this.o.keys.bullPrefix,
       defaultJobOptions: { removeOnComplete: true, removeOnFail: 1000 },
     });
     // Its own id: the gateway queued nothing under the call's id, but a hand-back must never collide with one.
-    await this.shared.add('invoke', call, { jobId: `${data.id}-${data.attempt}-unwarmed` });
+    await this.shared.add('invoke', toPlace(data), { jobId: `${data.id}-${data.attempt}-unwarmed` });
   }
 }
