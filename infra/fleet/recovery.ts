@@ -27,7 +27,7 @@ import { finishAsync, type AsyncCallDeps } from '../calls/async-calls.js';
 import type { InvocationJob } from '../queue/jobs.js';
 import type { KeySpace } from '../queue/names.js';
 import { finishSync } from '../calls/sync-calls.js';
-import { closeStraightCalls, finishStraight, pendingCalls, takeUnread, toPlace, type StraightCall } from '../queue/straight-calls.js';
+import { closeForTakeBack, finishStraight, pendingCalls, takeUnread, toPlace, type StraightCall } from '../queue/straight-calls.js';
 
 /** A fresh shared-queue id for a call taken back (its earlier jobs may still exist). */
 const backId = (data: InvocationJob): string => `${data.id}-${data.attempt}-back-${Date.now()}`;
@@ -77,6 +77,7 @@ async function placeAgain(
   nodeId: string,
   calls: readonly StraightCall[],
   result: RecoveryResult,
+  stream?: string,
 ): Promise<void> {
   for (const { job } of calls) {
     await shared.add('invoke', toPlace(job), { jobId: backId(job) });
@@ -87,6 +88,7 @@ async function placeAgain(
     o.keys,
     nodeId,
     calls.map((c) => c.entryId),
+    stream,
   );
 }
 
@@ -100,10 +102,12 @@ export async function handBackStraightCalls(o: RecoveryDeps, nodeId: string): Pr
   const shared = sharedQueue(o);
   const result: RecoveryResult = { replaced: 0, retried: 0, answered: 0 };
   try {
-    await placeAgain(o, shared, nodeId, [...(await pendingCalls(o.redis, o.keys, nodeId)), ...(await takeUnread(o.redis, o.keys, nodeId))], result);
-    await closeStraightCalls(o.redis, o.keys, nodeId);
-    // A gateway that had not yet seen the node go could append between the sweep and the delete.
-    await placeAgain(o, shared, nodeId, await takeUnread(o.redis, o.keys, nodeId), result);
+    // Closed first, so that an append of a gateway that has not yet seen the node go fails rather than being lost.
+    const closed = await closeForTakeBack(o.redis, o.keys, nodeId);
+    if (closed === undefined) return result;
+    const left = [...(await pendingCalls(o.redis, o.keys, nodeId, closed)), ...(await takeUnread(o.redis, o.keys, nodeId, closed))];
+    await placeAgain(o, shared, nodeId, left, result, closed);
+    await o.redis.del(closed);
     return result;
   } finally {
     await shared.close();
@@ -130,11 +134,15 @@ export async function takeBackCalls(o: RecoveryDeps, nodeId: string, includeStar
     if (!includeStarted) return result;
     const why = `the worker node running this call (${nodeId}) was lost; the call may not have run`;
     for (const job of await nodeQueue.getJobs(['active'])) await takeBackStarted(o, shared, job.data, why, result);
-    const started = await pendingCalls(o.redis, o.keys, nodeId);
-    for (const { job } of started) await takeBackStarted(o, shared, job, why, result);
-    // The node is gone: nothing of its queue is needed any more (active jobs included), nor its stream.
+    // The stream closed first, so that no append lands after the last look at it (it would be lost).
+    const closed = await closeForTakeBack(o.redis, o.keys, nodeId);
+    if (closed !== undefined) {
+      await placeAgain(o, shared, nodeId, await takeUnread(o.redis, o.keys, nodeId, closed), result, closed);
+      for (const { job } of await pendingCalls(o.redis, o.keys, nodeId, closed)) await takeBackStarted(o, shared, job, why, result);
+      await o.redis.del(closed);
+    }
+    // The node is gone: nothing of its queue is needed any more (active jobs included).
     await nodeQueue.obliterate({ force: true });
-    await closeStraightCalls(o.redis, o.keys, nodeId);
     return result;
   } finally {
     await Promise.all([nodeQueue.close(), shared.close()]);

@@ -56,9 +56,22 @@ export async function openStraightCalls(redis: Redis, keys: KeySpace, nodeId: st
   }
 }
 
-/** Deletes the node's stream (what was in it must have been taken back first). */
-export async function closeStraightCalls(redis: Redis, keys: KeySpace, nodeId: string): Promise<void> {
-  await redis.del(keys.straightCalls(nodeId));
+/**
+ * Closes the node's stream to gateways before its calls are taken back: renamed away in one
+ * command, so an append from then on fails (and its gateway goes through a scheduler) instead of
+ * landing between the last look at the stream and its deletion, where it would be lost. The
+ * stream under its new name (returned; undefined if there was none) holds what is left, group
+ * and pending list included, for {@link takeUnread} and {@link pendingCalls}; delete it after.
+ */
+export async function closeForTakeBack(redis: Redis, keys: KeySpace, nodeId: string): Promise<string | undefined> {
+  const closed = `${keys.straightCalls(nodeId)}:closed:${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    await redis.rename(keys.straightCalls(nodeId), closed);
+  } catch (error) {
+    if (/no such key/i.test((error as Error).message)) return undefined;
+    throw error;
+  }
+  return closed;
 }
 
 /**
@@ -89,19 +102,27 @@ export async function readStraight(
 }
 
 /** The call of entry `entryId` is answered: it leaves the pending list and the stream (sent together: one round trip). */
-export async function finishStraight(redis: Redis, keys: KeySpace, nodeId: string, entryIds: readonly string[]): Promise<void> {
+export async function finishStraight(
+  redis: Redis,
+  keys: KeySpace,
+  nodeId: string,
+  entryIds: readonly string[],
+  key = keys.straightCalls(nodeId),
+): Promise<void> {
   if (entryIds.length === 0) return;
-  const key = keys.straightCalls(nodeId);
   await Promise.all([redis.xack(key, GROUP, ...entryIds), redis.xdel(key, ...entryIds)]);
 }
 
-/** Calls on the stream no one has read yet, taken off it for someone else to run (each read once: as consumer `recovery`). */
-export async function takeUnread(redis: Redis, keys: KeySpace, nodeId: string): Promise<StraightCall[]> {
+/**
+ * Calls on the stream no one has read yet, taken off it for someone else to run (each read once: as
+ * consumer `recovery`). `key`: the stream, if not the node's open one (a closed one).
+ */
+export async function takeUnread(redis: Redis, keys: KeySpace, nodeId: string, key = keys.straightCalls(nodeId)): Promise<StraightCall[]> {
   const taken: StraightCall[] = [];
   for (;;) {
     let batch: StraightCall[];
     try {
-      const reply = (await redis.xreadgroup('GROUP', GROUP, 'recovery', 'COUNT', SWEEP_COUNT, 'STREAMS', keys.straightCalls(nodeId), '>')) as StreamReply;
+      const reply = (await redis.xreadgroup('GROUP', GROUP, 'recovery', 'COUNT', SWEEP_COUNT, 'STREAMS', key, '>')) as StreamReply;
       batch = entries(reply);
     } catch (error) {
       if (/NOGROUP/.test((error as Error).message)) return taken; // no stream: nothing to take
@@ -112,9 +133,8 @@ export async function takeUnread(redis: Redis, keys: KeySpace, nodeId: string): 
   }
 }
 
-/** Calls read from the stream and not yet answered (its pending list), with their jobs. */
-export async function pendingCalls(redis: Redis, keys: KeySpace, nodeId: string): Promise<StraightCall[]> {
-  const key = keys.straightCalls(nodeId);
+/** Calls read from the stream and not yet answered (its pending list), with their jobs. `key` as for {@link takeUnread}. */
+export async function pendingCalls(redis: Redis, keys: KeySpace, nodeId: string, key = keys.straightCalls(nodeId)): Promise<StraightCall[]> {
   const found: StraightCall[] = [];
   let start = '-';
   for (;;) {
